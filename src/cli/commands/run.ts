@@ -1,0 +1,229 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { PipelineRun, type RunSummary } from '../../engine/run.ts';
+import { defaultRegistry } from '../../registry.ts';
+import { SluiceError } from '../../sdk/errors.ts';
+import { loadPipeline, type Pipeline } from '../../spec/validate.ts';
+import { EXIT } from '../exit-codes.ts';
+import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
+import { createLogger, isLogLevel } from '../logger.ts';
+import { defineCommand, parseCommand, parseParams } from '../options.ts';
+import { ProgressReporter } from '../progress.ts';
+
+export const runCommand = defineCommand({
+  name: 'run',
+  usage: 'sluice run FILE [--param KEY=VALUE]... [--dry-run]',
+  summary: 'Run a pipeline to completion on the embedded engine, with live progress and a summary.',
+  positionals: ['FILE'],
+  options: {
+    param: {
+      type: 'string',
+      multiple: true,
+      value: 'KEY=VALUE',
+      description: 'Sets ${param:KEY} in the spec.',
+    },
+    'dry-run': {
+      type: 'boolean',
+      description:
+        'Validate the spec and print the plan (operators, settings, outputs) without reading a record.',
+    },
+    'run-dir': {
+      type: 'string',
+      value: 'DIR',
+      default: '.sluice/runs',
+      description: 'Folder under which each run gets its own directory (run.json, default errors.jsonl).',
+    },
+    progress: {
+      type: 'string',
+      value: 'MODE',
+      default: 'auto',
+      description: 'auto (a live line on a terminal, plain lines otherwise), live, plain or none.',
+    },
+    'progress-interval': {
+      type: 'string',
+      value: 'SECONDS',
+      default: '10',
+      description: 'Seconds between plain progress lines.',
+    },
+    'log-level': {
+      type: 'string',
+      value: 'LEVEL',
+      default: 'warn',
+      description: 'debug, info, warn or error.',
+    },
+    'log-format': {
+      type: 'string',
+      value: 'FORMAT',
+      default: 'text',
+      description: 'text or json (pino lines on stderr).',
+    },
+    json: { type: 'boolean', description: 'Print the run summary as JSON instead of a table.' },
+  },
+});
+
+export async function run(argv: string[]): Promise<number> {
+  const { options, positionals } = parseCommand(runCommand, argv);
+  const file = positionals[0]!;
+  const level = options['log-level'] ?? 'warn';
+  if (!isLogLevel(level))
+    throw new SluiceError('SLUICE_USAGE', `--log-level takes debug, info, warn or error, got "${level}"`);
+  const format = options['log-format'] ?? 'text';
+  if (format !== 'text' && format !== 'json') {
+    throw new SluiceError('SLUICE_USAGE', `--log-format takes text or json, got "${format}"`);
+  }
+  const progressMode = options.progress ?? 'auto';
+  if (!['auto', 'live', 'plain', 'none'].includes(progressMode)) {
+    throw new SluiceError(
+      'SLUICE_USAGE',
+      `--progress takes auto, live, plain or none, got "${progressMode}"`,
+    );
+  }
+  const interval = Number(options['progress-interval'] ?? '10');
+  if (!(interval > 0))
+    throw new SluiceError('SLUICE_USAGE', '--progress-interval takes a positive number of seconds');
+
+  const registry = defaultRegistry();
+  const pipeline = await loadPipeline({ file, params: parseParams(options.param), registry });
+  const usesStdout = pipeline.sinks.some((s) => s.component === 'stdout');
+  const report = usesStdout ? process.stderr : process.stdout;
+
+  if (options['dry-run']) {
+    report.write(`${describePlan(pipeline)}\n`);
+    return EXIT.ok;
+  }
+
+  const runId = `${pipeline.metadata.name}-${timestamp()}-${randomBytes(2).toString('hex')}`;
+  const runDir = path.resolve(options['run-dir'] ?? '.sluice/runs', runId);
+  await mkdir(runDir, { recursive: true });
+
+  const live = progressMode === 'live' || (progressMode === 'auto' && process.stderr.isTTY === true);
+  const plain = progressMode === 'plain' || (progressMode === 'auto' && !process.stderr.isTTY);
+  let liveShown = false;
+  const clearLive = () => {
+    if (liveShown) process.stderr.write('\r\x1b[2K');
+    liveShown = false;
+  };
+  const logger = createLogger({ level, format, bindings: { run_id: runId }, beforeWrite: clearLive });
+  const pipelineRun = new PipelineRun({ pipeline, runId, runDir, logger });
+
+  const progress = new ProgressReporter();
+  const timer = live
+    ? setInterval(() => {
+        process.stderr.write(`\r\x1b[2K${progress.line(pipelineRun.progress())}`);
+        liveShown = true;
+      }, 250)
+    : plain
+      ? setInterval(
+          () => process.stderr.write(`progress: ${progress.line(pipelineRun.progress())}\n`),
+          interval * 1000,
+        )
+      : undefined;
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    clearLive();
+    if (signals === 1) {
+      process.stderr.write(
+        `${signal}: draining and committing what was read; send it again to stop at once\n`,
+      );
+      pipelineRun.stop();
+    } else {
+      process.stderr.write(`${signal}: stopping at once; uncommitted output is discarded\n`);
+      pipelineRun.abort();
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let summary: RunSummary;
+  try {
+    summary = await pipelineRun.run();
+  } finally {
+    if (timer) clearInterval(timer);
+    clearLive();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const summaryFile = path.join(runDir, 'run.json');
+  await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
+
+  if (options.json) report.write(`${JSON.stringify(summary, null, 2)}\n`);
+  else report.write(`${describeSummary(summary, summaryFile)}\n`);
+  if (summary.status === 'succeeded') return EXIT.ok;
+  if (summary.status === 'interrupted') return EXIT.interrupted;
+  return EXIT.failed;
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+}
+
+export function describeSummary(s: RunSummary, summaryFile: string): string {
+  const table = renderTable(
+    ['operator', 'kind', 'component', 'in', 'out', 'filtered', 'failed', 'time'],
+    s.operators.map((o) => [
+      o.name,
+      o.kind,
+      o.component,
+      o.in,
+      o.out,
+      o.filtered,
+      o.failed,
+      formatDuration(o.time_ms),
+    ]),
+  );
+  const lines = [
+    '',
+    table,
+    '',
+    `${statusWord(s)} in ${formatDuration(s.elapsed_ms)}: ${formatCount(s.records.read)} read, ` +
+      `${formatCount(s.records.written)} written, ${formatCount(s.records.filtered)} filtered, ` +
+      `${formatCount(s.records.failed)} failed (${formatRate(s.records_per_second)})`,
+  ];
+  if (s.status === 'interrupted') {
+    const fraction =
+      s.input_fraction === null ? '' : ` (${(s.input_fraction * 100).toFixed(1)}% of the input)`;
+    const where = Object.entries(s.positions)
+      .map(([partition, offset]) => `${partition} @ ${offset}`)
+      .join(', ');
+    lines.push(
+      `stopped after ${formatCount(s.records.read)} records${fraction}; last committed: ${where || 'nothing'}`,
+    );
+  }
+  if (s.failure) lines.push(`failure: ${s.failure.code}: ${s.failure.message}`);
+  for (const [sink, files] of Object.entries(s.outputs)) {
+    if (files.length)
+      lines.push(`${sink}: ${files.length === 1 ? files[0] : `${files.length} files, e.g. ${files[0]}`}`);
+  }
+  if (s.errors.count) {
+    const codes = Object.entries(s.errors.by_code)
+      .map(([code, n]) => `${code} ${formatCount(n)}`)
+      .join(', ');
+    lines.push(`errors: ${codes} → ${s.errors.outputs.join(', ') || 'errors sink'}`);
+  }
+  lines.push(`summary: ${summaryFile}`);
+  return lines.join('\n');
+}
+
+function statusWord(s: RunSummary): string {
+  return { succeeded: 'succeeded', failed: 'FAILED', interrupted: 'interrupted' }[s.status];
+}
+
+export function describePlan(p: Pipeline): string {
+  const rows: string[][] = [['source', p.source.component, p.bounded ? 'bounded' : 'unbounded']];
+  for (const s of p.steps) rows.push(['step', `${s.name} (${s.component})`, '']);
+  for (const s of p.sinks)
+    rows.push(['sink', `${s.name} (${s.component})`, s.route ? `route: ${s.route}` : '']);
+  rows.push(['errors', p.errors ? p.errors.component : 'file (errors.jsonl in the run directory)', '']);
+  const st = p.settings;
+  return [
+    `${p.file}: valid; plan of pipeline ${p.metadata.name} (dry run: nothing read or written)`,
+    '',
+    renderTable(['role', 'operator', 'notes'], rows),
+    '',
+    `batch_size ${st.batch_size} · queue_depth ${st.queue_depth} · checkpoint_interval ${st.checkpoint_interval}` +
+      ` · max_errors ${st.error_policy.max_errors ?? 'unlimited'} · max_error_rate ${st.error_policy.max_error_rate ?? 'unlimited'}`,
+  ].join('\n');
+}

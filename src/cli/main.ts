@@ -1,0 +1,59 @@
+import { SluiceError } from '../sdk/errors.ts';
+import { SpecInvalidError } from '../spec/validate.ts';
+import { components, componentsCommand } from './commands/components.ts';
+import { run, runCommand } from './commands/run.ts';
+import { schema, schemaCommand } from './commands/schema.ts';
+import { validate, validateCommand } from './commands/validate.ts';
+import { EXIT } from './exit-codes.ts';
+import { type CommandSpec, helpText } from './options.ts';
+
+export const COMMANDS: { spec: CommandSpec; handler: (argv: string[]) => Promise<number> }[] = [
+  { spec: runCommand, handler: run },
+  { spec: validateCommand, handler: validate },
+  { spec: schemaCommand, handler: schema },
+  { spec: componentsCommand, handler: components },
+];
+
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.spec.name.length));
+  return [
+    'sluice: batch and streaming record pipelines from a YAML spec',
+    '',
+    'usage: sluice COMMAND [options]   (sluice COMMAND --help for its options)',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.spec.name.padEnd(width)}  ${c.spec.summary}`),
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${overview()}\n`);
+    return name ? EXIT.ok : EXIT.usage;
+  }
+  const command = COMMANDS.find((c) => c.spec.name === name);
+  if (!command) {
+    process.stderr.write(`sluice: unknown command "${name}"\n\n${overview()}\n`);
+    return EXIT.usage;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${helpText(command.spec)}\n`);
+    return EXIT.ok;
+  }
+  try {
+    return await command.handler(rest);
+  } catch (err) {
+    if (err instanceof SpecInvalidError) {
+      process.stderr.write(`${err.message}\n`);
+      return EXIT.specInvalid;
+    }
+    if (err instanceof SluiceError && err.code === 'SLUICE_USAGE') {
+      process.stderr.write(`sluice ${name}: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    const code = err instanceof SluiceError ? `${err.code}: ` : '';
+    process.stderr.write(`sluice ${name}: ${code}${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT.failed;
+  }
+}

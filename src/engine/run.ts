@@ -1,0 +1,454 @@
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileSink } from '../connectors/file/index.ts';
+import { SluiceError, toSluiceError } from '../sdk/errors.ts';
+import type {
+  ComponentContext,
+  Logger,
+  Rejection,
+  SinkInstance,
+  SluiceRecord,
+  SourceInstance,
+  SourceProgress,
+  StepInstance,
+} from '../sdk/types.ts';
+import { parseDuration } from '../spec/duration.ts';
+import type { Pipeline, SinkUse } from '../spec/validate.ts';
+import { type CompiledCondition, compileCondition } from '../sql/index.ts';
+import { ErrorChannel } from './error-channel.ts';
+import { BoundedQueue } from './queue.ts';
+import { OperatorStats, type OperatorSummary } from './stats.ts';
+
+export type RunStatus = 'succeeded' | 'failed' | 'interrupted';
+
+export interface RunSummary {
+  run_id: string;
+  pipeline: string;
+  spec: string;
+  status: RunStatus;
+  started_at: string;
+  ended_at: string;
+  elapsed_ms: number;
+  records: { read: number; written: number; filtered: number; failed: number };
+  records_per_second: number;
+  /** How much of a bounded input was consumed (0..1), when the source can tell. */
+  input_fraction: number | null;
+  operators: OperatorSummary[];
+  outputs: Record<string, string[]>;
+  errors: { count: number; by_code: Record<string, number>; outputs: string[] };
+  checkpoints: { count: number; last_at: string | null };
+  /** Last committed offset per source partition: where a resumed run would start. */
+  positions: Record<string, number>;
+  failure: { code: string; message: string } | null;
+}
+
+export interface RunProgress {
+  elapsedMs: number;
+  read: number;
+  written: number;
+  failed: number;
+  filtered: number;
+  source: SourceProgress;
+}
+
+export interface RunOptions {
+  pipeline: Pipeline;
+  runId: string;
+  /** Where the default errors sink writes (errors.jsonl). */
+  runDir: string;
+  logger: Logger;
+}
+
+type QueueItem =
+  | { kind: 'batch'; records: SluiceRecord[] }
+  | { kind: 'barrier'; positions: Map<string, number> };
+
+interface SinkSlot {
+  use: SinkUse;
+  instance: SinkInstance;
+  stats: OperatorStats;
+  route?: CompiledCondition;
+}
+
+/**
+ * One run of a pipeline: source → steps → router → sinks, joined by bounded queues, with an
+ * errors sink beside them. `stop()` drains gracefully (stop reading, finish what is in flight,
+ * commit); `abort()` stops at once and discards what was not committed.
+ */
+export class PipelineRun {
+  readonly #options: RunOptions;
+  readonly #pipeline: Pipeline;
+  readonly #stopSource = new AbortController();
+  readonly #hardStop = new AbortController();
+  readonly #queues: BoundedQueue<QueueItem>[] = [];
+  readonly #positions = new Map<string, number>();
+  #committedPositions = new Map<string, number>();
+  #failure: SluiceError | undefined;
+  #interrupted = false;
+  #started = 0;
+  #sourceStats: OperatorStats;
+  #stepStats: OperatorStats[];
+  #routeStats: OperatorStats | undefined;
+  #sinkSlots: SinkSlot[] = [];
+  #errors: ErrorChannel | undefined;
+  #errorSink: SinkInstance | undefined;
+  #source: SourceInstance | undefined;
+  #checkpoints = 0;
+  #lastCheckpoint: Date | undefined;
+
+  constructor(options: RunOptions) {
+    this.#options = options;
+    this.#pipeline = options.pipeline;
+    this.#sourceStats = new OperatorStats('source', 'source', this.#pipeline.source.component);
+    this.#stepStats = this.#pipeline.steps.map((s) => new OperatorStats(s.name, 'step', s.component));
+    if (this.#pipeline.sinks.some((s) => s.route !== undefined)) {
+      this.#routeStats = new OperatorStats('route', 'route', 'route');
+    }
+  }
+
+  /** Graceful stop (first SIGINT): stop reading, drain what is in flight, commit, report. */
+  stop(): void {
+    if (this.#stopSource.signal.aborted) return;
+    this.#interrupted = true;
+    this.#options.logger.warn('stopping: no more records will be read; draining and committing');
+    this.#stopSource.abort();
+  }
+
+  /** Hard stop (second SIGINT): end at once, discard uncommitted output. Error records are kept. */
+  abort(): void {
+    this.#interrupted = true;
+    this.#fail(new SluiceError('SLUICE_INTERRUPTED', 'stopped at once by a second signal'));
+  }
+
+  progress(): RunProgress {
+    return {
+      elapsedMs: this.#started ? performance.now() - this.#started : 0,
+      read: this.#sourceStats.out,
+      written: this.#sinkSlots.reduce((n, s) => n + s.stats.out, 0),
+      failed: this.#errors?.total ?? 0,
+      filtered: this.#stepStats.reduce((n, s) => n + s.filtered, 0),
+      source: this.#source?.progress?.() ?? {},
+    };
+  }
+
+  async run(): Promise<RunSummary> {
+    const startedAt = new Date();
+    this.#started = performance.now();
+    const steps: StepInstance[] = [];
+    try {
+      await this.#open(steps);
+      await this.#execute(steps);
+      this.#errors?.checkAtEnd();
+      if (this.#failure) throw this.#failure;
+      // Commit in order: data first, errors last, so a crash between leaves errors to replay, not lose.
+      await Promise.all(this.#sinkSlots.map((s) => s.instance.close()));
+      this.#committedPositions = new Map(this.#positions);
+      await this.#errors?.settled();
+      await this.#errorSink?.close();
+    } catch (err) {
+      if (!this.#failure) this.#failure = toSluiceError(err);
+      await this.#cleanUpAfterFailure();
+    } finally {
+      await Promise.allSettled(steps.map((s) => s.close?.()));
+      await this.#source?.close().catch(() => {});
+    }
+    return this.#summary(startedAt);
+  }
+
+  async #open(steps: StepInstance[]): Promise<void> {
+    const { pipeline, runId, logger } = this.#options;
+    const ctx = (signal: AbortSignal): ComponentContext => ({
+      signal,
+      logger,
+      baseDir: pipeline.baseDir,
+      pipelineName: pipeline.metadata.name,
+      runId,
+      batchSize: pipeline.settings.batch_size,
+    });
+    const sourceSignal = AbortSignal.any([this.#stopSource.signal, this.#hardStop.signal]);
+    const errorsUse = pipeline.errors ?? {
+      def: fileSink,
+      component: 'file',
+      name: 'errors',
+      config: fileSink.config.parse({
+        path: path.join(this.#options.runDir, 'errors.jsonl'),
+        format: 'jsonl',
+      }),
+      path: ['errors'],
+    };
+    // The default errors file lives in the run directory whatever the spec's directory is.
+    const errorsCtx = pipeline.errors
+      ? ctx(this.#hardStop.signal)
+      : { ...ctx(this.#hardStop.signal), baseDir: '/' };
+    const errorSink = await errorsUse.def.create(errorsUse.config as never, errorsCtx);
+    this.#errorSink = errorSink;
+    this.#errors = new ErrorChannel({
+      sink: errorSink,
+      stats: new OperatorStats('errors', 'errors', errorsUse.component),
+      policy: pipeline.settings.error_policy,
+      pipeline: pipeline.metadata.name,
+      runId,
+      recordsRead: () => this.#sourceStats.in,
+      onLimit: (error) => this.#fail(error),
+    });
+    for (const use of pipeline.sinks) {
+      const instance = await use.def.create(use.config as never, ctx(this.#hardStop.signal));
+      this.#sinkSlots.push({
+        use,
+        instance,
+        stats: new OperatorStats(use.name, 'sink', use.component),
+        ...(use.route !== undefined ? { route: await compileCondition(use.route) } : {}),
+      });
+    }
+    for (const use of pipeline.steps)
+      steps.push(await use.def.create(use.config as never, ctx(this.#hardStop.signal)));
+    this.#source = await pipeline.source.def.create(pipeline.source.config as never, ctx(sourceSignal));
+  }
+
+  async #execute(steps: StepInstance[]): Promise<void> {
+    const depth = this.#pipeline.settings.queue_depth;
+    for (let i = 0; i <= steps.length; i++) this.#queues.push(new BoundedQueue<QueueItem>(depth));
+    const loops = [
+      this.#sourceLoop(this.#queues[0]!),
+      ...steps.map((step, i) =>
+        this.#stepLoop(step, this.#stepStats[i]!, this.#queues[i]!, this.#queues[i + 1]!),
+      ),
+      this.#sinkLoop(this.#queues[steps.length]!),
+    ];
+    const results = await Promise.allSettled(loops);
+    for (const r of results) if (r.status === 'rejected') this.#fail(r.reason);
+    if (this.#failure) throw this.#failure;
+  }
+
+  #fail(reason: unknown): void {
+    if (!this.#failure) this.#failure = toSluiceError(reason);
+    this.#stopSource.abort();
+    this.#hardStop.abort(this.#failure);
+    for (const q of this.#queues) q.fail(this.#failure);
+  }
+
+  async #sourceLoop(out: BoundedQueue<QueueItem>): Promise<void> {
+    const source = this.#source!;
+    const stats = this.#sourceStats;
+    const origin = { stage: 'source' as const, operator: 'source', component: stats.component };
+    const interval = parseDuration(this.#pipeline.settings.checkpoint_interval) ?? 60_000;
+    let lastBarrier = performance.now();
+    const iterator = source.read()[Symbol.asyncIterator]();
+    const stopped = new Promise<'stopped'>((resolve) => {
+      if (this.#stopSource.signal.aborted) resolve('stopped');
+      this.#stopSource.signal.addEventListener('abort', () => resolve('stopped'), { once: true });
+    });
+    try {
+      for (;;) {
+        const started = performance.now();
+        const next = await Promise.race([iterator.next(), stopped]);
+        if (next === 'stopped' || next.done) break;
+        const { records, rejected } = next.value;
+        const failed = rejected?.length ?? 0;
+        stats.count(records.length + failed, records.length, failed, performance.now() - started);
+        for (const record of records) {
+          const pos = record.meta.position;
+          if (pos) this.#positions.set(pos.partition, pos.offset);
+        }
+        if (rejected?.length) {
+          for (const r of rejected)
+            if (r.position) this.#positions.set(r.position.partition, r.position.offset);
+          await this.#errors!.report(origin, rejected);
+        }
+        if (records.length) await out.push({ kind: 'batch', records });
+        if (performance.now() - lastBarrier >= interval) {
+          lastBarrier = performance.now();
+          await out.push({ kind: 'barrier', positions: new Map(this.#positions) });
+        }
+      }
+    } finally {
+      out.close();
+    }
+  }
+
+  async #stepLoop(
+    step: StepInstance,
+    stats: OperatorStats,
+    input: BoundedQueue<QueueItem>,
+    out: BoundedQueue<QueueItem>,
+  ): Promise<void> {
+    const origin = { stage: 'step' as const, operator: stats.name, component: stats.component };
+    try {
+      for await (const item of input) {
+        if (item.kind === 'barrier') {
+          await out.push(item);
+          continue;
+        }
+        const started = performance.now();
+        const result = await step.process(item.records);
+        const failed = result.rejected?.length ?? 0;
+        stats.count(item.records.length, result.records.length, failed, performance.now() - started);
+        if (failed) await this.#errors!.report(origin, result.rejected!);
+        if (result.records.length) await out.push({ kind: 'batch', records: result.records });
+      }
+      if (step.finish && !this.#failure) {
+        const started = performance.now();
+        const result = await step.finish();
+        const failed = result.rejected?.length ?? 0;
+        stats.count(0, result.records.length, failed, performance.now() - started);
+        if (failed) await this.#errors!.report(origin, result.rejected!);
+        if (result.records.length) await out.push({ kind: 'batch', records: result.records });
+      }
+    } finally {
+      out.close();
+    }
+  }
+
+  async #sinkLoop(input: BoundedQueue<QueueItem>): Promise<void> {
+    for await (const item of input) {
+      if (item.kind === 'barrier') {
+        await this.#checkpoint(item.positions);
+        continue;
+      }
+      const routed = this.#route(item.records);
+      if (routed.unmatched.length) {
+        const rejections = routed.unmatched.map((record) => ({
+          record,
+          error: new SluiceError('SLUICE_ROUTE_UNMATCHED', 'the record matched no sink route'),
+        }));
+        await this.#errors!.report({ stage: 'route', operator: 'route', component: 'route' }, rejections);
+      }
+      await Promise.all(this.#sinkSlots.map((slot, i) => this.#write(slot, routed.perSink[i]!)));
+    }
+  }
+
+  #route(records: SluiceRecord[]): { perSink: SluiceRecord[][]; unmatched: SluiceRecord[] } {
+    if (!this.#routeStats) return { perSink: this.#sinkSlots.map(() => records), unmatched: [] };
+    const started = performance.now();
+    const perSink: SluiceRecord[][] = this.#sinkSlots.map(() => []);
+    const unmatched: SluiceRecord[] = [];
+    for (const record of records) {
+      let matched = false;
+      this.#sinkSlots.forEach((slot, i) => {
+        if (!slot.route || slot.route(record.value)) {
+          perSink[i]!.push(record);
+          matched = true;
+        }
+      });
+      if (!matched) unmatched.push(record);
+    }
+    this.#routeStats.count(
+      records.length,
+      records.length - unmatched.length,
+      unmatched.length,
+      performance.now() - started,
+    );
+    return { perSink, unmatched };
+  }
+
+  /** Writes with retries for retriable errors (exponential backoff, full jitter). */
+  async #write(slot: SinkSlot, records: SluiceRecord[]): Promise<void> {
+    if (!records.length) return;
+    const { attempts, initial_backoff, max_backoff } = this.#pipeline.settings.sink_retry;
+    const base = parseDuration(initial_backoff) ?? 100;
+    const cap = parseDuration(max_backoff) ?? 10_000;
+    const origin = { stage: 'sink' as const, operator: slot.use.name, component: slot.use.component };
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      try {
+        const result = await slot.instance.write(records);
+        const failed = result?.rejected?.length ?? 0;
+        slot.stats.count(records.length, records.length - failed, failed, performance.now() - started);
+        if (failed) await this.#errors!.report(origin, result!.rejected!);
+        return;
+      } catch (err) {
+        const error = toSluiceError(err, 'SLUICE_SINK_IO');
+        if (this.#hardStop.signal.aborted) throw error;
+        if (error.retriable && attempt < attempts) {
+          const wait = Math.random() * Math.min(cap, base * 2 ** (attempt - 1));
+          this.#options.logger.warn(`sink ${slot.use.name}: write failed, retrying`, {
+            attempt,
+            of: attempts,
+            wait_ms: Math.round(wait),
+            error: error.message,
+          });
+          await sleep(wait, undefined, { signal: this.#hardStop.signal }).catch(() => {});
+          continue;
+        }
+        slot.stats.count(records.length, 0, records.length, performance.now() - started);
+        const rejections: Rejection[] = records.map((record) => ({ record, error, attempts: attempt }));
+        await this.#errors!.report(origin, rejections);
+        return;
+      }
+    }
+  }
+
+  async #checkpoint(positions: Map<string, number>): Promise<void> {
+    await Promise.all(this.#sinkSlots.map((s) => s.instance.commit()));
+    await this.#errors!.settled();
+    await this.#errorSink!.commit();
+    this.#committedPositions = positions;
+    this.#checkpoints++;
+    this.#lastCheckpoint = new Date();
+  }
+
+  async #cleanUpAfterFailure(): Promise<void> {
+    const { logger } = this.#options;
+    await Promise.all(
+      this.#sinkSlots.map((s) =>
+        s.instance
+          .abort()
+          .catch((err) => logger.error(`sink ${s.use.name}: abort failed`, { error: String(err) })),
+      ),
+    );
+    // Error records explain the failure: they are committed, never discarded.
+    await this.#errors?.settled();
+    await this.#errorSink
+      ?.close()
+      .catch((err) => logger.error('errors sink: close failed', { error: String(err) }));
+  }
+
+  #summary(startedAt: Date): RunSummary {
+    const ended = new Date();
+    const elapsed = performance.now() - this.#started;
+    const operators = [
+      this.#sourceStats,
+      ...this.#stepStats,
+      ...(this.#routeStats ? [this.#routeStats] : []),
+      ...this.#sinkSlots.map((s) => s.stats),
+      ...(this.#errors ? [this.#errors.stats] : []),
+    ].map((s) => s.toJSON());
+    const progress = this.#source?.progress?.();
+    const fraction =
+      progress?.bytesTotal && progress.bytesRead !== undefined
+        ? Math.min(1, progress.bytesRead / progress.bytesTotal)
+        : progress?.recordsTotal
+          ? Math.min(1, this.#sourceStats.out / progress.recordsTotal)
+          : null;
+    const failure = this.#failure;
+    const status: RunStatus = this.#interrupted ? 'interrupted' : failure ? 'failed' : 'succeeded';
+    const read = this.#sourceStats.in;
+    return {
+      run_id: this.#options.runId,
+      pipeline: this.#pipeline.metadata.name,
+      spec: this.#pipeline.file,
+      status,
+      started_at: startedAt.toISOString(),
+      ended_at: ended.toISOString(),
+      elapsed_ms: Math.round(elapsed),
+      records: {
+        read,
+        written: this.#sinkSlots.reduce((n, s) => n + s.stats.out, 0),
+        filtered: this.#stepStats.reduce((n, s) => n + s.filtered, 0),
+        failed: this.#errors?.total ?? 0,
+      },
+      records_per_second: elapsed > 0 ? Math.round((read / elapsed) * 1000) : 0,
+      input_fraction: fraction,
+      operators,
+      outputs: Object.fromEntries(this.#sinkSlots.map((s) => [s.use.name, s.instance.outputs?.() ?? []])),
+      errors: {
+        count: this.#errors?.total ?? 0,
+        by_code: Object.fromEntries(this.#errors?.byCode ?? []),
+        outputs: this.#errorSink?.outputs?.() ?? [],
+      },
+      checkpoints: { count: this.#checkpoints, last_at: this.#lastCheckpoint?.toISOString() ?? null },
+      positions: Object.fromEntries(this.#committedPositions),
+      failure: failure ? { code: failure.code, message: failure.message } : null,
+    };
+  }
+}

@@ -1,0 +1,73 @@
+import { fileSink, fileSource } from './connectors/file/index.ts';
+import { generateSource } from './connectors/generate/index.ts';
+import { stdinSource, stdoutSink } from './connectors/stdio/index.ts';
+import type {
+  ComponentDefinition,
+  ComponentKind,
+  SinkDefinition,
+  SourceDefinition,
+  StepDefinition,
+} from './sdk/types.ts';
+import { filterStep } from './steps/filter/index.ts';
+import { scriptStep } from './steps/script/index.ts';
+import { sqlStep } from './steps/sql/index.ts';
+import { validateStep } from './steps/validate/index.ts';
+
+/** Components by kind and name. Built-in components are registered exactly like plugins. */
+export class Registry {
+  readonly #byKind: { [K in ComponentKind]: Map<string, ComponentDefinition> } = {
+    source: new Map(),
+    step: new Map(),
+    sink: new Map(),
+  };
+
+  constructor(components: readonly ComponentDefinition[] = []) {
+    for (const component of components) this.register(component);
+  }
+
+  register(component: ComponentDefinition): void {
+    const map = this.#byKind[component.kind];
+    if (map.has(component.name)) throw new Error(`${component.kind} "${component.name}" is registered twice`);
+    map.set(component.name, component);
+  }
+
+  source(name: string): SourceDefinition | undefined {
+    return this.#byKind.source.get(name) as SourceDefinition | undefined;
+  }
+
+  step(name: string): StepDefinition | undefined {
+    return this.#byKind.step.get(name) as StepDefinition | undefined;
+  }
+
+  sink(name: string): SinkDefinition | undefined {
+    return this.#byKind.sink.get(name) as SinkDefinition | undefined;
+  }
+
+  get(kind: ComponentKind, name: string): ComponentDefinition | undefined {
+    return this.#byKind[kind].get(name);
+  }
+
+  names(kind: ComponentKind): string[] {
+    return [...this.#byKind[kind].keys()].sort();
+  }
+
+  all(): ComponentDefinition[] {
+    return [...this.#byKind.source.values(), ...this.#byKind.step.values(), ...this.#byKind.sink.values()];
+  }
+}
+
+export const builtinComponents: readonly ComponentDefinition[] = [
+  fileSource,
+  stdinSource,
+  generateSource,
+  filterStep,
+  sqlStep,
+  validateStep,
+  scriptStep,
+  fileSink,
+  stdoutSink,
+] as ComponentDefinition[];
+
+export function defaultRegistry(): Registry {
+  return new Registry(builtinComponents);
+}

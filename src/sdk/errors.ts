@@ -1,0 +1,110 @@
+/**
+ * Errors are classes with stable string codes. Every code is listed in ERROR_CODES with a
+ * description; docs/errors.md is generated from that table and a test keeps it current.
+ */
+
+export const ERROR_CODES = {
+  SLUICE_SPEC_INVALID: {
+    retriable: false,
+    description: 'The pipeline spec failed validation; every problem is listed with its YAML line:column.',
+  },
+  SLUICE_SPEC_YAML: {
+    retriable: false,
+    description: 'The spec is not well-formed YAML.',
+  },
+  SLUICE_SPEC_VARIABLE: {
+    retriable: false,
+    description: 'A `${env:NAME}` or `${param:NAME}` placeholder names a variable that is not set.',
+  },
+  SLUICE_USAGE: {
+    retriable: false,
+    description: 'The command line is wrong: an unknown command or option, or a missing argument.',
+  },
+  SLUICE_DECODE: {
+    retriable: false,
+    description:
+      'A source could not decode a record: a malformed CSV line, invalid JSON, a bad value for a declared column type.',
+  },
+  SLUICE_SOURCE_IO: {
+    retriable: true,
+    description: 'A source failed to read: a missing file, a permission error, a corrupt compressed stream.',
+  },
+  SLUICE_SINK_IO: {
+    retriable: true,
+    description: 'A sink failed to write or commit.',
+  },
+  SLUICE_SINK_REJECTED: {
+    retriable: false,
+    description: 'A sink refused a record, for example a value its format cannot hold.',
+  },
+  SLUICE_EXPR_INVALID: {
+    retriable: false,
+    description:
+      'A SQL expression in the spec does not parse, or uses a construct outside the supported subset.',
+  },
+  SLUICE_EXPR_EVAL: {
+    retriable: false,
+    description:
+      'A SQL expression failed on one record (a bad cast, an overflow); the record goes to the errors sink.',
+  },
+  SLUICE_SCHEMA_VIOLATION: {
+    retriable: false,
+    description: 'A record does not match the JSON Schema of a `validate` step.',
+  },
+  SLUICE_STEP_FAILED: {
+    retriable: false,
+    description: 'A step threw an error on a record that it did not classify itself.',
+  },
+  SLUICE_ROUTE_UNMATCHED: {
+    retriable: false,
+    description: 'A record matched the `route` of no sink.',
+  },
+  SLUICE_SCRIPT_INVALID: {
+    retriable: false,
+    description: 'A `script` module could not be loaded or does not export a step made with `defineStep`.',
+  },
+  SLUICE_ERROR_LIMIT: {
+    retriable: false,
+    description: 'The job failed because `max_errors` or `max_error_rate` was exceeded.',
+  },
+  SLUICE_INTERRUPTED: {
+    retriable: false,
+    description:
+      'The run was stopped by SIGINT or SIGTERM; what was read before the signal was drained and committed.',
+  },
+  SLUICE_INTERNAL: {
+    retriable: false,
+    description: 'An unexpected failure inside Sluice: please report it with the run.json.',
+  },
+} as const satisfies Record<string, { retriable: boolean; description: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface SluiceErrorOptions {
+  cause?: unknown;
+  /** Overrides the code's default. Retriable errors are retried by the engine with backoff. */
+  retriable?: boolean;
+  /** Structured facts for the error record: field, value, expected, line, ... */
+  details?: Record<string, unknown>;
+}
+
+export class SluiceError extends Error {
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: SluiceErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SluiceError';
+    this.code = code;
+    this.retriable = options.retriable ?? ERROR_CODES[code].retriable;
+    this.details = options.details;
+  }
+}
+
+/** Wraps anything thrown into a SluiceError, keeping the original as the cause. */
+export function toSluiceError(err: unknown, fallback: ErrorCode = 'SLUICE_INTERNAL'): SluiceError {
+  if (err instanceof SluiceError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new SluiceError(fallback, message, { cause: err });
+}

@@ -1,0 +1,172 @@
+import type { z } from 'zod';
+import type { SluiceError } from './errors.ts';
+
+/** A record's value is a row: field names to values (nested objects and arrays allowed). */
+export type RecordValue = Record<string, unknown>;
+
+/**
+ * Where a record came from, Kafka Connect style: a source partition (a file path, a topic
+ * partition, a table split) and an offset inside it. Offsets only increase within a partition;
+ * the engine saves the latest per partition as the checkpoint, so a source never persists state.
+ */
+export interface Position {
+  partition: string;
+  offset: number;
+}
+
+export interface RecordMeta {
+  key?: unknown;
+  headers?: Record<string, string>;
+  position?: Position;
+  /** Event time in milliseconds since the epoch. */
+  eventTime?: number;
+}
+
+export interface SluiceRecord<V extends RecordValue = RecordValue> {
+  value: V;
+  meta: RecordMeta;
+}
+
+/**
+ * A record that could not be processed. It becomes an error record in the errors sink; it is
+ * never dropped. `raw` carries the undecoded input (a CSV line, a JSON line) when there is no record.
+ */
+export interface Rejection {
+  record?: SluiceRecord;
+  raw?: string;
+  position?: Position;
+  error: SluiceError;
+  attempts?: number;
+}
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** What every component is handed when it is created. */
+export interface ComponentContext {
+  /** Aborted when the run is cancelled hard (second signal) or fails. */
+  signal: AbortSignal;
+  logger: Logger;
+  /** Directory of the spec file: relative paths in a config resolve against it. */
+  baseDir: string;
+  pipelineName: string;
+  runId: string;
+  /** Records per batch the engine asks for (settings.batch_size). */
+  batchSize: number;
+}
+
+// ---------------------------------------------------------------- sources
+
+export interface SourceBatch {
+  records: SluiceRecord[];
+  /** Input that could not be decoded: it goes to the errors sink, counted as failed by the source. */
+  rejected?: Rejection[];
+}
+
+export interface SourceProgress {
+  bytesRead?: number;
+  bytesTotal?: number;
+  recordsTotal?: number;
+}
+
+export interface SourceInstance {
+  /** Yields batches until the input ends (bounded) or the signal aborts. Records carry positions. */
+  read(): AsyncIterable<SourceBatch>;
+  /** How far the source is, for progress and ETA. Cheap: called several times a second. */
+  progress?(): SourceProgress;
+  /** Releases resources. Must be idempotent. */
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- steps
+
+export interface StepResult {
+  records: SluiceRecord[];
+  rejected?: Rejection[];
+}
+
+export interface StepInstance {
+  /** Maps a batch to a batch. Records not returned and not rejected count as filtered. */
+  process(batch: SluiceRecord[]): StepResult | Promise<StepResult>;
+  /** Called once when the input has ended, for steps that hold records back. */
+  finish?(): StepResult | Promise<StepResult>;
+  close?(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- sinks
+
+export interface SinkWriteResult {
+  rejected?: Rejection[];
+}
+
+export interface SinkInstance {
+  /**
+   * Writes a batch. Throwing a retriable SluiceError makes the engine retry the whole batch, so a
+   * write that throws must have written nothing that a retry would duplicate. Records the sink
+   * refuses individually are returned as rejected.
+   */
+  write(batch: SluiceRecord[]): Promise<SinkWriteResult | undefined>;
+  /** Makes everything written so far durable and visible (called on checkpoint). */
+  commit(): Promise<void>;
+  /** Commits and releases resources. Must be idempotent. */
+  close(): Promise<void>;
+  /** Discards what was not committed (temporary files, open transactions). Must be idempotent. */
+  abort(): Promise<void>;
+  /** Final names of what this sink made visible, for the summary. */
+  outputs?(): string[];
+}
+
+// ---------------------------------------------------------------- definitions
+
+export interface ComponentExample {
+  title: string;
+  /** The component's config as YAML, exactly as it stands under the component's name in a spec. */
+  yaml: string;
+}
+
+interface DefinitionBase<C extends z.ZodType> {
+  name: string;
+  summary: string;
+  description?: string;
+  /** The single source of validation, types, the JSON Schema and the reference docs. */
+  config: C;
+  /** When the config may be written as a bare string, the field that string fills (`sql: SELECT ...`). */
+  shorthand?: string;
+  examples: ComponentExample[];
+  /**
+   * Checks that need more than the schema (a SQL expression that must parse). Issues carry a path
+   * relative to the component's config.
+   */
+  check?(config: z.output<C>, ctx: { baseDir: string }): Promise<ConfigIssue[]>;
+}
+
+export interface ConfigIssue {
+  path: (string | number)[];
+  message: string;
+  /** A character offset inside the string at `path` (a SQL expression), for a precise column. */
+  offset?: number;
+}
+
+export interface SourceDefinition<C extends z.ZodType = z.ZodType> extends DefinitionBase<C> {
+  kind: 'source';
+  /** False for sources that never end by themselves (a rate-limited generator with no count). */
+  bounded(config: z.output<C>): boolean;
+  create(config: z.output<C>, ctx: ComponentContext): SourceInstance | Promise<SourceInstance>;
+}
+
+export interface StepDefinition<C extends z.ZodType = z.ZodType> extends DefinitionBase<C> {
+  kind: 'step';
+  create(config: z.output<C>, ctx: ComponentContext): StepInstance | Promise<StepInstance>;
+}
+
+export interface SinkDefinition<C extends z.ZodType = z.ZodType> extends DefinitionBase<C> {
+  kind: 'sink';
+  create(config: z.output<C>, ctx: ComponentContext): SinkInstance | Promise<SinkInstance>;
+}
+
+export type ComponentDefinition = SourceDefinition | StepDefinition | SinkDefinition;
+export type ComponentKind = ComponentDefinition['kind'];

@@ -1,0 +1,69 @@
+import { type Document, parse as parseYaml, Scalar, visit } from 'yaml';
+
+export interface Variables {
+  env: Record<string, string | undefined>;
+  params: Record<string, string>;
+}
+
+export interface InterpolationIssue {
+  /** Offset of the scalar in the YAML text. */
+  offset: number;
+  message: string;
+}
+
+const PROVIDERS = ['env', 'param'] as const;
+// `${env:NAME}`, `${param:NAME}`, `${env:NAME:-default}`; `$${...}` stands for a literal `${...}`.
+const PLACEHOLDER = /\$?\$\{([a-z]+):([A-Za-z_][A-Za-z0-9_.-]*)(?::-([^}]*))?\}/g;
+const WHOLE = /^\$\{[a-z]+:[A-Za-z_][A-Za-z0-9_.-]*(?::-[^}]*)?\}$/;
+
+/**
+ * Replaces placeholders in every string scalar of the document, in place. Substitution happens
+ * after parsing, so YAML positions stay true. A plain scalar that is exactly one placeholder takes
+ * the value's YAML type (`count: ${param:n}` with n=5 gives the number 5).
+ */
+export function interpolate(doc: Document, vars: Variables): InterpolationIssue[] {
+  const issues: InterpolationIssue[] = [];
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'string' || !node.value.includes('${')) return;
+      const original = node.value;
+      const offset = node.range?.[0] ?? 0;
+      const replaced = original.replace(
+        PLACEHOLDER,
+        (match, provider: string, name: string, fallback?: string) => {
+          if (match.startsWith('$$')) return match.slice(1);
+          const value = lookup(provider, name, vars);
+          if (value !== undefined) return value;
+          if (fallback !== undefined) return fallback;
+          issues.push({ offset, message: describeMissing(provider, name, vars) });
+          return match;
+        },
+      );
+      if (replaced === original) return;
+      if (node.type === Scalar.PLAIN && WHOLE.test(original.trim())) {
+        node.value = parseYaml(replaced) ?? replaced;
+      } else {
+        node.value = replaced;
+      }
+    },
+  });
+  return issues;
+}
+
+function lookup(provider: string, name: string, vars: Variables): string | undefined {
+  if (provider === 'env') return vars.env[name];
+  if (provider === 'param') return vars.params[name];
+  return undefined;
+}
+
+function describeMissing(provider: string, name: string, vars: Variables): string {
+  if (provider === 'env') {
+    return `environment variable ${name} is not set (\${env:${name}}); set it, or give a default with \${env:${name}:-value}`;
+  }
+  if (provider === 'param') {
+    const known = Object.keys(vars.params);
+    const given = known.length ? `params given: ${known.join(', ')}` : 'no params were given';
+    return `param ${name} is not set (\${param:${name}}); pass --param ${name}=VALUE (${given})`;
+  }
+  return `unknown variable provider "${provider}" in \${${provider}:${name}}; valid providers: ${PROVIDERS.join(', ')}`;
+}
