@@ -205,14 +205,16 @@ export function sourceConformance(name: string, opts: SourceConformanceOptions):
 
 // ---------------------------------------------------------------- sink checks
 
-/** A canonical text for a value: object keys sorted; bigint, Date, undefined and NaN kept apart. */
+/**
+ * A canonical text for a value, to compare records: object keys sorted, Date, bigint, NaN and
+ * Infinity kept apart from look-alike strings; an undefined property counts as absent.
+ */
 export function canonical(value: unknown): string {
-  return JSON.stringify(value, function (this: unknown, key: string, v: unknown) {
-    const raw = key === '' ? v : (this as Record<string, unknown>)[key];
-    if (raw instanceof Date) return { $date: raw.toISOString() };
+  return JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
+    const raw = this[key];
+    if (raw instanceof Date) return { $date: Number.isNaN(raw.getTime()) ? 'invalid' : raw.toISOString() };
     if (typeof raw === 'bigint') return { $bigint: raw.toString() };
     if (typeof raw === 'number' && !Number.isFinite(raw)) return { $number: String(raw) };
-    if (raw === undefined) return { $undefined: true };
     if (raw && typeof raw === 'object' && !Array.isArray(raw) && !(raw instanceof Uint8Array)) {
       const sorted: Record<string, unknown> = {};
       for (const k of Object.keys(raw).sort()) sorted[k] = (raw as Record<string, unknown>)[k];
@@ -298,7 +300,7 @@ export function sampleRecords(n = 250): RecordValue[] {
 export interface SinkConformanceOptions {
   /** Called once per check; each call must give a sink whose output readBack() then reads. */
   create: (ctx: ComponentContext) => Promise<SinkInstance> | SinkInstance;
-  /** Reads back what the most recently created sink made visible (committed). */
+  /** Reads back what the most recently created sink made visible (committed); [] when nothing is. */
   readBack: () => Promise<RecordValue[]>;
   /** Called before each check: clears whatever readBack() reads. */
   reset?: () => Promise<void> | void;
