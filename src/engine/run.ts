@@ -5,6 +5,7 @@ import { SluiceError, toSluiceError } from '../sdk/errors.ts';
 import type {
   ComponentContext,
   Logger,
+  Position,
   Rejection,
   SinkInstance,
   SluiceRecord,
@@ -234,25 +235,18 @@ export class PipelineRun {
     const interval = parseDuration(this.#pipeline.settings.checkpoint_interval) ?? 60_000;
     let lastBarrier = performance.now();
     const iterator = source.read()[Symbol.asyncIterator]();
-    const stopped = new Promise<'stopped'>((resolve) => {
-      if (this.#stopSource.signal.aborted) resolve('stopped');
-      this.#stopSource.signal.addEventListener('abort', () => resolve('stopped'), { once: true });
-    });
+    const signal = this.#stopSource.signal;
     try {
       for (;;) {
         const started = performance.now();
-        const next = await Promise.race([iterator.next(), stopped]);
-        if (next === 'stopped' || next.done) break;
+        const next = await nextOrStop(iterator, signal);
+        if (next === undefined || next.done) break;
         const { records, rejected } = next.value;
         const failed = rejected?.length ?? 0;
         stats.count(records.length + failed, records.length, failed, performance.now() - started);
-        for (const record of records) {
-          const pos = record.meta.position;
-          if (pos) this.#positions.set(pos.partition, pos.offset);
-        }
+        for (const record of records) this.#advance(record.meta.position);
         if (rejected?.length) {
-          for (const r of rejected)
-            if (r.position) this.#positions.set(r.position.partition, r.position.offset);
+          for (const r of rejected) this.#advance(r.position ?? r.record?.meta.position);
           await this.#errors!.report(origin, rejected);
         }
         if (records.length) await out.push({ kind: 'batch', records });
@@ -264,6 +258,14 @@ export class PipelineRun {
     } finally {
       out.close();
     }
+  }
+
+  /** Positions only move forward: a batch's rejections may sit before its last record. */
+  #advance(position: Position | undefined): void {
+    if (!position) return;
+    const current = this.#positions.get(position.partition);
+    if (current === undefined || position.offset > current)
+      this.#positions.set(position.partition, position.offset);
   }
 
   async #stepLoop(
@@ -450,5 +452,26 @@ export class PipelineRun {
       positions: Object.fromEntries(this.#committedPositions),
       failure: failure ? { code: failure.code, message: failure.message } : null,
     };
+  }
+}
+
+/**
+ * The next batch, or undefined once `signal` aborts. The abort listener is removed after every
+ * call: a promise that stays pending for the whole run would keep every batch reachable.
+ */
+async function nextOrStop<T>(
+  iterator: AsyncIterator<T>,
+  signal: AbortSignal,
+): Promise<IteratorResult<T> | undefined> {
+  if (signal.aborted) return undefined;
+  let onAbort: (() => void) | undefined;
+  const stopped = new Promise<undefined>((resolve) => {
+    onAbort = () => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([iterator.next(), stopped]);
+  } finally {
+    signal.removeEventListener('abort', onAbort!);
   }
 }

@@ -21,6 +21,7 @@ export const durationSchema = z
 
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms)) return '?';
+  if (ms < 1000) return `${Math.round(ms)}ms`;
   const s = Math.round(ms / 1000);
   if (s < 60) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
   const m = Math.floor(s / 60);

@@ -1,0 +1,2 @@
+export { fileSink, fileSinkConfig } from './sink.ts';
+export { fileSource, fileSourceConfig } from './source.ts';

@@ -1,0 +1,564 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { type Compression, compressionExtension, compressionFromPath } from '../../formats/compression.ts';
+import { csvWriteOptionsSchema } from '../../formats/csv.ts';
+import { createLineEncoder, type LineEncoder } from '../../formats/encode.ts';
+import { type DuckDB, openDuckDB, stagedJsonlToParquet, TypeTracker } from '../../formats/parquet.ts';
+import { defineSink } from '../../sdk/define.ts';
+import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
+import type {
+  ComponentContext,
+  RecordValue,
+  Rejection,
+  SinkInstance,
+  SinkWriteResult,
+  SluiceRecord,
+} from '../../sdk/types.ts';
+import { encodePartitionValue, type FileFormat, FORMATS, formatFromPath } from './paths.ts';
+import { TextFileWriter } from './writer.ts';
+
+const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$/i;
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+};
+
+/** Bytes from `1048576`, `"64MB"` or `"1GiB"`. */
+export function parseSize(size: number | string): number {
+  if (typeof size === 'number') return size;
+  const m = SIZE_RE.exec(size);
+  if (!m) throw new RangeError(`not a size: ${size}`);
+  return Math.floor(Number(m[1]) * (SIZE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? 1));
+}
+
+/** A path ending in a known data-file extension names one file; anything else is a directory. */
+export function isSingleFilePath(p: string): boolean {
+  return !/[\\/]$/.test(p) && formatFromPath(p) !== undefined;
+}
+
+export const fileSinkConfig = z
+  .object({
+    path: z
+      .string()
+      .min(1)
+      .describe(
+        'A directory, where part files `part-<run id>-<seq>.<ext>` are written, or a single file whose extension names ' +
+          'the format (`out/result.jsonl`, `.csv`, `.tsv`, `.ndjson`, `.json`, `.parquet`, optionally `.gz`/`.zst`). ' +
+          'Files are written under hidden temporary names and renamed into place when committed. A relative path ' +
+          'resolves against the spec file.',
+      ),
+    format: z
+      .enum(FORMATS)
+      .optional()
+      .describe(
+        'csv, jsonl or parquet. Required for a directory; for a single file, taken from its extension.',
+      ),
+    compression: z
+      .enum(['none', 'gzip', 'zstd'])
+      .optional()
+      .describe(
+        'Compression of csv and jsonl files (adds .gz or .zst to part names). Default: none, or what a single ' +
+          'file name ends with (.gz, .zst). For Parquet use parquet.compression.',
+      ),
+    csv: csvWriteOptionsSchema.prefault({}),
+    parquet: z
+      .object({
+        compression: z
+          .enum(['snappy', 'zstd', 'gzip', 'uncompressed'])
+          .default('zstd')
+          .describe('Parquet column compression.'),
+        row_group_size: z
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .describe('Rows per Parquet row group (DuckDB default: 122880).'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Parquet writing options.'),
+    roll: z
+      .object({
+        max_records: z
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .describe('Start a new part file after this many records.'),
+        max_bytes: z
+          .union([
+            z.number().int().min(1),
+            z.string().regex(SIZE_RE, 'a size such as 134217728, "128MB" or "1GiB"'),
+          ])
+          .optional()
+          .describe(
+            'Start a new part file once this many bytes were written to it (before compression; for Parquet, of ' +
+              'staged JSON): a number or "128MB", "1GiB".',
+          ),
+      })
+      .strict()
+      .optional()
+      .describe('When to start a new part file (directory paths only). Files also roll at every commit.'),
+    partition_by: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe(
+        'Fields to partition by, Hive style: `field=value/` folders (values %-encoded, null as ' +
+          '__HIVE_DEFAULT_PARTITION__). The fields are left out of the written records, as DuckDB and Hive do. ' +
+          'Directory paths only.',
+      ),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    if (isSingleFilePath(config.path)) {
+      const inferred = formatFromPath(config.path)!;
+      if (config.roll)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['roll'],
+          message: `roll needs a directory path; "${config.path}" names a single file (end the path with / to write part files)`,
+        });
+      if (config.partition_by)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['partition_by'],
+          message: `partition_by needs a directory path; "${config.path}" names a single file (end the path with / to write part files)`,
+        });
+      if (config.format && config.format !== inferred.format)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['format'],
+          message: `format ${config.format} does not match the file extension of "${config.path}" (${inferred.format})`,
+        });
+    } else if (!config.format) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['format'],
+        message: `format is required when path is a directory ("${config.path}"): one of ${FORMATS.join(', ')}; or give a file name such as out/result.jsonl`,
+      });
+    }
+    const format = config.format ?? formatFromPath(config.path)?.format;
+    if (format === 'parquet' && config.compression && config.compression !== 'none')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['compression'],
+        message: 'compression applies to csv and jsonl; for Parquet use parquet.compression',
+      });
+  });
+
+export type FileSinkConfig = z.output<typeof fileSinkConfig>;
+
+/** Open part files beyond this many (many partitions) are finished, oldest first. */
+const MAX_OPEN_FILES = 64;
+
+/** One output file being written: encoded text goes to the file (csv, jsonl) or to a staging file (parquet). */
+interface Part {
+  dir: string;
+  finalPath: string;
+  /** Hidden name in the same folder, renamed to finalPath on commit. */
+  tempPath: string;
+  /** Parquet only: the hidden JSON Lines staging file, and the sink's type tracker. */
+  stagingPath: string | undefined;
+  encoder: LineEncoder;
+  tracker: TypeTracker | undefined;
+  writer: TextFileWriter | undefined;
+  records: number;
+  bytes: number;
+}
+
+class FileSink implements SinkInstance {
+  readonly #ctx: ComponentContext;
+  readonly #format: FileFormat;
+  readonly #compression: Compression;
+  readonly #single: boolean;
+  readonly #root: string;
+  readonly #tsv: boolean;
+  readonly #csv: FileSinkConfig['csv'];
+  readonly #parquet: FileSinkConfig['parquet'];
+  readonly #maxRecords: number;
+  readonly #maxBytes: number;
+  readonly #partitionBy: string[] | undefined;
+  readonly #runId: string;
+  #seq = 0;
+  /**
+   * Parquet: field types over everything this sink wrote, so that its files (partitions, rolls)
+   * agree on one schema as far as the data allows (a file never gets a narrower type than the
+   * records seen before it was finished).
+   */
+  readonly #tracker: TypeTracker | undefined;
+  /** Open parts by folder (relative partition path, '' without partitioning). */
+  readonly #open = new Map<string, Part>();
+  /** Finished parts waiting for commit: [temp, final]. */
+  #finished: { tempPath: string; finalPath: string }[] = [];
+  /** Temporary files on disk that are not committed (deleted by abort). */
+  readonly #temps = new Set<string>();
+  readonly #createdDirs: string[] = [];
+  readonly #knownDirs = new Set<string>();
+  readonly #outputs: string[] = [];
+  #duckdb: Promise<DuckDB> | undefined;
+  #state: 'open' | 'closed' | 'aborted' = 'open';
+
+  constructor(config: FileSinkConfig, ctx: ComponentContext) {
+    this.#ctx = ctx;
+    this.#single = isSingleFilePath(config.path);
+    this.#root = path.resolve(ctx.baseDir, config.path);
+    const inferred = formatFromPath(config.path);
+    this.#format = config.format ?? inferred!.format;
+    this.#tsv = this.#single && inferred?.tsv === true;
+    this.#compression =
+      this.#format === 'parquet'
+        ? 'none'
+        : (config.compression ?? (this.#single ? compressionFromPath(config.path) : 'none'));
+    this.#csv = config.csv;
+    this.#parquet = config.parquet;
+    this.#maxRecords = config.roll?.max_records ?? Number.POSITIVE_INFINITY;
+    this.#maxBytes =
+      config.roll?.max_bytes !== undefined ? parseSize(config.roll.max_bytes) : Number.POSITIVE_INFINITY;
+    this.#partitionBy = config.partition_by;
+    this.#tracker = this.#format === 'parquet' ? new TypeTracker() : undefined;
+    this.#runId = ctx.runId.replace(/[^A-Za-z0-9._-]/g, '_') || 'run';
+  }
+
+  outputs(): string[] {
+    return [...this.#outputs];
+  }
+
+  async write(batch: SluiceRecord[]): Promise<SinkWriteResult | undefined> {
+    if (this.#state !== 'open')
+      throw new SluiceError(
+        'SLUICE_SINK_IO',
+        `write() after ${this.#state === 'closed' ? 'close()' : 'abort()'}`,
+        { retriable: false },
+      );
+    const rejected: Rejection[] = [];
+    if (!this.#partitionBy) {
+      await this.#writeGroup('', batch, undefined, rejected);
+    } else {
+      const groups = new Map<string, { records: SluiceRecord[]; values: RecordValue[] }>();
+      const fields = this.#partitionBy;
+      const fieldSet = new Set(fields);
+      for (const record of batch) {
+        const v = record.value;
+        let dir = '';
+        try {
+          for (const field of fields) dir += `${dir ? '/' : ''}${field}=${encodePartitionValue(v[field])}`;
+        } catch (err) {
+          rejected.push({
+            record,
+            error: new SluiceError(
+              'SLUICE_SINK_REJECTED',
+              `cannot name a partition folder: ${errorText(err)}`,
+              {
+                cause: err,
+              },
+            ),
+          });
+          continue;
+        }
+        const value: RecordValue = {};
+        for (const key in v) if (!fieldSet.has(key)) value[key] = v[key];
+        let group = groups.get(dir);
+        if (!group) {
+          group = { records: [], values: [] };
+          groups.set(dir, group);
+        }
+        group.records.push(record);
+        group.values.push(value);
+      }
+      for (const [dir, group] of groups) await this.#writeGroup(dir, group.records, group.values, rejected);
+    }
+    return rejected.length ? { rejected } : undefined;
+  }
+
+  async #writeGroup(
+    dir: string,
+    records: SluiceRecord[],
+    values: RecordValue[] | undefined,
+    rejected: Rejection[],
+  ): Promise<void> {
+    let part = this.#open.get(dir);
+    if (part && this.#partitionBy) {
+      // Most recently used last, so the least recently used part is finished first.
+      this.#open.delete(dir);
+      this.#open.set(dir, part);
+    }
+    let lines: string[] = [];
+    const countBytes = Number.isFinite(this.#maxBytes);
+    for (let i = 0; i < records.length; i++) {
+      const value = values ? values[i]! : records[i]!.value;
+      if (!part) part = await this.#newPart(dir);
+      let line: string;
+      try {
+        line = part.encoder.encode(value);
+      } catch (err) {
+        rejected.push({ record: records[i]!, error: toSluiceError(err, 'SLUICE_SINK_REJECTED') });
+        continue;
+      }
+      const header = part.encoder.takeHeader();
+      if (header !== undefined) {
+        lines.push(header);
+        part.bytes += header.length + 1;
+      }
+      lines.push(line);
+      part.tracker?.observe(value);
+      part.records++;
+      part.bytes += countBytes ? Buffer.byteLength(line) + 1 : line.length + 1;
+      if (part.records >= this.#maxRecords || part.bytes >= this.#maxBytes) {
+        await this.#writeText(part, lines);
+        lines = [];
+        await this.#finishPart(part);
+        part = undefined;
+      }
+    }
+    if (part && lines.length) await this.#writeText(part, lines);
+  }
+
+  async #newPart(dir: string): Promise<Part> {
+    if (this.#open.size >= MAX_OPEN_FILES) {
+      const oldest = this.#open.values().next().value;
+      if (oldest) await this.#finishPart(oldest);
+    }
+    const folder = this.#single ? path.dirname(this.#root) : dir ? path.join(this.#root, dir) : this.#root;
+    await this.#ensureDir(folder);
+    let finalPath: string;
+    let tempPath: string;
+    if (this.#single) {
+      finalPath = this.#root;
+      tempPath = path.join(folder, `.${path.basename(this.#root)}.${this.#runId}.inprogress`);
+    } else {
+      const ext = `${this.#format}${compressionExtension(this.#compression)}`;
+      for (;;) {
+        const name = `part-${this.#runId}-${String(++this.#seq).padStart(5, '0')}.${ext}`;
+        finalPath = path.join(folder, name);
+        tempPath = path.join(folder, `.${name}.inprogress`);
+        // Never reuse the name of a committed file (a resumed run keeps its run id).
+        if (!(await exists(finalPath)) && !(await exists(tempPath))) break;
+      }
+    }
+    const part: Part = {
+      dir,
+      finalPath,
+      tempPath,
+      stagingPath:
+        this.#format === 'parquet' ? tempPath.replace(/\.inprogress$/, '.staging.inprogress') : undefined,
+      encoder: createLineEncoder(this.#format === 'csv' ? 'csv' : 'jsonl', {
+        header: this.#csv.header,
+        delimiter: this.#csv.delimiter ?? (this.#tsv ? '\t' : ','),
+      }),
+      tracker: this.#tracker,
+      writer: undefined,
+      records: 0,
+      bytes: 0,
+    };
+    this.#open.set(dir, part);
+    return part;
+  }
+
+  async #writeText(part: Part, lines: string[]): Promise<void> {
+    try {
+      if (!part.writer) {
+        const target = part.stagingPath ?? part.tempPath;
+        this.#temps.add(target);
+        // A single file's temporary name is fixed per run id: a crashed earlier try may have left it.
+        if (this.#single) await unlinkQuietly(target);
+        part.writer = await TextFileWriter.create(target, part.stagingPath ? 'none' : this.#compression);
+        if (this.#state === 'aborted') {
+          await part.writer.destroy();
+          await unlinkQuietly(target);
+          throw new Error('the sink was aborted');
+        }
+      }
+      if (lines.length)
+        await part.writer.write(lines.length === 1 ? `${lines[0]}\n` : `${lines.join('\n')}\n`);
+    } catch (err) {
+      // Part of the text may be in the file: the run cannot simply retry this batch.
+      throw new SluiceError(
+        'SLUICE_SINK_IO',
+        `cannot write ${part.stagingPath ?? part.tempPath}: ${errorText(err)}`,
+        {
+          cause: err,
+          retriable: false,
+        },
+      );
+    }
+  }
+
+  /** Completes a part's file under its temporary name; it becomes visible on commit. */
+  async #finishPart(part: Part): Promise<void> {
+    if (this.#open.get(part.dir) === part) this.#open.delete(part.dir);
+    if (!part.writer) {
+      if (!(this.#single && this.#format !== 'parquet')) return; // nothing written
+      // An empty single file still gets created (compressed formats get a valid empty stream).
+      await this.#writeText(part, []);
+      if (!part.writer) return;
+    }
+    try {
+      await part.writer.finish();
+      if (part.stagingPath) {
+        this.#temps.add(part.tempPath);
+        // One thread keeps rows in order with little memory (~60 MB over the process baseline).
+        this.#duckdb ??= openDuckDB({ memoryLimit: '128MB', threads: 1 });
+        const db = await this.#duckdb;
+        await stagedJsonlToParquet(db.connection, part.stagingPath, part.tracker!.columns(), part.tempPath, {
+          compression: this.#parquet.compression,
+          rowGroupSize: this.#parquet.row_group_size,
+        });
+        await fsp.unlink(part.stagingPath);
+        this.#temps.delete(part.stagingPath);
+      }
+    } catch (err) {
+      throw new SluiceError('SLUICE_SINK_IO', `cannot finish ${part.tempPath}: ${errorText(err)}`, {
+        cause: err,
+        retriable: false,
+      });
+    }
+    this.#finished.push({ tempPath: part.tempPath, finalPath: part.finalPath });
+  }
+
+  async #ensureDir(dir: string): Promise<void> {
+    if (this.#knownDirs.has(dir)) return;
+    try {
+      const first = await fsp.mkdir(dir, { recursive: true });
+      if (first) {
+        // Every folder from the first one created down to `dir`, to remove them on abort.
+        for (let d = dir; ; d = path.dirname(d)) {
+          this.#createdDirs.push(d);
+          if (d === first || d === path.dirname(d)) break;
+        }
+      }
+    } catch (err) {
+      throw new SluiceError('SLUICE_SINK_IO', `cannot create the folder ${dir}: ${errorText(err)}`, {
+        cause: err,
+      });
+    }
+    this.#knownDirs.add(dir);
+  }
+
+  /** Renames every finished part into place. */
+  async #publish(): Promise<void> {
+    while (this.#finished.length) {
+      const { tempPath, finalPath } = this.#finished[0]!;
+      try {
+        await fsp.rename(tempPath, finalPath);
+      } catch (err) {
+        throw new SluiceError(
+          'SLUICE_SINK_IO',
+          `cannot rename ${tempPath} to ${finalPath}: ${errorText(err)}`,
+          {
+            cause: err,
+          },
+        );
+      }
+      this.#temps.delete(tempPath);
+      this.#finished.shift();
+      this.#outputs.push(finalPath);
+    }
+  }
+
+  async commit(): Promise<void> {
+    if (this.#state !== 'open') return;
+    // A single file is renamed into place only at close(): until then its writes are flushed.
+    if (this.#single) return;
+    for (const part of [...this.#open.values()]) await this.#finishPart(part);
+    await this.#publish();
+  }
+
+  async close(): Promise<void> {
+    if (this.#state !== 'open') return;
+    try {
+      if (this.#single) {
+        const part = this.#open.get('') ?? (this.#format === 'parquet' ? undefined : await this.#newPart(''));
+        if (part) await this.#finishPart(part);
+        else this.#ctx.logger.warn('no records: the Parquet file is not written', { path: this.#root });
+      } else {
+        for (const part of [...this.#open.values()]) await this.#finishPart(part);
+      }
+      await this.#publish();
+      this.#state = 'closed';
+    } finally {
+      if (this.#state === 'closed') await this.#releaseDuckDB();
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'aborted';
+    const parts = [...this.#open.values()];
+    this.#open.clear();
+    await Promise.all(parts.map((p) => p.writer?.destroy()));
+    this.#finished = [];
+    await Promise.all([...this.#temps].map(unlinkQuietly));
+    this.#temps.clear();
+    // Folders this sink created and left empty go too, deepest first.
+    for (const dir of [...this.#createdDirs].sort((a, b) => b.length - a.length))
+      await fsp.rmdir(dir).catch(() => {});
+    await this.#releaseDuckDB();
+  }
+
+  async #releaseDuckDB(): Promise<void> {
+    const duckdb = this.#duckdb;
+    this.#duckdb = undefined;
+    if (duckdb) (await duckdb.catch(() => undefined))?.close();
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fsp.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function unlinkQuietly(p: string): Promise<void> {
+  await fsp.unlink(p).catch(() => {});
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export const fileSink = defineSink({
+  name: 'file',
+  summary:
+    'Writes CSV, JSON Lines or Parquet files: part files in a directory (rolled, Hive-partitioned) or one file.',
+  description:
+    'Every file is written under a hidden temporary name in its final folder and renamed into place on commit, so ' +
+    'readers never see a partial file and a failed or interrupted run leaves nothing half-written. Parquet is written ' +
+    'by embedded DuckDB with bounded memory: records are staged as JSON Lines and converted with exact column types.',
+  config: fileSinkConfig,
+  shorthand: 'path',
+  examples: [
+    {
+      title: 'Parquet part files partitioned by country, rolled every million records',
+      yaml: [
+        'path: out/payments/',
+        'format: parquet',
+        'partition_by: [country]',
+        'roll:',
+        '  max_records: 1000000',
+        'parquet:',
+        '  compression: zstd',
+      ].join('\n'),
+    },
+    {
+      title: 'One gzipped JSON Lines file',
+      yaml: 'path: out/result.jsonl.gz',
+    },
+    {
+      title: 'Semicolon-delimited CSV part files of at most 128 MB',
+      yaml: ['path: exports/', 'format: csv', 'csv:', '  delimiter: ";"', 'roll:', '  max_bytes: 128MB'].join(
+        '\n',
+      ),
+    },
+  ],
+  create(config, ctx) {
+    return new FileSink(config, ctx);
+  },
+});

@@ -1,0 +1,2 @@
+export { createStdoutSink, stdoutSink, stdoutSinkConfig } from './sink.ts';
+export { createStdinSource, stdinSource, stdinSourceConfig } from './source.ts';

@@ -1,0 +1,298 @@
+/**
+ * Parquet through embedded DuckDB: a streaming reader (`read_parquet`, chunk by chunk) and the
+ * pieces of a bounded-memory writer (records are staged as JSON Lines while the exact type of
+ * every field is tracked; DuckDB then converts the staged file with `read_json` and explicit
+ * column types, streaming, under a memory limit).
+ */
+import os from 'node:os';
+import {
+  type DuckDBConnection,
+  DuckDBInstance,
+  type DuckDBType,
+  DuckDBTypeId,
+  type DuckDBValue,
+  type DuckDBValueConverter,
+  type JS,
+  JSDuckDBValueConverter,
+  quotedIdentifier,
+  quotedString,
+} from '@duckdb/node-api';
+import type { RecordValue, SourceBatch } from '../sdk/types.ts';
+import { BatchBuilder, type DecodeOptions } from './batch.ts';
+
+// ---------------------------------------------------------------- DuckDB
+
+export interface DuckDB {
+  instance: DuckDBInstance;
+  connection: DuckDBConnection;
+  close(): void;
+}
+
+/** An in-memory DuckDB with a memory limit and spilling to the OS temp directory. */
+export async function openDuckDB(opts: { memoryLimit?: string; threads?: number } = {}): Promise<DuckDB> {
+  const instance = await DuckDBInstance.create(':memory:', {
+    memory_limit: opts.memoryLimit ?? '256MB',
+    threads: String(opts.threads ?? Math.min(2, Math.max(1, os.availableParallelism()))),
+    temp_directory: os.tmpdir(),
+    preserve_insertion_order: 'true',
+  });
+  const connection = await instance.connect();
+  let closed = false;
+  return {
+    instance,
+    connection,
+    close() {
+      if (closed) return;
+      closed = true;
+      connection.closeSync();
+      instance.closeSync();
+    },
+  };
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = -MAX_SAFE;
+
+/**
+ * DuckDB values to plain JS: 64/128-bit integers → number when safe, else a decimal string;
+ * DECIMAL → number; DATE and TIMESTAMP → Date; TIME and INTERVAL → their text; the rest as the
+ * DuckDB client converts them (lists → arrays, structs → objects).
+ */
+export const duckdbToJs: DuckDBValueConverter<unknown> = (
+  value: DuckDBValue,
+  type: DuckDBType,
+  _converter: DuckDBValueConverter<unknown>,
+): unknown => {
+  if (value == null) return null;
+  switch (type.typeId) {
+    case DuckDBTypeId.BIGINT:
+    case DuckDBTypeId.UBIGINT:
+    case DuckDBTypeId.HUGEINT:
+    case DuckDBTypeId.UHUGEINT:
+    case DuckDBTypeId.BIGNUM: {
+      const big = value as bigint;
+      return big <= MAX_SAFE && big >= MIN_SAFE ? Number(big) : big.toString();
+    }
+    case DuckDBTypeId.TIME:
+    case DuckDBTypeId.TIME_NS:
+    case DuckDBTypeId.TIME_TZ:
+    case DuckDBTypeId.INTERVAL:
+      return String(value);
+    default:
+      return JSDuckDBValueConverter(value, type, duckdbToJs as unknown as DuckDBValueConverter<JS>);
+  }
+};
+
+// ---------------------------------------------------------------- reading
+
+/** The number of rows a Parquet file holds, from its footer. */
+export async function parquetRowCount(connection: DuckDBConnection, file: string): Promise<number> {
+  const reader = await connection.runAndReadAll(
+    `SELECT coalesce(sum(num_rows), 0)::BIGINT AS n FROM parquet_file_metadata(${quotedString(file)})`,
+  );
+  return Number(reader.getRows()[0]?.[0] ?? 0);
+}
+
+/**
+ * Streams the rows of a Parquet file, one DuckDB chunk (2048 rows) at a time. Positions:
+ * `{ partition, offset: the 0-based row index }`. `onRows` is told how many rows were read.
+ */
+export async function* readParquet(
+  connection: DuckDBConnection,
+  file: string,
+  opts: DecodeOptions & { onRows?: (rows: number) => void },
+): AsyncGenerator<SourceBatch> {
+  const { partition, signal } = opts;
+  // Columns come from the file only (as for CSV and JSON Lines), not from `key=value` folders in its path.
+  const result = await connection.stream(
+    `SELECT * FROM read_parquet(${quotedString(file)}, hive_partitioning = false)`,
+  );
+  const names = result.deduplicatedColumnNames();
+  const width = names.length;
+  const batches = new BatchBuilder(opts.batchSize);
+  let row = 0;
+  for await (const rows of result.yieldConvertedRows(duckdbToJs)) {
+    if (signal?.aborted) return;
+    for (const values of rows) {
+      const value: RecordValue = {};
+      for (let i = 0; i < width; i++) value[names[i]!] = values[i];
+      batches.add({ value, meta: { position: { partition, offset: row++ } } });
+    }
+    opts.onRows?.(rows.length);
+    if (batches.pending) yield* batches.take();
+  }
+  if (signal?.aborted) return;
+  yield* batches.end();
+}
+
+// ---------------------------------------------------------------- writing
+
+const K_NULL = 1;
+const K_BOOL = 2;
+const K_INT = 4;
+const K_FLOAT = 8;
+const K_BIGINT = 16;
+const K_STRING = 32;
+const K_DATE = 64;
+const K_OBJECT = 128;
+const K_ARRAY = 256;
+const K_OTHER = 512;
+/** A bigint beyond the 64-bit range. */
+const K_HUGE = 1024;
+const NUMERIC = K_INT | K_FLOAT | K_BIGINT | K_HUGE;
+const SCALAR = NUMERIC | K_BOOL | K_STRING | K_DATE;
+/** Beyond this many distinct keys an object is stored as JSON rather than a STRUCT. */
+const MAX_STRUCT_FIELDS = 500;
+const MAX_STRUCT_DEPTH = 16;
+/** A JS integer beyond ±2^63 does not fit BIGINT. */
+const INT64_LIMIT = 2 ** 63;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+class TypeNode {
+  kinds = 0;
+  fields: Map<string, TypeNode> | undefined;
+  elem: TypeNode | undefined;
+}
+
+function observe(node: TypeNode, v: unknown): void {
+  switch (typeof v) {
+    case 'string':
+      node.kinds |= K_STRING;
+      return;
+    case 'number':
+      node.kinds |= Number.isInteger(v) && Math.abs(v) < INT64_LIMIT ? K_INT : K_FLOAT;
+      return;
+    case 'boolean':
+      node.kinds |= K_BOOL;
+      return;
+    case 'bigint':
+      node.kinds |= v >= INT64_MIN && v <= INT64_MAX ? K_BIGINT : K_HUGE;
+      return;
+    case 'object': {
+      if (v === null) {
+        node.kinds |= K_NULL;
+        return;
+      }
+      if (v instanceof Date) {
+        node.kinds |= K_DATE;
+        return;
+      }
+      if (Array.isArray(v)) {
+        node.kinds |= K_ARRAY;
+        node.elem ??= new TypeNode();
+        const elem = node.elem;
+        for (const item of v) observe(elem, item);
+        return;
+      }
+      if (ArrayBuffer.isView(v) || typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+        node.kinds |= K_OTHER;
+        return;
+      }
+      node.kinds |= K_OBJECT;
+      node.fields ??= new Map<string, TypeNode>();
+      const fields = node.fields;
+      const obj = v as Record<string, unknown>;
+      for (const key in obj) {
+        let child = fields.get(key);
+        if (!child) {
+          child = new TypeNode();
+          fields.set(key, child);
+        }
+        observe(child, obj[key]);
+      }
+      return;
+    }
+    default:
+      // undefined, functions, symbols: JSON leaves them out, so they read back as null.
+      node.kinds |= K_NULL;
+  }
+}
+
+function sqlType(node: TypeNode, depth: number): string {
+  const k = node.kinds & ~K_NULL;
+  if (k === 0) return 'VARCHAR';
+  // Parquet has no 128-bit integer: bigints beyond 64 bits are kept exact as DECIMAL(38,0).
+  if ((k & ~NUMERIC) === 0) return k & K_FLOAT ? 'DOUBLE' : k & K_HUGE ? 'DECIMAL(38,0)' : 'BIGINT';
+  if (k === K_BOOL) return 'BOOLEAN';
+  if (k === K_DATE) return 'TIMESTAMP';
+  if ((k & ~SCALAR) === 0) return 'VARCHAR';
+  if (
+    k === K_OBJECT &&
+    node.fields?.size &&
+    node.fields.size <= MAX_STRUCT_FIELDS &&
+    depth < MAX_STRUCT_DEPTH
+  ) {
+    const lower = new Set<string>();
+    const parts: string[] = [];
+    for (const [name, child] of node.fields) {
+      // DuckDB names are case-insensitive: two keys differing only in case cannot be a STRUCT.
+      if (lower.has(name.toLowerCase())) return 'JSON';
+      lower.add(name.toLowerCase());
+      parts.push(`${quotedIdentifier(name)} ${sqlType(child, depth + 1)}`);
+    }
+    return `STRUCT(${parts.join(', ')})`;
+  }
+  if (k === K_ARRAY && node.elem && node.elem.kinds & ~K_NULL && depth < MAX_STRUCT_DEPTH)
+    return `${sqlType(node.elem, depth + 1)}[]`;
+  return 'JSON';
+}
+
+/**
+ * Tracks the exact types of the fields of the records staged for one Parquet file, in the order
+ * fields were first seen, and names the DuckDB type each column gets:
+ * integers → BIGINT (DECIMAL(38,0) with bigints beyond 64 bits), any fraction → DOUBLE, booleans → BOOLEAN,
+ * Dates → TIMESTAMP, strings and mixed scalars → VARCHAR, objects → STRUCT, arrays → LIST,
+ * anything mixed with objects or arrays → JSON; a field that is always null → VARCHAR.
+ */
+export class TypeTracker {
+  readonly #root = new Map<string, TypeNode>();
+
+  observe(value: RecordValue): void {
+    const root = this.#root;
+    for (const key in value) {
+      let node = root.get(key);
+      if (!node) {
+        node = new TypeNode();
+        root.set(key, node);
+      }
+      observe(node, value[key]);
+    }
+  }
+
+  get size(): number {
+    return this.#root.size;
+  }
+
+  /** `[column, DuckDB type]` in first-seen order. */
+  columns(): [string, string][] {
+    return [...this.#root].map(([name, node]) => [name, sqlType(node, 0)]);
+  }
+}
+
+export interface ParquetWriteOptions {
+  compression: 'snappy' | 'zstd' | 'gzip' | 'uncompressed';
+  rowGroupSize?: number | undefined;
+}
+
+/**
+ * Converts a staged JSON Lines file to Parquet with DuckDB, with the given column types (in
+ * order). Streams: memory stays within the DuckDB instance's limit whatever the file size.
+ */
+export async function stagedJsonlToParquet(
+  connection: DuckDBConnection,
+  staged: string,
+  columns: [string, string][],
+  out: string,
+  opts: ParquetWriteOptions,
+): Promise<void> {
+  const columnSpec = columns.map(([name, type]) => `${quotedString(name)}: ${quotedString(type)}`).join(', ');
+  const options = [`FORMAT parquet`, `COMPRESSION ${opts.compression}`];
+  if (opts.rowGroupSize) options.push(`ROW_GROUP_SIZE ${Math.floor(opts.rowGroupSize)}`);
+  await connection.run(
+    `COPY (SELECT * FROM read_json(${quotedString(staged)}, format = 'newline_delimited', records = true, ` +
+      // The staged file sits in its partition folder: its path must not add columns.
+      'hive_partitioning = false, ' +
+      `columns = {${columnSpec}})) TO ${quotedString(out)} (${options.join(', ')})`,
+  );
+}
