@@ -10,6 +10,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DuckDBInstance } from '@duckdb/node-api';
+import type { RunSummary } from '../src/engine/run.ts';
 
 const { values } = parseArgs({
   options: {
@@ -23,13 +24,11 @@ const MEM_N = Number(values['memory-records']);
 const ROOT = path.resolve(import.meta.dirname, '..');
 const DATA = path.join(ROOT, 'bench/.data');
 const NODE = process.execPath;
+const BIN = path.join(ROOT, 'bin/sluice.js');
 
 interface ChildResult {
   status: string;
   failure: { code: string; message: string } | null;
-  read: number;
-  written: number;
-  failed: number;
   elapsedMs: number;
   maxRssMiB: number;
 }
@@ -54,20 +53,32 @@ async function makeInputs(n: number, tag: string) {
   return { jsonl, csv };
 }
 
+/** Runs the real CLI, exactly as a user does (`sluice run`), and reads its summary. */
 async function runSluice(name: string, spec: string): Promise<ChildResult> {
   const dir = path.join(DATA, name);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   const file = path.join(dir, 'spec.yaml');
   await writeFile(file, spec);
-  const out = execFileSync(NODE, [path.join(ROOT, 'bench/child.ts'), file, dir], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 24,
-  });
-  const result = JSON.parse(out.trim().split('\n').at(-1)!) as ChildResult;
-  if (result.status !== 'succeeded')
-    throw new Error(`${name}: ${result.status} ${JSON.stringify(result.failure)}`);
-  return result;
+  const env = { ...process.env, PATH: `${path.dirname(NODE)}:${process.env.PATH}` };
+  const out = execFileSync(
+    BIN,
+    ['run', file, '--json', '--progress', 'none', '--run-dir', path.join(dir, 'runs')],
+    {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+      env,
+    },
+  );
+  const summary = JSON.parse(out) as RunSummary;
+  if (summary.status !== 'succeeded')
+    throw new Error(`${name}: ${summary.status} ${JSON.stringify(summary.failure)}`);
+  return {
+    status: summary.status,
+    failure: summary.failure,
+    elapsedMs: summary.elapsed_ms,
+    maxRssMiB: summary.peak_rss_mib,
+  };
 }
 
 const header = (name: string) => `apiVersion: sluice/v1\nkind: Pipeline\nmetadata: { name: ${name} }\n`;
@@ -92,7 +103,7 @@ const want = (name: string) => !values.only || values.only.split(',').includes(n
 const { jsonl, csv } = await makeInputs(N, String(N));
 
 if (want('generate')) {
-  const out = path.join(DATA, 'gen-out');
+  const out = path.join(DATA, 'generate-jsonl/out');
   const ours = await runSluice(
     'generate-jsonl',
     `${header('gen')}source:\n  generate:\n    count: ${N}\n    fields: { id: seq, country: "pick(DE,FR,NL,US,GB)", amount: "float(0,1370,2)", email: "template('user{seq}@example.com')" }\nsink:\n  file: { path: ${out}/, format: jsonl }\n`,
@@ -106,7 +117,7 @@ if (want('generate')) {
 if (want('jsonl')) {
   const ours = await runSluice(
     'jsonl-jsonl',
-    `${header('jj')}source:\n  file: { path: ${jsonl} }\nsink:\n  file: { path: ${DATA}/jj-out/, format: jsonl }\n`,
+    `${header('jj')}source:\n  file: { path: ${jsonl} }\nsink:\n  file: { path: ${DATA}/jsonl-jsonl/out/, format: jsonl }\n`,
   );
   const duckMs = await timeDuck(
     `COPY (SELECT * FROM read_json('${jsonl}')) TO '${DATA}/duck-jj.jsonl' (FORMAT json)`,
@@ -116,27 +127,28 @@ if (want('jsonl')) {
 
 if (want('sql')) {
   const base = `${header('js')}source:\n  file: { path: ${jsonl} }\n`;
-  const sink = `sink:\n  file: { path: ${DATA}/js-out/, format: jsonl }\n`;
+  const sink = (name: string) => `sink:\n  file: { path: ${DATA}/${name}/out/, format: jsonl }\n`;
   const step =
     'steps:\n  - sql: SELECT id, upper(country) AS country, amount * 100 AS cents, email FROM input WHERE amount > 10\n';
-  const without = await runSluice('jsonl-nosql', base + sink);
-  const withSql = await runSluice('jsonl-sql', base + step + sink);
+  const without = await runSluice('jsonl-nosql', base + sink('jsonl-nosql'));
+  const withSql = await runSluice('jsonl-sql', base + step + sink('jsonl-sql'));
   const duckMs = await timeDuck(
     `COPY (SELECT id, upper(country) AS country, amount * 100 AS cents, email FROM read_json('${jsonl}') WHERE amount > 10) TO '${DATA}/duck-js.jsonl' (FORMAT json)`,
   );
+  report('JSONL → JSONL (baseline for sql)', N, without, undefined);
   report(
     'JSONL → sql → JSONL',
     N,
     withSql,
     duckMs,
-    `sql step adds ${((withSql.elapsedMs / without.elapsedMs - 1) * 100).toFixed(0)}%`,
+    `sql step: +${((withSql.elapsedMs / without.elapsedMs - 1) * 100).toFixed(0)}% over the baseline`,
   );
 }
 
 if (want('parquet')) {
   const ours = await runSluice(
     'csv-parquet',
-    `${header('cp')}source:\n  file:\n    path: ${csv}\n    csv: { columns: ${CSV_COLUMNS} }\nsink:\n  file: { path: ${DATA}/cp-out/, format: parquet }\n`,
+    `${header('cp')}source:\n  file:\n    path: ${csv}\n    csv: { columns: ${CSV_COLUMNS} }\nsink:\n  file: { path: ${DATA}/csv-parquet/out/, format: parquet }\n`,
   );
   const duckMs = await timeDuck(
     `COPY (SELECT * FROM read_csv('${csv}')) TO '${DATA}/duck-cp.parquet' (FORMAT parquet)`,
@@ -146,7 +158,7 @@ if (want('parquet')) {
 
 if (want('memory')) {
   const big = MEM_N === N ? { csv } : await makeInputs(MEM_N, String(MEM_N));
-  const out = path.join(DATA, 'mem-out');
+  const out = path.join(DATA, 'memory/out');
   const ours = await runSluice(
     'memory',
     `${header('mem')}source:\n  file:\n    path: ${big.csv}\n    csv: { columns: ${CSV_COLUMNS} }\nsink:\n  file: { path: ${out}/, format: parquet }\n`,

@@ -41,6 +41,8 @@ export interface RunSummary {
   /** Last committed offset per source partition: where a resumed run would start. */
   positions: Record<string, number>;
   failure: { code: string; message: string } | null;
+  /** Peak resident memory of the process that ran the pipeline. */
+  peak_rss_mib: number;
 }
 
 export interface RunProgress {
@@ -451,6 +453,7 @@ export class PipelineRun {
       checkpoints: { count: this.#checkpoints, last_at: this.#lastCheckpoint?.toISOString() ?? null },
       positions: Object.fromEntries(this.#committedPositions),
       failure: failure ? { code: failure.code, message: failure.message } : null,
+      peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
     };
   }
 }

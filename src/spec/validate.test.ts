@@ -117,7 +117,10 @@ sink:
   });
 
   it('reports an unknown route expression on a sink', async () => {
-    const text = VALID.replace('sink:\n  stdout:', 'sinks:\n  - route: nosuchfn(id)\n    stdout:');
+    const text = VALID.replace(
+      'sink:\n  stdout:\n    format: jsonl',
+      'sinks:\n  - route: nosuchfn(id)\n    stdout:\n      format: jsonl',
+    );
     const issues = await issuesOf(text);
     assert.ok(
       issues.some((i) => i.path.join('.') === 'sinks.0.route'),
@@ -153,7 +156,7 @@ describe('interpolation', () => {
       env: { FMT: 'csv' },
     });
     assert.equal((pipeline.source.config as { count: number }).count, 25);
-    assert.equal((pipeline.sinks[0]?.config as { format: string }).format, 'csv');
+    assert.equal((pipeline.sinks[0]!.config as { format: string }).format, 'csv');
   });
 
   it('reports unknown variables with their position and how to set them', async () => {
@@ -168,10 +171,10 @@ describe('interpolation', () => {
   it('uses defaults and keeps escaped placeholders literal', async () => {
     const text = VALID.replace('format: jsonl', 'format: ${env:NOPE:-csv}').replace(
       'metadata:\n  name: demo',
-      'metadata:\n  name: demo\n  description: "costs $${env:HOME}"',
+      () => 'metadata:\n  name: demo\n  description: "costs $${env:HOME}"',
     );
     const pipeline = await loadPipeline({ file: 's.yaml', text, registry, env: {} });
-    assert.equal((pipeline.sinks[0]?.config as { format: string }).format, 'csv');
+    assert.equal((pipeline.sinks[0]!.config as { format: string }).format, 'csv');
     assert.equal(pipeline.metadata.description, 'costs ${env:HOME}');
   });
 

@@ -200,6 +200,16 @@ export async function validatePipeline(
     }),
   );
 
+  // A value whose placeholder could not be resolved fails its schema too: report the cause once.
+  const unresolved = new Set(
+    issues.filter((i) => i.code === 'SLUICE_SPEC_VARIABLE').map((i) => `${i.line}:${i.col}`),
+  );
+  if (unresolved.size) {
+    const kept = issues.filter(
+      (i) => i.code === 'SLUICE_SPEC_VARIABLE' || !unresolved.has(`${i.line}:${i.col}`),
+    );
+    issues.splice(0, issues.length, ...kept);
+  }
   if (issues.length || !envelope.success || !source) {
     issues.sort((a, b) => a.line - b.line || a.col - b.col);
     return { issues };
