@@ -141,7 +141,7 @@ if (want('sql')) {
     N,
     withSql,
     duckMs,
-    `sql step: +${((withSql.elapsedMs / without.elapsedMs - 1) * 100).toFixed(0)}% over the baseline`,
+    `sql step: ${withSql.elapsedMs >= without.elapsedMs ? '+' : ''}${((withSql.elapsedMs / without.elapsedMs - 1) * 100).toFixed(0)}% vs the baseline`,
   );
 }
 

@@ -1,0 +1,613 @@
+/**
+ * Binding: checks that DuckDB's AST stays inside the per-record subset and turns it into the IR.
+ * Every refusal is a SLUICE_EXPR_INVALID naming the construct and its position.
+ */
+import { closest, distance } from 'fastest-levenshtein';
+import type { SluiceError } from '../sdk/errors.ts';
+import { describeSubset, FUNCTION_NAMES, FUNCTIONS } from './functions.ts';
+import type { BoundQuery, Node, OutColumn, PathSeg } from './ir.ts';
+import { type AstNode, type Catalog, invalid, type Parsed } from './parse.ts';
+import { dblStr, decStr, nullProto } from './runtime.ts';
+import { decimal, type SqlType, T } from './types.ts';
+
+export interface BindContext {
+  parsed: Parsed;
+  catalog: Catalog;
+  userText: string;
+}
+
+const COMPARISONS: Record<string, string> = nullProto({
+  COMPARE_EQUAL: '=',
+  COMPARE_NOTEQUAL: '!=',
+  COMPARE_LESSTHAN: '<',
+  COMPARE_GREATERTHAN: '>',
+  COMPARE_LESSTHANOREQUALTO: '<=',
+  COMPARE_GREATERTHANOREQUALTO: '>=',
+  COMPARE_DISTINCT_FROM: 'IS DISTINCT FROM',
+  COMPARE_NOT_DISTINCT_FROM: 'IS NOT DISTINCT FROM',
+});
+
+const CMP_FN: Record<string, string> = nullProto({
+  COMPARE_EQUAL: '=',
+  COMPARE_NOTEQUAL: '<>',
+  COMPARE_LESSTHAN: '<',
+  COMPARE_GREATERTHAN: '>',
+  COMPARE_LESSTHANOREQUALTO: '<=',
+  COMPARE_GREATERTHANOREQUALTO: '>=',
+  COMPARE_DISTINCT_FROM: 'distinct',
+  COMPARE_NOT_DISTINCT_FROM: 'not_distinct',
+});
+
+const ARITH = new Set(['+', '-', '*', '/', '//', '%', '**', '^', '||']);
+const LIKE_OPS: Record<string, { ci: boolean; not: boolean }> = nullProto({
+  '~~': { ci: false, not: false },
+  '!~~': { ci: false, not: true },
+  '~~*': { ci: true, not: false },
+  '!~~*': { ci: true, not: true },
+  like_escape: { ci: false, not: false },
+  not_like_escape: { ci: false, not: true },
+  ilike_escape: { ci: true, not: false },
+  not_ilike_escape: { ci: true, not: true },
+});
+
+const CAST_TYPES: Record<string, SqlType> = nullProto({
+  VARCHAR: T.VARCHAR,
+  INTEGER: T.INTEGER,
+  BIGINT: T.BIGINT,
+  SMALLINT: T.SMALLINT,
+  TINYINT: T.TINYINT,
+  DOUBLE: T.DOUBLE,
+  BOOLEAN: T.BOOLEAN,
+  DATE: T.DATE,
+  TIMESTAMP: T.TIMESTAMP,
+});
+
+const TYPE_TEXT: Record<string, string> = nullProto({
+  DOUBLE: '"DOUBLE"',
+  DATE: '"DATE"',
+  TINYINT: '"TINYINT"',
+});
+
+/** Zero-argument functions that SQL writes without parentheses and DuckDB parses as column references. */
+const BARE_FUNCTIONS: Record<string, string> = nullProto({
+  current_timestamp: 'now',
+  current_date: 'today',
+  localtimestamp: 'now',
+});
+
+export class Binder {
+  readonly #ctx: BindContext;
+  /** Alias of `input` in FROM (also `input` itself), for qualified references. */
+  #tableNames = new Set(['input']);
+  /** Offsets of the expressions being bound, innermost last: the position of a node DuckDB does not place. */
+  #where: number[] = [];
+
+  constructor(ctx: BindContext) {
+    this.#ctx = ctx;
+  }
+
+  error(message: string, ast?: AstNode): SluiceError {
+    const at = (ast === undefined ? undefined : this.loc(ast)) ?? this.#where.at(-1) ?? 0;
+    return invalid(message, at, this.#ctx.userText);
+  }
+
+  unsupported(what: string, ast?: AstNode): SluiceError {
+    return this.error(`${what} is not yet supported in per-record SQL; supported: ${describeSubset()}`, ast);
+  }
+
+  /** The character offset of an AST node, falling back to its first child with a known position. */
+  loc(ast: AstNode): number | undefined {
+    if (!ast || typeof ast !== 'object') return undefined;
+    const own = this.#ctx.parsed.offset(ast.query_location);
+    if (own !== undefined) return own;
+    for (const key of ['children', 'left', 'child', 'input', 'lhs']) {
+      const c = ast[key];
+      const first = Array.isArray(c) ? c[0] : c;
+      if (first && typeof first === 'object') {
+        const l = this.loc(first);
+        if (l !== undefined) return l;
+      }
+    }
+    return undefined;
+  }
+
+  quoteIdent(name: string): string {
+    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && !this.#ctx.catalog.keywords.has(name.toLowerCase()))
+      return name;
+    return `"${name.replace(/"/g, '""')}"`;
+  }
+
+  // ------------------------------------------------------------ statements
+
+  bindQuery(node: AstNode, mode: 'select' | 'condition'): BoundQuery {
+    if (node.type !== 'SELECT_NODE') {
+      const right = node.right?.select_list?.[0];
+      throw this.unsupported(
+        `${String(node.setop_type ?? node.type).replace(/_/g, ' ')} (a set operation)`,
+        right,
+      );
+    }
+    for (const m of node.modifiers ?? []) {
+      const what =
+        m.type === 'ORDER_MODIFIER'
+          ? 'ORDER BY'
+          : m.type === 'DISTINCT_MODIFIER'
+            ? 'DISTINCT'
+            : m.type === 'LIMIT_MODIFIER' || m.type === 'LIMIT_PERCENT_MODIFIER'
+              ? 'LIMIT/OFFSET'
+              : String(m.type);
+      const at = m.orders?.[0]?.expression ?? m.limit ?? m.offset ?? node.select_list?.[0];
+      throw this.error(`${what} is not allowed in per-record SQL: each record is processed on its own`, at);
+    }
+    if (node.cte_map?.map?.length) throw this.unsupported('WITH (a common table expression)');
+    this.#bindFrom(node.from_table);
+    if (
+      node.group_expressions?.length ||
+      node.group_sets?.length ||
+      node.aggregate_handling !== 'STANDARD_HANDLING'
+    ) {
+      throw this.error(
+        'GROUP BY is not allowed in per-record SQL: each record is processed on its own',
+        node.group_expressions?.[0],
+      );
+    }
+    if (node.having) throw this.error('HAVING is not allowed in per-record SQL', node.having);
+    if (node.qualify) throw this.error('QUALIFY is not allowed in per-record SQL', node.qualify);
+    if (node.sample) throw this.unsupported('USING SAMPLE');
+    const where = node.where_clause ? this.expr(node.where_clause) : null;
+    if (mode === 'condition') return { columns: [], where };
+    const columns: OutColumn[] = [];
+    const seen = new Map<string, AstNode>();
+    for (const item of node.select_list as AstNode[]) {
+      if (item.class === 'STAR') {
+        columns.push(this.#star(item));
+        continue;
+      }
+      const bound = this.expr(item);
+      const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
+      if (seen.has(name)) {
+        throw this.error(`duplicate output column "${name}": give one of them another name with AS`, item);
+      }
+      seen.set(name, item);
+      columns.push({ kind: 'expr', name, node: bound });
+    }
+    return { columns, where };
+  }
+
+  #bindFrom(from: AstNode): void {
+    if (!from || from.type === 'EMPTY') throw this.error('the query needs FROM input');
+    if (from.type === 'JOIN') throw this.error('joins are not allowed in per-record SQL', from.right ?? from);
+    if (from.type !== 'BASE_TABLE') {
+      throw this.error(
+        `FROM must be the table input, not a ${String(from.type).toLowerCase().replace(/_/g, ' ')}`,
+        from,
+      );
+    }
+    if (String(from.table_name).toLowerCase() !== 'input' || from.schema_name || from.catalog_name) {
+      const name = [from.catalog_name, from.schema_name, from.table_name].filter(Boolean).join('.');
+      throw this.error(`FROM must be the table input (each record), not ${name}`, from);
+    }
+    if (from.sample || from.at_clause || from.column_name_alias?.length)
+      throw this.unsupported('this FROM clause', from);
+    if (from.alias) this.#tableNames.add(String(from.alias));
+  }
+
+  #star(item: AstNode): OutColumn {
+    if (item.relation_name && !this.#tableNames.has(String(item.relation_name))) {
+      throw this.error(`unknown table "${item.relation_name}" in ${item.relation_name}.*`, item);
+    }
+    if (item.columns || item.expr) throw this.unsupported('COLUMNS(...)', item);
+    if (item.rename_list?.length) throw this.unsupported('* RENAME', item);
+    const exclude: string[] = [];
+    for (const e of item.exclude_list ?? [])
+      exclude.push(typeof e === 'string' ? e : String(e?.column_names?.at(-1) ?? e));
+    for (const e of item.qualified_exclude_list ?? []) {
+      const names = e?.column_names ?? e;
+      exclude.push(String(Array.isArray(names) ? names.at(-1) : names));
+    }
+    const replace = (item.replace_list ?? []).map((r: AstNode) => ({
+      name: String(r.key),
+      node: this.expr(r.value),
+    }));
+    return { kind: 'star', exclude, replace };
+  }
+
+  /** DuckDB's name for an unaliased select-list expression. */
+  defaultName(item: AstNode, bound: Node): string {
+    if (item.class === 'COLUMN_REF') {
+      const names = item.column_names as string[];
+      if (!(names.length === 1 && BARE_FUNCTIONS[names[0]!.toLowerCase()])) return String(names.at(-1));
+    }
+    return bound.text;
+  }
+
+  // ------------------------------------------------------------ expressions
+
+  expr(ast: AstNode): Node {
+    const loc = this.loc(ast);
+    if (loc !== undefined) this.#where.push(loc);
+    try {
+      return this.#expr(ast, loc);
+    } finally {
+      if (loc !== undefined) this.#where.pop();
+    }
+  }
+
+  #expr(ast: AstNode, loc: number | undefined): Node {
+    switch (ast.class) {
+      case 'CONSTANT':
+        return this.#constant(ast, loc);
+      case 'COLUMN_REF':
+        return this.#columnRef(ast, loc);
+      case 'CAST':
+        return this.#cast(ast, loc);
+      case 'COMPARISON': {
+        const l = this.expr(ast.left);
+        const r = this.expr(ast.right);
+        const op = COMPARISONS[ast.type];
+        const fn = CMP_FN[ast.type];
+        if (!op || !fn) throw this.unsupported(`the comparison ${ast.type}`, ast);
+        return { k: 'call', fn, args: [l, r], text: `(${l.text} ${op} ${r.text})`, loc };
+      }
+      case 'CONJUNCTION': {
+        const args = (ast.children as AstNode[]).map((c) => this.expr(c));
+        const and = ast.type === 'CONJUNCTION_AND';
+        return {
+          k: and ? 'and' : 'or',
+          args,
+          text: `(${args.map((a) => a.text).join(and ? ' AND ' : ' OR ')})`,
+          loc,
+        };
+      }
+      case 'OPERATOR':
+        return this.#operator(ast, loc);
+      case 'BETWEEN': {
+        // x BETWEEN lo AND hi is (x >= lo) AND (x <= hi), as DuckDB's optimizer treats it
+        const x = this.expr(ast.input);
+        const lo = this.expr(ast.lower);
+        const hi = this.expr(ast.upper);
+        const text = `(${x.text} BETWEEN ${lo.text} AND ${hi.text})`;
+        const ge: Node = { k: 'call', fn: '>=', args: [x, lo], text, loc };
+        const le: Node = { k: 'call', fn: '<=', args: [x, hi], text, loc };
+        return { k: 'and', args: [ge, le], text, loc };
+      }
+      case 'CASE': {
+        const whens = (ast.case_checks as AstNode[]).map((c) => ({
+          when: this.expr(c.when_expr),
+          result: this.expr(c.then_expr),
+        }));
+        const els = ast.else_expr ? this.expr(ast.else_expr) : null;
+        const text = `CASE ${whens.map((w) => ` WHEN (${w.when.text}) THEN (${w.result.text})`).join('')} ELSE ${els ? els.text : 'NULL'} END`;
+        return { k: 'case', whens, else: els, text, loc };
+      }
+      case 'FUNCTION':
+        return this.#function(ast, loc);
+      case 'WINDOW':
+        throw this.error(
+          `window function ${ast.function_name}() is not allowed in per-record SQL: each record is processed on its own`,
+          ast,
+        );
+      case 'SUBQUERY':
+        throw this.error('subqueries are not allowed in per-record SQL', ast);
+      case 'STAR':
+        throw this.error(
+          '* is only allowed as a select-list item (SELECT *, * EXCLUDE (...), * REPLACE (...))',
+          ast,
+        );
+      case 'PARAMETER':
+        throw this.error('query parameters ($1, ?) are not allowed: write the value in the SQL', ast);
+      case 'LAMBDA':
+        throw this.unsupported('a lambda (x -> ...)', ast);
+      case 'COLLATE':
+        throw this.unsupported('COLLATE', ast);
+      default:
+        throw this.unsupported(
+          String(ast.class ?? ast.type)
+            .toLowerCase()
+            .replace(/_/g, ' '),
+          ast,
+        );
+    }
+  }
+
+  #constant(ast: AstNode, loc: number | undefined): Node {
+    const v = ast.value;
+    const id = v.type?.id as string;
+    if (v.is_null) return { k: 'const', type: T.NULL, value: null, lit: false, text: 'NULL', loc };
+    const raw = v.value;
+    switch (id) {
+      case 'INTEGER':
+      case 'BIGINT': {
+        if (typeof raw !== 'number' || !Number.isSafeInteger(raw)) {
+          throw this.error(
+            `the integer ${String(raw)} is beyond ±2^53, the exact range of JavaScript numbers`,
+            ast,
+          );
+        }
+        const type = id === 'INTEGER' ? T.INTEGER : T.BIGINT;
+        return { k: 'const', type, value: raw, lit: true, text: String(raw), loc };
+      }
+      case 'HUGEINT':
+      case 'UHUGEINT':
+        throw this.error('the integer is beyond ±2^53, the exact range of JavaScript numbers', ast);
+      case 'DECIMAL': {
+        const { width, scale } = v.type.type_info;
+        if (typeof raw !== 'number' || !Number.isSafeInteger(raw)) {
+          throw this.error('the decimal has more digits than JavaScript numbers hold exactly (15)', ast);
+        }
+        return {
+          k: 'const',
+          type: decimal(width, scale),
+          value: raw,
+          lit: false,
+          text: decStr(raw, scale),
+          loc,
+        };
+      }
+      case 'DOUBLE':
+      case 'FLOAT': {
+        const d = Number(raw);
+        return { k: 'const', type: T.DOUBLE, value: d, lit: false, text: dblStr(d), loc };
+      }
+      case 'VARCHAR': {
+        const s = String(raw);
+        return { k: 'const', type: T.VARCHAR, value: s, lit: true, text: `'${s.replace(/'/g, "''")}'`, loc };
+      }
+      case 'BOOLEAN':
+        return {
+          k: 'const',
+          type: T.BOOLEAN,
+          value: Boolean(raw),
+          lit: false,
+          text: raw ? 'true' : 'false',
+          loc,
+        };
+      default:
+        throw this.unsupported(`a constant of type ${id}`, ast);
+    }
+  }
+
+  #columnRef(ast: AstNode, loc: number | undefined): Node {
+    let names = (ast.column_names as unknown[]).map(String);
+    if (names.length === 1) {
+      const bare = BARE_FUNCTIONS[names[0]!.toLowerCase()];
+      if (bare) return { k: 'call', fn: bare, args: [], text: names[0]!, loc };
+    }
+    const text = names.map((n) => this.quoteIdent(n)).join('.');
+    if (names.length > 1 && this.#tableNames.has(names[0]!)) names = names.slice(1);
+    return { k: 'leaf', path: names, text, loc };
+  }
+
+  castType(t: AstNode, ast: AstNode): { type: SqlType; text: string } {
+    const id = String(t?.id);
+    if (id === 'DECIMAL') {
+      const { width, scale } = t.type_info ?? { width: 18, scale: 3 };
+      if (width > 38 || scale > width)
+        throw this.error(`DECIMAL(${width},${scale}) is not a valid type`, ast);
+      return {
+        type: decimal(width, scale),
+        text: scale === 0 ? `DECIMAL(${width})` : `DECIMAL(${width}, ${scale})`,
+      };
+    }
+    const type = CAST_TYPES[id];
+    if (type) return { type, text: TYPE_TEXT[id] ?? id };
+    if (id === 'UNBOUND') {
+      const name = String(t.type_info?.name ?? 'unknown');
+      throw this.error(
+        `unknown type ${name}; per-record SQL casts to ${Object.keys(CAST_TYPES).join(', ')}, DECIMAL(p,s)`,
+        ast,
+      );
+    }
+    throw this.unsupported(`CAST to ${id}`, ast);
+  }
+
+  #cast(ast: AstNode, loc: number | undefined): Node {
+    const arg = this.expr(ast.child);
+    const { type, text: typeText } = this.castType(ast.cast_type, ast);
+    const fn = ast.try_cast ? 'try_cast' : 'cast';
+    return {
+      k: 'call',
+      fn,
+      args: [arg],
+      to: type,
+      text: `${ast.try_cast ? 'TRY_CAST' : 'CAST'}(${arg.text} AS ${typeText})`,
+      loc,
+    };
+  }
+
+  #operator(ast: AstNode, loc: number | undefined): Node {
+    const kids = (ast.children ?? []) as AstNode[];
+    switch (ast.type) {
+      case 'OPERATOR_NOT': {
+        const a = this.expr(kids[0]);
+        return { k: 'call', fn: 'not', args: [a], text: `(NOT ${a.text})`, loc };
+      }
+      case 'OPERATOR_IS_NULL':
+      case 'OPERATOR_IS_NOT_NULL': {
+        const a = this.expr(kids[0]);
+        const not = ast.type === 'OPERATOR_IS_NOT_NULL';
+        return { k: 'isnull', arg: a, not, text: `(${a.text} IS ${not ? 'NOT ' : ''}NULL)`, loc };
+      }
+      case 'COMPARE_IN':
+      case 'COMPARE_NOT_IN': {
+        const args = kids.map((c) => this.expr(c));
+        const not = ast.type === 'COMPARE_NOT_IN';
+        const text = `(${args[0]!.text} ${not ? 'NOT IN' : 'IN'} (${args
+          .slice(1)
+          .map((a) => a.text)
+          .join(', ')}))`;
+        return { k: 'call', fn: not ? 'not_in' : 'in', args, text, loc };
+      }
+      case 'OPERATOR_COALESCE': {
+        const args = kids.map((c) => this.expr(c));
+        return { k: 'coalesce', args, text: `COALESCE(${args.map((a) => a.text).join(', ')})`, loc };
+      }
+      case 'ARRAY_EXTRACT': {
+        const base = this.expr(kids[0]);
+        const key = this.expr(kids[1]);
+        return this.#extract(base, key, `${base.text}[${key.text}]`, ast, loc);
+      }
+      case 'STRUCT_EXTRACT': {
+        const base = this.expr(kids[0]);
+        const key = this.expr(kids[1]);
+        const name = key.k === 'const' ? String(key.value) : key.text;
+        return this.#extract(base, key, `(${base.text}).${this.quoteIdent(name)}`, ast, loc);
+      }
+      case 'ARRAY_CONSTRUCTOR': {
+        const args = kids.map((c) => this.expr(c));
+        return {
+          k: 'call',
+          fn: 'list_value',
+          args,
+          text: `ARRAY[${args.map((a) => a.text).join(', ')}]`,
+          loc,
+        };
+      }
+      case 'ARRAY_SLICE':
+        throw this.unsupported('list slicing (l[a:b])', ast);
+      default:
+        throw this.unsupported(`the operator ${String(ast.type).toLowerCase().replace(/_/g, ' ')}`, ast);
+    }
+  }
+
+  /** `base[key]` / `base.key`: a constant key on a record path extends the path. */
+  #extract(base: Node, key: Node, text: string, ast: AstNode, loc: number | undefined): Node {
+    if (key.k === 'const' && base.k === 'leaf') {
+      if (key.type.id === 'VARCHAR') return { k: 'leaf', path: [...base.path, String(key.value)], text, loc };
+      if (key.type.id === 'INTEGER' || key.type.id === 'BIGINT') {
+        return { k: 'leaf', path: [...base.path, key.value as number], text, loc };
+      }
+    }
+    if (key.k === 'const' && key.type.id === 'VARCHAR') {
+      return { k: 'call', fn: 'struct_extract', args: [base, key], text, loc };
+    }
+    if (key.k === 'const' && key.type.id === 'NULL')
+      return { k: 'const', type: T.NULL, value: null, lit: false, text, loc };
+    if (key.k === 'const' && key.type.id !== 'INTEGER' && key.type.id !== 'BIGINT') {
+      throw this.error(`a list index must be an integer and a struct key a string, not ${key.text}`, ast);
+    }
+    return { k: 'call', fn: 'array_extract', args: [base, key], text, loc };
+  }
+
+  #function(ast: AstNode, loc: number | undefined): Node {
+    const rawName = String(ast.function_name);
+    const name = rawName.toLowerCase();
+    const kids = (ast.children ?? []) as AstNode[];
+    if (ast.is_operator || (ARITH.has(name) && kids.length <= 2)) {
+      const args = kids.map((c) => this.expr(c));
+      if (ARITH.has(name) || name === '~~' || name === '!~~' || name === '~~*' || name === '!~~*') {
+        const text =
+          args.length === 1
+            ? `${rawName}(${args[0]!.text})`
+            : `(${args[0]!.text} ${rawName} ${args[1]!.text})`;
+        const like = LIKE_OPS[name];
+        if (like) return { k: 'call', fn: 'like', args, opt: like, text, loc };
+        if (args.length === 1) {
+          if (name === '-') return { k: 'call', fn: 'neg', args, text, loc };
+          if (name === '+') return { k: 'call', fn: 'pos', args, text, loc };
+          throw this.unsupported(`the unary operator ${rawName}`, ast);
+        }
+        return { k: 'call', fn: name === '^' ? '**' : name, args, text, loc };
+      }
+      throw this.unsupported(`the operator ${rawName}`, ast);
+    }
+    if (ast.distinct || ast.filter || ast.order_bys?.orders?.length) {
+      throw this.error(
+        `${rawName}(DISTINCT/ORDER BY/FILTER ...) is an aggregate form, not allowed in per-record SQL`,
+        ast,
+      );
+    }
+    if (ast.schema && ast.schema !== 'main' && ast.schema !== 'pg_catalog') {
+      throw this.error(`unknown function ${ast.schema}.${rawName}()`, ast);
+    }
+    const like = LIKE_OPS[name];
+    const info = like ? { name: 'like', min: 3, max: 3 } : FUNCTIONS.get(name);
+    if (!info) throw this.#unknownFunction(name, ast);
+    if (kids.length < info.min || kids.length > info.max) {
+      const arity =
+        info.min === info.max
+          ? `${info.min}`
+          : info.max === Number.POSITIVE_INFINITY
+            ? `at least ${info.min}`
+            : `${info.min} to ${info.max}`;
+      throw this.error(
+        `${rawName}() takes ${arity} argument${info.max === 1 ? '' : 's'}, not ${kids.length}`,
+        ast,
+      );
+    }
+    const args = kids.map((c) => this.expr(c));
+    const prefix = ast.schema === 'main' ? 'main.' : '';
+    const argText =
+      name === 'struct_pack'
+        ? kids.map((c, i) => `${this.quoteIdent(String(c.alias))} := ${args[i]!.text}`).join(', ')
+        : args.map((a) => a.text).join(', ');
+    const text = `${prefix}${this.quoteIdent(rawName)}(${argText})`;
+    if (like) return { k: 'call', fn: 'like', args, opt: like, text, loc };
+    if (info.name === 'ifnull') return { k: 'coalesce', args, text, loc };
+    if (info.name === 'struct_pack') {
+      const names = kids.map((c) => String(c.alias ?? ''));
+      if (names.some((n) => n === '')) throw this.error('a struct needs a name for every field', ast);
+      if (new Set(names).size !== names.length) throw this.error('a struct has a duplicate field name', ast);
+      return { k: 'call', fn: 'struct_pack', args, names, text, loc };
+    }
+    if (info.name === 'array_extract' || info.name === 'struct_extract') {
+      return this.#extract(args[0]!, args[1]!, text, ast, loc);
+    }
+    return { k: 'call', fn: info.name, args, text, loc };
+  }
+
+  #unknownFunction(name: string, ast: AstNode): SluiceError {
+    const type = this.#ctx.catalog.functions.get(name);
+    if (type === 'aggregate') {
+      const shown = name === 'count_star' ? 'count(*)' : `${name}()`;
+      return this.error(
+        `aggregate function ${shown} is not allowed in per-record SQL: each record is processed on its own`,
+        ast,
+      );
+    }
+    if (type) return this.unsupported(`the function ${name}()`, ast);
+    const near = FUNCTION_NAMES.map((n) => ({ n, d: distance(name, n) }))
+      .filter((x) => x.d <= Math.max(2, Math.floor(name.length / 3)))
+      .sort((a, b) => a.d - b.d)
+      .slice(0, 3)
+      .map((x) => x.n);
+    const hint = near.length
+      ? `; did you mean ${near.join(', ')}?`
+      : `; the closest supported function is ${closest(name, FUNCTION_NAMES)}()`;
+    return this.error(`unknown function ${name}()${hint}`, ast);
+  }
+}
+
+/** Collects the distinct record paths an IR reads, in first-use order. */
+export function collectLeaves(nodes: (Node | null)[]): PathSeg[][] {
+  const seen = new Map<string, PathSeg[]>();
+  const visit = (n: Node): void => {
+    if (n.k === 'leaf') {
+      const key = JSON.stringify(n.path);
+      if (!seen.has(key)) seen.set(key, n.path);
+      return;
+    }
+    switch (n.k) {
+      case 'call':
+      case 'and':
+      case 'or':
+      case 'coalesce':
+        n.args.forEach(visit);
+        return;
+      case 'isnull':
+        visit(n.arg);
+        return;
+      case 'case':
+        for (const w of n.whens) {
+          visit(w.when);
+          visit(w.result);
+        }
+        if (n.else) visit(n.else);
+        return;
+      default:
+        return;
+    }
+  };
+  for (const n of nodes) if (n) visit(n);
+  return [...seen.values()];
+}

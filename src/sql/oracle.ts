@@ -1,0 +1,208 @@
+/**
+ * DuckDB as the oracle for per-record SQL: runs a `SELECT ... FROM input` against a one-row
+ * `input` built from a record (types as the compiler gives them: integral numbers BIGINT, other
+ * numbers DOUBLE, strings VARCHAR, Dates TIMESTAMP, arrays LIST, objects STRUCT). Used by the
+ * differential tests; not on the hot path.
+ */
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { SluiceError } from '../sdk/errors.ts';
+import type { RecordValue } from '../sdk/types.ts';
+import { newDuckDBConnection } from './duckdb.ts';
+import { compileSelect } from './index.ts';
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function pad(n: number, w = 2): string {
+  return String(n).padStart(w, '0');
+}
+
+/** A record value as a DuckDB SQL literal of the type the compiler gives it. */
+export function sqlLiteral(v: unknown): string {
+  if (v === null || v === undefined) return 'NULL';
+  switch (typeof v) {
+    case 'number':
+      if (Number.isSafeInteger(v)) return `CAST(${v} AS BIGINT)`;
+      return `CAST('${Number.isNaN(v) ? 'nan' : v === Number.POSITIVE_INFINITY ? 'inf' : v === Number.NEGATIVE_INFINITY ? '-inf' : String(v)}' AS DOUBLE)`;
+    case 'string':
+      return `CAST('${v.replace(/'/g, "''")}' AS VARCHAR)`;
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object': {
+      if (v instanceof Date) {
+        const d = v;
+        const ts = `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}`;
+        return `CAST('${ts}' AS TIMESTAMP)`;
+      }
+      if (Array.isArray(v)) return `[${v.map(sqlLiteral).join(', ')}]`;
+      const entries = Object.entries(v as object);
+      if (!entries.length) throw new Error('an empty object has no DuckDB STRUCT literal');
+      return `{${entries.map(([k, e]) => `'${k.replace(/'/g, "''")}': ${sqlLiteral(e)}`).join(', ')}}`;
+    }
+    default:
+      throw new Error(`no SQL literal for ${typeof v}`);
+  }
+}
+
+/** The `WITH input AS (...)` prefix for one record, with `columns` (all referenced ones) present. */
+export function inputCte(row: RecordValue, columns: string[] = Object.keys(row)): string {
+  const names = [...new Set([...Object.keys(row), ...columns])];
+  if (!names.length) return 'WITH input AS (SELECT 1 AS "__none") ';
+  return `WITH input AS (SELECT ${names.map((k) => `${sqlLiteral(row[k])} AS ${quoteIdent(k)}`).join(', ')}) `;
+}
+
+export type OracleResult =
+  | { ok: true; rows: Record<string, unknown>[]; columns: string[] }
+  | { ok: false; error: string };
+
+let conn: Promise<DuckDBConnection> | undefined;
+let queue: Promise<unknown> = Promise.resolve();
+
+/** Normalises DuckDB's JS values to what compiled SQL returns (bigint → number). */
+export function normalize(v: unknown): unknown {
+  if (typeof v === 'bigint') return Number(v);
+  if (Array.isArray(v)) return v.map(normalize);
+  if (v && typeof v === 'object' && !(v instanceof Date)) {
+    return Object.fromEntries(Object.entries(v).map(([k, e]) => [k, normalize(e)]));
+  }
+  return v;
+}
+
+/**
+ * How the one-row `input` is given to DuckDB. As a CTE of constants, DuckDB's optimizer folds what
+ * it can (a NULL operand, a FALSE conjunct) before evaluating; as a table it evaluates every
+ * operand of AND/OR in a SELECT list. Whether an operand that does not decide the result may fail
+ * therefore depends on the plan; a difference in that alone is accepted when either mode agrees.
+ */
+export type OracleMode = 'constants' | 'table';
+
+/** Runs `sql` (a `SELECT ... FROM input ...`) in DuckDB over one record. */
+export function oracle(sql: string, row: RecordValue, mode: OracleMode = 'constants'): Promise<OracleResult> {
+  const run = async (): Promise<OracleResult> => {
+    conn ??= newDuckDBConnection();
+    const c = await conn;
+    try {
+      let query = inputCte(row) + sql;
+      if (mode === 'table') {
+        await c.run(
+          `CREATE OR REPLACE TEMP TABLE input AS ${inputCte(row).replace(/^WITH input AS \((.*)\) $/s, '$1')}`,
+        );
+        query = sql;
+      }
+      const r = await c.runAndReadAll(query);
+      return {
+        ok: true,
+        columns: r.columnNames(),
+        rows: r.getRowObjectsJS().map((o) => normalize(o) as Record<string, unknown>),
+      };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+  };
+  const p = queue.then(run, run);
+  queue = p.catch(() => undefined);
+  return p;
+}
+
+/** Equality of result values: NaN equals NaN, -0 equals 0, Dates by time, nested values deeply. */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a == null || b == null) return a == null && b == null;
+  // JavaScript cannot observe the sign of a NaN, which DuckDB prints
+  if (typeof a === 'string' && typeof b === 'string')
+    return a.replace(/-nan/g, 'nan') === b.replace(/-nan/g, 'nan');
+  if (typeof a === 'number' && typeof b === 'number') {
+    if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(a) && Number.isNaN(b);
+    // transcendental functions (ln, exp, pow) may differ from the C library in the last bit
+    return Math.abs(a - b) <= 4 * Number.EPSILON * Math.max(Math.abs(a), Math.abs(b));
+  }
+  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
+  if (Array.isArray(a) && Array.isArray(b))
+    return a.length === b.length && a.every((e, i) => sameValue(e, b[i]));
+  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
+    const ka = Object.keys(a);
+    const kb = Object.keys(b);
+    return (
+      ka.length === kb.length &&
+      ka.every(
+        (k, i) =>
+          k === kb[i] && sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
+      )
+    );
+  }
+  return false;
+}
+
+type Outcome =
+  | { error: string; unexpected?: boolean }
+  | { filtered: true }
+  | { value: Record<string, unknown> };
+
+async function ours(sql: string, row: RecordValue): Promise<Outcome> {
+  try {
+    const f = await compileSelect(sql);
+    const out = f(row);
+    return out === null ? { filtered: true } : { value: out };
+  } catch (err) {
+    if (
+      !(err instanceof SluiceError) ||
+      (err.code !== 'SLUICE_EXPR_INVALID' && err.code !== 'SLUICE_EXPR_EVAL')
+    ) {
+      return { error: `UNEXPECTED ${String((err as Error)?.stack ?? err)}`, unexpected: true };
+    }
+    return { error: `${err.code}: ${err.message}` };
+  }
+}
+
+function show(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x));
+}
+
+/**
+ * Compares compiled SQL and DuckDB on one record: same value and column names, or both failing.
+ * Returns a description of the difference, if any.
+ */
+export async function compare(sql: string, row: RecordValue): Promise<string | undefined> {
+  const mine = await ours(sql, row);
+  const diff = judge(mine, await oracle(sql, row, 'constants'));
+  if (!diff || ('unexpected' in mine && mine.unexpected)) return diff;
+  const other = judge(mine, await oracle(sql, row, 'table'));
+  return other ? `${diff} (and as a table: ${other})` : undefined;
+}
+
+function judge(mine: Outcome, theirs: OracleResult): string | undefined {
+  if ('unexpected' in mine && mine.unexpected) return `compiled SQL crashed: ${mine.error}`;
+  if (!theirs.ok) {
+    if ('error' in mine) return undefined;
+    // a NULL in the one-row table has DuckDB's NULL type, which some functions cannot bind;
+    // a typed column would give NULL, as compiled SQL does
+    if (/^Binder Error.*"NULL"/s.test(theirs.error)) return undefined;
+    if (
+      /^Binder Error/.test(theirs.error) &&
+      'value' in mine &&
+      Object.values(mine.value).every((v) => v === null)
+    ) {
+      return undefined;
+    }
+    return `DuckDB fails (${theirs.error.split('\n')[0]}) but compiled SQL gives ${show('value' in mine ? mine.value : null)}`;
+  }
+  // a documented limit: integers and decimals are exact only within ±2^53 in JavaScript
+  if ('error' in mine && mine.error.includes('beyond ±2^53')) return undefined;
+  if ('error' in mine) return `compiled SQL fails (${mine.error}) but DuckDB gives ${show(theirs.rows)}`;
+  if ('filtered' in mine)
+    return theirs.rows.length === 0 ? undefined : `filtered, but DuckDB gives ${show(theirs.rows)}`;
+  if (theirs.rows.length !== 1)
+    return `DuckDB returns ${theirs.rows.length} rows, compiled SQL ${show(mine.value)}`;
+  const names = Object.keys(mine.value);
+  if (names.join('\u0000') !== theirs.columns.join('\u0000')) {
+    return `column names ${show(names)} but DuckDB names ${show(theirs.columns)}`;
+  }
+  const expected = theirs.rows[0]!;
+  for (const k of names) {
+    if (!sameValue(mine.value[k], expected[k])) {
+      return `${k}: ${show(mine.value[k])} but DuckDB gives ${show(expected[k])}`;
+    }
+  }
+  return undefined;
+}

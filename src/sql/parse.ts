@@ -1,0 +1,147 @@
+/**
+ * SQL parsing through DuckDB's own parser (`json_serialize_sql`), plus the catalog facts the
+ * compiler needs from DuckDB once per process: its keywords (for DuckDB's column names) and its
+ * function names (to tell "not supported here" from "no such function").
+ */
+import { SluiceError } from '../sdk/errors.ts';
+import { getDuckDB } from './duckdb.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: the DuckDB AST is untyped JSON
+export type AstNode = any;
+
+export interface Catalog {
+  keywords: Set<string>;
+  /** Function name → DuckDB function type ('scalar', 'aggregate', 'macro', 'table', ...). */
+  functions: Map<string, string>;
+}
+
+let queue: Promise<unknown> = Promise.resolve();
+
+/** Runs queries on the shared connection one at a time. */
+function serial<T>(fn: () => Promise<T>): Promise<T> {
+  const run = queue.then(fn, fn);
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+let catalog: Promise<Catalog> | undefined;
+
+export function getCatalog(): Promise<Catalog> {
+  catalog ??= serial(async () => {
+    const db = await getDuckDB();
+    const kw = await db.runAndReadAll('SELECT keyword_name FROM duckdb_keywords()');
+    const fns = await db.runAndReadAll(
+      "SELECT DISTINCT function_name, function_type FROM duckdb_functions() WHERE function_type <> 'table' AND function_type <> 'table_macro'",
+    );
+    const keywords = new Set(kw.getRowsJS().map((r) => String(r[0])));
+    const functions = new Map<string, string>();
+    for (const [name, type] of fns.getRowsJS()) {
+      const n = String(name);
+      // an aggregate overloaded as a scalar is reported as aggregate: it needs rows
+      if (functions.get(n) !== 'aggregate') functions.set(n, String(type));
+    }
+    return { keywords, functions };
+  }).catch((err: unknown) => {
+    catalog = undefined;
+    throw err;
+  });
+  return catalog;
+}
+
+/** Position of a character offset as 1-based line and column. */
+export function lineCol(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      start = i + 1;
+    }
+  }
+  return { line, column: offset - start + 1 };
+}
+
+/** Converts a UTF-8 byte offset (DuckDB's positions) to a UTF-16 character offset. */
+export function byteToChar(text: string, byteOffset: number): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (bytes >= byteOffset) return i;
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return text.length;
+}
+
+/** JSON.parse keeping integers beyond 2^53 exact (as bigint). */
+function parseJson(text: string): unknown {
+  return JSON.parse(text, (_key, value, context?: { source?: string }) => {
+    if (
+      typeof value === 'number' &&
+      !Number.isSafeInteger(value) &&
+      context?.source &&
+      /^-?\d+$/.test(context.source)
+    ) {
+      return BigInt(context.source);
+    }
+    return value;
+  });
+}
+
+export interface Parsed {
+  /** The SELECT_NODE of the single statement. */
+  node: AstNode;
+  /** Maps a DuckDB query_location to a character offset in the user's text (undefined when unknown). */
+  offset(loc: unknown): number | undefined;
+}
+
+export interface ParseOptions {
+  /** Text the user wrote, and where it starts inside the SQL handed to DuckDB. */
+  userText: string;
+  prefix: number;
+}
+
+export function invalid(message: string, offset: number | undefined, userText: string): SluiceError {
+  let msg = message;
+  if (offset !== undefined) {
+    const { line, column } = lineCol(userText, offset);
+    msg = `${message} (at line ${line}, column ${column}, offset ${offset})`;
+  }
+  return new SluiceError('SLUICE_EXPR_INVALID', msg, offset === undefined ? {} : { details: { offset } });
+}
+
+/** Parses one SELECT statement with DuckDB; a syntax error becomes SLUICE_EXPR_INVALID with its position. */
+export async function parseSelect(sql: string, opts: ParseOptions): Promise<Parsed> {
+  const raw = await serial(async () => {
+    const db = await getDuckDB();
+    const r = await db.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [sql]);
+    return String(r.getRowsJS()[0]?.[0]);
+  });
+  const json = parseJson(raw) as AstNode;
+  const toUser = (loc: unknown): number | undefined => {
+    const n = typeof loc === 'string' ? Number(loc) : loc;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return undefined;
+    const c = byteToChar(sql, n) - opts.prefix;
+    return Math.max(0, Math.min(c, opts.userText.length));
+  };
+  if (json.error) {
+    const message = String(json.error_message ?? 'invalid SQL');
+    const offset = toUser(json.position);
+    if (/Only SELECT statements/.test(message)) {
+      throw invalid('only a SELECT statement is allowed', 0, opts.userText);
+    }
+    throw invalid(
+      `SQL ${message.startsWith('syntax error') ? message : `error: ${message}`}`,
+      offset,
+      opts.userText,
+    );
+  }
+  const statements = json.statements as AstNode[];
+  if (!statements.length) throw invalid('the SQL is empty', 0, opts.userText);
+  if (statements.length > 1) throw invalid('only one SQL statement is allowed', 0, opts.userText);
+  return { node: statements[0].node, offset: toUser };
+}

@@ -1,0 +1,1191 @@
+/**
+ * Run-time helpers called by compiled per-record SQL. Conventions (the "internal" representation
+ * inside a compiled function): SQL NULL is `null`; integers, DOUBLE are JS numbers; DECIMAL(w,s)
+ * is the scaled integer (1.50 in DECIMAL(3,2) is 150); DATE and TIMESTAMP are epoch milliseconds;
+ * VARCHAR is a string; LIST and STRUCT are arrays and objects holding record ("output")
+ * representation values. Cast helpers return `undefined` when a value does not convert, so that
+ * CAST can throw and TRY_CAST can yield NULL.
+ */
+import { SluiceError } from '../sdk/errors.ts';
+
+/** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
+export function nullProto<T extends object>(o: T): T {
+  return Object.setPrototypeOf(o, null) as T;
+}
+
+// ---------------------------------------------------------------- errors
+
+/** Throws the per-record evaluation error. `expression` is the SQL text of the failing expression. */
+export function evalError(message: string, expression: string, value?: unknown): never {
+  throw new SluiceError('SLUICE_EXPR_EVAL', `${message} (in ${expression})`, {
+    details: { expression, value: describeValue(value) },
+  });
+}
+
+function describeValue(v: unknown): unknown {
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? 'Invalid Date' : v.toISOString();
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+  return v;
+}
+
+// ---------------------------------------------------------------- classification
+
+/**
+ * The SQL type class of a record value: 0 NULL, 1 BIGINT, 2 DOUBLE, 3 VARCHAR, 4 BOOLEAN,
+ * 5 TIMESTAMP, 6 LIST, 7 STRUCT, 8 other, 9 BIGINT held as a JS bigint.
+ */
+export function cls(v: unknown): number {
+  switch (typeof v) {
+    case 'number':
+      return Number.isSafeInteger(v) ? 1 : 2;
+    case 'string':
+      return 3;
+    case 'boolean':
+      return 4;
+    case 'undefined':
+      return 0;
+    case 'object':
+      if (v === null) return 0;
+      if (Array.isArray(v)) return 6;
+      if (v instanceof Date) return Number.isNaN(v.getTime()) ? 8 : 5;
+      return isPlainObject(v) ? 7 : 8;
+    case 'bigint':
+      return v >= -9007199254740991n && v <= 9007199254740991n ? 9 : 8;
+    default:
+      return 8;
+  }
+}
+
+function isPlainObject(v: object): boolean {
+  const p = Object.getPrototypeOf(v);
+  return p === Object.prototype || p === null;
+}
+
+const PROTO_KEYS = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/** Whether reading `obj[name]` needs an own-property check (the name exists on Object.prototype). */
+export function needsOwnCheck(name: string): boolean {
+  return PROTO_KEYS.has(name);
+}
+
+/** A struct field of a record value; a missing field reads as NULL. */
+export function field(v: unknown, name: string, expression: string): unknown {
+  if (v == null) return null;
+  if (typeof v !== 'object' || Array.isArray(v) || v instanceof Date) {
+    return evalError(`Cannot extract field '${name}' from a value of type ${typeOfValue(v)}`, expression, v);
+  }
+  if (PROTO_KEYS.has(name) && !Object.hasOwn(v, name)) return null;
+  const r = (v as Record<string, unknown>)[name];
+  return r === undefined ? null : r;
+}
+
+/** A list element (1-based, negative from the end) or a character of a string; out of range is NULL. */
+export function elem(v: unknown, index: number, expression: string): unknown {
+  if (v == null) return null;
+  if (Array.isArray(v)) {
+    const i = index > 0 ? index - 1 : index < 0 ? v.length + index : -1;
+    if (i < 0 || i >= v.length) return null;
+    const r = v[i];
+    return r === undefined ? null : r;
+  }
+  if (typeof v === 'string') return strElem(v, index);
+  if (typeof v === 'object' && !(v instanceof Date) && typeof index === 'number') {
+    return evalError(`Cannot extract element ${index} from a STRUCT: use a field name`, expression, v);
+  }
+  return evalError(`Cannot extract element ${index} from a value of type ${typeOfValue(v)}`, expression, v);
+}
+
+function strElem(s: string, index: number): string {
+  const cps = hasSurrogates(s) ? Array.from(s) : null;
+  const n = cps ? cps.length : s.length;
+  const i = index > 0 ? index - 1 : index < 0 ? n + index : -1;
+  if (i < 0 || i >= n) return '';
+  return cps ? cps[i]! : s[i]!;
+}
+
+/** `x[k]` where both are only known per record. */
+export function extractAny(v: unknown, key: unknown, expression: string): unknown {
+  if (v == null || key == null) return null;
+  if (typeof key === 'string') return field(v, key, expression);
+  if (typeof key === 'number' && Number.isInteger(key)) return elem(v, key, expression);
+  return evalError(`Cannot use ${typeOfValue(key)} as an index`, expression, key);
+}
+
+export function typeOfValue(v: unknown): string {
+  return ['NULL', 'BIGINT', 'DOUBLE', 'VARCHAR', 'BOOLEAN', 'TIMESTAMP', 'LIST', 'STRUCT', 'OTHER', 'BIGINT'][
+    cls(v)
+  ]!;
+}
+
+// ---------------------------------------------------------------- integers
+
+const TWO63 = 2 ** 63;
+
+const OP_NAMES: Record<string, string> = { '+': 'addition', '-': 'subtraction', '*': 'multiplication' };
+
+/** Throws the overflow error of an integer operation; BIGINT is limited to JS's exact range (±2^53). */
+export function intOvf(phys: string, op: string, a: number, b: number, r: number, x: string): never {
+  if (phys === 'INT64' && Number.isFinite(r) && Math.abs(r) < TWO63) {
+    return evalError(
+      `BIGINT result of ${a} ${op} ${b} is beyond ±2^53, the exact integer range of JavaScript numbers`,
+      x,
+      r,
+    );
+  }
+  return evalError(`Overflow in ${OP_NAMES[op] ?? op} of ${phys} (${a} ${op} ${b})!`, x, r);
+}
+
+export function intDiv(a: number, b: number, lo: number, hi: number, phys: string, x: string): number | null {
+  if (b === 0) return null;
+  const r = (a - (a % b)) / b;
+  if (r < lo || r > hi) return evalError(`Overflow in division of ${phys} (${a} // ${b})!`, x, a);
+  return r === 0 ? 0 : r;
+}
+
+export function intMod(a: number, b: number): number | null {
+  if (b === 0) return null;
+  const r = a % b;
+  return r === 0 ? 0 : r;
+}
+
+export function intNeg(a: number, lo: number, phys: string, x: string): number {
+  if (a === lo) return evalError(`Overflow in negation of ${phys} (${a})!`, x, a);
+  return a === 0 ? 0 : -a;
+}
+
+// ---------------------------------------------------------------- doubles and decimals
+
+/** `a // b` on doubles: DuckDB divides (no flooring) and yields NULL for a zero divisor. */
+export function dblIntDiv(a: number, b: number): number | null {
+  return b === 0 ? null : a / b;
+}
+
+export function dblEq(a: number, b: number): boolean {
+  return a === b || (Number.isNaN(a) && Number.isNaN(b));
+}
+/** DuckDB orders NaN above every other double. */
+export function dblLt(a: number, b: number): boolean {
+  return a < b || (Number.isNaN(b) && !Number.isNaN(a));
+}
+export function dblLe(a: number, b: number): boolean {
+  return a <= b || Number.isNaN(b);
+}
+export function dblCmp(a: number, b: number): number {
+  if (a === b) return 0;
+  if (Number.isNaN(a)) return Number.isNaN(b) ? 0 : 1;
+  if (Number.isNaN(b)) return -1;
+  return a < b ? -1 : 1;
+}
+
+export const POW10: number[] = Array.from({ length: 39 }, (_, i) => 10 ** i);
+
+/** Checks a scaled decimal result stays in JS's exact integer range. */
+export function chkDec(r: number, x: string): number {
+  if (Number.isSafeInteger(r)) return r;
+  return evalError('DECIMAL result is beyond ±2^53, the exact range of JavaScript numbers', x, r);
+}
+
+/** Divides a scaled integer by 10^k, rounding half away from zero (exact). */
+export function decDown(n: number, k: number): number {
+  if (k <= 0) return n * POW10[-k]!;
+  const d = POW10[k]!;
+  const r = n % d;
+  let q = (n - r) / d;
+  if (Math.abs(r) * 2 >= d) q += n < 0 ? -1 : 1;
+  return q === 0 ? 0 : q;
+}
+
+/** Rounds half away from zero, as DuckDB's round() does for doubles. */
+export function roundAway(x: number): number {
+  const r = x < 0 ? -Math.round(-x) : Math.round(x);
+  return r === 0 && x < 0 ? -0 : r;
+}
+
+/** round(double, n): DuckDB computes round(x * 10^n) / 10^n, keeping x when that overflows. */
+export function roundDbl(x: number, n: number): number {
+  if (n === 0) return roundAway(x);
+  if (n > 0) {
+    const m = 10 ** n;
+    const r = roundAway(x * m) / m;
+    return Number.isFinite(r) ? r : x;
+  }
+  const m = 10 ** -n;
+  const r = roundAway(x / m) * m;
+  return Number.isFinite(r) ? r : x;
+}
+
+/** Round half to even, as C's nearbyint (DuckDB's DOUBLE → integer cast). */
+export function roundEven(x: number): number {
+  const r = Math.round(x);
+  if (Math.abs(x % 1) === 0.5 && r % 2 !== 0) return r - 1;
+  return r;
+}
+
+// ---------------------------------------------------------------- to text
+
+/** DuckDB's DOUBLE → VARCHAR: shortest round-trip digits, exponent outside 1e-5 .. 1e16. */
+export function dblStr(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (x === Number.POSITIVE_INFINITY) return 'inf';
+  if (x === Number.NEGATIVE_INFINITY) return '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const ax = Math.abs(x);
+  if (ax >= 1e-4 && ax < 1e16) {
+    const s = String(x);
+    return s.includes('.') ? s : `${s}.0`;
+  }
+  const e = x.toExponential();
+  const i = e.indexOf('e');
+  const exp = Number(e.slice(i + 1));
+  const ae = Math.abs(exp);
+  return `${e.slice(0, i)}e${exp < 0 ? '-' : '+'}${ae < 10 ? '0' : ''}${ae}`;
+}
+
+export function decStr(n: number, scale: number): string {
+  if (scale === 0) return String(n === 0 ? 0 : n);
+  const neg = n < 0;
+  const digits = String(Math.abs(n)).padStart(scale + 1, '0');
+  const cut = digits.length - scale;
+  return `${neg ? '-' : ''}${digits.slice(0, cut)}.${digits.slice(cut)}`;
+}
+
+function pad2(n: number): string {
+  return n < 10 ? `0${n}` : String(n);
+}
+
+function yearStr(y: number): { y: string; bc: boolean } {
+  if (y <= 0) return { y: String(1 - y).padStart(4, '0'), bc: true };
+  return { y: String(y).padStart(4, '0'), bc: false };
+}
+
+export function dateStr(ms: number): string {
+  const d = new Date(ms);
+  const { y, bc } = yearStr(d.getUTCFullYear());
+  return `${y}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}${bc ? ' (BC)' : ''}`;
+}
+
+export function tsStr(ms: number): string {
+  const d = new Date(ms);
+  const { y, bc } = yearStr(d.getUTCFullYear());
+  let s = `${y}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}`;
+  const f = d.getUTCMilliseconds();
+  if (f) s += `.${String(f).padStart(3, '0').replace(/0+$/, '')}`;
+  return bc ? `${s} (BC)` : s;
+}
+
+export function tstzStr(ms: number): string {
+  return `${tsStr(ms)}+00`;
+}
+
+/** A record ("output" representation) value as DuckDB would print it as VARCHAR. */
+export function anyStr(v: unknown): string | null {
+  switch (cls(v)) {
+    case 0:
+      return null;
+    case 1:
+    case 9:
+      return String(v);
+    case 2:
+      return dblStr(v as number);
+    case 3:
+      return v as string;
+    case 4:
+      return v ? 'true' : 'false';
+    case 5:
+      return tsStr((v as Date).getTime());
+    case 6:
+      return `[${(v as unknown[]).map((e) => nestedStr(e)).join(', ')}]`;
+    case 7:
+      return `{${Object.entries(v as object)
+        .map(([k, e]) => `'${k.replace(/[\\']/g, (c) => `\\${c}`)}': ${nestedStr(e)}`)
+        .join(', ')}}`;
+    default:
+      return String(v);
+  }
+}
+
+function nestedStr(v: unknown): string {
+  if (v == null) return 'NULL';
+  if (typeof v === 'string') return quoteNested(v, true);
+  return anyStr(v)!;
+}
+
+function quoteNested(s: string, value = false): string {
+  const needs =
+    s === '' || /['"\\[\]{}(),:=]/.test(s) || /^\s|\s$/.test(s) || (value && s.toUpperCase() === 'NULL');
+  if (!needs) return s;
+  return `'${s.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+}
+
+// ---------------------------------------------------------------- casts from VARCHAR
+
+const INT_RE = /^[+-]?(?:\d(?:_?\d)*)?(?:\.(?:\d(?:_?\d)*)?)?(?:[eE][+-]?\d+)?$/;
+
+function trimSpace(s: string): string {
+  return s.trim();
+}
+
+/** VARCHAR → integer (DuckDB accepts spaces, a sign, `_` separators, 0x/0b, decimals and exponents, rounding). */
+export function strToInt(s: string, lo: number, hi: number): number | undefined {
+  const t = trimSpace(s);
+  if (t === '') return undefined;
+  let v: number;
+  const hex = /^([+-]?)0([xXbB])([0-9a-fA-F_]+)$/.exec(t);
+  if (hex) {
+    const digits = hex[3]!.replace(/_/g, '');
+    const binary = hex[2] === 'b' || hex[2] === 'B';
+    if (binary ? !/^[01]+$/.test(digits) : !/^[0-9a-fA-F]+$/.test(digits)) return undefined;
+    v = Number.parseInt(digits, binary ? 2 : 16) * (hex[1] === '-' ? -1 : 1);
+  } else {
+    if (!INT_RE.test(t) || !/\d/.test(t)) return undefined;
+    v = roundAway(Number(t.replace(/_/g, '')));
+  }
+  if (!(v >= lo && v <= hi)) return undefined;
+  if (!Number.isSafeInteger(v)) return undefined;
+  return v === 0 ? 0 : v;
+}
+
+const DBL_RE = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?$/;
+
+export function strToDbl(s: string): number | undefined {
+  const t = trimSpace(s);
+  if (DBL_RE.test(t)) return Number(t.replace(/_/g, ''));
+  const l = t.toLowerCase();
+  if (l === 'inf' || l === '+inf' || l === 'infinity' || l === '+infinity') return Number.POSITIVE_INFINITY;
+  if (l === '-inf' || l === '-infinity') return Number.NEGATIVE_INFINITY;
+  if (l === 'nan' || l === '+nan' || l === '-nan') return Number.NaN;
+  return undefined;
+}
+
+/** VARCHAR → DECIMAL(w,s) as the scaled integer, rounding half away from zero (exact on the digits). */
+export function strToDec(s: string, width: number, scale: number): number | undefined {
+  const raw = trimSpace(s);
+  if (/(^|[^0-9])_|_($|[^0-9])/.test(raw)) return undefined; // `_` only between digits
+  const t = raw.replace(/_/g, '');
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(t);
+  if (!m || (m[2] === '' && (m[3] ?? '') === '')) {
+    const d = DBL_RE.test(t) ? Number(t) : undefined;
+    return d === undefined ? undefined : dblToDec(d, width, scale);
+  }
+  const int = m[2] || '0';
+  const frac = m[3] ?? '';
+  let digits = int + frac.slice(0, scale).padEnd(scale, '0');
+  let n = Number(digits);
+  if (frac.length > scale && frac.charCodeAt(scale) >= 53 /* '5' */) n += 1;
+  digits = String(n);
+  if (!Number.isSafeInteger(n) || n >= POW10[width]!) return undefined;
+  return m[1] === '-' && n !== 0 ? -n : n;
+}
+
+export function strToBool(s: string): boolean | undefined {
+  switch (s.toLowerCase()) {
+    case 'true':
+    case 't':
+    case 'yes':
+    case 'y':
+    case '1':
+      return true;
+    case 'false':
+    case 'f':
+    case 'no':
+    case 'n':
+    case '0':
+      return false;
+    default:
+      return undefined;
+  }
+}
+
+const DATE_RE = /^(-?\d{1,6})-(\d{1,2})-(\d{1,2})(?:\s*\(BC\))?/;
+const TS_RE =
+  /^(-?\d{1,6})-(\d{1,2})-(\d{1,2})(?:(?:[T ]|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d*))?)?)?\s*(?:(Z|UTC)|([+-])(\d{1,2})(?::?(\d{2}))?)?$/i;
+
+function civilMs(y: number, mo: number, d: number): number | undefined {
+  if (mo < 1 || mo > 12 || d < 1 || d > 31) return undefined;
+  const dt = new Date(0);
+  dt.setUTCFullYear(y, mo - 1, d);
+  if (dt.getUTCDate() !== d) return undefined;
+  return dt.getTime();
+}
+
+/** VARCHAR → DATE (epoch ms at UTC midnight): `YYYY-MM-DD`, optionally followed by a time that is ignored. */
+export function strToDate(s: string): number | undefined {
+  const t = trimSpace(s);
+  const m = DATE_RE.exec(t);
+  if (!m) return undefined;
+  const rest = t.slice(m[0].length);
+  if (rest !== '' && !/^[T ]\d/.test(rest)) return undefined;
+  if (rest !== '' && strToTs(t) === undefined) return undefined;
+  let y = Number(m[1]);
+  if (/\(BC\)/.test(m[0])) y = 1 - y;
+  return civilMs(y, Number(m[2]), Number(m[3]));
+}
+
+/** VARCHAR → TIMESTAMP (epoch ms, UTC; a zone offset is applied; sub-millisecond digits are dropped). */
+export function strToTs(s: string): number | undefined {
+  const m = TS_RE.exec(trimSpace(s));
+  if (!m) return undefined;
+  const base = civilMs(Number(m[1]), Number(m[2]), Number(m[3]));
+  if (base === undefined) return undefined;
+  const h = Number(m[4] ?? 0);
+  const mi = Number(m[5] ?? 0);
+  const sec = Number(m[6] ?? 0);
+  if (h > 24 || mi > 59 || sec > 60 || (h === 24 && (mi > 0 || sec > 0))) return undefined;
+  const frac = m[7] ? Math.floor(Number(`0.${m[7]}`.slice(0, 5)) * 1000) : 0;
+  let ms = base + ((h * 60 + mi) * 60 + sec) * 1000 + frac;
+  if (m[9]) {
+    const off = (Number(m[10]) * 60 + Number(m[11] ?? 0)) * 60000;
+    ms += m[9] === '+' ? -off : off;
+  }
+  return ms;
+}
+
+// ---------------------------------------------------------------- numeric casts
+
+export function dblToInt(x: number, lo: number, hi: number): number | undefined {
+  if (!Number.isFinite(x)) return undefined;
+  const r = roundEven(x);
+  if (r < lo || r > hi || !Number.isSafeInteger(r)) return undefined;
+  return r === 0 ? 0 : r;
+}
+
+export function decToInt(n: number, scale: number, lo: number, hi: number): number | undefined {
+  const r = decDown(n, scale);
+  return r < lo || r > hi ? undefined : r;
+}
+
+export function dblToDec(x: number, width: number, scale: number): number | undefined {
+  if (!Number.isFinite(x)) return undefined;
+  const r = roundAway(x * POW10[scale]!);
+  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+  return r === 0 ? 0 : r;
+}
+
+export function decToDec(n: number, from: number, width: number, scale: number): number | undefined {
+  const r = scale >= from ? n * POW10[scale - from]! : decDown(n, from - scale);
+  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+  return r;
+}
+
+// ---------------------------------------------------------------- strings
+
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+export function hasSurrogates(s: string): boolean {
+  return SURROGATE.test(s);
+}
+
+/** Length in Unicode code points, as DuckDB's length(). */
+export function strLen(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) n--;
+  }
+  return n;
+}
+
+/** Binary (UTF-8 byte order) comparison, as DuckDB compares VARCHARs. */
+export function strCmp(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x !== y) {
+      if (x >= 0xd800 && y >= 0xd800) {
+        if (x < 0xe000) x += 0x10000;
+        if (y < 0xe000) y += 0x10000;
+      }
+      return x < y ? -1 : 1;
+    }
+  }
+  return a.length < b.length ? -1 : a.length > b.length ? 1 : 0;
+}
+
+const NON_ASCII = /[\u0080-\uffff]/;
+
+function mapCodePoints(s: string, upper: boolean): string {
+  let out = '';
+  for (const ch of s) {
+    const m = upper ? ch.toUpperCase() : ch.toLowerCase();
+    if (m.length === ch.length || [...m].length === 1) out += m;
+    else if (ch === 'ß') out += 'ẞ';
+    else if (ch === 'İ') out += 'i';
+    else out += ch;
+  }
+  return out;
+}
+
+/** upper() with simple (one-to-one) case mapping, as DuckDB. */
+export function upper(s: string): string {
+  const u = s.toUpperCase();
+  if (u.length === s.length || !NON_ASCII.test(s)) return u;
+  return mapCodePoints(s, true);
+}
+
+export function lower(s: string): string {
+  const l = s.toLowerCase();
+  if ((l.length === s.length && !s.includes('Σ')) || !NON_ASCII.test(s)) return l;
+  return mapCodePoints(s, false);
+}
+
+export function trimChars(s: string, chars: string, left: boolean, right: boolean): string {
+  if (chars === ' ') {
+    let i = 0;
+    let j = s.length;
+    if (left) while (i < j && s.charCodeAt(i) === 32) i++;
+    if (right) while (j > i && s.charCodeAt(j - 1) === 32) j--;
+    return i === 0 && j === s.length ? s : s.slice(i, j);
+  }
+  const set = new Set(chars);
+  const cps = Array.from(s);
+  let i = 0;
+  let j = cps.length;
+  if (left) while (i < j && set.has(cps[i]!)) i++;
+  if (right) while (j > i && set.has(cps[j - 1]!)) j--;
+  return cps.slice(i, j).join('');
+}
+
+/** DuckDB's substring on code points (negative offsets count from the end, negative lengths go backwards). */
+export function substr(s: string, offset: number, length: number, unicodeOnly = false): string {
+  if (length === 0) return '';
+  if (offset < 0 && !unicodeOnly && !NON_ASCII.test(s)) {
+    // DuckDB's ASCII-only path counts a negative offset differently when it reaches before the start
+    let start = Math.max(s.length + offset, 0);
+    let end: number;
+    if (length > 0) end = Math.min(s.length, start + length);
+    else {
+      end = start;
+      start = Math.max(0, start + length);
+    }
+    return s.slice(start, end);
+  }
+  const cps = hasSurrogates(s) ? Array.from(s) : null;
+  const n = cps ? cps.length : s.length;
+  const slice = (a: number, b: number) => (cps ? cps.slice(a, b).join('') : s.slice(a, b));
+  if (offset < 0) {
+    let startPos = 0;
+    let endPos = -1;
+    const off = offset - 1;
+    let start: number;
+    let end: number;
+    if (length < 0) {
+      start = -off - length;
+      end = -off;
+    } else {
+      start = -off;
+      end = -off - length;
+    }
+    if (end <= 0) endPos = n;
+    let cur = 0;
+    for (let i = n; i > 0; i--) {
+      cur++;
+      if (cur === start) {
+        startPos = i;
+        break;
+      }
+      if (cur === end) endPos = i;
+    }
+    if (endPos === -1) return '';
+    return slice(startPos, endPos);
+  }
+  const off = offset - 1;
+  let start: number;
+  let end: number;
+  if (length < 0) {
+    start = Math.max(0, off + length);
+    end = off;
+  } else {
+    start = Math.max(0, off);
+    end = off + length;
+  }
+  if (start >= n || end === 0 || end <= start) return '';
+  return slice(start, Math.min(end, n));
+}
+
+export function leftStr(s: string, k: number): string {
+  const cps = hasSurrogates(s) ? Array.from(s) : null;
+  const n = cps ? cps.length : s.length;
+  const e = k >= 0 ? Math.min(k, n) : Math.max(0, n + k);
+  return cps ? cps.slice(0, e).join('') : s.slice(0, e);
+}
+
+export function rightStr(s: string, k: number): string {
+  const cps = hasSurrogates(s) ? Array.from(s) : null;
+  const n = cps ? cps.length : s.length;
+  const b = k >= 0 ? Math.max(0, n - k) : Math.min(n, -k);
+  return cps ? cps.slice(b).join('') : s.slice(b);
+}
+
+export function pad(s: string, len: number, fill: string, left: boolean, x: string): string {
+  if (len <= 0) return '';
+  const cps = Array.from(s);
+  if (cps.length >= len) return cps.slice(0, len).join('');
+  const fcps = Array.from(fill);
+  if (fcps.length === 0) return evalError(`Insufficient padding in ${left ? 'LPAD' : 'RPAD'}.`, x, s);
+  const need = len - cps.length;
+  let p = '';
+  for (let i = 0; i < need; i++) p += fcps[i % fcps.length];
+  return left ? p + s : s + p;
+}
+
+export function splitPart(s: string, sep: string, index: number): string {
+  if (index === 0) return '';
+  const parts = sep === '' ? Array.from(s) : s.split(sep);
+  const i = index > 0 ? index - 1 : parts.length + index;
+  return i >= 0 && i < parts.length ? parts[i]! : '';
+}
+
+/** 1-based code point position of `needle` in `s`, 0 when absent. */
+export function strpos(s: string, needle: string): number {
+  const i = s.indexOf(needle);
+  if (i <= 0) return i + 1;
+  return hasSurrogates(s) ? strLen(s.slice(0, i)) + 1 : i + 1;
+}
+
+// ---------------------------------------------------------------- LIKE and regular expressions
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
+/** Compiles a LIKE pattern (`%`, `_`, optional escape character) to an anchored RegExp. */
+export function likeRegExp(pattern: string, escapeChar: string | null, ci: boolean): RegExp {
+  let re = '';
+  const cps = Array.from(pattern);
+  for (let i = 0; i < cps.length; i++) {
+    const c = cps[i]!;
+    if (escapeChar !== null && c === escapeChar) {
+      const next = cps[++i];
+      if (next === undefined) throw new RangeError('Like pattern must not end with escape character!');
+      re += escapeRe(next);
+    } else if (c === '%') re += '[^]*';
+    else if (c === '_') re += '[^]';
+    else re += escapeRe(c);
+  }
+  return new RegExp(`^${re}$`, ci ? 'iu' : 'u');
+}
+
+const likeCache = new Map<string, RegExp>();
+
+export function likeDyn(
+  s: string,
+  pattern: string,
+  escapeChar: string | null,
+  ci: boolean,
+  x: string,
+): boolean {
+  const key = `${ci ? 'i' : 'c'}${escapeChar ?? ''}\u0000${pattern}`;
+  let re = likeCache.get(key);
+  if (!re) {
+    try {
+      re = likeRegExp(pattern, escapeChar, ci);
+    } catch (e) {
+      return evalError((e as Error).message, x, pattern);
+    }
+    if (likeCache.size > 1000) likeCache.clear();
+    likeCache.set(key, re);
+  }
+  return re.test(s);
+}
+
+/**
+ * Translates an RE2 pattern and DuckDB options to a JavaScript RegExp. RE2 and JavaScript agree on
+ * the common syntax; inline flags at the start (`(?i)`, `(?s)`) become RegExp flags.
+ */
+export function makeRegExp(pattern: string, options: string, mode: 'search' | 'full' | 'replace'): RegExp {
+  let flags = 'u';
+  let global = false;
+  let literal = false;
+  for (const o of options) {
+    if (o === 'i') flags += flags.includes('i') ? '' : 'i';
+    else if (o === 'c') flags = flags.replace('i', '');
+    else if (o === 's') flags += flags.includes('s') ? '' : 's';
+    else if (o === 'g' && mode === 'replace') global = true;
+    else if (o === 'l') literal = true;
+    else if (o !== 'm' && o !== 'n' && o !== 'p') throw new RangeError(`Unrecognized Regex option ${o}`);
+  }
+  let p = pattern;
+  const inline = /^\(\?([imsU]+)\)/.exec(p);
+  if (inline && !literal) {
+    for (const f of inline[1]!) {
+      if ((f === 'i' || f === 's') && !flags.includes(f)) flags += f;
+      else if (f === 'm' && !flags.includes('m')) flags += 'm';
+    }
+    p = p.slice(inline[0].length);
+  }
+  if (literal) p = escapeRe(p);
+  else p = p.replace(/\\z/g, '$').replace(/\\A/g, '^');
+  if (mode === 'full') p = `^(?:${p})$`;
+  if (global) flags += 'g';
+  try {
+    return new RegExp(p, flags);
+  } catch (e) {
+    const why = (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
+    throw new RangeError(`invalid regular expression '${pattern}': ${why}`);
+  }
+}
+
+/** RE2 replacement (`\1`, `\0`) to JavaScript's (`$1`, `$&`). */
+export function jsReplacement(r: string): string {
+  let out = '';
+  for (let i = 0; i < r.length; i++) {
+    const c = r[i]!;
+    if (c === '$') out += '$$';
+    else if (c === '\\' && i + 1 < r.length) {
+      const n = r[++i]!;
+      if (n === '0') out += '$&';
+      else if (n >= '1' && n <= '9') out += `$${n}`;
+      else out += n === '$' ? '$$' : n;
+    } else out += c;
+  }
+  return out;
+}
+
+/** Number of capture groups of a RegExp. */
+export function groupCount(re: RegExp): number {
+  return new RegExp(`${re.source}|`, re.flags.replace('g', '')).exec('')!.length - 1;
+}
+
+/** The highest group an RE2 replacement refers to (`\\1`..`\\9`; `\\0` is the whole match). */
+export function maxGroupRef(r: string): number {
+  let max = 0;
+  for (let i = 0; i < r.length - 1; i++) {
+    if (r[i] === '\\') {
+      const n = r.charCodeAt(i + 1) - 48;
+      if (n >= 1 && n <= 9) max = Math.max(max, n);
+      i++;
+    }
+  }
+  return max;
+}
+
+/** regexp_replace with a replacement known only per record: RE2 leaves the string as is when the replacement names a missing group. */
+export function reReplaceDyn(s: string, re: RegExp, r: string): string {
+  if (maxGroupRef(r) > groupCount(re)) return s;
+  re.lastIndex = 0;
+  return s.replace(re, jsReplacement(r));
+}
+
+const reCache = new Map<string, RegExp>();
+
+export function regexDyn(
+  pattern: string,
+  options: string,
+  mode: 'search' | 'full' | 'replace',
+  x: string,
+): RegExp {
+  const key = `${mode}\u0000${options}\u0000${pattern}`;
+  let re = reCache.get(key);
+  if (!re) {
+    try {
+      re = makeRegExp(pattern, options, mode);
+    } catch (e) {
+      return evalError((e as Error).message, x, pattern);
+    }
+    if (reCache.size > 1000) reCache.clear();
+    reCache.set(key, re);
+  }
+  re.lastIndex = 0;
+  return re;
+}
+
+// ---------------------------------------------------------------- dates
+
+const DAY = 86400000;
+
+export function floorDay(ms: number): number {
+  return Math.floor(ms / DAY) * DAY;
+}
+
+function isoWeekInfo(ms: number): { year: number; week: number } {
+  const d = new Date(floorDay(ms));
+  const dow = (d.getUTCDay() + 6) % 7; // Monday = 0
+  const thursday = new Date(d.getTime() + (3 - dow) * DAY);
+  const year = thursday.getUTCFullYear();
+  const jan1 = Date.UTC(year, 0, 1);
+  const week = Math.floor((thursday.getTime() - jan1) / DAY / 7) + 1;
+  return { year, week };
+}
+
+const PART_ALIASES: Record<string, string> = nullProto({
+  year: 'year',
+  y: 'year',
+  yr: 'year',
+  yrs: 'year',
+  years: 'year',
+  month: 'month',
+  mon: 'month',
+  mons: 'month',
+  months: 'month',
+  day: 'day',
+  d: 'day',
+  days: 'day',
+  dayofmonth: 'day',
+  hour: 'hour',
+  h: 'hour',
+  hr: 'hour',
+  hrs: 'hour',
+  hours: 'hour',
+  minute: 'minute',
+  m: 'minute',
+  min: 'minute',
+  mins: 'minute',
+  minutes: 'minute',
+  second: 'second',
+  s: 'second',
+  sec: 'second',
+  secs: 'second',
+  seconds: 'second',
+  millisecond: 'millisecond',
+  ms: 'millisecond',
+  msec: 'millisecond',
+  msecs: 'millisecond',
+  milliseconds: 'millisecond',
+  millisecon: 'millisecond',
+  microsecond: 'microsecond',
+  us: 'microsecond',
+  usec: 'microsecond',
+  usecs: 'microsecond',
+  microseconds: 'microsecond',
+  microsecon: 'microsecond',
+  week: 'week',
+  w: 'week',
+  weeks: 'week',
+  weekofyear: 'week',
+  quarter: 'quarter',
+  quarters: 'quarter',
+  decade: 'decade',
+  dec: 'decade',
+  decades: 'decade',
+  decs: 'decade',
+  century: 'century',
+  c: 'century',
+  cent: 'century',
+  centuries: 'century',
+  millennium: 'millennium',
+  mil: 'millennium',
+  millenia: 'millennium',
+  millennia: 'millennium',
+  millenium: 'millennium',
+  mils: 'millennium',
+  dow: 'dow',
+  dayofweek: 'dow',
+  weekday: 'dow',
+  isodow: 'isodow',
+  doy: 'doy',
+  dayofyear: 'doy',
+  isoyear: 'isoyear',
+  yearweek: 'yearweek',
+  epoch: 'epoch',
+  era: 'era',
+  julian: 'julian',
+  timezone: 'timezone',
+  timezone_hour: 'timezone_hour',
+  timezone_minute: 'timezone_minute',
+});
+
+/** The canonical date part for a specifier, or undefined when DuckDB would not recognise it. */
+export function datePart(spec: string): string | undefined {
+  return PART_ALIASES[spec.toLowerCase()];
+}
+
+/** extract/date_part on epoch ms. Integral parts are BIGINT; epoch and julian are DOUBLE. */
+export function extractPart(part: string, ms: number): number {
+  const d = new Date(ms);
+  switch (part) {
+    case 'year':
+      return d.getUTCFullYear();
+    case 'month':
+      return d.getUTCMonth() + 1;
+    case 'day':
+      return d.getUTCDate();
+    case 'hour':
+      return d.getUTCHours();
+    case 'minute':
+      return d.getUTCMinutes();
+    case 'second':
+      return d.getUTCSeconds();
+    case 'millisecond':
+      return d.getUTCSeconds() * 1000 + d.getUTCMilliseconds();
+    case 'microsecond':
+      return (d.getUTCSeconds() * 1000 + d.getUTCMilliseconds()) * 1000;
+    case 'week':
+      return isoWeekInfo(ms).week;
+    case 'isoyear':
+      return isoWeekInfo(ms).year;
+    case 'yearweek': {
+      const w = isoWeekInfo(ms);
+      return w.year * 100 + w.week;
+    }
+    case 'quarter':
+      return Math.floor(d.getUTCMonth() / 3) + 1;
+    case 'decade':
+      return Math.floor(d.getUTCFullYear() / 10);
+    case 'century': {
+      const y = d.getUTCFullYear();
+      return y > 0 ? Math.floor((y - 1) / 100) + 1 : -Math.floor(-y / 100) - 1;
+    }
+    case 'millennium': {
+      const y = d.getUTCFullYear();
+      return y > 0 ? Math.floor((y - 1) / 1000) + 1 : -Math.floor(-y / 1000) - 1;
+    }
+    case 'dow':
+      return d.getUTCDay();
+    case 'isodow':
+      return d.getUTCDay() === 0 ? 7 : d.getUTCDay();
+    case 'doy':
+      return Math.floor((floorDay(ms) - Date.UTC(d.getUTCFullYear(), 0, 1)) / DAY) + 1;
+    case 'epoch':
+      return ms / 1000;
+    case 'era':
+      return d.getUTCFullYear() > 0 ? 1 : 0;
+    case 'julian':
+      return Math.floor(ms / DAY) + 2440588;
+    default:
+      return 0; // timezone parts: timestamps are UTC
+  }
+}
+
+const TRUNC_PARTS = new Set([
+  'year',
+  'month',
+  'day',
+  'hour',
+  'minute',
+  'second',
+  'millisecond',
+  'microsecond',
+  'week',
+  'quarter',
+  'decade',
+  'century',
+  'millennium',
+  'isoyear',
+]);
+
+export function truncPartValid(part: string): boolean {
+  return TRUNC_PARTS.has(part);
+}
+
+export function dateTrunc(part: string, ms: number): number {
+  const d = new Date(ms);
+  const y = d.getUTCFullYear();
+  const at = (yy: number, mo = 0, dd = 1) => {
+    const t = new Date(0);
+    t.setUTCFullYear(yy, mo, dd);
+    return t.getTime();
+  };
+  switch (part) {
+    case 'year':
+      return at(y);
+    case 'quarter':
+      return at(y, Math.floor(d.getUTCMonth() / 3) * 3);
+    case 'month':
+      return at(y, d.getUTCMonth());
+    case 'week': {
+      const day = floorDay(ms);
+      return day - ((new Date(day).getUTCDay() + 6) % 7) * DAY;
+    }
+    case 'isoyear': {
+      const iy = isoWeekInfo(ms).year;
+      const jan4 = at(iy, 0, 4);
+      return jan4 - ((new Date(jan4).getUTCDay() + 6) % 7) * DAY;
+    }
+    case 'day':
+      return floorDay(ms);
+    case 'hour':
+      return Math.floor(ms / 3600000) * 3600000;
+    case 'minute':
+      return Math.floor(ms / 60000) * 60000;
+    case 'second':
+      return Math.floor(ms / 1000) * 1000;
+    case 'decade':
+      return at(Math.floor(y / 10) * 10);
+    case 'century':
+      return at(Math.floor(y / 100) * 100);
+    case 'millennium':
+      return at(Math.floor(y / 1000) * 1000);
+    default:
+      return ms; // millisecond, microsecond: timestamps hold milliseconds
+  }
+}
+
+// ---------------------------------------------------------------- strftime
+
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+const MONTHS = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+];
+
+type FmtPart = string | ((d: Date, ms: number) => string);
+
+function weekNumber(d: Date, mondayFirst: boolean): number {
+  const doy = Math.floor((d.getTime() - Date.UTC(d.getUTCFullYear(), 0, 1)) / DAY);
+  const dow = mondayFirst ? (d.getUTCDay() + 6) % 7 : d.getUTCDay();
+  return Math.floor((doy + 7 - dow) / 7);
+}
+
+const SPECIFIERS: Record<string, (d: Date, ms: number) => string> = nullProto({
+  a: (d) => DAYS[d.getUTCDay()]!.slice(0, 3),
+  A: (d) => DAYS[d.getUTCDay()]!,
+  w: (d) => String(d.getUTCDay()),
+  u: (d) => String(d.getUTCDay() === 0 ? 7 : d.getUTCDay()),
+  d: (d) => pad2(d.getUTCDate()),
+  '-d': (d) => String(d.getUTCDate()),
+  b: (d) => MONTHS[d.getUTCMonth()]!.slice(0, 3),
+  h: (d) => MONTHS[d.getUTCMonth()]!.slice(0, 3),
+  B: (d) => MONTHS[d.getUTCMonth()]!,
+  m: (d) => pad2(d.getUTCMonth() + 1),
+  '-m': (d) => String(d.getUTCMonth() + 1),
+  y: (d) => pad2(((d.getUTCFullYear() % 100) + 100) % 100),
+  '-y': (d) => String(((d.getUTCFullYear() % 100) + 100) % 100),
+  Y: (d) => String(d.getUTCFullYear()),
+  H: (d) => pad2(d.getUTCHours()),
+  '-H': (d) => String(d.getUTCHours()),
+  I: (d) => pad2(d.getUTCHours() % 12 || 12),
+  '-I': (d) => String(d.getUTCHours() % 12 || 12),
+  p: (d) => (d.getUTCHours() < 12 ? 'AM' : 'PM'),
+  M: (d) => pad2(d.getUTCMinutes()),
+  '-M': (d) => String(d.getUTCMinutes()),
+  S: (d) => pad2(d.getUTCSeconds()),
+  '-S': (d) => String(d.getUTCSeconds()),
+  g: (d) => String(d.getUTCMilliseconds()).padStart(3, '0'),
+  f: (d) => `${String(d.getUTCMilliseconds()).padStart(3, '0')}000`,
+  n: (d) => `${String(d.getUTCMilliseconds()).padStart(3, '0')}000000`,
+  z: () => '+00',
+  Z: () => '',
+  j: (d) => String(extractPart('doy', d.getTime())).padStart(3, '0'),
+  '-j': (d) => String(extractPart('doy', d.getTime())),
+  U: (d) => pad2(weekNumber(d, false)),
+  W: (d) => pad2(weekNumber(d, true)),
+  V: (d) => pad2(isoWeekInfo(d.getTime()).week),
+  G: (d) => String(isoWeekInfo(d.getTime()).year),
+  c: (_d, ms) => tsStr(Math.floor(ms / 1000) * 1000),
+  x: (d) => dateStr(d.getTime()),
+  X: (d) => `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}`,
+});
+
+/** Parses a strftime format once; throws RangeError with DuckDB's message on an unknown specifier. */
+export function parseStrftime(format: string): FmtPart[] {
+  const parts: FmtPart[] = [];
+  let lit = '';
+  for (let i = 0; i < format.length; i++) {
+    const c = format[i]!;
+    if (c !== '%') {
+      lit += c;
+      continue;
+    }
+    if (i + 1 >= format.length) {
+      throw new RangeError(`Failed to parse format specifier ${format}: Trailing format character %`);
+    }
+    let spec = format[++i]!;
+    if (spec === '%') {
+      lit += '%';
+      continue;
+    }
+    if (spec === '-' && i + 1 < format.length) spec += format[++i]!;
+    const fn = SPECIFIERS[spec];
+    if (!fn) {
+      throw new RangeError(
+        `Failed to parse format specifier ${format}: Unrecognized format for strftime/strptime: %${spec}`,
+      );
+    }
+    if (lit) parts.push(lit);
+    lit = '';
+    parts.push(fn);
+  }
+  if (lit) parts.push(lit);
+  return parts;
+}
+
+export function strftime(parts: FmtPart[], ms: number): string {
+  const d = new Date(ms);
+  let out = '';
+  for (const p of parts) out += typeof p === 'string' ? p : p(d, ms);
+  return out;
+}
+
+const fmtCache = new Map<string, FmtPart[]>();
+
+export function strftimeDyn(ms: number, format: string, x: string): string {
+  let parts = fmtCache.get(format);
+  if (!parts) {
+    try {
+      parts = parseStrftime(format);
+    } catch (e) {
+      return evalError((e as Error).message, x, format);
+    }
+    if (fmtCache.size > 1000) fmtCache.clear();
+    fmtCache.set(format, parts);
+  }
+  return strftime(parts, ms);
+}
+
+// ---------------------------------------------------------------- nested values
+
+/** Equality of record-representation values, as DuckDB compares LISTs and STRUCTs (NULLs equal inside). */
+export function deepEq(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a == null || b == null) return a == null && b == null;
+  if (typeof a === 'number' && typeof b === 'number') return dblEq(a, b);
+  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!deepEq(a[i], b[i])) return false;
+    return true;
+  }
+  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b)) {
+    // STRUCTs compare field by field, matched by name
+    const ka = Object.keys(a);
+    if (ka.length !== Object.keys(b).length) return false;
+    for (const k of ka) {
+      if (!Object.hasOwn(b, k)) return false;
+      if (!deepEq((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+/** A value in record representation turned to boolean for AND/OR/WHERE when its type is only known at run time. */
+export function anyBool(v: unknown, x: string): boolean | null {
+  if (v == null) return null;
+  if (typeof v === 'boolean') return v;
+  return evalError(`Cannot use a value of type ${typeOfValue(v)} as a condition`, x, v);
+}
+
+// ---------------------------------------------------------------- output rows
+
+/** Sets an own, enumerable property even for the name `__proto__`. */
+export function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__')
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+
+/** Copies a record's fields for `*`, leaving out `skip` and taking REPLACE values from `repl`. */
+export function copyStar(
+  o: Record<string, unknown>,
+  row: Record<string, unknown>,
+  skip: Set<string> | null,
+  repl: Map<string, unknown> | null,
+): void {
+  for (const k in row) {
+    if (skip?.has(k)) continue;
+    setOwn(o, k, repl?.has(k) ? repl.get(k) : row[k]);
+  }
+}
