@@ -5,7 +5,7 @@
 import { closest, distance } from 'fastest-levenshtein';
 import type { SluiceError } from '../sdk/errors.ts';
 import { describeSubset, FUNCTION_NAMES, FUNCTIONS } from './functions.ts';
-import type { BoundQuery, Node, OutColumn, PathSeg } from './ir.ts';
+import { type BoundQuery, children, type Node, type OutColumn, type PathSeg } from './ir.ts';
 import { type AstNode, type Catalog, invalid, type Parsed } from './parse.ts';
 import { dblStr, decStr, nullProto } from './runtime.ts';
 import { decimal, type SqlType, T } from './types.ts';
@@ -269,7 +269,7 @@ export class Binder {
         const text = `(${x.text} BETWEEN ${lo.text} AND ${hi.text})`;
         const ge: Node = { k: 'call', fn: '>=', args: [x, lo], text, loc };
         const le: Node = { k: 'call', fn: '<=', args: [x, hi], text, loc };
-        return { k: 'and', args: [ge, le], text, loc };
+        return { k: 'and', args: [ge, le], text, loc, between: true };
       }
       case 'CASE': {
         const whens = (ast.case_checks as AstNode[]).map((c) => ({
@@ -585,28 +585,8 @@ export function collectLeaves(nodes: (Node | null)[]): PathSeg[][] {
     if (n.k === 'leaf') {
       const key = JSON.stringify(n.path);
       if (!seen.has(key)) seen.set(key, n.path);
-      return;
     }
-    switch (n.k) {
-      case 'call':
-      case 'and':
-      case 'or':
-      case 'coalesce':
-        n.args.forEach(visit);
-        return;
-      case 'isnull':
-        visit(n.arg);
-        return;
-      case 'case':
-        for (const w of n.whens) {
-          visit(w.when);
-          visit(w.result);
-        }
-        if (n.else) visit(n.else);
-        return;
-      default:
-        return;
-    }
+    for (const c of children(n)) visit(c);
   };
   for (const n of nodes) if (n) visit(n);
   return [...seen.values()];

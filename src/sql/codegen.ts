@@ -9,9 +9,9 @@ import type { Node } from './ir.ts';
 import * as R from './runtime.ts';
 import {
   asDecimal,
-  CLASS_TYPES,
   decimal,
   INT_BITS,
+  INT_DIGITS,
   INT_PHYS,
   INT_RANGE,
   isInt,
@@ -27,10 +27,13 @@ import {
 /** A type or constant problem found while generating code: a bind error in DuckDB's terms. */
 export class CompileError extends Error {
   readonly node: Node;
-  constructor(message: string, node: Node) {
+  /** 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind error. */
+  readonly kind: 'type' | 'value';
+  constructor(message: string, node: Node, kind: 'type' | 'value' = 'type') {
     super(message);
     this.name = 'CompileError';
     this.node = node;
+    this.kind = kind;
   }
 }
 
@@ -143,7 +146,7 @@ export class Gen {
 
   #load(inp: Input): Val {
     const t = inp.type;
-    if (t.id === 'NULL') return { code: 'null', type: T.NULL, nullable: true, isConst: true, cv: null };
+    if (t.id === 'NULL') return { code: 'null', type: T.NULL, nullable: true }; // data, not a constant
     if (!inp.fromRecord) return { code: inp.name, type: t, nullable: true };
     if (t.id === 'TIMESTAMP' || t.id === 'DATE') {
       const v = this.tmp();
@@ -339,7 +342,16 @@ export class Gen {
         }
       case 'DECIMAL': {
         const { width, scale } = to;
-        if (isInt(from)) return { tpl: (c) => `decToDec(${c}, 0, ${width}, ${scale})`, fails: true };
+        if (isInt(from)) {
+          // wide enough for every value of the integer type: only JS's exact range can be exceeded
+          if (width - scale >= INT_DIGITS[from.id]) {
+            return {
+              tpl: (c) => (scale ? `chkDec(${c} * ${pow10(scale)}, ${JSON.stringify(node.text)})` : c),
+              fails: false,
+            };
+          }
+          return { tpl: (c) => `decToDec(${c}, 0, ${width}, ${scale})`, fails: true };
+        }
         switch (from.id) {
           case 'VARCHAR':
             return { tpl: (c) => `strToDec(${c}, ${width}, ${scale})`, fails: true };
@@ -406,7 +418,7 @@ export class Gen {
         if (isTry) return this.nullOf(to, true);
         const message = Gen.castMessage(v.type, to, v.cv);
         // as DuckDB, a constant that cannot convert fails only when it is evaluated
-        if (this.#lazy === 0) throw new CompileError(message, node);
+        if (this.#lazy === 0) throw new CompileError(message, node, 'value');
         const t = this.tmp();
         this.emit(`const ${t} = evalError(${jsLit(message)}, ${this.x(node)}, ${jsLit(v.cv)});`);
         return { code: t, type: to, nullable: true };
@@ -587,8 +599,9 @@ export class Gen {
   #logic(node: Extract<Node, { k: 'and' | 'or' }>, cond: boolean): Val {
     const and = node.k === 'and';
     const stop = and ? 'false' : 'true';
-    // a constant operand that decides the result (FALSE in AND, TRUE in OR) folds it, as DuckDB's optimizer does
-    for (const arg of node.args) {
+    // a constant operand that decides the result (FALSE in AND, TRUE in OR) folds it, as DuckDB's optimizer
+    // does (a BETWEEN that is constant as a whole is evaluated as a whole)
+    for (const arg of node.between && constantSubtree(node) ? [] : node.args) {
       if (!constantSubtree(arg)) continue;
       const { val } = this.capture(() => this.bool(this.gen(arg), arg), true);
       if (val.isConst && val.cv === !and) {
@@ -705,11 +718,27 @@ export class Gen {
   // ------------------------------------------------------------ calls
 
   #call(node: Extract<Node, { k: 'call' }>): Val {
-    const { lines, val: args } = this.capture(() => node.args.map((a) => this.gen(a)));
-    if (
-      STRICT.has(node.fn) &&
-      args.some((a, i) => this.isNull(a) && (a.isConst || constantSubtree(node.args[i]!)))
-    ) {
+    const strict = STRICT.has(node.fn);
+    let failure: CompileError | undefined;
+    const { lines, val: args } = this.capture(() =>
+      node.args.map((a) => {
+        try {
+          return this.gen(a);
+        } catch (err) {
+          // a constant that does not convert loses to a constant NULL operand that folds the call (below)
+          if (!(err instanceof CompileError) || err.kind !== 'value' || !strict || failure) throw err;
+          failure = err;
+          return this.nullOf(T.NULL);
+        }
+      }),
+    );
+    const folds =
+      strict && args.some((a, i) => this.isNull(a) && (a.isConst || constantSubtree(node.args[i]!)));
+    if (failure) {
+      if (!args.some((a) => a.isConst === true && a.cv === null)) throw failure;
+      return this.nullOf(T.NULL, true);
+    }
+    if (folds) {
       // DuckDB's optimizer folds an operator with a constant NULL operand to NULL without evaluating
       // the other operands (after binding: a type error still is one)
       const typed = this.capture(() => this.#impl(node, args));
@@ -991,7 +1020,8 @@ function arith(op: string): CallImpl {
     if (!(isNumeric(ta) || ta.id === 'NULL') || !(isNumeric(tb) || tb.id === 'NULL')) {
       throw g.mismatch(op, args, node);
     }
-    if (a.type.id === 'NULL' && b.type.id === 'NULL') return g.nullOf(T.INTEGER);
+    if (a.type.id === 'NULL' && b.type.id === 'NULL')
+      return g.nullOf(op === '/' || op === '**' ? T.DOUBLE : T.INTEGER);
     const why = () => g.mismatch(op, args, node).message;
     if (op === '/' || op === '**') {
       const ca = g.convert(a, T.DOUBLE, node, why);
@@ -1030,7 +1060,9 @@ function arith(op: string): CallImpl {
         phys === 'INT64'
           ? (r: string) => `Number.isSafeInteger(${r})`
           : (r: string) => `${r} >= ${lo} && ${r} <= ${hi}`;
-      return g.op([ca, cb], t, `${ca.code} ${op} ${cb.code}`, {
+      // `+ 0` turns the -0 of a negative times zero into the 0 an integer is
+      const expr = op === '*' ? `${ca.code} * ${cb.code} + 0` : `${ca.code} ${op} ${cb.code}`;
+      return g.op([ca, cb], t, expr, {
         check: (r) =>
           `if (!(${ok(r)})) intOvf(${JSON.stringify(phys)}, ${JSON.stringify(op)}, ${ca.code}, ${cb.code}, ${r}, ${x(g, node)});`,
       });
@@ -1653,8 +1685,9 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     const [s] = g.params('substr', [args[0]!], [T.VARCHAR], node) as [Val];
     const start = intParam(g, 'substr', args, 1, node);
     const len = args.length > 2 ? intParam(g, 'substr', args, 2, node) : g.constVal(T.BIGINT, 4294967295);
-    // DuckDB takes its ASCII-only path for column values it knows are ASCII, its Unicode path for constants
-    const unicode = constantSubtree(node.args[0]!);
+    // DuckDB takes an ASCII-only path for a column its statistics show ASCII (here: a field whose value is
+    // ASCII), its Unicode path otherwise; they differ for negative offsets reaching before the start
+    const unicode = node.args[0]!.k !== 'leaf';
     return g.op([s, start, len], T.VARCHAR, `substr(${s.code}, ${start.code}, ${len.code}, ${unicode})`);
   },
   replace: (g, args, node) => {
@@ -1745,5 +1778,3 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     return g.constVal(T.VARCHAR, name);
   },
 });
-
-export { CLASS_TYPES };

@@ -33,7 +33,8 @@ export type Node =
       names?: string[];
       opt?: Record<string, unknown>;
     })
-  | (Base & { k: 'and' | 'or'; args: Node[] })
+  /** `between` marks the AND that `x BETWEEN lo AND hi` becomes. */
+  | (Base & { k: 'and' | 'or'; args: Node[]; between?: boolean })
   | (Base & { k: 'isnull'; arg: Node; not: boolean })
   | (Base & { k: 'case'; whens: { when: Node; result: Node }[]; else: Node | null })
   | (Base & { k: 'coalesce'; args: Node[] });
@@ -47,7 +48,7 @@ export interface BoundQuery {
   where: Node | null;
 }
 
-/** Calls `fn` on each direct child of a node. */
+/** The direct children of a node. */
 export function children(n: Node): Node[] {
   switch (n.k) {
     case 'call':
@@ -66,9 +67,4 @@ export function children(n: Node): Node[] {
     default:
       return [];
   }
-}
-
-export function walk(n: Node, fn: (n: Node) => void): void {
-  fn(n);
-  for (const c of children(n)) walk(c, fn);
 }

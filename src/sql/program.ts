@@ -216,7 +216,12 @@ export class Program {
     g.emit('const o = {};');
     cols.forEach((c, i) => {
       if (c.kind === 'expr') {
-        g.emit(`setOwn(o, ${JSON.stringify(c.name)}, ${vals[i]![0]!.code});`);
+        const key = JSON.stringify(c.name);
+        g.emit(
+          c.name === '__proto__'
+            ? `setOwn(o, ${key}, ${vals[i]![0]!.code});`
+            : `o[${key}] = ${vals[i]![0]!.code};`,
+        );
         explicitBefore.add(c.name);
         first = false;
         return;
