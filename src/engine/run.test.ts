@@ -296,6 +296,41 @@ describe('PipelineRun', () => {
     assert.equal(summary.operators.find((o) => o.kind === 'route')?.failed, 10);
   });
 
+  it('rejects a record a route condition fails on, without failing the batch or half-delivering it', async () => {
+    const narrow = memorySink();
+    const wide = memorySink();
+    const errors = memorySink();
+    const p = pipeline({
+      source: countingSource(100),
+      sinks: [
+        // fails for n < 50: 'bad' does not convert to INTEGER
+        {
+          ...use(narrow.def, 'narrow'),
+          route: "CAST(CASE WHEN n < 50 THEN 'bad' ELSE CAST(n AS VARCHAR) END AS INTEGER) < 60",
+        },
+        { ...use(wide.def, 'wide'), route: 'n >= 40' },
+      ],
+      errors: errors.def,
+    });
+    const summary = await runOf(p).run();
+    assert.equal(summary.status, 'succeeded', JSON.stringify(summary.failure));
+    assert.deepEqual(
+      narrow.committed.map((v) => v.n),
+      [50, 51, 52, 53, 54, 55, 56, 57, 58, 59],
+    );
+    // n 1..100; n 40..49 pass the wide route but failed the narrow one: they go to no sink
+    assert.equal(wide.committed.length, 51);
+    assert.equal(errors.committed.length, 49);
+    const rec = errors.committed.find(
+      (e) => (e.record as { n: number }).n === 45,
+    ) as unknown as ErrorRecordValue;
+    assert.equal(rec.code, 'SLUICE_EXPR_EVAL');
+    assert.equal(rec.stage, 'route');
+    assert.equal(rec.details?.sink, 'narrow');
+    assert.match(rec.message, /route of sink narrow: .*'bad'.*INTEGER/);
+    assert.equal(summary.operators.find((o) => o.kind === 'route')?.failed, 49);
+  });
+
   it('stop() drains and commits what was read, and reports how far it got', async () => {
     const sink = memorySink();
     const p = pipeline({

@@ -310,39 +310,57 @@ export class PipelineRun {
         continue;
       }
       const routed = this.#route(item.records);
-      if (routed.unmatched.length) {
-        const rejections = routed.unmatched.map((record) => ({
-          record,
-          error: new SluiceError('SLUICE_ROUTE_UNMATCHED', 'the record matched no sink route'),
-        }));
-        await this.#errors!.report({ stage: 'route', operator: 'route', component: 'route' }, rejections);
+      if (routed.rejected.length) {
+        await this.#errors!.report(
+          { stage: 'route', operator: 'route', component: 'route' },
+          routed.rejected,
+        );
       }
       await Promise.all(this.#sinkSlots.map((slot, i) => this.#write(slot, routed.perSink[i]!)));
     }
   }
 
-  #route(records: SluiceRecord[]): { perSink: SluiceRecord[][]; unmatched: SluiceRecord[] } {
-    if (!this.#routeStats) return { perSink: this.#sinkSlots.map(() => records), unmatched: [] };
+  /**
+   * Sends each record to every sink whose route accepts it. A record no route accepts, or one a
+   * route condition fails on (a bad cast), is rejected as a whole: it goes to no sink, so it is
+   * never half-delivered.
+   */
+  #route(records: SluiceRecord[]): { perSink: SluiceRecord[][]; rejected: Rejection[] } {
+    if (!this.#routeStats) return { perSink: this.#sinkSlots.map(() => records), rejected: [] };
     const started = performance.now();
     const perSink: SluiceRecord[][] = this.#sinkSlots.map(() => []);
-    const unmatched: SluiceRecord[] = [];
+    const rejected: Rejection[] = [];
+    const targets: number[] = [];
     for (const record of records) {
-      let matched = false;
-      this.#sinkSlots.forEach((slot, i) => {
-        if (!slot.route || slot.route(record.value)) {
-          perSink[i]!.push(record);
-          matched = true;
+      targets.length = 0;
+      let failure: SluiceError | undefined;
+      for (const [i, slot] of this.#sinkSlots.entries()) {
+        try {
+          if (!slot.route || slot.route(record.value)) targets.push(i);
+        } catch (err) {
+          const cause = toSluiceError(err);
+          failure = new SluiceError(cause.code, `route of sink ${slot.use.name}: ${cause.message}`, {
+            cause,
+            details: { ...cause.details, sink: slot.use.name, route: slot.use.route },
+          });
+          break;
         }
-      });
-      if (!matched) unmatched.push(record);
+      }
+      if (failure) rejected.push({ record, error: failure });
+      else if (!targets.length)
+        rejected.push({
+          record,
+          error: new SluiceError('SLUICE_ROUTE_UNMATCHED', 'the record matched no sink route'),
+        });
+      else for (const i of targets) perSink[i]!.push(record);
     }
     this.#routeStats.count(
       records.length,
-      records.length - unmatched.length,
-      unmatched.length,
+      records.length - rejected.length,
+      rejected.length,
       performance.now() - started,
     );
-    return { perSink, unmatched };
+    return { perSink, rejected };
   }
 
   /** Writes with retries for retriable errors (exponential backoff, full jitter). */
