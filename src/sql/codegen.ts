@@ -998,6 +998,14 @@ function needVarchar(g: Gen, name: string, args: Val[], node: Node, types: SqlTy
 
 // ---------------------------------------------------------------- arithmetic
 
+function narrowLiteral(lit: Val, other: Val): Val {
+  if (!lit.lit || !lit.isConst || typeof lit.cv !== 'number' || other.lit) return lit;
+  if (!isInt(lit.type) || !isInt(other.type)) return lit;
+  if (INT_BITS[other.type.id] >= INT_BITS[lit.type.id]) return lit;
+  const [lo, hi] = INT_RANGE[other.type.id];
+  return lit.cv >= lo && lit.cv <= hi ? { ...lit, type: other.type } : lit;
+}
+
 function arith(op: string): CallImpl {
   return (g, args, node) => {
     let [a, b] = args as [Val, Val];
@@ -1008,6 +1016,10 @@ function arith(op: string): CallImpl {
     if (b.lit && b.type.id === 'VARCHAR' && !(a.lit && a.type.id === 'VARCHAR') && a.type.id !== 'NULL') {
       b = g.cast(b, a.type, false, node);
     }
+    // an integer constant takes a narrower integer operand's type when it fits, as DuckDB's integer
+    // literals do: SMALLINT + 1 is SMALLINT arithmetic and overflows at 32767
+    a = narrowLiteral(a, b);
+    b = narrowLiteral(b, a);
     const ta = a.type.id === 'NULL' ? b.type : a.type;
     const tb = b.type.id === 'NULL' ? a.type : b.type;
     if (ta.id === 'DATE' && isInt(tb) && (op === '+' || op === '-')) {

@@ -1,31 +1,62 @@
 /**
- * Seeded random differential testing: random expressions over the differential rows, compiled
- * SQL against DuckDB. SLUICE_SQL_FUZZ=<cases> runs more (the default keeps `npm test` quick);
- * SLUICE_SQL_FUZZ_SEED=<n> picks another seed.
+ * Seeded random differential testing: random expressions over fixed and random records, compiled
+ * SQL against DuckDB. Every (expression, record) pair is a case; at least 10,000 run by default.
+ * SLUICE_SQL_FUZZ=<expressions> runs more or fewer; SLUICE_SQL_FUZZ_SEED=<n> picks another seed.
+ * A failure prints the seed, the expression and the record, so it can be replayed.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ExprGen } from './fuzz.ts';
+import { ExprGen, RecordGen } from './fuzz.ts';
 import { compare } from './oracle.ts';
 import { ROWS } from './testdata.ts';
 
-const CASES = Number(process.env.SLUICE_SQL_FUZZ ?? 250);
+const EXPRESSIONS = Number(process.env.SLUICE_SQL_FUZZ ?? 850);
 const SEED = Number(process.env.SLUICE_SQL_FUZZ_SEED ?? 20240517);
+const RANDOM_PER_EXPRESSION = 6;
 
-test(`${CASES} random expressions agree with DuckDB (seed ${SEED})`, async () => {
-  const gen = new ExprGen(SEED, {
-    num: ['i', 'n', 'd'],
-    str: ['s', 'u', 'c', 'num'],
-    bool: ['b'],
-    ts: ['ts'],
-  });
+function show(row: Record<string, unknown>): string {
+  return JSON.stringify(row, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
+}
+
+async function fuzz(
+  title: string,
+  columns: ConstructorParameters<typeof ExprGen>[1],
+  recordsFor: (k: number) => Record<string, unknown>[],
+): Promise<number> {
+  const gen = new ExprGen(SEED, columns);
   const problems: string[] = [];
-  for (let k = 0; k < CASES; k++) {
+  let cases = 0;
+  for (let k = 0; k < EXPRESSIONS; k++) {
     const sql = `SELECT ${gen.expr(3)} AS r FROM input`;
-    for (const [i, row] of ROWS.entries()) {
+    for (const row of recordsFor(k)) {
+      cases++;
       const diff = await compare(sql, row);
-      if (diff) problems.push(`case ${k}, row ${i}: ${sql}\n    ${diff}`);
+      if (diff)
+        problems.push(`${title}, seed ${SEED}, case ${k}: ${sql}\n    record ${show(row)}\n    ${diff}`);
     }
   }
-  assert.deepEqual(problems, [], problems.slice(0, 30).join('\n'));
+  assert.deepEqual(problems, [], `${problems.length} cases differ\n${problems.slice(0, 30).join('\n')}`);
+  return cases;
+}
+
+test(`random expressions agree with DuckDB on fixed and random records (seed ${SEED})`, async (t) => {
+  const fixed = await fuzz(
+    'fixed records',
+    { num: ['i', 'n', 'd'], str: ['s', 'u', 'c', 'num'], bool: ['b'], ts: ['ts'] },
+    () => ROWS,
+  );
+  const records = new RecordGen(SEED);
+  const random = await fuzz(
+    'random records',
+    {
+      num: ['i', 'n', 'd', 'st.a', 'l[2]', 'deep.a.b.x', 'deep.a.b.c[1].d'],
+      str: ['s', 'u', 'c', 'num', 'st.b', 'deep.s', 'tz'],
+      bool: ['b'],
+      ts: ['ts'],
+      tsText: ['tz'],
+    },
+    () => Array.from({ length: RANDOM_PER_EXPRESSION }, () => records.record()),
+  );
+  t.diagnostic(`${fixed + random} cases: ${fixed} on fixed records, ${random} on random records`);
+  if (!process.env.SLUICE_SQL_FUZZ) assert.ok(fixed + random >= 10_000, `only ${fixed + random} cases`);
 });

@@ -23,6 +23,8 @@ export interface Columns {
   str: string[];
   bool: string[];
   ts: string[];
+  /** Text columns holding timestamps (with UTC offsets). */
+  tsText?: string[];
 }
 
 const NUM_LITERALS = [
@@ -273,7 +275,10 @@ export class ExprGen {
   }
 
   #ts(d: number): string {
-    switch (this.#int(4)) {
+    switch (this.#int(5)) {
+      case 4:
+        // strings with UTC offsets: DuckDB converts them to UTC, a naive TIMESTAMP
+        return `TRY_CAST(${this.#cols.tsText ? this.#pick(this.#cols.tsText) : `'${this.#pick(TS_STRINGS)}'`} AS TIMESTAMP)`;
       case 0:
         return `date_trunc('${this.#pick(TRUNC)}', ${this.gen('ts', d)})`;
       case 1:
@@ -283,5 +288,137 @@ export class ExprGen {
       default:
         return `coalesce(${this.gen('ts', d)}, ${this.#pick(TS_LITERALS)})`;
     }
+  }
+}
+
+const WORDS = [
+  '',
+  'a',
+  'hello',
+  'Hello World',
+  ' 7 ',
+  '42',
+  '-3.5',
+  '1e5',
+  'abc',
+  'true',
+  'DE',
+  'fr',
+  'a,b,c',
+  "it's",
+];
+const UNICODE = ['ß', 'Grüße', '😀', 'İ', 'ﬁ', 'e\u0301', '日本語', 'ÄÖÜ', 'ñ', '\u00a0', 'Ω', '👍🏽'];
+const TS_STRINGS = [
+  '2024-03-31 01:30:00',
+  '2021-06-01T08:00:00Z',
+  '2021-06-01T08:00:00+02:00',
+  '2021-06-01 23:30:00-05:30',
+  '1969-12-31 23:59:59.999',
+  '2000-02-29',
+  'not a time',
+];
+const INT_EDGES = [
+  0,
+  1,
+  -1,
+  127,
+  -128,
+  32767,
+  -32768,
+  2147483647,
+  -2147483648,
+  2 ** 31,
+  2 ** 53 - 1,
+  -(2 ** 53 - 1),
+];
+const DOUBLE_EDGES = [0.5, -0.5, 0.1, 1e20, -1e-20, 2.5, 3.14159, Number.NaN, Number.POSITIVE_INFINITY];
+
+/**
+ * Seeded random records for differential testing: each field may be NULL, an edge value (integer
+ * limits, NaN, infinity, dates before 1970), unicode with combining marks and emoji, a timestamp
+ * text with a UTC offset, or deeply nested. A field's type varies between records only as number
+ * kinds (integer or double); fields of other types in the same column are covered by testdata.ts.
+ */
+export class RecordGen {
+  readonly #r: () => number;
+
+  constructor(seed: number) {
+    this.#r = rng(seed);
+  }
+
+  #int(n: number): number {
+    return Math.floor(this.#r() * n);
+  }
+
+  #pick<T>(xs: readonly T[]): T {
+    return xs[this.#int(xs.length)]!;
+  }
+
+  #num(): number | null {
+    switch (this.#int(6)) {
+      case 0:
+        return null;
+      case 1:
+        return this.#pick(INT_EDGES);
+      case 2:
+        return this.#pick(DOUBLE_EDGES);
+      case 3:
+        return Math.round((this.#r() - 0.5) * 2000) / 100;
+      default:
+        return this.#int(2001) - 1000;
+    }
+  }
+
+  #str(): string | null {
+    switch (this.#int(5)) {
+      case 0:
+        return null;
+      case 1:
+      case 2:
+        return this.#pick(WORDS);
+      default: {
+        let s = '';
+        for (let k = this.#int(4); k >= 0; k--) s += this.#pick(this.#r() < 0.5 ? UNICODE : WORDS);
+        return s;
+      }
+    }
+  }
+
+  #ts(): Date | null {
+    if (this.#r() < 0.15) return null;
+    // 1900..2100, to the millisecond
+    const ms = Math.round((this.#r() * 200 - 70) * 365.2425 * 86_400_000);
+    return new Date(ms);
+  }
+
+  #ints(): number[] | null {
+    // DuckDB lists hold one type: integers or doubles, not both
+    if (this.#r() < 0.2) return null;
+    const one = () => (this.#r() < 0.1 ? null : this.#int(2001) - 1000);
+    return Array.from({ length: 1 + this.#int(3) }, one);
+  }
+
+  record(): Record<string, unknown> {
+    const deep = (): unknown => {
+      if (this.#r() < 0.1) return null;
+      const d = this.#ints();
+      return { a: { b: { c: d?.map((x) => ({ d: x })) ?? null, x: this.#num() } }, s: this.#str() };
+    };
+    return {
+      i: this.#num(),
+      n: this.#num(),
+      d: this.#num(),
+      s: this.#str(),
+      u: this.#str(),
+      b: this.#pick([true, false, null]),
+      z: null,
+      ts: this.#ts(),
+      l: this.#ints(),
+      st: this.#r() < 0.2 ? null : { a: this.#num(), b: this.#str() },
+      num: this.#pick([...WORDS, null]),
+      c: this.#pick(['DE', 'fr', 'US', 'de', null]),
+      tz: this.#pick([...TS_STRINGS, null]),
+      deep: deep(),
+    };
   }
 }

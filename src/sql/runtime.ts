@@ -422,7 +422,10 @@ export function strToDate(s: string): number | undefined {
   return civilMs(y, Number(m[2]), Number(m[3]));
 }
 
-/** VARCHAR → TIMESTAMP (epoch ms, UTC; a zone offset is applied; sub-millisecond digits are dropped). */
+/**
+ * VARCHAR → TIMESTAMP (epoch ms; sub-millisecond digits are dropped). A UTC offset is accepted and
+ * ignored, as DuckDB (and PostgreSQL) do for a zone-less TIMESTAMP: '08:00+02:00' is 08:00.
+ */
 export function strToTs(s: string): number | undefined {
   const m = TS_RE.exec(trimSpace(s));
   if (!m) return undefined;
@@ -433,12 +436,7 @@ export function strToTs(s: string): number | undefined {
   const sec = Number(m[6] ?? 0);
   if (h > 24 || mi > 59 || sec > 60 || (h === 24 && (mi > 0 || sec > 0))) return undefined;
   const frac = m[7] ? Math.floor(Number(`0.${m[7]}`.slice(0, 5)) * 1000) : 0;
-  let ms = base + ((h * 60 + mi) * 60 + sec) * 1000 + frac;
-  if (m[9]) {
-    const off = (Number(m[10]) * 60 + Number(m[11] ?? 0)) * 60000;
-    ms += m[9] === '+' ? -off : off;
-  }
-  return ms;
+  return base + ((h * 60 + mi) * 60 + sec) * 1000 + frac;
 }
 
 // ---------------------------------------------------------------- numeric casts
