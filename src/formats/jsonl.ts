@@ -83,9 +83,7 @@ export async function* decodeJsonl(
   opts: DecodeOptions,
 ): AsyncGenerator<SourceBatch> {
   const { partition } = opts;
-  const batches = new BatchBuilder(opts.batchSize);
-  const splitter = new LineSplitter(partition);
-  const onLine: LineHandler = (text, start, end, line) => {
+  yield* byLine(chunks, opts, (batches) => (text, start, end, line) => {
     if (end === start) return;
     const raw = text.slice(start, end);
     let value: unknown;
@@ -110,14 +108,7 @@ export async function* decodeJsonl(
       return;
     }
     batches.add({ value: value as RecordValue, meta: { position: { partition, offset: line } } });
-  };
-  for await (const chunk of untilAborted(chunks, opts.signal)) {
-    splitter.feed(chunk, onLine);
-    if (batches.pending) yield* batches.take();
-  }
-  if (opts.signal?.aborted) return;
-  splitter.end(onLine);
-  yield* batches.end();
+  });
 }
 
 /**
@@ -129,11 +120,20 @@ export async function* decodeLines(
   opts: DecodeOptions,
 ): AsyncGenerator<SourceBatch> {
   const { partition } = opts;
-  const batches = new BatchBuilder(opts.batchSize);
-  const splitter = new LineSplitter(partition);
-  const onLine: LineHandler = (text, start, end, line) => {
+  yield* byLine(chunks, opts, (batches) => (text, start, end, line) => {
     batches.add({ value: { line: text.slice(start, end) }, meta: { position: { partition, offset: line } } });
-  };
+  });
+}
+
+/** Feeds each line of the chunks to a handler that fills a batch builder; yields full batches. */
+async function* byLine(
+  chunks: AsyncIterable<Buffer | string>,
+  opts: DecodeOptions,
+  handler: (batches: BatchBuilder) => LineHandler,
+): AsyncGenerator<SourceBatch> {
+  const batches = new BatchBuilder(opts.batchSize);
+  const splitter = new LineSplitter(opts.partition);
+  const onLine = handler(batches);
   for await (const chunk of untilAborted(chunks, opts.signal)) {
     splitter.feed(chunk, onLine);
     if (batches.pending) yield* batches.take();

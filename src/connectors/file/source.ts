@@ -65,6 +65,18 @@ function plan(files: InputFile[], config: FileSourceConfig): PlannedFile[] {
   });
 }
 
+function parquetReadError(file: PlannedFile, err: unknown): SluiceError {
+  return new SluiceError(
+    'SLUICE_SOURCE_IO',
+    `cannot read ${file.display} as Parquet: ${toSluiceError(err).message}`,
+    {
+      cause: err,
+      retriable: false,
+      details: { file: file.display },
+    },
+  );
+}
+
 class FileSource implements SourceInstance {
   readonly #config: FileSourceConfig;
   readonly #ctx: ComponentContext;
@@ -171,15 +183,7 @@ class FileSource implements SourceInstance {
       db = await this.#duckdb;
       rows = await parquetRowCount(db.connection, file.absolute);
     } catch (err) {
-      throw new SluiceError(
-        'SLUICE_SOURCE_IO',
-        `cannot read ${file.display} as Parquet: ${toSluiceError(err).message}`,
-        {
-          cause: err,
-          retriable: false,
-          details: { file: file.display },
-        },
-      );
+      throw parquetReadError(file, err);
     }
     let read = 0;
     const onRows = (n: number) => {
@@ -195,15 +199,7 @@ class FileSource implements SourceInstance {
       });
     } catch (err) {
       if (err instanceof SluiceError) throw err;
-      throw new SluiceError(
-        'SLUICE_SOURCE_IO',
-        `cannot read ${file.display} as Parquet: ${toSluiceError(err).message}`,
-        {
-          cause: err,
-          retriable: false,
-          details: { file: file.display },
-        },
-      );
+      throw parquetReadError(file, err);
     }
   }
 
