@@ -331,6 +331,40 @@ describe('PipelineRun', () => {
     assert.equal(summary.operators.find((o) => o.kind === 'route')?.failed, 49);
   });
 
+  it('a step that holds records back emits them at the end, in the batches its finish() yields', async () => {
+    const sink = memorySink();
+    const reverse = defineStep({
+      name: 'reverse',
+      summary: 'test',
+      config: z.object({}),
+      examples: [],
+      create: () => {
+        const held: SluiceRecord[] = [];
+        return {
+          process(batch) {
+            held.push(...batch);
+            return { records: [] };
+          },
+          async *finish() {
+            held.reverse();
+            for (let i = 0; i < held.length; i += 7) yield { records: held.slice(i, i + 7) };
+          },
+        };
+      },
+    });
+    const summary = await runOf(
+      pipeline({ source: countingSource(30), steps: [reverse], sinks: [sink.def], errors: memorySink().def }),
+    ).run();
+    assert.deepEqual(
+      sink.committed.map((v) => v.n),
+      Array.from({ length: 30 }, (_, i) => 30 - i),
+    );
+    // 30 records in batches of at most 7
+    assert.equal(sink.calls.filter((c) => c === 'write').length, 5);
+    const step = summary.operators.find((o) => o.kind === 'step')!;
+    assert.deepEqual([step.in, step.out, step.filtered], [30, 30, 0]);
+  });
+
   it('stop() drains and commits what was read, and reports how far it got', async () => {
     const sink = memorySink();
     const p = pipeline({

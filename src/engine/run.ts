@@ -12,6 +12,7 @@ import type {
   SourceInstance,
   SourceProgress,
   StepInstance,
+  StepResult,
 } from '../sdk/types.ts';
 import { parseDuration } from '../spec/duration.ts';
 import type { Pipeline, SinkUse } from '../spec/validate.ts';
@@ -43,6 +44,8 @@ export interface RunSummary {
   failure: { code: string; message: string } | null;
   /** Peak resident memory of the process that ran the pipeline. */
   peak_rss_mib: number;
+  /** Which engine ran it: the streaming engine, or one DuckDB COPY (docs/pushdown.md). */
+  engine: 'streaming' | 'duckdb-pushdown';
 }
 
 export interface RunProgress {
@@ -277,6 +280,15 @@ export class PipelineRun {
     out: BoundedQueue<QueueItem>,
   ): Promise<void> {
     const origin = { stage: 'step' as const, operator: stats.name, component: stats.component };
+    // a step that holds records back (set-level SQL) pairs no output with its input: what it does
+    // not emit per batch is held, not filtered
+    const holds = step.finish !== undefined;
+    const emit = async (inCount: number, result: StepResult, started: number) => {
+      const failed = result.rejected?.length ?? 0;
+      stats.count(inCount, result.records.length, failed, performance.now() - started, !holds);
+      if (failed) await this.#errors!.report(origin, result.rejected!);
+      if (result.records.length) await out.push({ kind: 'batch', records: result.records });
+    };
     try {
       for await (const item of input) {
         if (item.kind === 'barrier') {
@@ -284,19 +296,20 @@ export class PipelineRun {
           continue;
         }
         const started = performance.now();
-        const result = await step.process(item.records);
-        const failed = result.rejected?.length ?? 0;
-        stats.count(item.records.length, result.records.length, failed, performance.now() - started);
-        if (failed) await this.#errors!.report(origin, result.rejected!);
-        if (result.records.length) await out.push({ kind: 'batch', records: result.records });
+        await emit(item.records.length, await step.process(item.records), started);
       }
       if (step.finish && !this.#failure) {
-        const started = performance.now();
-        const result = await step.finish();
-        const failed = result.rejected?.length ?? 0;
-        stats.count(0, result.records.length, failed, performance.now() - started);
-        if (failed) await this.#errors!.report(origin, result.rejected!);
-        if (result.records.length) await out.push({ kind: 'batch', records: result.records });
+        let started = performance.now();
+        const finished = step.finish();
+        if (isAsyncIterable(finished)) {
+          for await (const result of finished) {
+            await emit(0, result, started);
+            if (this.#failure) break;
+            started = performance.now();
+          }
+        } else {
+          await emit(0, await finished, started);
+        }
       }
     } finally {
       out.close();
@@ -472,6 +485,7 @@ export class PipelineRun {
       positions: Object.fromEntries(this.#committedPositions),
       failure: failure ? { code: failure.code, message: failure.message } : null,
       peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
+      engine: 'streaming',
     };
   }
 }
@@ -495,4 +509,8 @@ async function nextOrStop<T>(
   } finally {
     signal.removeEventListener('abort', onAbort!);
   }
+}
+
+function isAsyncIterable<T>(x: unknown): x is AsyncIterable<T> {
+  return typeof (x as AsyncIterable<T> | null)?.[Symbol.asyncIterator] === 'function';
 }

@@ -19,12 +19,15 @@ export class OperatorStats {
     this.component = component;
   }
 
-  /** Records counts for one batch: what is neither out nor failed was filtered. */
-  count(inCount: number, outCount: number, failedCount: number, elapsedMs: number): void {
+  /**
+   * Records counts for one batch: what is neither out nor failed was filtered, unless the operator
+   * holds records back (`pairs` false), when its output does not answer to this batch's input.
+   */
+  count(inCount: number, outCount: number, failedCount: number, elapsedMs: number, pairs = true): void {
     this.in += inCount;
     this.out += outCount;
     this.failed += failedCount;
-    this.filtered += Math.max(0, inCount - outCount - failedCount);
+    if (pairs) this.filtered += Math.max(0, inCount - outCount - failedCount);
     this.timeMs += elapsedMs;
     this.batches++;
   }

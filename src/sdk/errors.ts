@@ -47,6 +47,11 @@ export const ERROR_CODES = {
     description:
       'A SQL expression failed on one record (a bad cast, an overflow); the record goes to the errors sink.',
   },
+  SLUICE_SQL_TYPE_CONFLICT: {
+    retriable: false,
+    description:
+      'A record does not fit the table a set-level SQL query (GROUP BY, ORDER BY, ...) collects: one of its fields has a type that cannot be unified with earlier records (a string where numbers were).',
+  },
   SLUICE_SCHEMA_VIOLATION: {
     retriable: false,
     description: 'A record does not match the JSON Schema of a `validate` step.',
@@ -71,6 +76,11 @@ export const ERROR_CODES = {
     retriable: false,
     description:
       'The run was stopped by SIGINT or SIGTERM; what was read before the signal was drained and committed.',
+  },
+  SLUICE_QUERY_FAILED: {
+    retriable: false,
+    description:
+      'The SQL of `sluice query` failed in DuckDB: a syntax error (shown with a caret), an unknown table or column, or an output file it could not read.',
   },
   SLUICE_INTERNAL: {
     retriable: false,

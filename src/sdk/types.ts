@@ -92,8 +92,12 @@ export interface StepResult {
 export interface StepInstance {
   /** Maps a batch to a batch. Records not returned and not rejected count as filtered. */
   process(batch: SluiceRecord[]): StepResult | Promise<StepResult>;
-  /** Called once when the input has ended, for steps that hold records back. */
-  finish?(): StepResult | Promise<StepResult>;
+  /**
+   * Called once when the input has ended, for steps that hold records back (set-level SQL). It may
+   * return the held-back output at once or yield it in batches. A step with `finish` reports no
+   * filtered records: its output does not answer batch by batch to its input.
+   */
+  finish?(): StepResult | Promise<StepResult> | AsyncIterable<StepResult>;
   close?(): Promise<void>;
 }
 
@@ -158,9 +162,35 @@ export interface SourceDefinition<C extends z.ZodType = z.ZodType> extends Defin
   create(config: z.output<C>, ctx: ComponentContext): SourceInstance | Promise<SourceInstance>;
 }
 
+/** Why a step cannot run on unbounded input, located in its config for the spec's line:column. */
+export interface BoundedInputNeed {
+  /** What needs the whole input, e.g. "GROUP BY needs the whole input". */
+  reason: string;
+  /** The config field it is in (relative to the step's config), e.g. ['query']. */
+  path: (string | number)[];
+  /** A character offset inside the string at `path` (a SQL query). */
+  offset?: number;
+}
+
+/** How a step would run its config: which engine, and the construct that decided it. */
+export interface StepExplanation {
+  /** `compiled` (JavaScript per record), `duckdb-batch` (DuckDB per record, in micro-batches), `duckdb-set` (DuckDB over the whole input). */
+  path: string;
+  /** One sentence naming the construct that decided it. */
+  reason: string;
+}
+
 export interface StepDefinition<C extends z.ZodType = z.ZodType> extends DefinitionBase<C> {
   kind: 'step';
   create(config: z.output<C>, ctx: ComponentContext): StepInstance | Promise<StepInstance>;
+  /**
+   * Set for steps that can need the whole input (set-level SQL): the reason when this config does,
+   * else undefined. Validation refuses such a step on an unbounded source. Called only on a
+   * config that passed `check`.
+   */
+  needsBoundedInput?(config: z.output<C>, ctx: { baseDir: string }): Promise<BoundedInputNeed | undefined>;
+  /** Which engine runs this config and why (`sluice explain`, planners). */
+  explain?(config: z.output<C>, ctx: { baseDir: string }): Promise<StepExplanation>;
 }
 
 export interface SinkDefinition<C extends z.ZodType = z.ZodType> extends DefinitionBase<C> {

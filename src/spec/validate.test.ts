@@ -186,3 +186,40 @@ describe('interpolation', () => {
     );
   });
 });
+
+describe('set-level SQL and boundedness', () => {
+  const spec = (source: string) => `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: totals }
+source:
+  generate:
+${source}
+    fields: { id: seq }
+steps:
+  - filter: id > 0
+  - sql: SELECT id % 3 AS k, count(*) AS n FROM input GROUP BY k ORDER BY k
+sink:
+  stdout: {}
+`;
+
+  it('refuses set-level SQL on an unbounded source, at the construct, saying why', async () => {
+    const issues = await issuesOf(spec('    rate: 10/s'));
+    assert.equal(issues.length, 1, JSON.stringify(issues));
+    const [issue] = issues;
+    assert.deepEqual(issue!.path, ['steps', 1, 'sql', 'query']);
+    assert.deepEqual([issue!.line, issue!.col], [10, 64], 'points at GROUP BY k');
+    assert.match(
+      issue!.message,
+      /^GROUP BY needs the whole input; the source generate is unbounded \(it does not end by itself\), so the step would never emit; windowing is not supported yet/,
+    );
+  });
+
+  it('accepts it on a bounded source, and per-record DuckDB SQL on an unbounded one', async () => {
+    assert.deepEqual(await issuesOf(spec('    count: 10')), []);
+    const perRecord = spec('    rate: 10/s').replace(
+      'SELECT id % 3 AS k, count(*) AS n FROM input GROUP BY k ORDER BY k',
+      "SELECT id, levenshtein(CAST(id AS VARCHAR), '1') AS d FROM input",
+    );
+    assert.deepEqual(await issuesOf(perRecord), []);
+  });
+});

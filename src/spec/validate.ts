@@ -215,6 +215,13 @@ export async function validatePipeline(
     return { issues };
   }
   const bounded = (source.def as SourceDefinition).bounded(source.config as never);
+  if (!bounded) {
+    await refuseSetLevelSteps(steps, source, baseDir, map, issues);
+    if (issues.length) {
+      issues.sort((a, b) => a.line - b.line || a.col - b.col);
+      return { issues };
+    }
+  }
   return {
     issues,
     pipeline: {
@@ -229,6 +236,41 @@ export async function validatePipeline(
       bounded,
     },
   };
+}
+
+/**
+ * On an unbounded source, a step that needs the whole input (set-level SQL) would never emit:
+ * refused, at the construct that needs it.
+ */
+async function refuseSetLevelSteps(
+  steps: ComponentUse<StepDefinition>[],
+  source: ComponentUse<ComponentDefinition>,
+  baseDir: string,
+  map: SourceMap,
+  issues: SpecIssue[],
+): Promise<void> {
+  await Promise.all(
+    steps.map(async (use) => {
+      if (!use.def.needsBoundedInput) return;
+      let need: Awaited<ReturnType<NonNullable<StepDefinition['needsBoundedInput']>>>;
+      try {
+        need = await use.def.needsBoundedInput(use.config as never, { baseDir });
+      } catch {
+        return; // `check` reports what is wrong with the config
+      }
+      if (!need) return;
+      const p = [...use.path, use.component, ...need.path];
+      const loc = need.offset === undefined ? map.locate(p) : map.locateInScalar(p, need.offset);
+      issues.push({
+        code: 'SLUICE_SPEC_INVALID',
+        path: p,
+        ...loc,
+        message:
+          `${need.reason}; the source ${source.component} is unbounded (it does not end by itself), ` +
+          'so the step would never emit; windowing is not supported yet: read a bounded input (a file, a count)',
+      });
+    }),
+  );
 }
 
 type Reporter = (code: ErrorCode, path: SpecPath, message: string, atKey?: boolean) => void;

@@ -92,7 +92,17 @@ export class Binder {
   }
 
   unsupported(what: string, ast?: AstNode): SluiceError {
-    return this.error(`${what} is not yet supported in per-record SQL; supported: ${describeSubset()}`, ast);
+    return this.beyond(`${what} is not yet supported in per-record SQL; supported: ${describeSubset()}`, ast);
+  }
+
+  /**
+   * A refusal because the construct is outside the compiled subset (not because the SQL is wrong):
+   * tagged `details.beyondSubset` so the planner can hand the query to DuckDB instead.
+   */
+  beyond(message: string, ast?: AstNode): SluiceError {
+    const err = this.error(message, ast);
+    if (err.details) err.details.beyondSubset = true;
+    return err;
   }
 
   /** The character offset of an AST node, falling back to its first child with a known position. */
@@ -137,7 +147,7 @@ export class Binder {
               ? 'LIMIT/OFFSET'
               : String(m.type);
       const at = m.orders?.[0]?.expression ?? m.limit ?? m.offset ?? node.select_list?.[0];
-      throw this.error(`${what} is not allowed in per-record SQL: each record is processed on its own`, at);
+      throw this.beyond(`${what} is not allowed in per-record SQL: each record is processed on its own`, at);
     }
     if (node.cte_map?.map?.length) throw this.unsupported('WITH (a common table expression)');
     this.#bindFrom(node.from_table);
@@ -146,13 +156,13 @@ export class Binder {
       node.group_sets?.length ||
       node.aggregate_handling !== 'STANDARD_HANDLING'
     ) {
-      throw this.error(
+      throw this.beyond(
         'GROUP BY is not allowed in per-record SQL: each record is processed on its own',
         node.group_expressions?.[0],
       );
     }
-    if (node.having) throw this.error('HAVING is not allowed in per-record SQL', node.having);
-    if (node.qualify) throw this.error('QUALIFY is not allowed in per-record SQL', node.qualify);
+    if (node.having) throw this.beyond('HAVING is not allowed in per-record SQL', node.having);
+    if (node.qualify) throw this.beyond('QUALIFY is not allowed in per-record SQL', node.qualify);
     if (node.sample) throw this.unsupported('USING SAMPLE');
     const where = node.where_clause ? this.expr(node.where_clause) : null;
     if (mode === 'condition') return { columns: [], where };
@@ -176,16 +186,17 @@ export class Binder {
 
   #bindFrom(from: AstNode): void {
     if (!from || from.type === 'EMPTY') throw this.error('the query needs FROM input');
-    if (from.type === 'JOIN') throw this.error('joins are not allowed in per-record SQL', from.right ?? from);
+    if (from.type === 'JOIN')
+      throw this.beyond('joins are not allowed in per-record SQL', from.right ?? from);
     if (from.type !== 'BASE_TABLE') {
-      throw this.error(
+      throw this.beyond(
         `FROM must be the table input, not a ${String(from.type).toLowerCase().replace(/_/g, ' ')}`,
         from,
       );
     }
     if (String(from.table_name).toLowerCase() !== 'input' || from.schema_name || from.catalog_name) {
       const name = [from.catalog_name, from.schema_name, from.table_name].filter(Boolean).join('.');
-      throw this.error(`FROM must be the table input (each record), not ${name}`, from);
+      throw this.beyond(`FROM must be the table input (each record), not ${name}`, from);
     }
     if (from.sample || from.at_clause || from.column_name_alias?.length)
       throw this.unsupported('this FROM clause', from);
@@ -283,12 +294,12 @@ export class Binder {
       case 'FUNCTION':
         return this.#function(ast, loc);
       case 'WINDOW':
-        throw this.error(
+        throw this.beyond(
           `window function ${ast.function_name}() is not allowed in per-record SQL: each record is processed on its own`,
           ast,
         );
       case 'SUBQUERY':
-        throw this.error('subqueries are not allowed in per-record SQL', ast);
+        throw this.beyond('subqueries are not allowed in per-record SQL', ast);
       case 'STAR':
         throw this.error(
           '* is only allowed as a select-list item (SELECT *, * EXCLUDE (...), * REPLACE (...))',
@@ -319,7 +330,7 @@ export class Binder {
       case 'INTEGER':
       case 'BIGINT': {
         if (typeof raw !== 'number' || !Number.isSafeInteger(raw)) {
-          throw this.error(
+          throw this.beyond(
             `the integer ${String(raw)} is beyond ±2^53, the exact range of JavaScript numbers`,
             ast,
           );
@@ -329,11 +340,11 @@ export class Binder {
       }
       case 'HUGEINT':
       case 'UHUGEINT':
-        throw this.error('the integer is beyond ±2^53, the exact range of JavaScript numbers', ast);
+        throw this.beyond('the integer is beyond ±2^53, the exact range of JavaScript numbers', ast);
       case 'DECIMAL': {
         const { width, scale } = v.type.type_info;
         if (typeof raw !== 'number' || !Number.isSafeInteger(raw)) {
-          throw this.error('the decimal has more digits than JavaScript numbers hold exactly (15)', ast);
+          throw this.beyond('the decimal has more digits than JavaScript numbers hold exactly (15)', ast);
         }
         return {
           k: 'const',
@@ -393,7 +404,7 @@ export class Binder {
     if (type) return { type, text: TYPE_TEXT[id] ?? id };
     if (id === 'UNBOUND') {
       const name = String(t.type_info?.name ?? 'unknown');
-      throw this.error(
+      throw this.beyond(
         `unknown type ${name}; per-record SQL casts to ${Object.keys(CAST_TYPES).join(', ')}, DECIMAL(p,s)`,
         ast,
       );
@@ -512,7 +523,7 @@ export class Binder {
       throw this.unsupported(`the operator ${rawName}`, ast);
     }
     if (ast.distinct || ast.filter || ast.order_bys?.orders?.length) {
-      throw this.error(
+      throw this.beyond(
         `${rawName}(DISTINCT/ORDER BY/FILTER ...) is an aggregate form, not allowed in per-record SQL`,
         ast,
       );
@@ -560,17 +571,25 @@ export class Binder {
     const type = this.#ctx.catalog.functions.get(name);
     if (type === 'aggregate') {
       const shown = name === 'count_star' ? 'count(*)' : `${name}()`;
-      return this.error(
+      return this.beyond(
         `aggregate function ${shown} is not allowed in per-record SQL: each record is processed on its own`,
         ast,
       );
     }
     if (type) return this.unsupported(`the function ${name}()`, ast);
-    const near = FUNCTION_NAMES.map((n) => ({ n, d: distance(name, n) }))
-      .filter((x) => x.d <= Math.max(2, Math.floor(name.length / 3)))
-      .sort((a, b) => a.d - b.d)
-      .slice(0, 3)
-      .map((x) => x.n);
+    const nearest = (names: Iterable<string>) =>
+      [...names]
+        .map((n) => ({ n, d: distance(name, n) }))
+        .filter((x) => x.d <= Math.max(2, Math.floor(name.length / 3)))
+        .sort((a, b) => a.d - b.d)
+        .slice(0, 3)
+        .map((x) => x.n);
+    // the compiled subset first; any other DuckDB function runs on DuckDB
+    let near = nearest(FUNCTION_NAMES);
+    if (!near.length) {
+      const scalar = [...this.#ctx.catalog.functions].filter(([, t]) => t !== 'aggregate').map(([n]) => n);
+      near = nearest(scalar.filter((n) => /^[a-z][a-z0-9_]*$/.test(n)));
+    }
     const hint = near.length
       ? `; did you mean ${near.join(', ')}?`
       : `; the closest supported function is ${closest(name, FUNCTION_NAMES)}()`;

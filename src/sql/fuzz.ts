@@ -331,7 +331,7 @@ const INT_EDGES = [
   2 ** 53 - 1,
   -(2 ** 53 - 1),
 ];
-const DOUBLE_EDGES = [0.5, -0.5, 0.1, 1e20, -1e-20, 2.5, 3.14159, Number.NaN, Number.POSITIVE_INFINITY];
+const DOUBLE_EDGES = [0.5, -0.5, 0.1, 1e20, -1e-20, 2.5, 3.25, Number.NaN, Number.POSITIVE_INFINITY];
 
 /**
  * Seeded random records for differential testing: each field may be NULL, an edge value (integer
@@ -391,7 +391,7 @@ export class RecordGen {
     return new Date(ms);
   }
 
-  #ints(): number[] | null {
+  #ints(): (number | null)[] | null {
     // DuckDB lists hold one type: integers or doubles, not both
     if (this.#r() < 0.2) return null;
     const one = () => (this.#r() < 0.1 ? null : this.#int(2001) - 1000);

@@ -1,5 +1,6 @@
 /**
- * Per-record SQL: DuckDB's dialect and semantics, compiled to JavaScript. DuckDB parses the SQL
+ * SQL in DuckDB's dialect. Per-record SQL inside the subset is compiled to JavaScript; the rest
+ * runs on DuckDB (`planQuery` says which path a query takes and why). DuckDB parses the SQL
  * (`json_serialize_sql`); the compiler checks it is inside the per-record subset and generates
  * a function per combination of value types it meets. See docs/sql.md for the subset.
  */
@@ -8,8 +9,12 @@ import { Binder } from './bind.ts';
 import { getCatalog, invalid, parseSelect } from './parse.ts';
 import { Program } from './program.ts';
 
+export { BatchQuery, type BatchQueryOptions } from './batch.ts';
 export { getDuckDB, newDuckDBConnection } from './duckdb.ts';
 export { describeSubset } from './functions.ts';
+export { checkLookups, type LookupConfig, type Lookups, lookupSchema, lookupsSchema } from './lookups.ts';
+export { type PlanOptions, planQuery, type QueryPath, type QueryPlan } from './plan.ts';
+export { SetQuery, type SetQueryOptions } from './set.ts';
 
 /** A compiled boolean expression: true keeps the record; SQL NULL counts as false. */
 export type CompiledCondition = (row: RecordValue) => boolean;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineStep, mapRecords, SluiceError } from '../../sdk/index.ts';
-import type { ConfigIssue } from '../../sdk/types.ts';
-import { compileCondition } from '../../sql/index.ts';
+import type { ComponentContext, ConfigIssue, StepInstance } from '../../sdk/types.ts';
+import { BatchQuery, compileCondition, planQuery } from '../../sql/index.ts';
 
 const config = z
   .object({
@@ -10,7 +10,8 @@ const config = z
       .min(1)
       .describe(
         "A SQL boolean expression over the record, in DuckDB syntax (e.g. `amount > 0 AND country IN ('DE', 'FR')`). " +
-          'Records for which it is TRUE are kept; FALSE and NULL drop the record. See docs/sql.md.',
+          'Records for which it is TRUE are kept; FALSE and NULL drop the record. Any DuckDB scalar function may be ' +
+          'used; aggregates and window functions may not (they need a set of rows). See docs/sql.md.',
       ),
   })
   .strict();
@@ -45,12 +46,13 @@ export const filterStep = defineStep({
   summary: 'Keeps the records for which a SQL condition is true.',
   description:
     'The condition is a per-record SQL expression with DuckDB semantics (three-valued logic: a NULL result drops ' +
-    'the record, like FALSE). It is compiled to JavaScript once, so filtering costs little per record. Supported: ' +
-    'column references including nested fields (`payload.user.id`, `tags[1]`), arithmetic, comparisons, ' +
-    'AND/OR/NOT, IS [NOT] NULL, [NOT] IN, BETWEEN, LIKE/ILIKE, CASE, CAST, COALESCE and the string, math and ' +
-    'date functions listed in docs/sql.md. A condition that does not parse or leaves that subset is refused when ' +
-    'the spec is validated, with its line and column. A record the condition cannot be evaluated on (a failing ' +
-    'CAST, an integer overflow) goes to the errors sink; the others carry on.',
+    'the record, like FALSE). Inside the compiled subset of docs/sql.md (column references including nested ' +
+    'fields, arithmetic, comparisons, AND/OR/NOT, IN, BETWEEN, LIKE, CASE, CAST and common string, math and date ' +
+    'functions) it is compiled to JavaScript once, so filtering costs little per record; any other DuckDB scalar ' +
+    'function makes it run on DuckDB in micro-batches, with the same results. A condition that does not parse, ' +
+    'names an unknown function or needs a set of rows (an aggregate) is refused when the spec is validated, with ' +
+    'its line and column. A record the condition cannot be evaluated on (a failing CAST, an integer overflow) goes ' +
+    'to the errors sink; the others carry on.',
   config,
   shorthand: 'condition',
   examples: [
@@ -61,11 +63,34 @@ export const filterStep = defineStep({
       yaml: "condition: payload.user.id IS NOT NULL AND coalesce(payload.kind, 'other') <> 'heartbeat'",
     },
   ],
-  async check(cfg) {
-    return sqlIssues('condition', () => compileCondition(cfg.condition));
+  async check(cfg, ctx) {
+    return sqlIssues('condition', () =>
+      planQuery(cfg.condition, { mode: 'condition', baseDir: ctx.baseDir }),
+    );
   },
-  async create(cfg) {
+  async explain(cfg, ctx) {
+    const plan = await planQuery(cfg.condition, { mode: 'condition', baseDir: ctx.baseDir, bind: false });
+    return { path: plan.path, reason: plan.reason };
+  },
+  create: (cfg, ctx) => createFilterStep(cfg, ctx),
+});
+
+/** Creates the step; `forceDuckDB` (internal, for tests) runs an in-subset condition on DuckDB too. */
+export async function createFilterStep(
+  cfg: FilterConfig,
+  ctx: ComponentContext,
+  opts: { forceDuckDB?: boolean } = {},
+): Promise<StepInstance> {
+  const plan = await planQuery(cfg.condition, {
+    mode: 'condition',
+    baseDir: ctx.baseDir,
+    bind: false,
+    ...(opts.forceDuckDB ? { forceDuckDB: true } : {}),
+  });
+  if (plan.path === 'compiled') {
     const condition = await compileCondition(cfg.condition);
     return mapRecords((record) => (condition(record.value) ? record : null));
-  },
-});
+  }
+  const batch = await BatchQuery.open(cfg.condition, { mode: 'condition', baseDir: ctx.baseDir });
+  return { process: (records) => batch.process(records), close: () => batch.close() };
+}

@@ -1,17 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import type { ComponentContext, SluiceRecord, StepInstance } from '../../sdk/types.ts';
-import { sqlStep } from './index.ts';
+import type { ComponentContext, SluiceRecord, StepInstance, StepResult } from '../../sdk/types.ts';
+import { sameValue } from '../../sql/oracle.ts';
+import { ROWS } from '../../sql/testdata.ts';
+import { createSqlStep, type SqlConfig, sqlStep } from './index.ts';
 
 const ctx: ComponentContext = {
   signal: new AbortController().signal,
   logger: { debug() {}, info() {}, warn() {}, error() {} },
-  baseDir: '.',
+  baseDir: 'examples',
   pipelineName: 'test',
   runId: 'run-1',
   batchSize: 100,
 };
+const check = { baseDir: 'examples' };
+const COUNTRIES = { countries: { path: 'data/countries.csv' } };
 
 function rec(value: Record<string, unknown>, offset: number): SluiceRecord {
   return {
@@ -20,40 +24,123 @@ function rec(value: Record<string, unknown>, offset: number): SluiceRecord {
   };
 }
 
-async function make(query: string): Promise<StepInstance> {
-  return sqlStep.create(sqlStep.config.parse({ query }), ctx);
+async function make(query: string, lookups?: SqlConfig['lookups']): Promise<StepInstance> {
+  return sqlStep.create(sqlStep.config.parse({ query, ...(lookups ? { lookups } : {}) }), ctx);
+}
+
+/** Runs a step over batches, then drains it as the engine does at the end of the input. */
+async function runAll(
+  step: StepInstance,
+  batches: SluiceRecord[][],
+): Promise<{ out: StepResult[]; tail: StepResult[] }> {
+  const out: StepResult[] = [];
+  for (const b of batches) out.push(await step.process(b));
+  const tail: StepResult[] = [];
+  const finished = step.finish?.();
+  if (finished && Symbol.asyncIterator in finished) for await (const r of finished) tail.push(r);
+  else if (finished) tail.push(await finished);
+  await step.close?.();
+  return { out, tail };
 }
 
 describe('sql step', () => {
-  test('is declared with a shorthand, a strict schema and examples that validate and compile', async () => {
+  test('is declared with a shorthand, a strict schema and examples that validate', async () => {
     assert.equal(sqlStep.kind, 'step');
     assert.equal(sqlStep.name, 'sql');
     assert.equal(sqlStep.shorthand, 'query');
     assert.ok(sqlStep.summary && sqlStep.description?.includes('docs/sql.md'));
     assert.equal(sqlStep.config.safeParse({ query: 'SELECT 1 FROM input', sql: 'x' }).success, false);
+    assert.equal(
+      sqlStep.config.safeParse({ query: 'SELECT 1 FROM input', lookups: { input: { path: 'x.csv' } } })
+        .success,
+      false,
+      'a lookup cannot be called input',
+    );
     assert.ok(sqlStep.examples.length >= 2);
     for (const ex of sqlStep.examples) {
       const raw = parseYaml(ex.yaml) as unknown;
       const cfg = sqlStep.config.parse(typeof raw === 'string' ? { query: raw } : raw);
-      assert.deepEqual(await sqlStep.check!(cfg, { baseDir: '.' }), [], ex.title);
+      assert.deepEqual(await sqlStep.check!(cfg, check), [], ex.title);
     }
   });
 
-  test('check refuses what needs a set of rows, or a FROM other than input', async () => {
-    const grouped = await sqlStep.check!(
-      { query: 'SELECT country, sum(amount) FROM input GROUP BY country' },
-      { baseDir: '.' },
-    );
-    assert.equal(grouped.length, 1);
-    assert.deepEqual(grouped[0]!.path, ['query']);
-    assert.equal(grouped[0]!.offset, 48);
-    assert.match(grouped[0]!.message, /GROUP BY is not allowed in per-record SQL/);
-    const agg = await sqlStep.check!({ query: 'SELECT sum(amount) AS total FROM input' }, { baseDir: '.' });
-    assert.equal(agg[0]!.offset, 7);
-    assert.match(agg[0]!.message, /aggregate function sum\(\) is not allowed in per-record SQL/);
-    const from = await sqlStep.check!({ query: 'SELECT * FROM payments' }, { baseDir: '.' });
-    assert.match(from[0]!.message, /FROM must be the table input/);
+  test('check refuses unknown tables, functions and lookup columns, pointing into the query', async () => {
+    const from = await sqlStep.check!({ query: 'SELECT * FROM payments' }, check);
+    assert.equal(from.length, 1);
+    assert.deepEqual(from[0]!.path, ['query']);
     assert.equal(from[0]!.offset, 14);
+    assert.match(from[0]!.message, /unknown table payments/);
+    const fn = await sqlStep.check!({ query: 'SELECT levenstein(a, b) FROM input' }, check);
+    assert.match(fn[0]!.message, /unknown function levenstein\(\); did you mean levenshtein\?/);
+    const col = await sqlStep.check!(
+      {
+        query: 'SELECT i.id, c.nme FROM input AS i LEFT JOIN countries AS c ON i.country = c.code',
+        lookups: COUNTRIES,
+      },
+      check,
+    );
+    assert.equal(col.length, 1);
+    assert.match(col[0]!.message, /lookup table countries has no column nme; did you mean name\?/);
+    assert.equal(col[0]!.offset, 13);
+    const table = await sqlStep.check!(
+      { query: 'SELECT * FROM input JOIN contries USING (code)', lookups: COUNTRIES },
+      check,
+    );
+    assert.match(table[0]!.message, /unknown table contries; did you mean countries\?/);
+    const file = await sqlStep.check!(
+      { query: 'SELECT * FROM input', lookups: { rates: { path: 'data/missing.csv' } } },
+      check,
+    );
+    assert.deepEqual(file[0]!.path, ['lookups', 'rates', 'path']);
+    assert.match(file[0]!.message, /lookup rates: no such file .*missing\.csv/);
+  });
+
+  test('explain names the path and the construct that decided it', async () => {
+    const explain = (query: string, lookups?: SqlConfig['lookups']) =>
+      sqlStep.explain!({ query, ...(lookups ? { lookups } : {}) }, check);
+    assert.deepEqual(await explain('SELECT id, upper(name) AS n FROM input WHERE id > 1'), {
+      path: 'compiled',
+      reason: 'every construct is in the compiled subset',
+    });
+    assert.deepEqual(await explain("SELECT levenshtein(a, 'x') AS d FROM input"), {
+      path: 'duckdb-batch',
+      reason: 'levenshtein() is not in the compiled subset',
+    });
+    assert.deepEqual(await explain('SELECT list_transform(l, x -> x * 2) AS l FROM input'), {
+      path: 'duckdb-batch',
+      reason: 'list_transform() is not in the compiled subset',
+    });
+    assert.deepEqual(
+      await explain('SELECT i.*, c.name FROM input i LEFT JOIN countries c ON i.country = c.code', COUNTRIES),
+      { path: 'duckdb-batch', reason: 'joins lookup table countries' },
+    );
+    assert.deepEqual(await explain('SELECT country, sum(amount) FROM input GROUP BY country'), {
+      path: 'duckdb-set',
+      reason: 'GROUP BY needs the whole input',
+    });
+    assert.equal(
+      (await explain('SELECT count(*) AS n FROM input')).reason,
+      'aggregate function count(*) needs the whole input',
+    );
+    assert.equal((await explain('SELECT * FROM input ORDER BY id')).reason, 'ORDER BY needs the whole input');
+    assert.equal(
+      (await explain('SELECT id, lag(id) OVER (ORDER BY id) AS prev FROM input')).reason,
+      'window function lag() needs the whole input',
+    );
+    assert.equal((await explain('SELECT DISTINCT country FROM input')).path, 'duckdb-set');
+    assert.equal((await explain('SELECT * FROM input a JOIN input b ON a.id = b.parent')).path, 'duckdb-set');
+  });
+
+  test('needsBoundedInput gives the reason and where it is, only for set-level SQL', async () => {
+    const need = await sqlStep.needsBoundedInput!(
+      { query: 'SELECT country, sum(amount) FROM input GROUP BY country' },
+      check,
+    );
+    assert.deepEqual(need, { reason: 'GROUP BY needs the whole input', path: ['query'], offset: 48 });
+    assert.equal(
+      await sqlStep.needsBoundedInput!({ query: "SELECT levenshtein(a, 'b') FROM input" }, check),
+      undefined,
+    );
   });
 
   test('projects each record and carries its metadata over', async () => {
@@ -92,5 +179,305 @@ describe('sql step', () => {
     assert.equal(out.rejected?.length, 1);
     assert.equal(out.rejected![0]!.record, batch[1]);
     assert.equal(out.rejected![0]!.error.code, 'SLUICE_EXPR_EVAL');
+  });
+});
+
+describe('sql step on DuckDB micro-batches', () => {
+  test('functions outside the compiled subset give what DuckDB gives', async () => {
+    const step = await make(
+      "SELECT id, levenshtein(name, 'sluice') AS d, regexp_split_to_array(tags, ',') AS tags, " +
+        'list_transform(l, x -> x * 2) AS l2 FROM input WHERE id <> 2',
+    );
+    const batch = [
+      rec({ id: 1, name: 'slice', tags: 'a,b', l: [1, 2] }, 1),
+      rec({ id: 2, name: 'x', tags: 'c', l: [] }, 2),
+      rec({ id: 3, name: null, tags: null, l: null }, 3),
+      rec({ id: 4, name: 'sluice', tags: '', l: [5, null] }, 4),
+    ];
+    const { out } = await runAll(step, [batch]);
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.value),
+      [
+        { id: 1, d: 1, tags: ['a', 'b'], l2: [2, 4] },
+        { id: 3, d: null, tags: null, l2: null },
+        { id: 4, d: 0, tags: [''], l2: [10, null] },
+      ],
+    );
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.meta),
+      [batch[0]!.meta, batch[2]!.meta, batch[3]!.meta],
+    );
+  });
+
+  test('records of different shapes keep their own types, their order and their metadata', async () => {
+    const step = await make("SELECT typeof(v) AS t, v, levenshtein('a', 'b') AS one FROM input");
+    const values: unknown[] = [
+      1,
+      'x',
+      2.5,
+      null,
+      true,
+      new Date('2024-01-02T03:04:05.006Z'),
+      [1, 2],
+      { a: 1 },
+      7,
+    ];
+    const batch = values.map((v, i) => rec({ v }, i));
+    const { out } = await runAll(step, [batch]);
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.value.t),
+      [
+        'BIGINT',
+        'VARCHAR',
+        'DOUBLE',
+        'BIGINT',
+        'BOOLEAN',
+        'TIMESTAMP',
+        'BIGINT[]',
+        'STRUCT(a BIGINT)',
+        'BIGINT',
+      ],
+      'a NULL joins the typed records of its shape',
+    );
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.value.v),
+      values,
+    );
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.meta.position?.offset),
+      values.map((_, i) => i),
+    );
+  });
+
+  test('a missing field reads as NULL, and * leaves it out', async () => {
+    const step = await make("SELECT *, levenshtein(coalesce(b, ''), 'x') AS d FROM input");
+    const { out } = await runAll(step, [[rec({ a: 1 }, 1), rec({ a: 2, b: 'x' }, 2)]]);
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.value),
+      [
+        { a: 1, d: 1 },
+        { a: 2, b: 'x', d: 0 },
+      ],
+    );
+  });
+
+  test('a batch of 100 with 3 bad casts: 97 out, the 3 rejected with the value', async () => {
+    const step = await make('SELECT id, CAST(n AS INTEGER) + levenshtein(s, s) AS n FROM input');
+    const bad = new Set([7, 50, 93]);
+    const batch = Array.from({ length: 100 }, (_, i) =>
+      rec({ id: i, n: bad.has(i) ? `bad${i}` : String(i), s: 'x' }, i),
+    );
+    const { out } = await runAll(step, [batch]);
+    const [result] = out;
+    assert.equal(result!.records.length, 97);
+    assert.deepEqual(
+      result!.records.map((r) => r.value.id),
+      batch.map((r) => r.value.id).filter((id) => !bad.has(id as number)),
+    );
+    assert.ok(result!.records.every((r) => r.value.n === r.value.id));
+    assert.equal(result!.rejected?.length, 3);
+    assert.deepEqual(
+      result!.rejected!.map((r) => r.record),
+      [batch[7], batch[50], batch[93]],
+    );
+    for (const r of result!.rejected!) {
+      assert.equal(r.error.code, 'SLUICE_EXPR_EVAL');
+      assert.match(r.error.message, new RegExp(`Could not convert string '${r.record!.value.n}' to INT32`));
+      assert.equal(
+        r.error.details?.expression,
+        'SELECT id, CAST(n AS INTEGER) + levenshtein(s, s) AS n FROM input',
+      );
+      assert.deepEqual(r.error.details?.value, r.record!.value);
+    }
+  });
+
+  test('a result beyond ±2^53 fails its record only', async () => {
+    const step = await make('SELECT id, n * 1000 + hash(1) * 0 AS big FROM input');
+    const { out } = await runAll(step, [[rec({ id: 1, n: 1 }, 1), rec({ id: 2, n: 2 ** 50 }, 2)]]);
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.value),
+      [{ id: 1, big: 1000 }],
+    );
+    assert.match(out[0]!.rejected![0]!.error.message, /beyond ±2\^53/);
+  });
+
+  test('lookup tables: LEFT JOIN keeps unmatched records, INNER JOIN filters them', async () => {
+    const batch = [
+      rec({ id: 1, country: 'DE' }, 1),
+      rec({ id: 2, country: 'XX' }, 2),
+      rec({ id: 3, country: null }, 3),
+      rec({ id: 4, country: 'JP' }, 4),
+    ];
+    const left = await make(
+      'SELECT p.*, c.name AS country_name FROM input AS p LEFT JOIN countries AS c ON p.country = c.code',
+      COUNTRIES,
+    );
+    const l = (await runAll(left, [batch])).out[0]!;
+    assert.deepEqual(
+      l.records.map((r) => r.value),
+      [
+        { id: 1, country: 'DE', country_name: 'Germany' },
+        { id: 2, country: 'XX', country_name: null },
+        { id: 3, country: null, country_name: null },
+        { id: 4, country: 'JP', country_name: 'Japan' },
+      ],
+    );
+    assert.deepEqual(
+      l.records.map((r) => r.meta),
+      batch.map((r) => r.meta),
+    );
+    const inner = await make(
+      "SELECT id, region FROM input JOIN countries ON input.country = countries.code WHERE region <> 'Asia'",
+      COUNTRIES,
+    );
+    const i = (await runAll(inner, [batch])).out[0]!;
+    assert.deepEqual(
+      i.records.map((r) => r.value),
+      [{ id: 1, region: 'Europe' }],
+    );
+    assert.equal(i.records[0]!.meta, batch[0]!.meta);
+  });
+});
+
+/** In-subset queries run compiled and forced onto DuckDB micro-batches must agree. */
+const SAME = [
+  'SELECT * FROM input',
+  'SELECT i, n, d, i + n AS s, d * 2 AS dd, i // 2 AS q, n % 3 AS r FROM input',
+  "SELECT s, upper(s) AS u, length(u) AS len, s || '!' AS bang, concat(s, z) AS c FROM input",
+  'SELECT b, NOT b AS nb, b AND i > 0 AS both, z IS NULL AS zn FROM input WHERE i IS NOT NULL',
+  "SELECT ts, extract(year FROM ts) AS y, date_trunc('day', ts) AS day FROM input",
+  'SELECT l, l[1] AS first, st, st.a AS a, st.b AS b FROM input',
+  "SELECT c, CASE WHEN c IN ('DE', 'de') THEN 'germany' ELSE 'other' END AS k, coalesce(z, i, 0) AS co FROM input",
+  'SELECT * EXCLUDE (u, st) REPLACE (i * 10 AS i) FROM input',
+  'SELECT TRY_CAST(num AS INTEGER) AS ni, TRY_CAST(num AS DOUBLE) AS nd FROM input',
+];
+
+describe('compiled and DuckDB batch paths give the same results', () => {
+  for (const query of SAME) {
+    test(query, async () => {
+      const batch = [...ROWS, ...ROWS.slice(0, 3)].map((v, i) => rec(v, i));
+      const cfg = sqlStep.config.parse({ query });
+      const compiled = await (await createSqlStep(cfg, ctx)).process(batch);
+      const duck = await createSqlStep(cfg, ctx, { forceDuckDB: true });
+      const viaDuck = await duck.process(batch);
+      await duck.close?.();
+      const key = (r: SluiceRecord) => r.meta.position?.offset;
+      assert.deepEqual(viaDuck.records.map(key), compiled.records.map(key), 'the same records, in order');
+      assert.deepEqual(
+        (viaDuck.rejected ?? []).map((r) => key(r.record!)),
+        (compiled.rejected ?? []).map((r) => key(r.record!)),
+        'the same records fail',
+      );
+      compiled.records.forEach((r, i) => {
+        const other = viaDuck.records[i]!;
+        assert.ok(
+          sameValue(other.value, r.value),
+          `${JSON.stringify(other.value)} vs ${JSON.stringify(r.value)}`,
+        );
+        assert.equal(other.meta, r.meta);
+      });
+    });
+  }
+
+  test('a failing cast fails the same records on both paths', async () => {
+    const query = 'SELECT CAST(num AS INTEGER) AS n FROM input';
+    const batch = ROWS.map((v, i) => rec(v, i));
+    const cfg = sqlStep.config.parse({ query });
+    const compiled = await (await createSqlStep(cfg, ctx)).process(batch);
+    const duck = await createSqlStep(cfg, ctx, { forceDuckDB: true });
+    const viaDuck = await duck.process(batch);
+    await duck.close?.();
+    assert.deepEqual(
+      viaDuck.records.map((r) => r.value),
+      compiled.records.map((r) => r.value),
+    );
+    assert.deepEqual(
+      viaDuck.rejected?.map((r) => r.record),
+      compiled.rejected?.map((r) => r.record),
+    );
+    assert.ok(viaDuck.rejected!.every((r) => r.error.code === 'SLUICE_EXPR_EVAL'));
+  });
+});
+
+describe('set-level SQL', () => {
+  const batches = [
+    [rec({ id: 1, country: 'DE', amount: 10 }, 1), rec({ id: 2, country: 'FR', amount: 5 }, 2)],
+    [rec({ id: 3, country: 'DE', amount: 2.5 }, 3), rec({ id: 4, country: 'US', amount: null }, 4)],
+    [rec({ id: 5, country: 'FR', amount: 1 }, 5)],
+  ];
+
+  test('GROUP BY with ORDER BY over several batches; BIGINT and DOUBLE unify to DOUBLE', async () => {
+    const step = await make(
+      'SELECT country, count(*) AS n, sum(amount) AS total FROM input GROUP BY country ORDER BY total DESC NULLS LAST',
+    );
+    const { out, tail } = await runAll(step, batches);
+    assert.ok(
+      out.every((r) => r.records.length === 0 && !r.rejected),
+      'nothing is emitted before the end',
+    );
+    assert.deepEqual(
+      tail.flatMap((r) => r.records.map((x) => x.value)),
+      [
+        { country: 'DE', n: 2, total: 12.5 },
+        { country: 'FR', n: 2, total: 6 },
+        { country: 'US', n: 1, total: null },
+      ],
+    );
+  });
+
+  test('count(*), a window function and the output in batches of batchSize', async () => {
+    const count = await make('SELECT count(*) AS n, count(amount) AS with_amount FROM input');
+    assert.deepEqual((await runAll(count, batches)).tail[0]!.records[0]!.value, { n: 5, with_amount: 4 });
+    const small = { ...ctx, batchSize: 2 };
+    const windowed = await sqlStep.create(
+      sqlStep.config.parse({
+        query:
+          'SELECT id, sum(amount) OVER (PARTITION BY country ORDER BY id) AS running FROM input ORDER BY id',
+      }),
+      small,
+    );
+    const { tail } = await runAll(windowed, batches);
+    assert.deepEqual(
+      tail.map((r) => r.records.length),
+      [2, 2, 1],
+    );
+    assert.deepEqual(
+      tail.flatMap((r) => r.records.map((x) => x.value)),
+      [
+        { id: 1, running: 10 },
+        { id: 2, running: 5 },
+        { id: 3, running: 12.5 },
+        { id: 4, running: null },
+        { id: 5, running: 6 },
+      ],
+    );
+  });
+
+  test('a field whose type cannot join its column is rejected, naming both types', async () => {
+    const step = await make('SELECT sum(amount) AS total FROM input');
+    const bad = rec({ id: 9, amount: 'lots' }, 9);
+    const { out, tail } = await runAll(step, [...batches, [bad]]);
+    const rejected = out.at(-1)!.rejected!;
+    assert.equal(rejected.length, 1);
+    assert.equal(rejected[0]!.record, bad);
+    assert.equal(rejected[0]!.error.code, 'SLUICE_SQL_TYPE_CONFLICT');
+    assert.match(rejected[0]!.error.message, /field amount is VARCHAR here but DOUBLE in earlier records/);
+    assert.deepEqual(tail[0]!.records[0]!.value, { total: 18.5 });
+  });
+
+  test('a self-join and a lookup join over the whole input', async () => {
+    const step = await make(
+      'SELECT a.id, b.id AS same_country, c.name FROM input a JOIN input b ON a.country = b.country AND a.id < b.id ' +
+        'JOIN countries c ON c.code = a.country ORDER BY a.id',
+      COUNTRIES,
+    );
+    const { tail } = await runAll(step, batches);
+    assert.deepEqual(
+      tail.flatMap((r) => r.records.map((x) => x.value)),
+      [
+        { id: 1, same_country: 3, name: 'Germany' },
+        { id: 2, same_country: 5, name: 'France' },
+      ],
+    );
   });
 });

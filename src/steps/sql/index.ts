@@ -1,6 +1,15 @@
 import { z } from 'zod';
 import { defineStep, mapRecords } from '../../sdk/index.ts';
-import { compileSelect } from '../../sql/index.ts';
+import type { ComponentContext, ConfigIssue, StepInstance } from '../../sdk/types.ts';
+import {
+  BatchQuery,
+  checkLookups,
+  compileSelect,
+  lookupsSchema,
+  newDuckDBConnection,
+  planQuery,
+  SetQuery,
+} from '../../sql/index.ts';
 import { sqlIssues } from '../filter/index.ts';
 
 const config = z
@@ -9,26 +18,71 @@ const config = z
       .string()
       .min(1)
       .describe(
-        'A per-record query `SELECT <expressions> FROM input [WHERE <condition>]` in DuckDB syntax and semantics; ' +
-          '`input` is the current record. `*`, `* EXCLUDE (...)` and `* REPLACE (... AS ...)` keep the other fields. ' +
-          'Records the WHERE clause rejects are dropped. See docs/sql.md for the supported SQL.',
+        'A query in DuckDB syntax and semantics over `input`, the records: per record ' +
+          '`SELECT <expressions> FROM input [WHERE <condition>]`, optionally joining `lookups`; or, on bounded input, ' +
+          'set-level SQL (GROUP BY, ORDER BY, DISTINCT, LIMIT, window functions, self-joins). `*`, `* EXCLUDE (...)` and ' +
+          '`* REPLACE (... AS ...)` keep the other fields. Records the WHERE clause rejects are dropped. See docs/sql.md.',
       ),
+    lookups: lookupsSchema.optional(),
   })
   .strict();
 
 export type SqlConfig = z.output<typeof config>;
 
+export interface SqlStepOptions {
+  /** Internal: run an in-subset query on DuckDB micro-batches too (tests compare both paths). */
+  forceDuckDB?: boolean;
+}
+
+/** Creates the step with internal options; `sqlStep.create` is this without them. */
+export async function createSqlStep(
+  cfg: SqlConfig,
+  ctx: ComponentContext,
+  opts: SqlStepOptions = {},
+): Promise<StepInstance> {
+  const plan = await planQuery(cfg.query, {
+    ...(cfg.lookups ? { lookups: cfg.lookups } : {}),
+    baseDir: ctx.baseDir,
+    bind: false,
+    ...(opts.forceDuckDB ? { forceDuckDB: true } : {}),
+  });
+  const shared = { ...(cfg.lookups ? { lookups: cfg.lookups } : {}), baseDir: ctx.baseDir };
+  if (plan.path === 'compiled') {
+    const select = await compileSelect(cfg.query);
+    return mapRecords((record) => {
+      const value = select(record.value);
+      return value === null ? null : { value, meta: record.meta };
+    });
+  }
+  if (plan.path === 'duckdb-batch') {
+    const batch = await BatchQuery.open(cfg.query, shared);
+    return { process: (records) => batch.process(records), close: () => batch.close() };
+  }
+  const set = await SetQuery.open(cfg.query, { ...shared, batchSize: ctx.batchSize });
+  return {
+    async process(records) {
+      const rejected = await set.add(records);
+      return rejected.length ? { records: [], rejected } : { records: [] };
+    },
+    finish: () => set.results(),
+    close: () => set.close(),
+  };
+}
+
 export const sqlStep = defineStep({
   name: 'sql',
-  summary: 'Reshapes each record with a SQL SELECT (and optionally filters it with WHERE).',
+  summary:
+    'Reshapes each record with a SQL SELECT (filtering with WHERE, joining lookup tables), or runs set-level SQL on bounded input.',
   description:
-    'The query runs on one record at a time, as `SELECT ... FROM input WHERE ...` would in DuckDB: same NULL rules, ' +
-    'same types (`5 / 2` is 2.5, `5 // 2` is 2, integer overflow is an error), same column names for unaliased ' +
-    'expressions. It is compiled to JavaScript once per shape of record, so it costs little per record. The output ' +
-    "record is the projected row; its metadata (key, headers, position, event time) is the input record's. " +
-    'GROUP BY, ORDER BY, joins, window and aggregate functions need a set of rows and are refused here. A query ' +
-    'that does not parse or leaves the supported subset (docs/sql.md) is refused when the spec is validated; a ' +
-    'record the query fails on (a CAST that does not convert, an overflow) goes to the errors sink.',
+    'A per-record query runs on one record at a time, as `SELECT ... FROM input WHERE ...` would in DuckDB: same NULL ' +
+    'rules, same types (`5 / 2` is 2.5, `5 // 2` is 2, integer overflow is an error), same column names for unaliased ' +
+    'expressions. Inside the compiled subset (docs/sql.md) it is compiled to JavaScript and costs little per record; ' +
+    'outside it (another DuckDB function, a lambda, a join with a lookup table) it runs on DuckDB in micro-batches with ' +
+    "the same results. The output record's metadata (key, headers, position, event time) is the input record's. " +
+    'Set-level SQL (GROUP BY, aggregates, ORDER BY, DISTINCT, LIMIT, window functions, input joined with itself) ' +
+    'collects the whole input in DuckDB and emits the result when the input ends: it is refused on an unbounded ' +
+    'source. SQL that does not parse, or names an unknown function, table or column, is refused when the spec is ' +
+    'validated; a record the query fails on (a CAST that does not convert, an overflow) goes to the errors sink.',
   config,
   shorthand: 'query',
   examples: [
@@ -51,15 +105,62 @@ export const sqlStep = defineStep({
         "  WHERE payload.status IN ('paid', 'shipped')",
       ].join('\n'),
     },
+    {
+      title: 'Any DuckDB function (this one runs on DuckDB in micro-batches)',
+      yaml: "SELECT id, levenshtein(lower(name), 'sluice') AS distance, string_split(tags, ',') AS tags FROM input",
+    },
+    {
+      title: 'Enrich each record from a lookup table (a CSV file read once)',
+      yaml: [
+        'query: |',
+        '  SELECT p.*, c.name AS country_name',
+        '  FROM input AS p LEFT JOIN countries AS c ON p.country = c.code',
+        'lookups:',
+        '  countries: { path: data/countries.csv }',
+      ].join('\n'),
+    },
+    {
+      title: 'Totals per country over the whole (bounded) input',
+      yaml: 'SELECT country, count(*) AS payments, sum(amount) AS total FROM input GROUP BY country ORDER BY total DESC',
+    },
   ],
-  async check(cfg) {
-    return sqlIssues('query', () => compileSelect(cfg.query));
+  async check(cfg, ctx) {
+    if (cfg.lookups) {
+      const conn = await newDuckDBConnection();
+      let problems: { name: string; message: string }[];
+      try {
+        problems = await checkLookups(conn, cfg.lookups, ctx.baseDir);
+      } finally {
+        conn.closeSync();
+      }
+      if (problems.length) {
+        return problems.map((p): ConfigIssue => ({ path: ['lookups', p.name, 'path'], message: p.message }));
+      }
+    }
+    return sqlIssues('query', () =>
+      planQuery(cfg.query, { ...(cfg.lookups ? { lookups: cfg.lookups } : {}), baseDir: ctx.baseDir }),
+    );
   },
-  async create(cfg) {
-    const select = await compileSelect(cfg.query);
-    return mapRecords((record) => {
-      const value = select(record.value);
-      return value === null ? null : { value, meta: record.meta };
+  async needsBoundedInput(cfg, ctx) {
+    const plan = await planQuery(cfg.query, {
+      ...(cfg.lookups ? { lookups: cfg.lookups } : {}),
+      baseDir: ctx.baseDir,
+      bind: false,
     });
+    if (plan.path !== 'duckdb-set') return undefined;
+    return {
+      reason: plan.reason,
+      path: ['query'],
+      ...(plan.offset === undefined ? {} : { offset: plan.offset }),
+    };
   },
+  async explain(cfg, ctx) {
+    const plan = await planQuery(cfg.query, {
+      ...(cfg.lookups ? { lookups: cfg.lookups } : {}),
+      baseDir: ctx.baseDir,
+      bind: false,
+    });
+    return { path: plan.path, reason: plan.reason };
+  },
+  create: (cfg, ctx) => createSqlStep(cfg, ctx),
 });

@@ -1,0 +1,82 @@
+/** Loading records into DuckDB temp tables with DuckDB's appender (no SQL text per row). */
+import { type DuckDBConnection, DuckDBTimestampValue, type DuckDBType } from '@duckdb/node-api';
+import { SluiceError } from '../sdk/errors.ts';
+import { duckType, duckValue, type Shape } from './shape.ts';
+
+export interface Column {
+  name: string;
+  shape: Shape;
+}
+
+/** A column as the appender writes it: fast paths for flat types, DuckDB values for nested ones. */
+interface Writer {
+  name: string;
+  shape: Shape;
+  type: DuckDBType;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * Appends `values` to `table` (a temp table whose columns are a BIGINT row number then `columns`
+ * in order): row `i` gets row number `ids[i]`. Values must fit their column's shape.
+ */
+export async function appendRecords(
+  conn: DuckDBConnection,
+  table: string,
+  columns: readonly Column[],
+  values: readonly Record<string, unknown>[],
+  ids: readonly number[],
+): Promise<void> {
+  const writers: Writer[] = columns.map((c) => ({ name: c.name, shape: c.shape, type: duckType(c.shape) }));
+  const appender = await conn.createAppender(table, 'main', 'temp');
+  try {
+    for (let i = 0; i < values.length; i++) {
+      const row = values[i]!;
+      appender.appendBigInt(BigInt(ids[i]!));
+      for (const w of writers) {
+        const v = row[w.name];
+        if (v === null || v === undefined) {
+          appender.appendNull();
+          continue;
+        }
+        switch (w.shape.k) {
+          case 'BIGINT':
+            appender.appendBigInt(typeof v === 'bigint' ? v : BigInt(v as number));
+            break;
+          case 'DOUBLE':
+            appender.appendDouble(Number(v));
+            break;
+          case 'VARCHAR':
+            appender.appendVarchar(String(v));
+            break;
+          case 'BOOLEAN':
+            appender.appendBoolean(Boolean(v));
+            break;
+          case 'TIMESTAMP':
+            appender.appendTimestamp(new DuckDBTimestampValue(BigInt((v as Date).getTime()) * 1000n));
+            break;
+          case 'NULL':
+            appender.appendNull();
+            break;
+          default:
+            appender.appendValue(duckValue(v, w.shape), w.type);
+        }
+      }
+      appender.endRow();
+    }
+    appender.flushSync();
+  } catch (err) {
+    throw new SluiceError(
+      'SLUICE_INTERNAL',
+      `loading records into DuckDB failed: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  } finally {
+    appender.closeSync();
+  }
+}
