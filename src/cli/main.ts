@@ -1,6 +1,8 @@
 import { SluiceError } from '../sdk/errors.ts';
 import { SpecInvalidError } from '../spec/validate.ts';
 import { components, componentsCommand } from './commands/components.ts';
+import { explain, explainCommand } from './commands/explain.ts';
+import { query, queryCommand } from './commands/query.ts';
 import { run, runCommand } from './commands/run.ts';
 import { schema, schemaCommand } from './commands/schema.ts';
 import { validate, validateCommand } from './commands/validate.ts';
@@ -10,8 +12,10 @@ import { type CommandSpec, helpText } from './options.ts';
 export const COMMANDS: { spec: CommandSpec; handler: (argv: string[]) => Promise<number> }[] = [
   { spec: runCommand, handler: run },
   { spec: validateCommand, handler: validate },
+  { spec: explainCommand, handler: explain },
   { spec: schemaCommand, handler: schema },
   { spec: componentsCommand, handler: components },
+  { spec: queryCommand, handler: query },
 ];
 
 function overview(): string {

@@ -29,6 +29,14 @@ type OptionValue<S extends OptionSpec> = S['type'] extends 'boolean'
 
 export type ParsedOptions<O extends Record<string, OptionSpec>> = { [K in keyof O]: OptionValue<O[K]> };
 
+/** `--param KEY=VALUE`, for every command that loads a spec. */
+export const PARAM_OPTION = {
+  type: 'string',
+  multiple: true,
+  value: 'KEY=VALUE',
+  description: 'Sets ${param:KEY} in the spec.',
+} as const satisfies OptionSpec;
+
 export function defineCommand<O extends Record<string, OptionSpec>>(spec: CommandSpec<O>): CommandSpec<O> {
   return spec;
 }

@@ -376,7 +376,7 @@ export async function* decodeCsv(
 }
 
 /** Header fields as column names: blanks become columnN, repeats get _1, _2, ... (as DuckDB does). */
-function headerNames(fields: string[]): string[] {
+export function headerNames(fields: string[]): string[] {
   const seen = new Set<string>();
   return fields.map((field, i) => {
     let name = field.trim() === '' ? `column${i}` : field;

@@ -83,6 +83,14 @@ export const settingsSchema = z
       ),
     error_policy: errorPolicySchema.default({ min_records: 1000 }),
     sink_retry: sinkRetrySchema.default({ attempts: 5, initial_backoff: '100ms', max_backoff: '10s' }),
+    pushdown: z
+      .enum(['auto', 'off'])
+      .default('auto')
+      .describe(
+        'auto: a run that reads files, applies only sql and filter steps and writes one file sink is handed to ' +
+          'DuckDB as one multi-threaded COPY when that gives exactly the same output (docs/pushdown.md); off: always ' +
+          'the streaming engine. `sluice run --no-pushdown` also turns it off.',
+      ),
   })
   .strict()
   .describe('Engine settings.');

@@ -1,32 +1,34 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PipelineRun, type RunSummary } from '../../engine/run.ts';
+import { type PushdownPlan, PushdownRun, planPushdown } from '../../engine/pushdown.ts';
+import { PipelineRun, type RunProgress, type RunSummary } from '../../engine/run.ts';
 import { defaultRegistry } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { loadPipeline, type Pipeline } from '../../spec/validate.ts';
 import { EXIT } from '../exit-codes.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
 import { createLogger, isLogLevel } from '../logger.ts';
-import { defineCommand, parseCommand, parseParams } from '../options.ts';
+import { defineCommand, PARAM_OPTION, parseCommand, parseParams } from '../options.ts';
 import { ProgressReporter } from '../progress.ts';
 
 export const runCommand = defineCommand({
   name: 'run',
-  usage: 'sluice run FILE [--param KEY=VALUE]... [--dry-run]',
+  usage: 'sluice run FILE [--param KEY=VALUE]... [--dry-run] [--no-pushdown]',
   summary: 'Run a pipeline to completion on the embedded engine, with live progress and a summary.',
   positionals: ['FILE'],
   options: {
-    param: {
-      type: 'string',
-      multiple: true,
-      value: 'KEY=VALUE',
-      description: 'Sets ${param:KEY} in the spec.',
-    },
+    param: PARAM_OPTION,
     'dry-run': {
       type: 'boolean',
       description:
         'Validate the spec and print the plan (operators, settings, outputs) without reading a record.',
+    },
+    'no-pushdown': {
+      type: 'boolean',
+      description:
+        'Always run on the streaming engine, even when the pipeline could be handed to DuckDB as one COPY ' +
+        '(same as settings.pushdown: off; see docs/pushdown.md).',
     },
     'run-dir': {
       type: 'string',
@@ -88,8 +90,9 @@ export async function run(argv: string[]): Promise<number> {
   const usesStdout = pipeline.sinks.some((s) => s.component === 'stdout');
   const report = usesStdout ? process.stderr : process.stdout;
 
+  const pushdownPlan = await planPushdown(pipeline, { pushdown: options['no-pushdown'] ? 'off' : 'auto' });
   if (options['dry-run']) {
-    report.write(`${describePlan(pipeline)}\n`);
+    report.write(`${describePlan(pipeline)}\n${describePushdown(pushdownPlan)}\n`);
     return EXIT.ok;
   }
 
@@ -105,19 +108,22 @@ export async function run(argv: string[]): Promise<number> {
     liveShown = false;
   };
   const logger = createLogger({ level, format, bindings: { run_id: runId }, beforeWrite: clearLive });
-  const pipelineRun = new PipelineRun({ pipeline, runId, runDir, logger });
+  const pushdownRun = pushdownPlan.eligible
+    ? new PushdownRun({ pipeline, plan: pushdownPlan, runId, runDir, logger })
+    : undefined;
+  let pipelineRun: PipelineRun | undefined;
+  if (pushdownRun) logger.info('pushdown: the run is one DuckDB COPY (docs/pushdown.md)');
 
   const progress = new ProgressReporter();
+  const line = (): string =>
+    pipelineRun ? progress.line(pipelineRun.progress()) : pushdownLine(pushdownRun!.progress());
   const timer = live
     ? setInterval(() => {
-        process.stderr.write(`\r\x1b[2K${progress.line(pipelineRun.progress())}`);
+        process.stderr.write(`\r\x1b[2K${line()}`);
         liveShown = true;
       }, 250)
     : plain
-      ? setInterval(
-          () => process.stderr.write(`progress: ${progress.line(pipelineRun.progress())}\n`),
-          interval * 1000,
-        )
+      ? setInterval(() => process.stderr.write(`progress: ${line()}\n`), interval * 1000)
       : undefined;
 
   let signals = 0;
@@ -128,18 +134,28 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(
         `${signal}: draining and committing what was read; send it again to stop at once\n`,
       );
-      pipelineRun.stop();
+      if (pipelineRun) pipelineRun.stop();
+      else pushdownRun?.stop();
     } else {
       process.stderr.write(`${signal}: stopping at once; uncommitted output is discarded\n`);
-      pipelineRun.abort();
+      if (pipelineRun) pipelineRun.abort();
+      else pushdownRun?.abort();
     }
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  let summary: RunSummary;
+  let summary: RunSummary | undefined;
   try {
-    summary = await pipelineRun.run();
+    if (pushdownRun) {
+      const outcome = await pushdownRun.run();
+      if (outcome.kind === 'done') summary = outcome.summary;
+    }
+    if (!summary) {
+      pipelineRun = new PipelineRun({ pipeline, runId, runDir, logger });
+      if (signals > 0) pipelineRun.stop();
+      summary = await pipelineRun.run();
+    }
   } finally {
     if (timer) clearInterval(timer);
     clearLive();
@@ -154,6 +170,23 @@ export async function run(argv: string[]): Promise<number> {
   if (summary.status === 'succeeded') return EXIT.ok;
   if (summary.status === 'interrupted') return EXIT.interrupted;
   return EXIT.failed;
+}
+
+function pushdownLine(p: RunProgress): string {
+  const { bytesRead, bytesTotal } = p.source;
+  const fraction = bytesTotal && bytesRead !== undefined ? bytesRead / bytesTotal : undefined;
+  const share = fraction === undefined ? '' : ` · ${(fraction * 100).toFixed(1)}% (DuckDB's estimate)`;
+  const eta =
+    fraction !== undefined && fraction > 0.001 && fraction < 1
+      ? ` · ETA ${formatDuration((p.elapsedMs / fraction) * (1 - fraction))}`
+      : '';
+  return `DuckDB COPY (pushdown)${share} · elapsed ${formatDuration(p.elapsedMs)}${eta}`;
+}
+
+/** Whether `sluice run` hands the pipeline to DuckDB as one COPY, and why not. */
+export function describePushdown(plan: PushdownPlan): string {
+  if (plan.eligible) return ['pushdown: yes, one DuckDB COPY', ...plan.notes.map((n) => `  ${n}`)].join('\n');
+  return ['pushdown: no, the streaming engine runs it:', ...plan.reasons.map((r) => `  - ${r}`)].join('\n');
 }
 
 function timestamp(): string {
@@ -192,6 +225,8 @@ export function describeSummary(s: RunSummary, summaryFile: string): string {
       `stopped after ${formatCount(s.records.read)} records${fraction}; last committed: ${where || 'nothing'}`,
     );
   }
+  if (s.engine === 'duckdb-pushdown')
+    lines.push('engine: duckdb-pushdown (one DuckDB COPY; docs/pushdown.md)');
   if (s.failure) lines.push(`failure: ${s.failure.code}: ${s.failure.message}`);
   for (const [sink, files] of Object.entries(s.outputs)) {
     if (files.length)

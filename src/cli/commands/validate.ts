@@ -1,7 +1,7 @@
 import { defaultRegistry } from '../../registry.ts';
 import { formatIssues, validatePipeline } from '../../spec/validate.ts';
 import { EXIT } from '../exit-codes.ts';
-import { defineCommand, parseCommand, parseParams } from '../options.ts';
+import { defineCommand, PARAM_OPTION, parseCommand, parseParams } from '../options.ts';
 
 export const validateCommand = defineCommand({
   name: 'validate',
@@ -9,12 +9,7 @@ export const validateCommand = defineCommand({
   summary: 'Check a spec and report every problem at once, each with its YAML line:column.',
   positionals: ['FILE'],
   options: {
-    param: {
-      type: 'string',
-      multiple: true,
-      value: 'KEY=VALUE',
-      description: 'Sets ${param:KEY} in the spec.',
-    },
+    param: PARAM_OPTION,
     json: { type: 'boolean', description: 'Print the problems as a JSON array.' },
   },
 });
