@@ -5,7 +5,7 @@
  * output rows back to their input record (its metadata, its position in the batch). A group that
  * fails (a bad cast) is bisected until the failing records are found: only those are rejected.
  */
-import type { DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBPreparedStatement } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
 import type { Rejection, SluiceRecord, StepResult } from '../sdk/types.ts';
 import { newDuckDBConnection } from './duckdb.ts';
@@ -36,6 +36,8 @@ interface Entry {
   /** Columns the query names that records of this shape lack: NULL in the view, excluded from `*`. */
   missing: string[];
   query?: string;
+  /** The query and the table reset, prepared once: parsing, binding and planning per batch cost more than the batch. */
+  prepared?: { query: DuckDBPreparedStatement; clear: DuckDBPreparedStatement };
 }
 
 interface Group {
@@ -226,7 +228,8 @@ export class BatchQuery {
     entry.names.forEach((name, i) => {
       if (entry.shapes[i]!.k !== 'NULL') columns.push({ name, shape: entry.shapes[i]! });
     });
-    await this.#conn.run(`DELETE FROM ${entry.table}`);
+    if (entry.prepared) await entry.prepared.clear.run();
+    else await this.#conn.run(`DELETE FROM ${entry.table}`);
     await appendRecords(
       this.#conn,
       entry.table,
@@ -237,7 +240,11 @@ export class BatchQuery {
     for (let tries = 0; ; tries++) {
       entry.query ??= await this.#rewrite(entry);
       try {
-        const reader = await this.#conn.runAndReadAll(entry.query);
+        entry.prepared ??= {
+          query: await this.#conn.prepare(entry.query),
+          clear: await this.#conn.prepare(`DELETE FROM ${entry.table}`),
+        };
+        const reader = await entry.prepared.query.runAndReadAll();
         return { names: reader.columnNames(), rows: reader.getRowsJS() as unknown[][] };
       } catch (err) {
         const missing = missingColumn((err as Error).message, entry);
@@ -245,6 +252,7 @@ export class BatchQuery {
         entry.missing.push(missing);
         await this.#createView(entry);
         entry.query = undefined;
+        this.#unprepare(entry);
       }
     }
   }
@@ -261,6 +269,7 @@ export class BatchQuery {
     if (this.#entries.size >= MAX_SHAPES) {
       const [oldKey, old] = this.#entries.entries().next().value as [string, Entry];
       this.#entries.delete(oldKey);
+      this.#unprepare(old);
       await this.#conn.run(`DROP VIEW IF EXISTS ${old.view}; DROP TABLE IF EXISTS ${old.table}`);
     }
     const id = ++this.#seq;
@@ -280,6 +289,12 @@ export class BatchQuery {
     await this.#createView(entry);
     this.#entries.set(key, entry);
     return entry;
+  }
+
+  #unprepare(entry: Entry): void {
+    entry.prepared?.query.destroySync();
+    entry.prepared?.clear.destroySync();
+    entry.prepared = undefined;
   }
 
   async #createView(entry: Entry): Promise<void> {
