@@ -131,6 +131,7 @@ function pipeline(parts: {
     file: 'test.yaml',
     baseDir: process.cwd(),
     metadata: { name: 'test' },
+    checks: [],
     source: use(parts.source),
     steps: (parts.steps ?? []).map((s, i) => use(s, `${s.name}${i}`)),
     sinks: parts.sinks.map((s, i) => ('def' in s ? s : use(s, `sink${i}`))),

@@ -31,7 +31,8 @@ export interface RunSummary {
   started_at: string;
   ended_at: string;
   elapsed_ms: number;
-  records: { read: number; written: number; filtered: number; failed: number };
+  /** `skipped`: records dropped because an earlier attempt had committed them (not counted as read). */
+  records: { read: number; written: number; filtered: number; failed: number; skipped: number };
   records_per_second: number;
   /** How much of a bounded input was consumed (0..1), when the source can tell. */
   input_fraction: number | null;
@@ -41,6 +42,8 @@ export interface RunSummary {
   checkpoints: { count: number; last_at: string | null };
   /** Last committed offset per source partition: where a resumed run would start. */
   positions: Record<string, number>;
+  /** The checkpoint positions this run resumed from, or null when it started from the beginning. */
+  resumed_from: Record<string, number> | null;
   failure: { code: string; message: string } | null;
   /** Peak resident memory of the process that ran the pipeline. */
   peak_rss_mib: number;
@@ -57,12 +60,33 @@ export interface RunProgress {
   source: SourceProgress;
 }
 
+export interface RunSnapshot {
+  /** Source, steps, route, sinks and the errors sink, in pipeline order. */
+  operators: OperatorStats[];
+  /** The queue in front of each step and of the sinks. */
+  queues: { size: number; capacity: number }[];
+  lastCheckpointAt: number | null;
+}
+
 export interface RunOptions {
   pipeline: Pipeline;
   runId: string;
   /** Where the default errors sink writes (errors.jsonl). */
   runDir: string;
   logger: Logger;
+  /**
+   * Positions of an earlier attempt's last checkpoint (per source partition, the last committed
+   * offset): records and rejections at or before them are skipped. Ignored, with a warning, when
+   * a step holds records until the input ends: such a run starts from scratch.
+   */
+  resume?: Record<string, number>;
+  /**
+   * Persists the committed positions. Called right after the sinks and the errors sink committed
+   * at each barrier (final false), and once at the end: final true after a successful run, false
+   * after a graceful stop. With a step that holds records back, only the successful end calls it.
+   * A failure fails the run with SLUICE_CHECKPOINT.
+   */
+  onCheckpoint?: (positions: Record<string, number>, final: boolean) => Promise<void>;
 }
 
 type QueueItem =
@@ -101,6 +125,12 @@ export class PipelineRun {
   #source: SourceInstance | undefined;
   #checkpoints = 0;
   #lastCheckpoint: Date | undefined;
+  /** Resume offsets of partitions whose records may still be skipped; emptied as the source passes them. */
+  #resume = new Map<string, number>();
+  #resumedFrom: Record<string, number> | null = null;
+  #skipped = 0;
+  /** The first step that holds records until the input ends: no mid-run checkpoints, no resume. */
+  #holdingStep: string | undefined;
 
   constructor(options: RunOptions) {
     this.#options = options;
@@ -137,6 +167,21 @@ export class PipelineRun {
     };
   }
 
+  /** Live per-operator counters, queue depths and checkpoint time, for metrics (cheap). */
+  snapshot(): RunSnapshot {
+    return {
+      operators: [
+        this.#sourceStats,
+        ...this.#stepStats,
+        ...(this.#routeStats ? [this.#routeStats] : []),
+        ...this.#sinkSlots.map((s) => s.stats),
+        ...(this.#errors ? [this.#errors.stats] : []),
+      ],
+      queues: this.#queues.map((q) => ({ size: q.size, capacity: q.capacity })),
+      lastCheckpointAt: this.#lastCheckpoint?.getTime() ?? null,
+    };
+  }
+
   async run(): Promise<RunSummary> {
     const startedAt = new Date();
     this.#started = performance.now();
@@ -151,6 +196,8 @@ export class PipelineRun {
       this.#committedPositions = new Map(this.#positions);
       await this.#errors?.settled();
       await this.#errorSink?.close();
+      // After a graceful stop a holding step emitted results over part of the input: nothing to resume.
+      if (!this.#interrupted || !this.#holdingStep) await this.#saveCheckpoint(!this.#interrupted);
     } catch (err) {
       if (!this.#failure) this.#failure = toSluiceError(err);
       await this.#cleanUpAfterFailure();
@@ -208,7 +255,28 @@ export class PipelineRun {
     }
     for (const use of pipeline.steps)
       steps.push(await use.def.create(use.config as never, ctx(this.#hardStop.signal)));
-    this.#source = await pipeline.source.def.create(pipeline.source.config as never, ctx(sourceSignal));
+    const holding = steps.findIndex((s) => s.finish !== undefined);
+    this.#holdingStep = holding < 0 ? undefined : pipeline.steps[holding]?.name;
+    const sourceCtx = ctx(sourceSignal);
+    const resume = this.#options.resume;
+    if (resume && this.#holdingStep) {
+      // Its output depends on the whole input: skipping what was committed would change it.
+      if (Object.keys(resume).length)
+        logger.warn(
+          `not resuming: the run starts from scratch because step ${this.#holdingStep} holds records until the input ends`,
+          { resume },
+        );
+    } else if (resume) {
+      this.#resumedFrom = { ...resume };
+      for (const [partition, offset] of Object.entries(resume)) {
+        this.#resume.set(partition, offset);
+        this.#positions.set(partition, offset);
+      }
+      // A run that reads nothing new still reports (and checkpoints) where it resumed from.
+      this.#committedPositions = new Map(this.#positions);
+      sourceCtx.resume = Object.freeze({ ...resume });
+    }
+    this.#source = await pipeline.source.def.create(pipeline.source.config as never, sourceCtx);
   }
 
   async #execute(steps: StepInstance[]): Promise<void> {
@@ -221,8 +289,8 @@ export class PipelineRun {
       ),
       this.#sinkLoop(this.#queues[steps.length]!),
     ];
-    const results = await Promise.allSettled(loops);
-    for (const r of results) if (r.status === 'rejected') this.#fail(r.reason);
+    // Fail at once: a loop that stopped consuming would leave the one before it blocked on a full queue.
+    await Promise.all(loops.map((loop) => loop.catch((err: unknown) => this.#fail(err))));
     if (this.#failure) throw this.#failure;
   }
 
@@ -246,7 +314,8 @@ export class PipelineRun {
         const started = performance.now();
         const next = await nextOrStop(iterator, signal);
         if (next === undefined || next.done) break;
-        const { records, rejected } = next.value;
+        let { records, rejected } = next.value;
+        if (this.#resume.size) ({ records, rejected } = this.#skipCommitted(records, rejected));
         const failed = rejected?.length ?? 0;
         stats.count(records.length + failed, records.length, failed, performance.now() - started);
         for (const record of records) this.#advance(record.meta.position);
@@ -263,6 +332,34 @@ export class PipelineRun {
     } finally {
       out.close();
     }
+  }
+
+  /**
+   * Drops what an earlier attempt committed: records and rejections at or before the resume offset
+   * of their partition. Whatever has no position is kept, as nothing says it was committed.
+   */
+  #skipCommitted(
+    records: SluiceRecord[],
+    rejected: Rejection[] | undefined,
+  ): { records: SluiceRecord[]; rejected: Rejection[] | undefined } {
+    const resume = this.#resume;
+    const passed = new Set<string>();
+    const committed = (position: Position | undefined): boolean => {
+      if (!position) return false;
+      const offset = resume.get(position.partition);
+      if (offset === undefined) return false;
+      if (position.offset <= offset) return true;
+      passed.add(position.partition);
+      return false;
+    };
+    const keptRecords = records.filter((r) => !committed(r.meta.position));
+    const keptRejected = rejected?.filter((r) => !committed(r.position ?? r.record?.meta.position));
+    this.#skipped +=
+      records.length - keptRecords.length + (rejected?.length ?? 0) - (keptRejected?.length ?? 0);
+    // Offsets only increase within a partition from one batch to the next: once a batch went past
+    // the resume offset, no later record of that partition can be at or before it.
+    for (const partition of passed) resume.delete(partition);
+    return { records: keptRecords, rejected: keptRejected };
   }
 
   /** Positions only move forward: a batch's rejections may sit before its last record. */
@@ -420,6 +517,20 @@ export class PipelineRun {
     this.#committedPositions = positions;
     this.#checkpoints++;
     this.#lastCheckpoint = new Date();
+    // A holding step's records are not in the sinks yet: these positions are not safe to resume from.
+    if (!this.#holdingStep) await this.#saveCheckpoint(false);
+  }
+
+  async #saveCheckpoint(final: boolean): Promise<void> {
+    const save = this.#options.onCheckpoint;
+    if (!save) return;
+    try {
+      await save(Object.fromEntries(this.#committedPositions), final);
+    } catch (err) {
+      if (err instanceof SluiceError && err.code === 'SLUICE_CHECKPOINT') throw err;
+      const cause = toSluiceError(err);
+      throw new SluiceError('SLUICE_CHECKPOINT', `cannot save the checkpoint: ${cause.message}`, { cause });
+    }
   }
 
   async #cleanUpAfterFailure(): Promise<void> {
@@ -453,7 +564,7 @@ export class PipelineRun {
       progress?.bytesTotal && progress.bytesRead !== undefined
         ? Math.min(1, progress.bytesRead / progress.bytesTotal)
         : progress?.recordsTotal
-          ? Math.min(1, this.#sourceStats.out / progress.recordsTotal)
+          ? Math.min(1, (this.#sourceStats.out + this.#skipped) / progress.recordsTotal)
           : null;
     const failure = this.#failure;
     const status: RunStatus = this.#interrupted ? 'interrupted' : failure ? 'failed' : 'succeeded';
@@ -471,6 +582,7 @@ export class PipelineRun {
         written: this.#sinkSlots.reduce((n, s) => n + s.stats.out, 0),
         filtered: this.#stepStats.reduce((n, s) => n + s.filtered, 0),
         failed: this.#errors?.total ?? 0,
+        skipped: this.#skipped,
       },
       records_per_second: elapsed > 0 ? Math.round((read / elapsed) * 1000) : 0,
       input_fraction: fraction,
@@ -483,6 +595,7 @@ export class PipelineRun {
       },
       checkpoints: { count: this.#checkpoints, last_at: this.#lastCheckpoint?.toISOString() ?? null },
       positions: Object.fromEntries(this.#committedPositions),
+      resumed_from: this.#resumedFrom,
       failure: failure ? { code: failure.code, message: failure.message } : null,
       peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
       engine: 'streaming',

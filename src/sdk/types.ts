@@ -57,6 +57,12 @@ export interface ComponentContext {
   runId: string;
   /** Records per batch the engine asks for (settings.batch_size). */
   batchSize: number;
+  /**
+   * Given to the source of a resumed run: per partition, the last offset an earlier attempt
+   * committed. A source may use it to seek past what was committed; the engine drops records at
+   * or before these offsets anyway, so a source that ignores it is still correct, only slower.
+   */
+  resume?: Readonly<Record<string, number>>;
 }
 
 // ---------------------------------------------------------------- sources
@@ -70,6 +76,7 @@ export interface SourceBatch {
 export interface SourceProgress {
   bytesRead?: number;
   bytesTotal?: number;
+  /** Records the source yields in this run: without those it seeks past when it resumes. */
   recordsTotal?: number;
 }
 

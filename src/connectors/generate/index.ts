@@ -126,6 +126,9 @@ fields:
     // Paced batches carry at most 100 ms worth of records so a slow stream still flows smoothly.
     const maxBatch =
       perSecond === undefined ? batchSize : Math.min(batchSize, Math.max(1, Math.floor(perSecond / 10)));
+    // A resumed run starts after the last committed record number.
+    const resumeAt = ctx.resume?.[GENERATE_PARTITION];
+    const start = resumeAt === undefined ? 0 : Math.min(total, Math.max(0, Math.floor(resumeAt)));
     let emitted = 0;
     let closed = false;
     const { signal } = ctx;
@@ -138,6 +141,18 @@ fields:
         let tokens = maxBatch;
         let refilled = performance.now();
         let lastYield = refilled;
+        // Every record draws from one PRNG, so a record's value depends on the draws of all before
+        // it: build the committed records again and drop them, so record n is the same as in a fresh run.
+        while (emitted < start) {
+          const end = Math.min(start, emitted + batchSize);
+          for (let n = emitted + 1; n <= end; n++) build(n);
+          emitted = end;
+          if (performance.now() - lastYield > 20) {
+            await yieldToLoop();
+            lastYield = performance.now();
+            if (closed || signal.aborted) return;
+          }
+        }
         while (emitted < total && !closed && !signal.aborted) {
           const size = Math.min(maxBatch, total - emitted);
           if (perSecond !== undefined) {
@@ -173,7 +188,7 @@ fields:
           yield { records };
         }
       },
-      progress: () => (cfg.count === undefined ? {} : { recordsTotal: cfg.count }),
+      progress: () => (cfg.count === undefined ? {} : { recordsTotal: cfg.count - start }),
       async close() {
         closed = true;
       },
