@@ -6,6 +6,7 @@ import { COMMANDS } from '../cli/main.ts';
 import { defaultRegistry, type Registry } from '../registry.ts';
 import { ERROR_CODES } from '../sdk/errors.ts';
 import type { ComponentDefinition, ComponentKind } from '../sdk/types.ts';
+import { openApiDocument } from '../server/openapi.ts';
 import { pipelineJsonSchema } from '../spec/json-schema.ts';
 import { envelopeSchema } from '../spec/schema.ts';
 import { describeFields, type FieldRow } from './describe.ts';
@@ -152,6 +153,7 @@ function errorsPage(): string {
   return `${out.join('\n')}\n`;
 }
 
+/** The pages that need no I/O (the OpenAPI document is added by `generateAllDocs`). */
 export function generateDocs(registry: Registry = defaultRegistry()): Map<string, string> {
   return new Map([
     ['docs/reference/components.md', componentsPage(registry)],
@@ -162,10 +164,16 @@ export function generateDocs(registry: Registry = defaultRegistry()): Map<string
   ]);
 }
 
+export async function generateAllDocs(): Promise<Map<string, string>> {
+  const docs = generateDocs();
+  docs.set('docs/reference/openapi.json', `${JSON.stringify(await openApiDocument(), null, 2)}\n`);
+  return docs;
+}
+
 /** Files whose committed text differs from what the source generates. */
 export async function staleDocs(): Promise<string[]> {
   const stale: string[] = [];
-  for (const [file, text] of generateDocs()) {
+  for (const [file, text] of await generateAllDocs()) {
     const current = await readFile(path.join(ROOT, file), 'utf8').catch(() => undefined);
     if (current !== text) stale.push(file);
   }
@@ -174,7 +182,7 @@ export async function staleDocs(): Promise<string[]> {
 
 if (import.meta.main) {
   if (process.argv.includes('--write')) {
-    for (const [file, text] of generateDocs()) {
+    for (const [file, text] of await generateAllDocs()) {
       await mkdir(path.dirname(path.join(ROOT, file)), { recursive: true });
       await writeFile(path.join(ROOT, file), text);
       process.stdout.write(`wrote ${file}\n`);

@@ -1,5 +1,34 @@
 export type OperatorKind = 'source' | 'step' | 'route' | 'sink' | 'errors';
 
+/**
+ * Upper bounds (inclusive, in seconds) of the batch latency histogram: from half a millisecond (a
+ * compiled SQL step on a small batch) to ten seconds (a slow sink flush). Fixed so that every job
+ * reports the same buckets and Prometheus can aggregate them across jobs.
+ */
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = Object.freeze([
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+]);
+
+/** A fixed-bucket histogram of batch processing time, cheap enough to update on every batch. */
+export class LatencyHistogram {
+  /**
+   * Observations per bucket, not cumulative: `buckets[i]` counts values in
+   * (LATENCY_BUCKETS_SECONDS[i-1], LATENCY_BUCKETS_SECONDS[i]]; the last slot counts the rest (+Inf).
+   */
+  readonly buckets: number[] = new Array(LATENCY_BUCKETS_SECONDS.length + 1).fill(0);
+  /** Seconds. */
+  sum = 0;
+  count = 0;
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < LATENCY_BUCKETS_SECONDS.length && seconds > LATENCY_BUCKETS_SECONDS[i]!) i++;
+    this.buckets[i]!++;
+    this.sum += seconds;
+    this.count++;
+  }
+}
+
 /** Counters the engine keeps for every operator; plugin authors never write metrics. */
 export class OperatorStats {
   readonly name: string;
@@ -12,6 +41,8 @@ export class OperatorStats {
   /** Milliseconds spent inside the operator's own code. */
   timeMs = 0;
   batches = 0;
+  /** Time per batch, for metrics; not part of the run summary. */
+  readonly latency = new LatencyHistogram();
 
   constructor(name: string, kind: OperatorKind, component: string) {
     this.name = name;
@@ -30,6 +61,7 @@ export class OperatorStats {
     if (pairs) this.filtered += Math.max(0, inCount - outCount - failedCount);
     this.timeMs += elapsedMs;
     this.batches++;
+    this.latency.observe(elapsedMs / 1000);
   }
 
   toJSON(): OperatorSummary {

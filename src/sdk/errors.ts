@@ -77,10 +77,51 @@ export const ERROR_CODES = {
     description:
       'The run was stopped by SIGINT or SIGTERM; what was read before the signal was drained and committed.',
   },
+  SLUICE_CHECKPOINT: {
+    retriable: false,
+    description:
+      'The checkpoint could not be read or written: a corrupt or unreadable checkpoint file, or a save that failed (the run fails rather than carry on without one).',
+  },
   SLUICE_QUERY_FAILED: {
     retriable: false,
     description:
       'The SQL of `sluice query` failed in DuckDB: a syntax error (shown with a caret), an unknown table or column, or an output file it could not read.',
+  },
+  SLUICE_JOB_STATE: {
+    retriable: false,
+    description:
+      'A job cannot make the asked change of state (cancel a finished job, restart a succeeded one); the message lists the legal ones.',
+  },
+  SLUICE_JOB_PROCESS: {
+    retriable: true,
+    description:
+      "A job's process died (killed, out of memory, crashed) or could not be started; its restart policy decides whether it runs again from its checkpoint.",
+  },
+  SLUICE_NOT_FOUND: {
+    retriable: false,
+    description: 'The API has no pipeline, job, schedule, webhook or token with that id or name.',
+  },
+  SLUICE_UNAUTHORIZED: {
+    retriable: false,
+    description:
+      'The request carries no API token, or one that is unknown or revoked: send `Authorization: Bearer TOKEN`.',
+  },
+  SLUICE_FORBIDDEN: {
+    retriable: false,
+    description: "The API token's scopes do not allow this call (read < write < admin).",
+  },
+  SLUICE_CONFLICT: {
+    retriable: false,
+    description:
+      'The request conflicts with what the server holds: an `Idempotency-Key` reused with a different body, a pipeline name already taken.',
+  },
+  SLUICE_BAD_REQUEST: {
+    retriable: false,
+    description: 'The API request is malformed: the message names the field and what would be valid.',
+  },
+  SLUICE_SERVER_UNAVAILABLE: {
+    retriable: true,
+    description: 'The CLI could not reach the control plane at `--server` (or `SLUICE_SERVER`).',
   },
   SLUICE_INTERNAL: {
     retriable: false,

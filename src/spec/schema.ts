@@ -60,6 +60,24 @@ export const sinkRetrySchema = z
     'Retries of a sink write that failed with a retriable error, with exponential backoff and full jitter.',
   );
 
+export const restartSchema = z
+  .object({
+    attempts: z
+      .number()
+      .int()
+      .min(0)
+      .max(100)
+      .default(3)
+      .describe('Restarts after the job process dies (killed, out of memory, crashed) before the job fails.'),
+    backoff: durationSchema.default('1s').describe('Wait before the first restart; doubles each time.'),
+    max_backoff: durationSchema.default('1m').describe('Longest wait between restarts.'),
+  })
+  .strict()
+  .describe(
+    'How `sluice server` restarts a job whose process died; it resumes from the last checkpoint. A run that ' +
+      'fails on its own (error limit, invalid input) is not restarted.',
+  );
+
 export const settingsSchema = z
   .object({
     batch_size: z
@@ -83,6 +101,7 @@ export const settingsSchema = z
       ),
     error_policy: errorPolicySchema.default({ min_records: 1000 }),
     sink_retry: sinkRetrySchema.default({ attempts: 5, initial_backoff: '100ms', max_backoff: '10s' }),
+    restart: restartSchema.default({ attempts: 3, backoff: '1s', max_backoff: '1m' }),
     pushdown: z
       .enum(['auto', 'off'])
       .default('auto')
@@ -108,6 +127,41 @@ export const SLOT_EXTRA_KEYS = {
 // Checked in the second phase against the components' own schemas (validate.ts).
 const openSlot = z.unknown();
 
+const severitySchema = z
+  .enum(['error', 'warn'])
+  .default('error')
+  .describe('error: a failed check fails the job; warn: it is recorded in the summary and alerted.');
+
+export const checkSchema = z
+  .union([
+    z
+      .object({
+        row_count: z
+          .object({
+            min: z.number().int().min(0).optional().describe('Fewest records the sinks must have written.'),
+            max: z.number().int().min(0).optional().describe('Most records the sinks may have written.'),
+            severity: severitySchema,
+          })
+          .strict()
+          .describe('Records written by the sinks, over all restarts of the job.'),
+      })
+      .strict(),
+    z
+      .object({
+        error_rate: z
+          .object({
+            max: z.number().min(0).max(1).describe('Highest share of read records that may fail (0..1).'),
+            severity: severitySchema,
+          })
+          .strict()
+          .describe('Failed records (in the errors sink) over records read.'),
+      })
+      .strict(),
+  ])
+  .describe('A data-quality check evaluated by `sluice server` when a job ends.');
+
+export type Check = z.output<typeof checkSchema>;
+
 export const envelopeSchema = z
   .object({
     apiVersion: z.literal('sluice/v1').describe('Spec format version: sluice/v1.'),
@@ -127,6 +181,10 @@ export const envelopeSchema = z
       .optional()
       .describe('Where failed records go. Default: errors.jsonl in the run directory.'),
     settings: settingsSchema.default(settingsSchema.parse({})),
+    checks: z
+      .array(checkSchema)
+      .default([])
+      .describe('Data-quality checks run when the job ends (by `sluice server`): row_count, error_rate.'),
   })
   .strict();
 

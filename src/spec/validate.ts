@@ -15,7 +15,7 @@ import type {
 } from '../sdk/types.ts';
 import { compileCondition } from '../sql/index.ts';
 import { interpolate } from './interpolate.ts';
-import { envelopeSchema, type Settings, SLOT_EXTRA_KEYS } from './schema.ts';
+import { type Check, envelopeSchema, type Settings, SLOT_EXTRA_KEYS } from './schema.ts';
 import { formatPath, SourceMap, type SpecPath } from './source-map.ts';
 
 export interface SpecIssue {
@@ -49,6 +49,7 @@ export interface Pipeline {
   sinks: SinkUse[];
   errors?: ComponentUse<SinkDefinition>;
   settings: Settings;
+  checks: Check[];
   bounded: boolean;
 }
 
@@ -233,6 +234,7 @@ export async function validatePipeline(
       sinks,
       ...(errors ? { errors: errors as ComponentUse<SinkDefinition> } : {}),
       settings: envelope.data.settings,
+      checks: envelope.data.checks,
       bounded,
     },
   };

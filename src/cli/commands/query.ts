@@ -223,6 +223,52 @@ export async function query(argv: string[]): Promise<number> {
   return EXIT.ok;
 }
 
+/**
+ * The same tables over every run under `runDir`, as JSON rows (at most `limit`): what the control
+ * plane's `POST /v1/jobs/:id/query` answers with, over one job's attempts.
+ */
+export async function queryRunsDir(
+  runDir: string,
+  sql: string,
+  limit: number,
+): Promise<{ columns: string[]; rows: Record<string, unknown>[]; total: number; notes: string[] }> {
+  const notes: string[] = [];
+  const found = await discoverRuns(runDir, notes);
+  const conn = await newDuckDBConnection();
+  try {
+    const tables = await buildTables(conn, found, found, notes);
+    try {
+      const extracted = await conn.extractStatements(sql);
+      if (extracted.count === 0) throw new SluiceError('SLUICE_USAGE', 'the SQL holds no statement');
+      for (let i = 0; i < extracted.count - 1; i++) await (await extracted.prepare(i)).run();
+      const result = await (await extracted.prepare(extracted.count - 1)).stream();
+      const columns = result.deduplicatedColumnNames();
+      const types = result.columnTypes();
+      const rows: Record<string, unknown>[] = [];
+      let total = 0;
+      for (;;) {
+        const chunk = await result.fetchChunk();
+        if (!chunk || chunk.rowCount === 0) break;
+        total += chunk.rowCount;
+        for (const row of chunk.getRows()) {
+          if (rows.length >= limit) break;
+          const record: Record<string, unknown> = {};
+          row.forEach((v, i) => {
+            record[columns[i]!] = toJson(v, types[i]!, true);
+          });
+          rows.push(record);
+        }
+      }
+      return { columns, rows, total, notes };
+    } catch (err) {
+      if (err instanceof SluiceError) throw err;
+      throw queryError(err, tables);
+    }
+  } finally {
+    conn.closeSync();
+  }
+}
+
 /** Every run directory with a readable run.json, oldest first; others are skipped with a note. */
 async function discoverRuns(runDir: string, notes: string[]): Promise<RunInfo[]> {
   const entries = await readdir(runDir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {

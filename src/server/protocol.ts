@@ -1,0 +1,39 @@
+/** Messages between `sluice server` and a job's process (IPC, JSON). */
+import type { RunSummary } from '../engine/run.ts';
+import type { Check } from '../spec/schema.ts';
+import type { PipelineVersion } from './store/jobs.ts';
+import type { JobMetricsSnapshot } from './worker-metrics.ts';
+
+export interface StartMessage {
+  type: 'start';
+  jobId: string;
+  /** 1 for the first process of the job, then one more per restart. */
+  attempt: number;
+  pipelineName: string;
+  version: PipelineVersion;
+  params: Record<string, string>;
+  /** Directory under which this attempt's run directory is made. */
+  runsDir: string;
+  checkpointDir: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface LiveProgress {
+  read: number;
+  written: number;
+  failed: number;
+  filtered: number;
+  elapsed_ms: number;
+  records_per_second: number;
+  /** 0..1 when the source knows its size. */
+  input_fraction: number | null;
+}
+
+export type WorkerMessage =
+  | { type: 'started'; runId: string; resumedFrom: Record<string, number> | null; checks: Check[] }
+  | { type: 'progress'; progress: LiveProgress; metrics: JobMetricsSnapshot }
+  | { type: 'checkpoint'; positions: Record<string, number>; at: number }
+  | { type: 'summary'; summary: RunSummary };
+
+/** Exit codes of a job process: anything else (or a signal) means it died. */
+export const WORKER_EXIT = { succeeded: 0, failed: 1, invalid: 2, interrupted: 130 } as const;

@@ -1,0 +1,3 @@
+import { controlPlaneSuite } from './suite.ts';
+
+controlPlaneSuite('sqlite');

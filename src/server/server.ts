@@ -1,0 +1,133 @@
+/**
+ * `sluice server`: the control plane in one process. It opens the job store (SQLite under the
+ * state directory by default, or PostgreSQL), recovers jobs a previous server left running, and
+ * serves the v1 API while the supervisor, the scheduler and the webhook sender run beside it.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { defaultRegistry } from '../registry.ts';
+import type { Logger } from '../sdk/types.ts';
+import { buildApp } from './app.ts';
+import type { ServerContext } from './context.ts';
+import { JobService } from './jobs.ts';
+import { ServerMetrics } from './metrics.ts';
+import { Scheduler } from './scheduler.ts';
+import { describeDbUrl, openDb } from './store/db.ts';
+import { JobStore } from './store/jobs.ts';
+import { migrate } from './store/schema.ts';
+import { Supervisor } from './supervisor.ts';
+import { WebhookService } from './webhooks.ts';
+
+export interface ServerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** `postgres://...`, or a SQLite file; default `<stateDir>/sluice.db`. */
+  database?: string;
+  stateDir?: string;
+  maxJobs?: number;
+  cancelGraceMs?: number;
+  bodyLimit?: number;
+  logger: Logger;
+  /** Poll intervals, shortened by tests. */
+  pollMs?: number;
+  webhookRetry?: { attempts: number; baseMs: number; maxMs: number };
+}
+
+export interface RunningServer {
+  url: string;
+  ctx: ServerContext;
+  app: FastifyInstance;
+  /** The admin token made on the first start of this store; undefined afterwards. */
+  adminToken: string | undefined;
+  store: string;
+  /** Stops accepting requests and loops; running jobs drain, checkpoint and stay running in the store. */
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const stateDir = path.resolve(options.stateDir ?? '.sluice/server');
+  const database = options.database ?? path.join(stateDir, 'sluice.db');
+  const { logger } = options;
+  const db = await openDb(database);
+  await migrate(db);
+  const store = new JobStore(db);
+  const registry = defaultRegistry();
+
+  const metrics = new ServerMetrics({ jobCounts: () => store.countByState() });
+  const webhooks = new WebhookService({
+    db,
+    logger,
+    ...(options.webhookRetry ? { retry: options.webhookRetry } : {}),
+    ...(options.pollMs ? { pollMs: options.pollMs } : {}),
+  });
+  const supervisor = new Supervisor({
+    store,
+    logger,
+    metrics,
+    webhooks,
+    stateDir,
+    maxJobs: options.maxJobs ?? 8,
+    cancelGraceMs: options.cancelGraceMs ?? 30_000,
+    ...(options.pollMs ? { pollMs: options.pollMs } : {}),
+  });
+  const jobs = new JobService({
+    store,
+    registry,
+    logger,
+    wake: () => supervisor.wake(),
+    cancel: (job, reason) => supervisor.cancel(job, reason),
+  });
+  const scheduler = new Scheduler({
+    db,
+    store,
+    logger,
+    submit: (req) => jobs.submit(req),
+    ...(options.pollMs ? { pollMs: options.pollMs } : {}),
+  });
+  const ctx: ServerContext = {
+    db,
+    store,
+    logger,
+    registry,
+    stateDir,
+    jobs,
+    supervisor,
+    webhooks,
+    scheduler,
+    metrics,
+  };
+
+  // The first start of a store makes the admin token; it is shown once and kept only as a hash.
+  let adminToken: string | undefined;
+  if ((await store.countTokens()) === 0) {
+    adminToken = (await store.createToken(`admin-${randomBytes(2).toString('hex')}`, ['admin'])).token;
+  }
+
+  const app = await buildApp(ctx, options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {});
+  await supervisor.start();
+  scheduler.start();
+  webhooks.start();
+  const address = await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 7878 });
+  logger.info('sluice server listening', { url: address, store: describeDbUrl(database) });
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: address,
+    ctx,
+    app,
+    adminToken,
+    store: describeDbUrl(database),
+    close() {
+      closing ??= (async () => {
+        await app.close();
+        await scheduler.stop();
+        await supervisor.stop();
+        await webhooks.stop();
+        await db.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,3 @@
+import { webhookSuite } from './webhooks.suite.ts';
+
+webhookSuite('postgres');

@@ -1,0 +1,52 @@
+/**
+ * What a job's worker process reports to the control plane for metrics, once a second over IPC:
+ * plain JSON with cumulative counters since the run started, so a lost message skews no total.
+ */
+import type { PipelineRun } from '../engine/run.ts';
+import type { OperatorKind } from '../engine/stats.ts';
+
+export interface OperatorMetrics {
+  name: string;
+  kind: OperatorKind;
+  component: string;
+  in: number;
+  out: number;
+  filtered: number;
+  failed: number;
+  /**
+   * Batch processing time: `buckets` counts batches per bucket of LATENCY_BUCKETS_SECONDS (not
+   * cumulative), with one more slot for batches slower than the last bound; `sum` in seconds.
+   */
+  latency: { buckets: number[]; sum: number; count: number };
+}
+
+export interface JobMetricsSnapshot {
+  /** Source, steps, route, sinks and the errors sink, in pipeline order. */
+  operators: OperatorMetrics[];
+  /** The queue in front of each step, then the one in front of the sinks. */
+  queues: { size: number; capacity: number }[];
+  /** Epoch ms of the last committed checkpoint, or null before the first. */
+  lastCheckpointAt: number | null;
+  /** Epoch ms when the worker took the snapshot. */
+  takenAt: number;
+}
+
+export function takeSnapshot(run: PipelineRun, now: number = Date.now()): JobMetricsSnapshot {
+  const snap = run.snapshot();
+  return {
+    operators: snap.operators.map((s) => ({
+      name: s.name,
+      kind: s.kind,
+      component: s.component,
+      in: s.in,
+      out: s.out,
+      filtered: s.filtered,
+      failed: s.failed,
+      // copied: the engine keeps counting into its own array while the message is in flight
+      latency: { buckets: [...s.latency.buckets], sum: s.latency.sum, count: s.latency.count },
+    })),
+    queues: snap.queues.map((q) => ({ size: q.size, capacity: q.capacity })),
+    lastCheckpointAt: snap.lastCheckpointAt,
+    takenAt: now,
+  };
+}
