@@ -1,10 +1,17 @@
 import { SluiceError } from '../sdk/errors.ts';
 import { SpecInvalidError } from '../spec/validate.ts';
+import { backfill, backfillCommand } from './commands/backfill.ts';
+import { cancel, cancelCommand } from './commands/cancel.ts';
 import { components, componentsCommand } from './commands/components.ts';
 import { explain, explainCommand } from './commands/explain.ts';
+import { job, jobCommand } from './commands/job.ts';
+import { jobs, jobsCommand } from './commands/jobs.ts';
+import { logs, logsCommand } from './commands/logs.ts';
 import { query, queryCommand } from './commands/query.ts';
 import { run, runCommand } from './commands/run.ts';
 import { schema, schemaCommand } from './commands/schema.ts';
+import { server, serverCommand } from './commands/server.ts';
+import { submit, submitCommand } from './commands/submit.ts';
 import { validate, validateCommand } from './commands/validate.ts';
 import { EXIT } from './exit-codes.ts';
 import { type CommandSpec, helpText } from './options.ts';
@@ -16,6 +23,13 @@ export const COMMANDS: { spec: CommandSpec; handler: (argv: string[]) => Promise
   { spec: schemaCommand, handler: schema },
   { spec: componentsCommand, handler: components },
   { spec: queryCommand, handler: query },
+  { spec: serverCommand, handler: server },
+  { spec: submitCommand, handler: submit },
+  { spec: jobsCommand, handler: jobs },
+  { spec: jobCommand, handler: job },
+  { spec: cancelCommand, handler: cancel },
+  { spec: logsCommand, handler: logs },
+  { spec: backfillCommand, handler: backfill },
 ];
 
 function overview(): string {

@@ -11,14 +11,19 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `sluice ...args` in `cwd` and collects its exit code and output. */
+/** Runs `sluice ...args` in `cwd` and collects its exit code and output; `env` is added to ours. */
 export function sluice(
   args: string[],
   cwd: string,
   onSpawn?: (child: ChildProcess) => void,
+  env?: NodeJS.ProcessEnv,
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(env ? { env: { ...process.env, ...env } } : {}),
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => {
