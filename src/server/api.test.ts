@@ -1,12 +1,15 @@
 /** The v1 API beyond the job lifecycle (suite.ts): pipelines, post-processing, logs, errors, query, limits. */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ApiJob } from './jobs.ts';
 import type { RunningServer } from './server.ts';
 import { type Api, generateSpec, startTestServer, waitForJob } from './test-util.ts';
+import { verifySignature } from './webhooks.ts';
 
 type ErrorBody = {
   error: { code: string; message: string; details?: { issues?: { line: number; col: number }[] } };
@@ -19,7 +22,9 @@ describe('v1 API', () => {
 
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'sluice-api-'));
-    ({ server, api } = await startTestServer(path.join(work, 'sluice.db'), path.join(work, 'state')));
+    ({ server, api } = await startTestServer(path.join(work, 'sluice.db'), path.join(work, 'state'), {
+      webhookRetry: { attempts: 4, baseMs: 50, maxMs: 200 },
+    }));
   });
   after(async () => {
     await server.close();
@@ -191,6 +196,55 @@ sink:
     const metrics = await api.call<string>('GET', '/metrics');
     assert.equal(metrics.status, 200);
     assert.match(String(metrics.body), /sluice_jobs\{state="succeeded"\} \d+/);
+  });
+
+  it('sends a signed job.failed webhook when a job ends, retrying after the receiver answers 500', async () => {
+    const received: { headers: IncomingHttpHeaders; body: string; at: number }[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => {
+        body += d;
+      });
+      req.on('end', () => {
+        received.push({ headers: req.headers, body, at: Date.now() });
+        res.statusCode = received.length === 1 ? 500 : 200;
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+      const hook = await api.call<{ webhook: { id: string }; secret: string }>('POST', '/v1/webhooks', {
+        url,
+        events: ['job.failed'],
+      });
+      assert.equal(hook.status, 201);
+      const strict = `${generateSpec('hooked', { count: 3 })}checks:\n  - row_count: { min: 10 }\n`;
+      const job = await waitForJob(api, (await submit(strict)).id);
+      assert.equal(job.state, 'failed');
+      const deadline = Date.now() + 10_000;
+      while (received.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(received.length, 2, 'one failed attempt, then the delivery');
+      const [first, second] = received as [(typeof received)[0], (typeof received)[0]];
+      assert.equal(first.headers['sluice-delivery'], second.headers['sluice-delivery'], 'the retry is the same delivery');
+      const signature = String(second.headers['sluice-signature']);
+      assert.ok(verifySignature(hook.body.secret, second.body, signature), 'the signature verifies with the secret');
+      assert.ok(!verifySignature('whsec_wrong', second.body, signature));
+      const payload = JSON.parse(second.body) as { event: string; data: { job: { id: string; state: string; reason: string } } };
+      assert.equal(payload.event, 'job.failed');
+      assert.equal(payload.data.job.id, job.id);
+      assert.match(payload.data.job.reason, /row_count/);
+      const log = await api.call<{ deliveries: { status: string; attempts: number; last_status: number }[] }>(
+        'GET',
+        `/v1/webhooks/${hook.body.webhook.id}/deliveries`,
+      );
+      assert.deepEqual(
+        log.body.deliveries.map((d) => [d.status, d.attempts, d.last_status]),
+        [['delivered', 2, 200]],
+      );
+    } finally {
+      receiver.close();
+    }
   });
 
   it('pages through jobs newest first', async () => {

@@ -29,7 +29,7 @@ export interface RetryPolicy {
   maxMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseMs: 1000, maxMs: 5 * 60_000 };
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 12, baseMs: 1000, maxMs: 5 * 60_000 };
 
 export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
 
