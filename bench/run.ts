@@ -6,7 +6,8 @@
  *   npm run bench -- --records 200000 --memory-records 1000000   # quicker
  *   npm run bench -- --only sql,pushdown --repeat 3             # some cases, best of 3 runs each
  *
- * Cases: generate, jsonl, sql, microbatch, parquet, pushdown, memory.
+ * Cases: generate, jsonl, sql, microbatch, parquet, pushdown, memory, server (the control plane
+ * under 1,000 jobs, 20 at once, against itself idle: bench/server.ts; `--server-jobs N`).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +22,7 @@ const { values } = parseArgs({
     'memory-records': { type: 'string', default: '5000000' },
     only: { type: 'string' },
     repeat: { type: 'string', default: '1' },
+    'server-jobs': { type: 'string', default: '1000' },
   },
 });
 /** Each timed case runs this many times, alternating where cases are compared; the best time counts. */
@@ -293,7 +295,15 @@ const table = [
   ...rows,
 ];
 const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? '').length)));
-process.stdout.write(
-  `\nnode ${process.version}, ${(await import('node:os')).cpus().length} cores; DuckDB uses every core, Sluice's streaming engine one (pushdown: DuckDB, every core)\n\n`,
-);
-for (const r of table) process.stdout.write(`| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |\n`);
+if (rows.length) {
+  process.stdout.write(
+    `\nnode ${process.version}, ${(await import('node:os')).cpus().length} cores; DuckDB uses every core, Sluice's streaming engine one (pushdown: DuckDB, every core)\n\n`,
+  );
+  for (const r of table) process.stdout.write(`| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |\n`);
+}
+
+if (want('server')) {
+  const { benchServer, printTable } = await import('./server.ts');
+  process.stdout.write(`\ncontrol plane (sluice server, embedded store): the same API calls idle and under load\n\n`);
+  printTable(await benchServer({ jobs: Number(values['server-jobs']), maxJobs: 20 }));
+}
