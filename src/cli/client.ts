@@ -3,6 +3,8 @@
  * turning the API's `{ error: { code, message, details } }` bodies back into SluiceErrors so the
  * commands fail the same way the engine does.
  */
+
+import type { OperatorSummary } from '../engine/stats.ts';
 import { ERROR_CODES, type ErrorCode, SluiceError } from '../sdk/errors.ts';
 import type { JobState } from '../server/lifecycle.ts';
 import { formatPath, type SpecPath } from '../spec/source-map.ts';
@@ -199,16 +201,8 @@ export interface ApiJobCounts {
   elapsed_ms: number;
 }
 
-export interface ApiOperatorSummary {
-  name: string;
-  kind: string;
-  component: string;
-  in: number;
-  out: number;
-  filtered: number;
-  failed: number;
-  time_ms: number;
-}
+/** The summary's operator rows are the engine's own (the server stores the run summary as is). */
+export type ApiOperatorSummary = OperatorSummary;
 
 export interface ApiRunSummary {
   status?: string;

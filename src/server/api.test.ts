@@ -226,11 +226,21 @@ sink:
       while (received.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       assert.equal(received.length, 2, 'one failed attempt, then the delivery');
       const [first, second] = received as [(typeof received)[0], (typeof received)[0]];
-      assert.equal(first.headers['sluice-delivery'], second.headers['sluice-delivery'], 'the retry is the same delivery');
+      assert.equal(
+        first.headers['sluice-delivery'],
+        second.headers['sluice-delivery'],
+        'the retry is the same delivery',
+      );
       const signature = String(second.headers['sluice-signature']);
-      assert.ok(verifySignature(hook.body.secret, second.body, signature), 'the signature verifies with the secret');
+      assert.ok(
+        verifySignature(hook.body.secret, second.body, signature),
+        'the signature verifies with the secret',
+      );
       assert.ok(!verifySignature('whsec_wrong', second.body, signature));
-      const payload = JSON.parse(second.body) as { event: string; data: { job: { id: string; state: string; reason: string } } };
+      const payload = JSON.parse(second.body) as {
+        event: string;
+        data: { job: { id: string; state: string; reason: string } };
+      };
       assert.equal(payload.event, 'job.failed');
       assert.equal(payload.data.job.id, job.id);
       assert.match(payload.data.job.reason, /row_count/);
@@ -244,6 +254,39 @@ sink:
       );
     } finally {
       receiver.close();
+    }
+  });
+
+  it('cancels a pending job at once, while the only job slot is taken', async () => {
+    const small = await startTestServer(path.join(work, 'one-slot.db'), path.join(work, 'one-slot'), {
+      maxJobs: 1,
+    });
+    try {
+      const post = (spec: string) =>
+        small.api.call<{ job: ApiJob }>('POST', '/v1/jobs', { spec, base_dir: work }).then((r) => r.body.job);
+      const busy = await post(generateSpec('slot-holder', { rate: '1000/s' }));
+      await waitForJob(small.api, busy.id, (j) => j.state === 'running');
+      const waiting = await post(generateSpec('slot-waiter', { count: 10 }));
+      assert.equal(waiting.state, 'pending');
+      const cancelled = await small.api.call<{ job: ApiJob }>('POST', `/v1/jobs/${waiting.id}/cancel`);
+      assert.equal(cancelled.body.job.state, 'cancelled');
+      const detail = await small.api.call<{ events: { to_state: string }[] }>(
+        'GET',
+        `/v1/jobs/${waiting.id}`,
+      );
+      assert.deepEqual(
+        detail.body.events.map((e) => e.to_state),
+        ['pending', 'cancelled'],
+      );
+      await small.api.call('POST', `/v1/jobs/${busy.id}/cancel`);
+      assert.equal((await waitForJob(small.api, busy.id)).state, 'cancelled');
+      const restarted = await small.api.call<{ job: ApiJob }>('POST', `/v1/jobs/${waiting.id}/restart`);
+      assert.equal(restarted.body.job.state, 'pending');
+      const done = await waitForJob(small.api, waiting.id);
+      assert.equal(done.state, 'succeeded');
+      assert.equal(done.restarts, 1);
+    } finally {
+      await small.server.close();
     }
   });
 

@@ -384,7 +384,8 @@ export class Supervisor {
     if (job.state === 'pending') {
       await this.#finalize(job, 'pending', 'cancelled', reason);
       const after = await store.requireJob(job.id);
-      if (after.state !== 'pending') return after;
+      // Cancelled, or started meanwhile: then it is cancelled as a running job.
+      return after.state === 'cancelled' ? after : this.cancel(after, reason);
     }
     if (job.state === 'cancelling') return job;
     if (isTerminal(job.state)) throw new IllegalTransitionError(job.id, job.state, 'cancelled');

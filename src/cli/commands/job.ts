@@ -3,6 +3,7 @@ import { EXIT } from '../exit-codes.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
 import { defineCommand, parseCommand } from '../options.ts';
 import { jobDurationMs, shortTime } from './jobs.ts';
+import { operatorTable } from './run.ts';
 
 export const jobCommand = defineCommand({
   name: 'job',
@@ -89,22 +90,7 @@ export function describeJobSummary(j: ApiJob): string {
   if (!s) return '';
   const lines: string[] = [];
   if (s.operators?.length) {
-    lines.push(
-      renderTable(
-        ['operator', 'kind', 'component', 'in', 'out', 'filtered', 'failed', 'time'],
-        s.operators.map((o) => [
-          o.name,
-          o.kind,
-          o.component,
-          o.in,
-          o.out,
-          o.filtered,
-          o.failed,
-          formatDuration(o.time_ms),
-        ]),
-      ),
-      '',
-    );
+    lines.push(operatorTable(s.operators), '');
   }
   if (s.records) {
     const r = s.records;

@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type PushdownPlan, PushdownRun, planPushdown } from '../../engine/pushdown.ts';
 import { PipelineRun, type RunProgress, type RunSummary } from '../../engine/run.ts';
+import type { OperatorSummary } from '../../engine/stats.ts';
 import { defaultRegistry } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { loadPipeline, type Pipeline } from '../../spec/validate.ts';
@@ -193,10 +194,11 @@ function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 }
 
-export function describeSummary(s: RunSummary, summaryFile: string): string {
-  const table = renderTable(
+/** The per-operator table of a run summary (also shown for a server job by `sluice job`). */
+export function operatorTable(operators: OperatorSummary[]): string {
+  return renderTable(
     ['operator', 'kind', 'component', 'in', 'out', 'filtered', 'failed', 'time'],
-    s.operators.map((o) => [
+    operators.map((o) => [
       o.name,
       o.kind,
       o.component,
@@ -207,6 +209,10 @@ export function describeSummary(s: RunSummary, summaryFile: string): string {
       formatDuration(o.time_ms),
     ]),
   );
+}
+
+export function describeSummary(s: RunSummary, summaryFile: string): string {
+  const table = operatorTable(s.operators);
   const lines = [
     '',
     table,

@@ -378,18 +378,8 @@ export class JobStore {
       if (!froms.includes(row.state)) return undefined;
       assertTransition(id, row.state, to);
       const now = Date.now();
-      const sets = ['state = $1', 'updated_at = $2'];
       const params: SqlValue[] = [to, now];
-      for (const [key, value] of Object.entries(patch)) {
-        params.push(
-          value === null || value === undefined
-            ? null
-            : typeof value === 'object'
-              ? JSON.stringify(value)
-              : (value as SqlValue),
-        );
-        sets.push(`${key} = $${params.length}`);
-      }
+      const sets = ['state = $1', 'updated_at = $2', ...patchAssignments(patch, params)];
       if (patch.reason === undefined) {
         params.push(reason);
         sets.push(`reason = $${params.length}`);
@@ -414,18 +404,8 @@ export class JobStore {
 
   /** Sets fields without a change of state (pid, summary while running). */
   async patchJob(id: string, patch: JobPatch): Promise<void> {
-    const sets: string[] = [];
     const params: SqlValue[] = [];
-    for (const [key, value] of Object.entries(patch)) {
-      params.push(
-        value === null || value === undefined
-          ? null
-          : typeof value === 'object'
-            ? JSON.stringify(value)
-            : (value as SqlValue),
-      );
-      sets.push(`${key} = $${params.length}`);
-    }
+    const sets = patchAssignments(patch, params);
     if (!sets.length) return;
     params.push(Date.now(), id);
     await this.db.run(
@@ -490,6 +470,20 @@ export class JobStore {
       throw new SluiceError('SLUICE_INTERNAL', `token ${id} was not revoked`);
     return tokenFromRow(row);
   }
+}
+
+/** `column = $n` for each field of the patch, its value pushed to `params` (objects as JSON). */
+function patchAssignments(patch: JobPatch, params: SqlValue[]): string[] {
+  return Object.entries(patch).map(([key, value]) => {
+    params.push(
+      value === null || value === undefined
+        ? null
+        : typeof value === 'object'
+          ? JSON.stringify(value)
+          : (value as SqlValue),
+    );
+    return `${key} = $${params.length}`;
+  });
 }
 
 function isUniqueViolation(err: unknown): boolean {
