@@ -47,7 +47,7 @@ describe('sluice run', () => {
     const source = summary.operators.find((o) => o.kind === 'source');
     assert.equal(source?.failed, 2, 'the two broken lines fail at decode');
 
-    const errorsFile = (await filesUnder(runs)).find((f) => f.endsWith('errors.jsonl'));
+    const errorsFile = (await filesUnder(runs)).find((f) => /[\\/]errors[\\/]part-[^/\\]+\.jsonl$/.test(f));
     assert.ok(errorsFile);
     const errors = (await readFile(errorsFile, 'utf8'))
       .trim()

@@ -97,7 +97,7 @@ ${fieldTable(describeFields(envelopeSchema))}
 | \`steps[]\` | \`name\` | one step component each, applied in order |
 | \`sink\` | \`name\`, \`route\` | one sink (or use \`sinks\`) |
 | \`sinks[]\` | \`name\`, \`route\` | several sinks; a sink with a \`route\` (a SQL condition) receives the records it accepts, one without receives all; a record no sink accepts goes to the errors sink (\`SLUICE_ROUTE_UNMATCHED\`) |
-| \`errors\` | | the errors sink; default: \`errors.jsonl\` in the run directory |
+| \`errors\` | | the errors sink; default: JSON Lines part files in \`errors/\` in the run directory |
 
 Steps and sinks are named by \`name\`, else by their component (\`sql\`, \`sql_2\`, ...); the names
 appear in the run summary and in error records.

@@ -4,12 +4,25 @@ import path from 'node:path';
 import { z } from 'zod';
 import { SluiceError } from '../sdk/errors.ts';
 
+/**
+ * Output prepared for a checkpoint by sinks with two-phase commit, not yet known to be published:
+ * a resumed run publishes it (`commitPrepared`) before it reads anything.
+ */
+export interface PendingCommits {
+  /** Per sink name, the token its `prepareCommit` returned. */
+  sinks: Record<string, unknown>;
+  /** The errors sink's token, when it has two-phase commit. */
+  errors?: unknown;
+}
+
 /** What a run saves at each checkpoint: enough for a restarted job to carry on where it stopped. */
 export interface Checkpoint {
   pipeline: string;
   run_id: string;
   /** Per source partition, the last offset whose records the sinks committed. */
   positions: Record<string, number>;
+  /** Output covered by `positions` that may not be published yet (absent in older checkpoints). */
+  pending?: PendingCommits;
   saved_at: string;
   /** True once the run ended successfully: there is nothing left to resume. */
   final: boolean;
@@ -20,6 +33,7 @@ const checkpointSchema = z.object({
   pipeline: z.string(),
   run_id: z.string(),
   positions: z.record(z.string(), z.number()),
+  pending: z.object({ sinks: z.record(z.string(), z.unknown()), errors: z.unknown().optional() }).optional(),
   saved_at: z.string(),
   final: z.boolean(),
   records: z.object({ read: z.number(), written: z.number(), failed: z.number() }),

@@ -10,7 +10,7 @@ import { SluiceError } from '../sdk/errors.ts';
 import type { Logger } from '../sdk/types.ts';
 import { loadPipeline } from '../spec/validate.ts';
 import { type Checkpoint, FileCheckpointStore } from './checkpoint-store.ts';
-import { PipelineRun, type RunOptions, type RunSummary } from './run.ts';
+import { PipelineRun, type RunOptions } from './run.ts';
 
 const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -52,7 +52,7 @@ async function load(dir: string, text: string) {
   return loadPipeline({ file, text, registry: defaultRegistry() });
 }
 
-type Extra = Partial<Pick<RunOptions, 'resume' | 'onCheckpoint' | 'logger'>>;
+type Extra = Partial<Pick<RunOptions, 'resume' | 'onCheckpoint' | 'logger' | 'runId' | 'runDir'>>;
 
 async function start(dir: string, text: string, extra: Extra = {}): Promise<PipelineRun> {
   return new PipelineRun({
@@ -66,11 +66,12 @@ async function start(dir: string, text: string, extra: Extra = {}): Promise<Pipe
 
 /** Saves what the engine reports into `store`, like a job runner would. */
 function saving(store: FileCheckpointStore, onSaved?: (cp: Checkpoint) => void): RunOptions['onCheckpoint'] {
-  return async (positions, final) => {
+  return async (positions, final, pending) => {
     const cp: Checkpoint = {
       pipeline: 'resumable',
       run_id: 'job-1',
       positions,
+      pending,
       saved_at: new Date().toISOString(),
       final,
       records: { read: 0, written: 0, failed: 0 },
@@ -86,13 +87,32 @@ async function committedFiles(dir: string): Promise<string[]> {
   return names.filter((n) => n.startsWith('part-') && n.endsWith('.jsonl')).sort();
 }
 
-async function committedRows(dir: string): Promise<Record<string, unknown>[]> {
+/** The lines of the committed JSON Lines part files in `folder`. */
+async function partFileLines(folder: string): Promise<Record<string, unknown>[]> {
   const rows: Record<string, unknown>[] = [];
-  for (const name of await committedFiles(dir)) {
-    const text = await readFile(path.join(dir, 'out', name), 'utf8');
+  const names = await readdir(folder).catch(() => []);
+  for (const name of names.filter((n) => n.startsWith('part-') && n.endsWith('.jsonl'))) {
+    const text = await readFile(path.join(folder, name), 'utf8');
     for (const line of text.split('\n')) if (line) rows.push(JSON.parse(line));
   }
+  return rows;
+}
+
+async function committedRows(dir: string): Promise<Record<string, unknown>[]> {
+  const rows = await partFileLines(path.join(dir, 'out'));
   return rows.sort((a, b) => (a.id as number) - (b.id as number));
+}
+
+/** The ids of the records in the error records a run's default errors sink committed (in `errors/`). */
+async function committedErrorIds(runDir: string): Promise<number[]> {
+  const errors = await partFileLines(path.join(runDir, 'errors'));
+  return errors.map((e) => (e.record as { id: number }).id).sort((a, b) => a - b);
+}
+
+/** Hidden temporary files left anywhere under `dir`. */
+async function temporaryFiles(dir: string): Promise<string[]> {
+  const names = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  return names.filter((n) => n.endsWith('.inprogress')).sort();
 }
 
 /** How many times each id occurs. */
@@ -224,7 +244,7 @@ describe('resuming a run from its checkpoint', () => {
     const calls: [Record<string, number>, boolean][] = [];
     const resumed = await (
       await start(dir, generateSpec(20_000), {
-        resume: cp.positions,
+        resume: cp,
         onCheckpoint: async (positions, final) => {
           calls.push([positions, final]);
         },
@@ -269,38 +289,54 @@ describe('resuming a run from its checkpoint', () => {
       Array.from({ length: at }, (_, i) => i + 1),
       'what was read before the stop was drained and committed, up to the saved positions',
     );
-    const resumed = await (await start(dir, generateSpec(20_000), { resume: positions })).run();
+    const resumed = await (await start(dir, generateSpec(20_000), { resume: { positions } })).run();
     assert.equal(resumed.status, 'succeeded');
     assertEveryIdOnce(await committedRows(dir), 20_000);
   });
 
-  it('when the checkpoint save fails after the sinks committed, the run fails and a resume replays, never loses', async () => {
+  it('when the checkpoint save fails, the run fails, the prepared files are never published and a resume writes each record once', async () => {
     const dir = await freshDir('save-fails');
     const store = new FileCheckpointStore(path.join(dir, 'state'));
     const seen: Record<string, number>[] = [];
+    let hidden: string[] = [];
     const first = await start(dir, generateSpec(20_000), {
-      onCheckpoint: async (positions, final) => {
+      onCheckpoint: async (positions, final, pending) => {
         seen.push(positions);
-        if (seen.length === 3) throw new Error('disk full');
-        await saving(store)!(positions, final);
+        if (seen.length === 3) {
+          hidden = await temporaryFiles(path.join(dir, 'out'));
+          throw new Error('disk full');
+        }
+        await saving(store)!(positions, final, pending);
       },
     });
     const failed = await first.run();
     assert.equal(failed.status, 'failed');
     assert.equal(failed.failure?.code, 'SLUICE_CHECKPOINT');
     assert.match(failed.failure?.message ?? '', /disk full/);
-    const saved = (await store.load())?.positions.generate;
-    const lost = seen[2]?.generate;
-    assert.ok(saved !== undefined && lost !== undefined && saved < lost);
+    const cp = await store.load();
+    const saved = cp?.positions.generate;
+    const unsaved = seen[2]?.generate;
+    assert.ok(cp && saved !== undefined && unsaved !== undefined && saved < unsaved);
+    assert.equal(hidden.length, 1, 'the third checkpoint had prepared one part file when its save failed');
+    assert.deepEqual(
+      (await committedRows(dir)).map((r) => r.id),
+      Array.from({ length: saved }, (_, i) => i + 1),
+      'what the failed save covered was not published',
+    );
+    assert.deepEqual(
+      await temporaryFiles(path.join(dir, 'out')),
+      hidden,
+      'abort() left the prepared file: a saved checkpoint could have named it',
+    );
 
-    const resumed = await (await start(dir, generateSpec(20_000), { resume: { generate: saved } })).run();
+    const resumed = await (await start(dir, generateSpec(20_000), { resume: cp })).run();
     assert.equal(resumed.status, 'succeeded');
-    const counts = idCounts(await committedRows(dir));
-    for (let id = 1; id <= 20_000; id++) {
-      // Committed by the sinks but not in the saved checkpoint: written twice (at-least-once).
-      const expected = id > saved && id <= lost ? 2 : 1;
-      if (counts.get(id) !== expected) assert.fail(`id ${id} written ${counts.get(id) ?? 0} times`);
-    }
+    assertEveryIdOnce(await committedRows(dir), 20_000);
+    assert.deepEqual(
+      await temporaryFiles(path.join(dir, 'out')),
+      [],
+      'the resume removed the unsaved prepared file',
+    );
   });
 
   it('skips what was committed for a source that does not seek, rejections included', async () => {
@@ -321,18 +357,19 @@ sinks:
     const [partition, last] = Object.entries(full.positions)[0]!;
     assert.equal(last, 1000);
     await rm(path.join(dir, 'out'), { recursive: true });
+    await rm(path.join(dir, 'run'), { recursive: true });
 
-    const resumed = await (await start(dir, spec, { resume: { [partition]: 500 } })).run();
+    const resumed = await (await start(dir, spec, { resume: { positions: { [partition]: 500 } } })).run();
     assert.equal(resumed.status, 'succeeded');
     // Lines 1..500: 499 records and the broken line 100.
     assert.deepEqual(resumed.records, { read: 500, written: 499, filtered: 0, failed: 1, skipped: 500 });
     const source = resumed.operators.find((o) => o.kind === 'source');
     assert.deepEqual([source?.in, source?.out, source?.failed], [500, 499, 1]);
     assert.deepEqual(resumed.errors.by_code, { SLUICE_DECODE: 1 });
-    const errors = (await readFile(path.join(dir, 'run', 'errors.jsonl'), 'utf8')).trim().split('\n');
+    const errors = await partFileLines(path.join(dir, 'run', 'errors'));
     assert.equal(errors.length, 1);
     assert.equal(
-      JSON.parse(errors[0]!).position.offset,
+      (errors[0]!.position as { offset: number }).offset,
       700,
       'the broken line before the checkpoint is not reported again',
     );
@@ -358,7 +395,7 @@ sinks:
 
     const again = await (
       await start(dir, generateSpec(5000), {
-        resume: finals[0]!,
+        resume: { positions: finals[0]! },
         onCheckpoint: async (positions, final) => {
           if (final) finals.push(positions);
         },
@@ -371,6 +408,20 @@ sinks:
     assert.deepEqual(again.resumed_from, { generate: 5000 });
     assert.deepEqual(finals[1], { generate: 5000 }, 'the final checkpoint keeps the resumed positions');
     assert.deepEqual(await committedFiles(dir), files, 'no file was added');
+  });
+
+  it('refuses a checkpoint naming prepared output of a sink the pipeline does not have, reading nothing', async () => {
+    const dir = await freshDir('pending-unknown-sink');
+    const summary = await (
+      await start(dir, generateSpec(1000), {
+        resume: { positions: { generate: 500 }, pending: { sinks: { gone: { files: [] } } } },
+      })
+    ).run();
+    assert.equal(summary.status, 'failed');
+    assert.equal(summary.failure?.code, 'SLUICE_CHECKPOINT');
+    assert.match(summary.failure?.message ?? '', /prepared by sink gone, which this pipeline no longer has/);
+    assert.equal(summary.records.read, 0);
+    assert.deepEqual(await committedFiles(dir), []);
   });
 
   it('a step that holds records until the input ends ignores resume, with a warning, and checkpoints only at the end', async () => {
@@ -391,7 +442,7 @@ settings: { batch_size: 100, checkpoint_interval: 0ms }
     const calls: [Record<string, number>, boolean][] = [];
     const summary = await (
       await start(dir, spec, {
-        resume: { generate: 1500 },
+        resume: { positions: { generate: 1500 } },
         logger: { ...silent, warn: (msg) => warnings.push(msg) },
         onCheckpoint: async (positions, final) => {
           calls.push([positions, final]);
@@ -419,44 +470,85 @@ settings: { batch_size: 100, checkpoint_interval: 0ms }
 });
 
 describe('resuming after SIGKILL', () => {
+  /** Ids the validate step rejects: they become error records. */
+  const rejected = (id: number) => id % 50 === 0;
+  /** The first records of generateSpec: a record's value does not depend on the count. */
+  const COUNT = 6000;
+
+  /** generateSpec's records, with every 50th rejected into the errors sink and 2 part files a checkpoint. */
+  const killSpec = (interval: string) => `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: resumable }
+source:
+  generate:
+    count: ${COUNT}
+    seed: 7
+    fields: { id: seq, v: "int(1, 1000000)", s: "string(1, 8) | null(0.2)" }
+steps:
+  - validate:
+      schema: { type: object, properties: { id: { not: { multipleOf: 50 } } } }
+sinks:
+  - file: { path: out/, format: jsonl, roll: { max_records: 50 } }
+settings: { batch_size: 100, checkpoint_interval: ${interval} }
+`;
+  /** The final checkpoint is the only one: it covers every record. */
+  const intervalFor = (at: KillPoint) => (at === 'final-after-save' ? '1h' : '0ms');
+
   /**
-   * A job process that saves checkpoints and SIGKILLs itself inside its Nth checkpoint: after the
-   * save (`after-save`), or between the sinks' commit and the save (`before-save`). Nothing runs
-   * after the signal: no abort, no cleanup, temporary files stay where they are.
+   * Where a job process kills itself, inside its third checkpoint (or its final one):
+   * - before-save: the sinks prepared their files, the checkpoint is not saved;
+   * - after-save: the checkpoint is saved, nothing it names is renamed yet;
+   * - mid-publish: saved, and killed just after the first rename into place;
+   * - final-after-save: the final checkpoint is saved, nothing renamed.
    */
-  async function killedJob(dir: string, mode: 'after-save' | 'before-save'): Promise<void> {
+  type KillPoint = 'before-save' | 'after-save' | 'mid-publish' | 'final-after-save';
+
+  /**
+   * Runs the pipeline in a child process that saves checkpoints as a server's job process does and
+   * SIGKILLs itself at `at`. Nothing runs after the signal: no abort, no cleanup, temporary files
+   * stay where they are. Returns the positions of the checkpoint it was killed in.
+   */
+  async function killedJob(dir: string, at: KillPoint): Promise<Record<string, number>> {
     const script = path.join(dir, 'job.ts');
     const url = (p: string) => JSON.stringify(pathToFileURL(path.join(SRC, p)).href);
     await writeFile(
       script,
       `import { writeFileSync } from 'node:fs';
+import fsp from 'node:fs/promises';
 import { FileCheckpointStore } from ${url('engine/checkpoint-store.ts')};
 import { PipelineRun } from ${url('engine/run.ts')};
 import { defaultRegistry } from ${url('registry.ts')};
 import { loadPipeline } from ${url('spec/validate.ts')};
 
 const dir = ${JSON.stringify(dir)};
-const mode = ${JSON.stringify(mode)};
+const at = ${JSON.stringify(at)};
 const store = new FileCheckpointStore(dir + '/state');
 const pipeline = await loadPipeline({ file: dir + '/pipeline.yaml', registry: defaultRegistry() });
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
+const kill = () => process.kill(process.pid, 'SIGKILL');
+// Armed once the checkpoint is saved: the next rename is the first file published into place.
+let armed = false;
+const rename = fsp.rename;
+fsp.rename = async (from, to) => {
+  await rename(from, to);
+  if (armed) kill();
+};
 let n = 0;
 const run = new PipelineRun({
-  pipeline, runId: 'job-1', runDir: dir + '/run', logger: silent,
-  onCheckpoint: async (positions, final) => {
-    n++;
-    if (mode === 'before-save' && n === 3) {
-      writeFileSync(dir + '/unsaved.json', JSON.stringify(positions));
-      process.kill(process.pid, 'SIGKILL');
-    }
-    await store.save({ pipeline: 'resumable', run_id: 'job-1', positions, final, saved_at: new Date().toISOString(), records: { read: 0, written: 0, failed: 0 } });
-    if (mode === 'after-save' && n === 3) process.kill(process.pid, 'SIGKILL');
+  pipeline, runId: 'job-1', runDir: dir + '/run1', logger: silent,
+  onCheckpoint: async (positions, final, pending) => {
+    const here = at === 'final-after-save' ? final : ++n === 3;
+    if (here) writeFileSync(dir + '/killed-at.json', JSON.stringify(positions));
+    if (here && at === 'before-save') kill();
+    await store.save({ pipeline: 'resumable', run_id: 'job-1', positions, pending, final, saved_at: new Date().toISOString(), records: { read: 0, written: 0, failed: 0 } });
+    if (here && (at === 'after-save' || at === 'final-after-save')) kill();
+    if (here && at === 'mid-publish') armed = true;
   },
 });
 await run.run();
 `,
     );
-    await writeFile(path.join(dir, 'pipeline.yaml'), generateSpec(20_000));
+    await writeFile(path.join(dir, 'pipeline.yaml'), killSpec(intervalFor(at)));
     const child = spawn(process.execPath, [script], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk) => {
@@ -466,38 +558,107 @@ await run.run();
       child.on('exit', (c, s) => resolve([c, s])),
     );
     assert.equal(signal, 'SIGKILL', `the job was not killed: exit ${code}, ${stderr}`);
+    return JSON.parse(await readFile(path.join(dir, 'killed-at.json'), 'utf8'));
   }
 
-  async function resume(dir: string): Promise<{ saved: number; summary: RunSummary }> {
+  /** How many of the files the checkpoint's tokens name (data and errors sinks) are still hidden, and how many in place. */
+  async function pendingState(cp: Checkpoint): Promise<{ hidden: number; published: number }> {
+    type Token = { files: { temp: string; final: string }[] };
+    const tokens = [cp.pending?.sinks.file, cp.pending?.errors] as (Token | undefined)[];
+    assert.ok(tokens[0] && tokens[1], 'the checkpoint holds the data and errors sink tokens');
+    const there = (p: string) =>
+      readFile(p).then(
+        () => true,
+        () => false,
+      );
+    let hidden = 0;
+    let published = 0;
+    for (const f of tokens.flatMap((t) => t!.files)) {
+      if (await there(f.temp)) hidden++;
+      if (await there(f.final)) published++;
+    }
+    return { hidden, published };
+  }
+
+  /**
+   * Kills a job at `at`, checks what the kill left, resumes it as the next attempt (another run id
+   * and run directory, as a server restarts a job) and checks that every record and every error
+   * record is committed exactly once, and that no temporary file is left.
+   */
+  async function killAndResume(
+    at: KillPoint,
+    leftByKill: (cp: Checkpoint, killedAt: number, dir: string) => Promise<void>,
+  ): Promise<void> {
+    const dir = await freshDir(`sigkill-${at}`);
+    const killedAt = (await killedJob(dir, at)).generate!;
     const cp = await new FileCheckpointStore(path.join(dir, 'state')).load();
     const saved = cp?.positions.generate;
-    assert.ok(cp && saved !== undefined && saved > 0 && saved < 20_000, `checkpoint: ${JSON.stringify(cp)}`);
-    const summary = await (await start(dir, generateSpec(20_000), { resume: cp.positions })).run();
-    assert.equal(summary.status, 'succeeded');
+    assert.ok(cp && saved !== undefined && saved > 0, `checkpoint: ${JSON.stringify(cp)}`);
+    await leftByKill(cp, killedAt, dir);
+
+    const summary = await (
+      await start(dir, killSpec(intervalFor(at)), {
+        resume: cp,
+        runId: 'job-1-a2',
+        runDir: path.join(dir, 'run2'),
+      })
+    ).run();
+    assert.equal(summary.status, 'succeeded', summary.failure?.message);
     assert.deepEqual(summary.resumed_from, { generate: saved });
-    return { saved, summary };
+    assert.equal(summary.records.read, COUNT - saved);
+
+    const rows = await committedRows(dir);
+    assertSameRows(
+      rows,
+      (await freshRows()).filter((r) => (r.id as number) <= COUNT && !rejected(r.id as number)),
+    );
+    const expectedErrors = Array.from({ length: COUNT }, (_, i) => i + 1).filter(rejected);
+    const killedErrors = await committedErrorIds(path.join(dir, 'run1'));
+    const resumedErrors = await committedErrorIds(path.join(dir, 'run2'));
+    assert.deepEqual([...killedErrors, ...resumedErrors], expectedErrors, 'every error record once');
+    assert.deepEqual(
+      killedErrors,
+      expectedErrors.filter((id) => id <= saved),
+      'the killed attempt kept the error records its checkpoints covered',
+    );
+    assert.deepEqual(await temporaryFiles(dir), [], 'no temporary file is left');
   }
 
-  it('killed after a checkpoint was saved: the restarted run adds every other record exactly once', async () => {
-    const dir = await freshDir('sigkill-after-save');
-    await killedJob(dir, 'after-save');
-    const { saved, summary } = await resume(dir);
-    assert.equal(summary.records.written, 20_000 - saved);
-    const rows = await committedRows(dir);
-    assertEveryIdOnce(rows, 20_000);
-    assertSameRows(rows, await freshRows());
+  it('killed before the checkpoint is saved: the prepared files are never published; each record once', async () => {
+    await killAndResume('before-save', async (cp, killedAt, dir) => {
+      const saved = cp.positions.generate!;
+      assert.ok(saved < killedAt);
+      assert.deepEqual(
+        (await committedRows(dir)).map((r) => r.id as number),
+        Array.from({ length: saved }, (_, i) => i + 1).filter((id) => !rejected(id)),
+        'only what the saved checkpoint covers is in place',
+      );
+      assert.ok((await temporaryFiles(path.join(dir, 'out'))).length >= 2, 'the prepared files are hidden');
+    });
   });
 
-  it('killed between the commit and the save: records since the previous checkpoint are written twice, none lost', async () => {
-    const dir = await freshDir('sigkill-before-save');
-    await killedJob(dir, 'before-save');
-    const unsaved = JSON.parse(await readFile(path.join(dir, 'unsaved.json'), 'utf8')).generate as number;
-    const { saved } = await resume(dir);
-    assert.ok(saved < unsaved);
-    const counts = idCounts(await committedRows(dir));
-    for (let id = 1; id <= 20_000; id++) {
-      const expected = id > saved && id <= unsaved ? 2 : 1;
-      if (counts.get(id) !== expected) assert.fail(`id ${id} written ${counts.get(id) ?? 0} times`);
-    }
+  it('killed after the save, before any rename: the resume publishes what the checkpoint names; each record once', async () => {
+    await killAndResume('after-save', async (cp, killedAt) => {
+      assert.equal(cp.positions.generate, killedAt);
+      const state = await pendingState(cp);
+      assert.ok(state.hidden >= 3 && state.published === 0, JSON.stringify(state));
+    });
+  });
+
+  it('killed half-way through the renames: the resume completes them; each record once', async () => {
+    await killAndResume('mid-publish', async (cp, killedAt) => {
+      assert.equal(cp.positions.generate, killedAt);
+      const state = await pendingState(cp);
+      assert.ok(state.hidden >= 1 && state.published >= 1, JSON.stringify(state));
+    });
+  });
+
+  it('killed after the final checkpoint is saved: the resume reads nothing and publishes the rest', async () => {
+    await killAndResume('final-after-save', async (cp, killedAt) => {
+      assert.equal(killedAt, COUNT);
+      assert.equal(cp.final, true);
+      const state = await pendingState(cp);
+      assert.ok(state.hidden >= 1 && state.published === 0, JSON.stringify(state));
+    });
   });
 });

@@ -29,8 +29,16 @@ export interface ErrorOrigin {
 
 /**
  * Turns rejections into error records and writes them to the errors sink, one write at a time.
- * Operators await `report` before they forward anything, so at a checkpoint barrier every error
- * from before the barrier is already written and commits with it. Also enforces the error policy.
+ * Also enforces the error policy.
+ *
+ * Each checkpoint commits exactly the error records of the records it covers. An operator reports
+ * with its epoch: how many barriers it has forwarded. Records of the epoch the sinks are in (the
+ * open epoch) are written at once; operators await `report` before they forward anything, so when
+ * a barrier reaches the sinks every error from before it is written and commits with it. Upstream
+ * operators run ahead of the sinks: their records of later epochs are held here until the sinks
+ * pass the barriers before them (`advance`), so a checkpoint never commits an error record of a
+ * record it does not cover, which a resumed run would report again. What is held is bounded by the
+ * records in flight in the queues.
  */
 export class ErrorChannel {
   readonly stats: OperatorStats;
@@ -44,6 +52,10 @@ export class ErrorChannel {
   readonly #recordsRead: () => number;
   readonly #onLimit: (error: SluiceError) => void;
   #limitHit = false;
+  /** The epoch of the sinks: error records up to it are written at once. */
+  #open = 0;
+  /** Error records of later epochs, by epoch, waiting for the sinks to get there. */
+  readonly #held = new Map<number, SluiceRecord[]>();
 
   constructor(options: {
     sink: SinkInstance;
@@ -67,7 +79,11 @@ export class ErrorChannel {
     return this.#total;
   }
 
-  report(origin: ErrorOrigin, rejections: readonly Rejection[]): Promise<void> {
+  /**
+   * Reports rejections of an operator in `epoch` (default: the sinks' epoch). Resolves once they are
+   * written, or at once when they are held for a later epoch.
+   */
+  report(origin: ErrorOrigin, rejections: readonly Rejection[], epoch = this.#open): Promise<void> {
     if (!rejections.length) return Promise.resolve();
     const time = new Date().toISOString();
     const records: SluiceRecord[] = rejections.map((r) => ({
@@ -76,6 +92,34 @@ export class ErrorChannel {
     }));
     this.#total += rejections.length;
     for (const r of rejections) this.byCode.set(r.error.code, (this.byCode.get(r.error.code) ?? 0) + 1);
+    if (epoch > this.#open) {
+      const held = this.#held.get(epoch);
+      if (held) held.push(...records);
+      else this.#held.set(epoch, records);
+      this.#checkPolicy(false);
+      return Promise.resolve();
+    }
+    const write = this.#write(records);
+    this.#checkPolicy(false);
+    return write;
+  }
+
+  /**
+   * The sinks passed a barrier (or, with Infinity, the input ended or the run failed): writes the
+   * held records up to `epoch`, in epoch order. Resolves once they are written.
+   */
+  advance(epoch: number): Promise<void> {
+    this.#open = Math.max(this.#open, epoch);
+    const writes: Promise<void>[] = [];
+    for (const e of [...this.#held.keys()].sort((a, b) => a - b)) {
+      if (e > this.#open) break;
+      writes.push(this.#write(this.#held.get(e)!));
+      this.#held.delete(e);
+    }
+    return Promise.all(writes).then(() => {});
+  }
+
+  #write(records: SluiceRecord[]): Promise<void> {
     const write = this.#chain.then(async () => {
       const started = performance.now();
       const result = await this.#sink.write(records);
@@ -89,7 +133,6 @@ export class ErrorChannel {
       }
     });
     this.#chain = write.catch(() => {});
-    this.#checkPolicy(false);
     return write;
   }
 

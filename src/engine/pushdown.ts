@@ -27,6 +27,7 @@ import { toSluiceError } from '../sdk/errors.ts';
 import type { ComponentContext, Logger, SinkDefinition, SinkInstance } from '../sdk/types.ts';
 import type { Pipeline } from '../spec/validate.ts';
 import { planQuery } from '../sql/index.ts';
+import { defaultErrorsConfig } from './errors-location.ts';
 import type { RunProgress, RunSummary } from './run.ts';
 import type { OperatorSummary } from './stats.ts';
 
@@ -1325,7 +1326,7 @@ export class PushdownRun {
       sink = await pipeline.errors.def.create(pipeline.errors.config as never, this.#ctx(pipeline.baseDir));
     } else {
       component = 'file';
-      const config = fileSink.config.parse({ path: path.join(runDir, 'errors.jsonl'), format: 'jsonl' });
+      const config = fileSink.config.parse(defaultErrorsConfig(runDir));
       sink = await fileSink.create(config as never, this.#ctx('/'));
     }
     await sink.close();

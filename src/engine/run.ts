@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileSink } from '../connectors/file/index.ts';
 import { SluiceError, toSluiceError } from '../sdk/errors.ts';
@@ -17,7 +16,9 @@ import type {
 import { parseDuration } from '../spec/duration.ts';
 import type { Pipeline, SinkUse } from '../spec/validate.ts';
 import { type CompiledCondition, compileCondition } from '../sql/index.ts';
+import type { PendingCommits } from './checkpoint-store.ts';
 import { ErrorChannel } from './error-channel.ts';
+import { defaultErrorsConfig } from './errors-location.ts';
 import { BoundedQueue } from './queue.ts';
 import { OperatorStats, type OperatorSummary } from './stats.ts';
 
@@ -68,25 +69,37 @@ export interface RunSnapshot {
   lastCheckpointAt: number | null;
 }
 
+/** Where a run resumes: what an earlier attempt's last checkpoint holds. */
+export interface ResumePoint {
+  /** Per source partition, the last committed offset: records and rejections at or before it are skipped. */
+  positions: Record<string, number>;
+  /** Output that attempt prepared for the checkpoint: published before anything is read. */
+  pending?: PendingCommits | undefined;
+}
+
 export interface RunOptions {
   pipeline: Pipeline;
   runId: string;
-  /** Where the default errors sink writes (errors.jsonl). */
+  /** Where the default errors sink writes (part files in `errors/`). */
   runDir: string;
   logger: Logger;
   /**
-   * Positions of an earlier attempt's last checkpoint (per source partition, the last committed
-   * offset): records and rejections at or before them are skipped. Ignored, with a warning, when
-   * a step holds records until the input ends: such a run starts from scratch.
+   * An earlier attempt's last checkpoint. Ignored, with a warning, when a step holds records
+   * until the input ends: such a run starts from scratch.
    */
-  resume?: Record<string, number>;
+  resume?: ResumePoint;
   /**
-   * Persists the committed positions. Called right after the sinks and the errors sink committed
-   * at each barrier (final false), and once at the end: final true after a successful run, false
-   * after a graceful stop. With a step that holds records back, only the successful end calls it.
-   * A failure fails the run with SLUICE_CHECKPOINT.
+   * Persists a checkpoint: the committed positions, and the output of two-phase-commit sinks
+   * prepared for them (`pending`), which the engine publishes only once this returns; save both
+   * together and hand them back as `resume`. Called at each barrier (final false), and once at the
+   * end: final true after a successful run, false after a graceful stop. With a step that holds
+   * records back, only the successful end calls it. A failure fails the run with SLUICE_CHECKPOINT.
    */
-  onCheckpoint?: (positions: Record<string, number>, final: boolean) => Promise<void>;
+  onCheckpoint?: (
+    positions: Record<string, number>,
+    final: boolean,
+    pending: PendingCommits,
+  ) => Promise<void>;
 }
 
 type QueueItem =
@@ -191,13 +204,9 @@ export class PipelineRun {
       await this.#execute(steps);
       this.#errors?.checkAtEnd();
       if (this.#failure) throw this.#failure;
-      // Commit in order: data first, errors last, so a crash between leaves errors to replay, not lose.
-      await Promise.all(this.#sinkSlots.map((s) => s.instance.close()));
-      this.#committedPositions = new Map(this.#positions);
-      await this.#errors?.settled();
-      await this.#errorSink?.close();
       // After a graceful stop a holding step emitted results over part of the input: nothing to resume.
-      if (!this.#interrupted || !this.#holdingStep) await this.#saveCheckpoint(!this.#interrupted);
+      const save = !this.#interrupted || !this.#holdingStep;
+      await this.#commitAll(new Map(this.#positions), save ? { final: !this.#interrupted } : undefined, true);
     } catch (err) {
       if (!this.#failure) this.#failure = toSluiceError(err);
       await this.#cleanUpAfterFailure();
@@ -223,13 +232,10 @@ export class PipelineRun {
       def: fileSink,
       component: 'file',
       name: 'errors',
-      config: fileSink.config.parse({
-        path: path.join(this.#options.runDir, 'errors.jsonl'),
-        format: 'jsonl',
-      }),
+      config: fileSink.config.parse(defaultErrorsConfig(this.#options.runDir)),
       path: ['errors'],
     };
-    // The default errors file lives in the run directory whatever the spec's directory is.
+    // The default errors folder lives in the run directory whatever the spec's directory is.
     const errorsCtx = pipeline.errors
       ? ctx(this.#hardStop.signal)
       : { ...ctx(this.#hardStop.signal), baseDir: '/' };
@@ -258,7 +264,7 @@ export class PipelineRun {
     const holding = steps.findIndex((s) => s.finish !== undefined);
     this.#holdingStep = holding < 0 ? undefined : pipeline.steps[holding]?.name;
     const sourceCtx = ctx(sourceSignal);
-    const resume = this.#options.resume;
+    const resume = this.#options.resume?.positions;
     if (resume && this.#holdingStep) {
       // Its output depends on the whole input: skipping what was committed would change it.
       if (Object.keys(resume).length)
@@ -267,6 +273,8 @@ export class PipelineRun {
           { resume },
         );
     } else if (resume) {
+      // Before anything is read: the checkpoint's positions count the prepared output as written.
+      await this.#completePending(this.#options.resume?.pending);
       this.#resumedFrom = { ...resume };
       for (const [partition, offset] of Object.entries(resume)) {
         this.#resume.set(partition, offset);
@@ -309,6 +317,8 @@ export class PipelineRun {
     let lastBarrier = performance.now();
     const iterator = source.read()[Symbol.asyncIterator]();
     const signal = this.#stopSource.signal;
+    /** Barriers sent so far: the epoch this loop's error records belong to. */
+    let epoch = 0;
     try {
       for (;;) {
         const started = performance.now();
@@ -321,12 +331,13 @@ export class PipelineRun {
         for (const record of records) this.#advance(record.meta.position);
         if (rejected?.length) {
           for (const r of rejected) this.#advance(r.position ?? r.record?.meta.position);
-          await this.#errors!.report(origin, rejected);
+          await this.#errors!.report(origin, rejected, epoch);
         }
         if (records.length) await out.push({ kind: 'batch', records });
         if (performance.now() - lastBarrier >= interval) {
           lastBarrier = performance.now();
           await out.push({ kind: 'barrier', positions: new Map(this.#positions) });
+          epoch++;
         }
       }
     } finally {
@@ -380,16 +391,19 @@ export class PipelineRun {
     // a step that holds records back (set-level SQL) pairs no output with its input: what it does
     // not emit per batch is held, not filtered
     const holds = step.finish !== undefined;
+    /** Barriers forwarded so far: the epoch this step's error records belong to. */
+    let epoch = 0;
     const emit = async (inCount: number, result: StepResult, started: number) => {
       const failed = result.rejected?.length ?? 0;
       stats.count(inCount, result.records.length, failed, performance.now() - started, !holds);
-      if (failed) await this.#errors!.report(origin, result.rejected!);
+      if (failed) await this.#errors!.report(origin, result.rejected!, epoch);
       if (result.records.length) await out.push({ kind: 'batch', records: result.records });
     };
     try {
       for await (const item of input) {
         if (item.kind === 'barrier') {
           await out.push(item);
+          epoch++;
           continue;
         }
         const started = performance.now();
@@ -414,9 +428,12 @@ export class PipelineRun {
   }
 
   async #sinkLoop(input: BoundedQueue<QueueItem>): Promise<void> {
+    let epoch = 0;
     for await (const item of input) {
       if (item.kind === 'barrier') {
         await this.#checkpoint(item.positions);
+        // Error records upstream operators reported past this barrier may be written now.
+        await this.#errors!.advance(++epoch);
         continue;
       }
       const routed = this.#route(item.records);
@@ -511,21 +528,84 @@ export class PipelineRun {
   }
 
   async #checkpoint(positions: Map<string, number>): Promise<void> {
-    await Promise.all(this.#sinkSlots.map((s) => s.instance.commit()));
-    await this.#errors!.settled();
-    await this.#errorSink!.commit();
-    this.#committedPositions = positions;
+    // A holding step's records are not in the sinks yet: these positions are not safe to resume from.
+    await this.#commitAll(positions, this.#holdingStep ? undefined : { final: false }, false);
     this.#checkpoints++;
     this.#lastCheckpoint = new Date();
-    // A holding step's records are not in the sinks yet: these positions are not safe to resume from.
-    if (!this.#holdingStep) await this.#saveCheckpoint(false);
   }
 
-  async #saveCheckpoint(final: boolean): Promise<void> {
+  /**
+   * Commits every sink and saves the checkpoint (when `save` is given), in this order: sinks with
+   * two-phase commit prepare, others commit; then the errors sink, last, so that it holds every
+   * error of the records before the barrier; then the checkpoint is saved with the prepared
+   * tokens; then the prepared output is published. A crash before the save leaves prepared output
+   * hidden and the records are read again; a crash after it is completed by the resumed run
+   * (#completePending). Sinks without two-phase commit commit before the save: a crash between
+   * writes their records since the previous checkpoint twice. `closing` closes every sink too.
+   */
+  async #commitAll(
+    positions: Map<string, number>,
+    save: { final: boolean } | undefined,
+    closing: boolean,
+  ): Promise<void> {
+    const pending: PendingCommits = { sinks: {} };
+    const prepared: [SinkInstance, unknown][] = [];
+    const commitOne = async (sink: SinkInstance): Promise<{ token: unknown } | undefined> => {
+      if (sink.prepareCommit && sink.commitPrepared) {
+        const token = await sink.prepareCommit();
+        prepared.push([sink, token]);
+        return { token };
+      }
+      await (closing ? sink.close() : sink.commit());
+      return undefined;
+    };
+    await Promise.all(
+      this.#sinkSlots.map(async (s) => {
+        const done = await commitOne(s.instance);
+        if (done) pending.sinks[s.use.name] = done.token;
+      }),
+    );
+    // At the end every record is covered: every held error record goes.
+    if (closing) await this.#errors!.advance(Number.POSITIVE_INFINITY);
+    await this.#errors!.settled();
+    const errors = await commitOne(this.#errorSink!);
+    if (errors) pending.errors = errors.token;
+    this.#committedPositions = positions;
+    if (save) await this.#saveCheckpoint(save.final, pending);
+    // Every sink publishes, even when one fails: the saved checkpoint names all of it.
+    const published = await Promise.allSettled(prepared.map(([sink, token]) => sink.commitPrepared!(token)));
+    const failed = published.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    if (closing) await Promise.all(prepared.map(([sink]) => sink.close()));
+  }
+
+  /** Publishes what the checkpoint this run resumes from names as prepared. */
+  async #completePending(pending: PendingCommits | undefined): Promise<void> {
+    if (!pending) return;
+    const targets = Object.entries(pending.sinks).map(([name, token]) => ({
+      what: `sink ${name}`,
+      sink: this.#sinkSlots.find((s) => s.use.name === name)?.instance,
+      token,
+    }));
+    if (pending.errors !== undefined)
+      targets.push({ what: 'the errors sink', sink: this.#errorSink, token: pending.errors });
+    for (const { what, sink, token } of targets) {
+      // Skipping it would lose the records the checkpoint counts as written.
+      if (!sink?.commitPrepared)
+        throw new SluiceError(
+          'SLUICE_CHECKPOINT',
+          `the checkpoint holds output prepared by ${what}, which this pipeline ${sink ? 'cannot publish (no two-phase commit)' : 'no longer has'}; run the pipeline from the start`,
+          { details: { token } },
+        );
+      await sink.commitPrepared(token);
+    }
+  }
+
+  async #saveCheckpoint(final: boolean, pending: PendingCommits): Promise<void> {
     const save = this.#options.onCheckpoint;
     if (!save) return;
     try {
-      await save(Object.fromEntries(this.#committedPositions), final);
+      await save(Object.fromEntries(this.#committedPositions), final, pending);
     } catch (err) {
       if (err instanceof SluiceError && err.code === 'SLUICE_CHECKPOINT') throw err;
       const cause = toSluiceError(err);
@@ -543,6 +623,9 @@ export class PipelineRun {
       ),
     );
     // Error records explain the failure: they are committed, never discarded.
+    await this.#errors
+      ?.advance(Number.POSITIVE_INFINITY)
+      .catch((err) => logger.error('errors sink: write failed', { error: String(err) }));
     await this.#errors?.settled();
     await this.#errorSink
       ?.close()

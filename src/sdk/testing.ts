@@ -319,7 +319,9 @@ export interface SinkConformanceOptions {
 /**
  * Registers a `describe` block checking that a sink: gives back everything written once it is
  * closed, has an idempotent close() and abort(), shows nothing after abort() (when atomic), and
- * returns a record it cannot encode as rejected rather than throwing or dropping it.
+ * returns a record it cannot encode as rejected rather than throwing or dropping it. With
+ * two-phase commit: shows nothing after prepareCommit, publishes on commitPrepared (idempotent),
+ * and a new instance publishes a JSON-round-tripped token after the first one was aborted.
  */
 export function sinkConformance(name: string, opts: SinkConformanceOptions): void {
   const values = opts.records ?? sampleRecords();
@@ -355,6 +357,48 @@ export function sinkConformance(name: string, opts: SinkConformanceOptions): voi
         assert.deepEqual(await opts.readBack(), []);
       });
     }
+
+    // Sinks with two-phase commit (prepareCommit and commitPrepared); others skip these.
+    const twoPhase = async (t: { skip(message?: string): void }): Promise<SinkInstance | undefined> => {
+      const sink = await fresh();
+      if (sink.prepareCommit && sink.commitPrepared) return sink;
+      await sink.abort();
+      t.skip('no two-phase commit');
+      return undefined;
+    };
+
+    it('two-phase commit: prepareCommit shows nothing; commitPrepared publishes, and again is harmless', {
+      timeout,
+    }, async (t) => {
+      const sink = await twoPhase(t);
+      if (!sink) return;
+      assert.deepEqual(await writeAll(sink, toRecords(values), batchSize), []);
+      const token = await sink.prepareCommit!();
+      assert.deepEqual(JSON.parse(JSON.stringify(token)), token, 'the token is JSON: a checkpoint keeps it');
+      assert.deepEqual(await opts.readBack(), [], 'nothing is visible before commitPrepared');
+      await sink.commitPrepared!(token);
+      assert.deepEqual(checkSameRecords(await opts.readBack(), values), []);
+      await sink.commitPrepared!(token);
+      await sink.close();
+      assert.deepEqual(checkSameRecords(await opts.readBack(), values), [], 'nothing was published twice');
+    });
+
+    it('two-phase commit: abort() keeps prepared output, which a new instance publishes from the token', {
+      timeout,
+    }, async (t) => {
+      const sink = await twoPhase(t);
+      if (!sink) return;
+      await writeAll(sink, toRecords(values.slice(0, 7)), batchSize);
+      const token = JSON.parse(JSON.stringify(await sink.prepareCommit!()));
+      // Written after the checkpoint: a resumed run writes these again, so they must never show.
+      await writeAll(sink, toRecords(values.slice(7, 9)), batchSize);
+      await sink.abort();
+      assert.deepEqual(await opts.readBack(), []);
+      const recovering = await opts.create(testContext({ batchSize, runId: 'test-run-2' }));
+      await recovering.commitPrepared!(token);
+      await recovering.close();
+      assert.deepEqual(checkSameRecords(await opts.readBack(), values.slice(0, 7)), []);
+    });
 
     const unencodable = opts.unencodable;
     if (unencodable !== undefined) {

@@ -121,7 +121,7 @@ export interface SinkInstance {
    * refuses individually are returned as rejected.
    */
   write(batch: SluiceRecord[]): Promise<SinkWriteResult | undefined>;
-  /** Makes everything written so far durable and visible (called on checkpoint). */
+  /** Makes everything written so far durable and visible (called on checkpoint, unless the sink has two-phase commit). */
   commit(): Promise<void>;
   /** Commits and releases resources. Must be idempotent. */
   close(): Promise<void>;
@@ -129,6 +129,25 @@ export interface SinkInstance {
   abort(): Promise<void>;
   /** Final names of what this sink made visible, for the summary. */
   outputs?(): string[];
+  /**
+   * Two-phase commit, phase one (optional, with `commitPrepared`). Makes everything written so far
+   * durable but not yet visible (part files finished under their temporary names) and returns a
+   * JSON-serialisable token naming what `commitPrepared` will publish. The engine saves the token
+   * in the checkpoint before it calls `commitPrepared`, so output is published only once the
+   * checkpoint covering its records is saved: a crash before the save publishes nothing (the
+   * records are read again), a crash after it is completed on resume. A sink with these two
+   * methods is not asked to `commit()` at checkpoints. `abort()` must leave prepared output in
+   * place: a saved checkpoint may name it.
+   */
+  prepareCommit?(): Promise<unknown>;
+  /**
+   * Two-phase commit, phase two: publishes what `prepareCommit` returned `token` for. Idempotent:
+   * output already published is left as it is. Also called on a fresh instance (same config, maybe
+   * another process and run id) with the token from the checkpoint a run resumes from, before
+   * anything is read, to finish what a killed attempt prepared; it may then clean up that
+   * attempt's temporary output the token does not name.
+   */
+  commitPrepared?(token: unknown): Promise<void>;
 }
 
 // ---------------------------------------------------------------- definitions

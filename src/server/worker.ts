@@ -53,13 +53,14 @@ async function runJob(start: StartMessage): Promise<number> {
     runId,
     runDir,
     logger,
-    ...(previous ? { resume: previous.positions } : {}),
-    onCheckpoint: async (positions, final) => {
+    ...(previous ? { resume: previous } : {}),
+    onCheckpoint: async (positions, final, pending) => {
       const p = run.progress();
       await checkpoints.save({
         pipeline: pipeline.metadata.name,
         run_id: runId,
         positions,
+        pending,
         saved_at: new Date().toISOString(),
         final,
         records: { read: p.read, written: p.written, failed: p.failed },

@@ -179,7 +179,9 @@ export const envelopeSchema = z
       ),
     errors: openSlot
       .optional()
-      .describe('Where failed records go. Default: errors.jsonl in the run directory.'),
+      .describe(
+        'Where failed records go. Default: JSON Lines part files in the errors/ folder of the run directory.',
+      ),
     settings: settingsSchema.default(settingsSchema.parse({})),
     checks: z
       .array(checkSchema)

@@ -82,7 +82,7 @@ export async function explainPipeline(pipeline: Pipeline): Promise<Explanation> 
     name: 'errors',
     component: pipeline.errors?.component ?? 'file',
     path: 'connector',
-    reason: pipeline.errors ? '' : 'errors.jsonl in the run directory',
+    reason: pipeline.errors ? '' : 'errors/ part files in the run directory',
   });
   const pushdown = await planPushdown(pipeline);
   return {

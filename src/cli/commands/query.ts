@@ -21,6 +21,7 @@ import {
   DuckDBTypeId,
   type DuckDBValue,
 } from '@duckdb/node-api';
+import { DEFAULT_ERRORS_DIR, isErrorsPartFile } from '../../engine/errors-location.ts';
 import type { RunSummary } from '../../engine/run.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { newDuckDBConnection } from '../../sql/duckdb.ts';
@@ -454,7 +455,7 @@ async function sizeOf(file: string): Promise<number | null> {
   }
 }
 
-/** Files of a run: outputs per sink, then error outputs (the default errors.jsonl included). */
+/** Files of a run: outputs per sink, then error outputs (the default errors folder's part files included). */
 async function filesOf(run: RunInfo): Promise<FileRow[]> {
   const rows: FileRow[] = [];
   const seen = new Set<string>();
@@ -477,8 +478,13 @@ async function filesOf(run: RunInfo): Promise<FileRow[]> {
     for (const file of strings(files)) await add('output', sink, file);
   }
   for (const file of strings(obj(run.summary.errors).outputs)) await add('errors', null, file);
-  const fallback = path.join(run.dir, 'errors.jsonl');
-  if ((await sizeOf(fallback)) !== null) await add('errors', null, fallback);
+  const defaultDir = path.join(run.dir, DEFAULT_ERRORS_DIR);
+  const parts = await readdir(defaultDir).catch(() => [] as string[]);
+  for (const name of parts.filter(isErrorsPartFile).sort())
+    await add('errors', null, path.join(defaultDir, name));
+  // Runs from before the default errors sink wrote part files.
+  const legacy = path.join(run.dir, 'errors.jsonl');
+  if ((await sizeOf(legacy)) !== null) await add('errors', null, legacy);
   return rows;
 }
 

@@ -35,7 +35,8 @@ export const runCommand = defineCommand({
       type: 'string',
       value: 'DIR',
       default: '.sluice/runs',
-      description: 'Folder under which each run gets its own directory (run.json, default errors.jsonl).',
+      description:
+        'Folder under which each run gets its own directory (run.json, the default errors/ folder).',
     },
     progress: {
       type: 'string',
@@ -257,7 +258,7 @@ export function describePlan(p: Pipeline): string {
   for (const s of p.steps) rows.push(['step', `${s.name} (${s.component})`, '']);
   for (const s of p.sinks)
     rows.push(['sink', `${s.name} (${s.component})`, s.route ? `route: ${s.route}` : '']);
-  rows.push(['errors', p.errors ? p.errors.component : 'file (errors.jsonl in the run directory)', '']);
+  rows.push(['errors', p.errors ? p.errors.component : 'file (errors/ in the run directory)', '']);
   const st = p.settings;
   return [
     `${p.file}: valid; plan of pipeline ${p.metadata.name} (dry run: nothing read or written)`,

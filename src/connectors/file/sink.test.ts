@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { SluiceError } from '../../sdk/errors.ts';
 import { testContext } from '../../sdk/testing.ts';
 import type { RecordValue, SinkInstance, SluiceRecord } from '../../sdk/types.ts';
 import { fileSink, parseSize } from './sink.ts';
@@ -263,6 +264,132 @@ describe('file sink: abort and close', () => {
     await sink.close();
     await sink.abort();
     assert.deepEqual(await listFiles(path.join(root, out)), ['result.jsonl']);
+  });
+});
+
+describe('file sink: two-phase commit', () => {
+  type Token = { sink: string; run_id: string; root: string; files: { temp: string; final: string }[] };
+
+  it('prepareCommit finishes the open files under hidden names; commitPrepared renames them, and again is harmless', async () => {
+    const out = fresh();
+    const sink = await create({ path: `${out}/`, format: 'jsonl', partition_by: ['country'] });
+    await sink.write(toRecords(ROWS.slice(0, 5)));
+    const token = (await sink.prepareCommit!()) as Token;
+    assert.deepEqual(JSON.parse(JSON.stringify(token)), token, 'a checkpoint can keep it as JSON');
+    assert.equal(token.files.length, 3);
+    const hidden = await listFiles(path.join(root, out));
+    assert.equal(hidden.length, 3);
+    assert.ok(
+      hidden.every((f) => path.basename(f).startsWith('.')),
+      hidden.join(),
+    );
+    // Written after the prepare: a new part file, not part of the token.
+    await sink.write(toRecords(ROWS.slice(5, 6)));
+    await sink.commitPrepared!(token);
+    await sink.commitPrepared!(token);
+    assert.deepEqual(
+      (await listFiles(path.join(root, out))).filter((f) => !path.basename(f).startsWith('.')),
+      [
+        'country=DE/part-run1-00002.jsonl',
+        'country=FR/part-run1-00001.jsonl',
+        'country=US%2FCA/part-run1-00003.jsonl',
+      ],
+    );
+    assert.deepEqual(
+      sink.outputs?.(),
+      token.files.map((f) => f.final),
+    );
+    await sink.close();
+    assert.equal(sink.outputs?.().length, 4);
+  });
+
+  it('abort() keeps prepared files (a saved checkpoint may name them); close() publishes them', async () => {
+    const out = fresh();
+    const aborted = await create({ path: `${out}/`, format: 'csv' });
+    await aborted.write(toRecords(ROWS.slice(0, 2)));
+    await aborted.prepareCommit!();
+    await aborted.write(toRecords(ROWS.slice(2, 4)));
+    await aborted.abort();
+    assert.deepEqual(await listFiles(path.join(root, out)), ['.part-run1-00001.csv.inprogress']);
+
+    const closed = await create({ path: `${out}/`, format: 'csv' }, 'run2');
+    await closed.write(toRecords(ROWS.slice(0, 2)));
+    await closed.prepareCommit!();
+    await closed.close();
+    assert.ok((await listFiles(path.join(root, out))).includes('part-run2-00001.csv'));
+  });
+
+  it("a new instance publishes a checkpoint's token and deletes only that run's other temporary files", async () => {
+    const out = fresh();
+    const killed = await create({ path: `${out}/`, format: 'parquet', partition_by: ['country'] }, 'job-1');
+    await killed.write(toRecords(ROWS.slice(0, 2)));
+    const token = JSON.parse(JSON.stringify(await killed.prepareCommit!())) as Token;
+    // After the checkpoint: parquet staging files of run job-1, never to be published.
+    await killed.write(toRecords(ROWS.slice(2, 6)));
+    // Another run writing to the same folder, whose run id starts the same way: not touched.
+    const other = await create({ path: `${out}/`, format: 'parquet', partition_by: ['country'] }, 'job-1-a2');
+    await other.write(toRecords(ROWS.slice(0, 1)));
+    const before = await listFiles(path.join(root, out));
+    assert.ok(
+      before.some((f) => /\.part-job-1-\d+\.parquet\.staging\.inprogress$/.test(f)),
+      before.join(),
+    );
+
+    const resumed = await create(
+      { path: `${out}/`, format: 'parquet', partition_by: ['country'] },
+      'job-1-a3',
+    );
+    await resumed.commitPrepared!(token);
+    assert.deepEqual(await listFiles(path.join(root, out)), [
+      'country=DE/part-job-1-00002.parquet',
+      'country=FR/.part-job-1-a2-00001.parquet.staging.inprogress',
+      'country=FR/part-job-1-00001.parquet',
+    ]);
+    assert.deepEqual(
+      resumed.outputs?.(),
+      token.files.map((f) => f.final),
+    );
+    const rows = await duckQuery(
+      `SELECT id FROM read_parquet('${path.join(root, out)}/*/part-*.parquet') ORDER BY id`,
+    );
+    assert.deepEqual(rows, [{ id: 1 }, { id: 2 }]);
+    await other.abort();
+    await resumed.close();
+  });
+
+  it('refuses a token naming anything but its hidden part files, and one whose files are gone', async () => {
+    const out = fresh();
+    const sink = await create({ path: `${out}/`, format: 'jsonl' });
+    await sink.write(toRecords(ROWS.slice(0, 1)));
+    const token = (await sink.prepareCommit!()) as Token;
+    const file = token.files[0]!;
+    const elsewhere = path.join(root, 'victim.jsonl');
+    for (const bad of [
+      { ...token, files: [{ temp: path.join(root, out, 'data.jsonl'), final: elsewhere }] },
+      { ...token, files: [{ temp: path.join(root, '.victim.jsonl.inprogress'), final: elsewhere }] },
+      { ...token, sink: 'postgres' },
+      'not a token',
+    ]) {
+      await assert.rejects(sink.commitPrepared!(bad), (err: SluiceError) => err.code === 'SLUICE_CHECKPOINT');
+    }
+    assert.deepEqual(
+      await listFiles(path.join(root, out)),
+      [path.basename(file.temp)],
+      'nothing was renamed',
+    );
+    await fs.unlink(file.temp);
+    await assert.rejects(sink.commitPrepared!(token), (err: SluiceError) => {
+      assert.equal(err.code, 'SLUICE_SINK_IO');
+      assert.ok(err.message.includes(file.temp), err.message);
+      return true;
+    });
+  });
+
+  it('a single file has no two-phase commit: it is renamed into place only at close', async () => {
+    const sink = await create({ path: `${fresh()}/result.jsonl` });
+    assert.equal(sink.prepareCommit, undefined);
+    assert.equal(sink.commitPrepared, undefined);
+    await sink.abort();
   });
 });
 

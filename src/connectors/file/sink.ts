@@ -158,6 +158,18 @@ export type FileSinkConfig = z.output<typeof fileSinkConfig>;
 /** Open part files beyond this many (many partitions) are finished, oldest first. */
 const MAX_OPEN_FILES = 64;
 
+/**
+ * What `prepareCommit` returns and a checkpoint keeps: the part files to rename into place, and
+ * which run and folder wrote them (to clean up that run's other temporary files on recovery).
+ */
+const commitTokenSchema = z.object({
+  sink: z.literal('file'),
+  run_id: z.string().min(1),
+  root: z.string().min(1),
+  files: z.array(z.object({ temp: z.string().min(1), final: z.string().min(1) })),
+});
+type CommitToken = z.output<typeof commitTokenSchema>;
+
 /** One output file being written: encoded text goes to the file (csv, jsonl) or to a staging file (parquet). */
 interface Part {
   dir: string;
@@ -197,11 +209,24 @@ class FileSink implements SinkInstance {
   readonly #open = new Map<string, Part>();
   /** Finished parts waiting for commit: [temp, final]. */
   #finished: { tempPath: string; finalPath: string }[] = [];
-  /** Temporary files on disk that are not committed (deleted by abort). */
+  /** Finished parts handed out in a commit token, not yet renamed: abort() leaves them alone. */
+  #prepared: { tempPath: string; finalPath: string }[] = [];
+  /** The tokens this instance handed out: any other token is a recovery. */
+  readonly #issued = new WeakSet<object>();
+  /** Temporary files on disk that are neither committed nor prepared (deleted by abort). */
   readonly #temps = new Set<string>();
   readonly #createdDirs: string[] = [];
   readonly #knownDirs = new Set<string>();
+  /** Folders whose entries changed since the last prepareCommit (new temporary files or folders). */
+  readonly #dirtyDirs = new Set<string>();
   readonly #outputs: string[] = [];
+  readonly #outputSet = new Set<string>();
+  /**
+   * Two-phase commit, for directory paths only: a single file is renamed into place only at
+   * close(), so it has nothing to publish at a checkpoint.
+   */
+  readonly prepareCommit?: () => Promise<CommitToken>;
+  readonly commitPrepared?: (token: unknown) => Promise<void>;
   #duckdb: Promise<DuckDB> | undefined;
   #state: 'open' | 'closed' | 'aborted' = 'open';
 
@@ -224,6 +249,10 @@ class FileSink implements SinkInstance {
     this.#partitionBy = config.partition_by;
     this.#tracker = this.#format === 'parquet' ? new TypeTracker() : undefined;
     this.#runId = ctx.runId.replace(/[^A-Za-z0-9._-]/g, '_') || 'run';
+    if (!this.#single) {
+      this.prepareCommit = () => this.#prepareCommit();
+      this.commitPrepared = (token) => this.#commitPrepared(token);
+    }
   }
 
   outputs(): string[] {
@@ -366,6 +395,7 @@ class FileSink implements SinkInstance {
       if (!part.writer) {
         const target = part.stagingPath ?? part.tempPath;
         this.#temps.add(target);
+        this.#dirtyDirs.add(path.dirname(target));
         // A single file's temporary name is fixed per run id: a crashed earlier try may have left it.
         if (this.#single) await unlinkQuietly(target);
         part.writer = await TextFileWriter.create(target, part.stagingPath ? 'none' : this.#compression);
@@ -410,6 +440,8 @@ class FileSink implements SinkInstance {
           compression: this.#parquet.compression,
           rowGroupSize: this.#parquet.row_group_size,
         });
+        // Text files are synced as they close; DuckDB's file must be too before a checkpoint names it.
+        await syncPath(part.tempPath, 'r');
         await fsp.unlink(part.stagingPath);
         this.#temps.delete(part.stagingPath);
       }
@@ -430,6 +462,7 @@ class FileSink implements SinkInstance {
         // Every folder from the first one created down to `dir`, to remove them on abort.
         for (let d = dir; ; d = path.dirname(d)) {
           this.#createdDirs.push(d);
+          this.#dirtyDirs.add(path.dirname(d));
           if (d === first || d === path.dirname(d)) break;
         }
       }
@@ -441,25 +474,23 @@ class FileSink implements SinkInstance {
     this.#knownDirs.add(dir);
   }
 
-  /** Renames every finished part into place. */
+  /** Renames every prepared, then every finished part into place. */
   async #publish(): Promise<void> {
-    while (this.#finished.length) {
-      const { tempPath, finalPath } = this.#finished[0]!;
-      try {
-        await fsp.rename(tempPath, finalPath);
-      } catch (err) {
-        throw new SluiceError(
-          'SLUICE_SINK_IO',
-          `cannot rename ${tempPath} to ${finalPath}: ${errorText(err)}`,
-          {
-            cause: err,
-          },
-        );
+    for (const list of [this.#prepared, this.#finished]) {
+      while (list.length) {
+        const { tempPath, finalPath } = list[0]!;
+        await renameIntoPlace(tempPath, finalPath);
+        this.#temps.delete(tempPath);
+        list.shift();
+        this.#addOutput(finalPath);
       }
-      this.#temps.delete(tempPath);
-      this.#finished.shift();
-      this.#outputs.push(finalPath);
     }
+  }
+
+  #addOutput(finalPath: string): void {
+    if (this.#outputSet.has(finalPath)) return;
+    this.#outputSet.add(finalPath);
+    this.#outputs.push(finalPath);
   }
 
   async commit(): Promise<void> {
@@ -470,6 +501,64 @@ class FileSink implements SinkInstance {
     await this.#publish();
   }
 
+  /** Finishes every open part under its temporary name, durably, and names them in a token. */
+  async #prepareCommit(): Promise<CommitToken> {
+    if (this.#state === 'aborted')
+      throw new SluiceError('SLUICE_SINK_IO', 'prepareCommit() after abort()', { retriable: false });
+    for (const part of [...this.#open.values()]) await this.#finishPart(part);
+    const files = this.#finished;
+    this.#finished = [];
+    for (const f of files) {
+      this.#temps.delete(f.tempPath);
+      this.#prepared.push(f);
+    }
+    // The checkpoint will name these files: their folder entries must be on disk before it is saved.
+    const dirs = [...this.#dirtyDirs];
+    this.#dirtyDirs.clear();
+    try {
+      await Promise.all(dirs.map((d) => syncPath(d, 'r', true)));
+    } catch (err) {
+      throw new SluiceError('SLUICE_SINK_IO', `cannot sync ${this.#root}: ${errorText(err)}`, { cause: err });
+    }
+    const token: CommitToken = {
+      sink: 'file',
+      run_id: this.#runId,
+      root: this.#root,
+      files: files.map((f) => ({ temp: f.tempPath, final: f.finalPath })),
+    };
+    this.#issued.add(token);
+    return token;
+  }
+
+  /**
+   * Renames the token's files into place; a file already renamed is left as it is. A token this
+   * instance did not hand out comes from a checkpoint: an earlier attempt was killed, and that
+   * attempt's temporary files the token does not name hold records after the checkpoint, which the
+   * resumed run writes again; they are deleted.
+   */
+  async #commitPrepared(value: unknown): Promise<void> {
+    const recovery = !(typeof value === 'object' && value !== null && this.#issued.has(value));
+    const token = parseToken(value);
+    for (const { temp, final } of token.files) {
+      try {
+        await renameIntoPlace(temp, final);
+      } catch (err) {
+        if (errnoCode((err as Error).cause) !== 'ENOENT' || !(await exists(final))) throw err;
+      }
+      this.#addOutput(final);
+    }
+    const published = new Set(token.files.map((f) => f.temp));
+    this.#prepared = this.#prepared.filter((f) => !published.has(f.tempPath));
+    if (!recovery) return;
+    const removed = await removeTemporaryFiles(token.root, token.run_id);
+    this.#ctx.logger.info('published the output an earlier attempt prepared for its last checkpoint', {
+      path: token.root,
+      files: token.files.length,
+      removed_temporary_files: removed,
+    });
+  }
+
+  /** Commits everything, prepared parts included, and releases resources. */
   async close(): Promise<void> {
     if (this.#state !== 'open') return;
     try {
@@ -494,6 +583,7 @@ class FileSink implements SinkInstance {
     this.#open.clear();
     await Promise.all(parts.map((p) => p.writer?.destroy()));
     this.#finished = [];
+    // Prepared parts stay: a saved checkpoint may name them, and a resumed run renames them.
     await Promise.all([...this.#temps].map(unlinkQuietly));
     this.#temps.clear();
     // Folders this sink created and left empty go too, deepest first.
@@ -518,6 +608,73 @@ async function exists(p: string): Promise<boolean> {
 
 async function unlinkQuietly(p: string): Promise<void> {
   await fsp.unlink(p).catch(() => {});
+}
+
+async function renameIntoPlace(tempPath: string, finalPath: string): Promise<void> {
+  try {
+    await fsp.rename(tempPath, finalPath);
+  } catch (err) {
+    throw new SluiceError('SLUICE_SINK_IO', `cannot rename ${tempPath} to ${finalPath}: ${errorText(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+/** fsync of a file or, with `dir`, of a folder's entries (where the platform can). */
+async function syncPath(p: string, flags: string, dir = false): Promise<void> {
+  const handle = await fsp.open(p, flags);
+  try {
+    await handle.sync();
+  } catch (err) {
+    if (!dir || !['EINVAL', 'EISDIR', 'EPERM', 'ENOTSUP'].includes(errnoCode(err) ?? '')) throw err;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A commit token from a checkpoint, checked: only a hidden `.NAME.inprogress` file is ever renamed,
+ * to NAME in the same folder, under the sink's folder.
+ */
+function parseToken(value: unknown): CommitToken {
+  const parsed = commitTokenSchema.safeParse(value);
+  const bad = (why: string) =>
+    new SluiceError('SLUICE_CHECKPOINT', `not a file sink commit token: ${why}`, {
+      details: { token: value },
+    });
+  if (!parsed.success) throw bad(parsed.error.issues[0]?.message ?? 'unexpected content');
+  const root = path.resolve(parsed.data.root);
+  for (const { temp, final } of parsed.data.files) {
+    const inside = path.relative(root, final);
+    if (
+      path.dirname(temp) !== path.dirname(final) ||
+      path.basename(temp) !== `.${path.basename(final)}.inprogress` ||
+      inside.startsWith('..') ||
+      path.isAbsolute(inside)
+    )
+      throw bad(`${temp} → ${final} is not a part file of ${root}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * Deletes the temporary files (`.part-RUN-SEQ.*.inprogress`, staging files included) that the run
+ * `runId` left under `root`, at any depth. Only that run's names: other runs may be writing there.
+ * Returns how many were deleted.
+ */
+async function removeTemporaryFiles(root: string, runId: string): Promise<number> {
+  const ours = new RegExp(`^\\.part-${runId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+\\..*\\.inprogress$`);
+  const names = await fsp.readdir(root, { recursive: true }).catch((err: unknown) => {
+    if (errnoCode(err) === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  const stale = names.filter((n) => ours.test(path.basename(n)));
+  await Promise.all(stale.map((n) => unlinkQuietly(path.join(root, n))));
+  return stale.length;
+}
+
+function errnoCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
 }
 
 function errorText(err: unknown): string {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { queryRunsDir } from '../../cli/commands/query.ts';
+import { DEFAULT_ERRORS_DIR, isErrorsPartFile } from '../../engine/errors-location.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import type { ZodApp } from '../app.ts';
 import type { ServerContext } from '../context.ts';
@@ -362,13 +363,20 @@ async function copyFrom(file: string, offset: number, write: (chunk: Buffer) => 
 
 async function readErrorRecords(runsDir: string, limit: number) {
   const errors: Record<string, unknown>[] = [];
+  const seen = new Set<string>();
   const runs = (await readdir(runsDir).catch(() => [] as string[])).sort();
   for (const run of runs) {
     const summary = await readFile(path.join(runsDir, run, 'run.json'), 'utf8')
       .then((t) => JSON.parse(t) as { errors?: { outputs?: string[] } })
       .catch(() => undefined);
-    const files = summary?.errors?.outputs ?? [];
+    // The default errors folder too: an attempt that was killed has no run.json, yet its
+    // checkpoints committed error records there.
+    const defaultDir = path.join(runsDir, run, DEFAULT_ERRORS_DIR);
+    const parts = (await readdir(defaultDir).catch(() => [] as string[])).filter(isErrorsPartFile).sort();
+    const files = [...parts.map((p) => path.join(defaultDir, p)), ...(summary?.errors?.outputs ?? [])];
     for (const file of files.filter((f) => f.endsWith('.jsonl'))) {
+      if (seen.has(path.resolve(file))) continue;
+      seen.add(path.resolve(file));
       const text = await readFile(file, 'utf8').catch(() => '');
       for (const line of text.split('\n')) {
         if (!line) continue;
