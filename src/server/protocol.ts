@@ -33,7 +33,8 @@ export type WorkerMessage =
   | { type: 'started'; runId: string; resumedFrom: Record<string, number> | null; checks: Check[] }
   | { type: 'progress'; progress: LiveProgress; metrics: JobMetricsSnapshot }
   | { type: 'checkpoint'; positions: Record<string, number>; at: number }
-  | { type: 'summary'; summary: RunSummary };
+  | { type: 'summary'; summary: RunSummary }
+  | { type: 'invalid'; message: string };
 
 /** Exit codes of a job process: anything else (or a signal) means it died. */
 export const WORKER_EXIT = { succeeded: 0, failed: 1, invalid: 2, interrupted: 130 } as const;

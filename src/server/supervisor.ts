@@ -44,6 +44,8 @@ interface LiveJob {
   progress?: LiveProgress;
   summary?: RunSummary;
   checks?: Check[];
+  /** Why the spec no longer validates, when the process found so. */
+  invalid?: string;
   killTimer?: NodeJS.Timeout;
   exited: Promise<void>;
 }
@@ -174,7 +176,7 @@ export class Supervisor {
     const live: LiveJob = { job, child, attempt, exited: new Promise((r) => (resolveExit = r)) };
     this.#live.set(job.id, live);
     child.on('message', (m: WorkerMessage) => this.#onMessage(live, m));
-    child.on('exit', (code, signal) => {
+    const ended = (code: number | null, signal: NodeJS.Signals | null) => {
       this.#onExit(live, code, signal)
         .catch((err) =>
           logger.error('could not record the end of a job process', { job_id: job.id, error: String(err) }),
@@ -184,6 +186,12 @@ export class Supervisor {
           resolveExit();
           this.wake();
         });
+    };
+    child.once('exit', ended);
+    child.on('error', (err) => {
+      logger.error('job process error', { job_id: job.id, error: err.message });
+      // A process that could not be made emits no exit: it died as it started.
+      if (child.pid === undefined && this.#live.get(job.id) === live) ended(null, null);
     });
     await store.patchJob(job.id, { pid: child.pid ?? null });
     const start: StartMessage = {
@@ -197,7 +205,9 @@ export class Supervisor {
       checkpointDir: paths.checkpoints,
       logLevel: this.#o.jobLogLevel ?? 'info',
     };
-    child.send(start);
+    child.send(start, (err) => {
+      if (err) logger.warn('could not hand the job to its process (it died at once)', { job_id: job.id });
+    });
     logger.info('job process started', { job_id: job.id, pid: child.pid, attempt });
   }
 
@@ -209,6 +219,7 @@ export class Supervisor {
       live.progress = m.progress;
       this.#o.metrics.setJobSnapshot(live.job.id, live.job.pipeline_name, m.metrics);
     } else if (m.type === 'summary') live.summary = m.summary;
+    else if (m.type === 'invalid') live.invalid = m.message;
   }
 
   async #onExit(live: LiveJob, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
@@ -249,7 +260,7 @@ export class Supervisor {
       // The run failed on its own (error limit, bad input, invalid spec): running it again would fail again.
       const why = summary?.failure
         ? `${summary.failure.code}: ${summary.failure.message}`
-        : 'its spec no longer validates';
+        : `its spec no longer validates: ${live.invalid ?? 'see the job log'}`;
       await this.#finalize(job, 'running', 'failed', why, summary, attempts);
     } else {
       await this.#crashed(job, exit, summary, attempts);

@@ -33,16 +33,21 @@ async function runJob(start: StartMessage): Promise<number> {
     format: 'json',
     bindings: { job_id: start.jobId, attempt: start.attempt, run_id: runId },
   });
+  let invalid = '';
   const pipeline = await loadVersion(
     defaultRegistry(),
     start.version,
     start.pipelineName,
     start.params,
   ).catch((err) => {
-    logger.error('the spec no longer validates', { error: toSluiceError(err).message });
+    invalid = toSluiceError(err).message;
+    logger.error('the spec no longer validates', { error: invalid });
     return undefined;
   });
-  if (!pipeline) return WORKER_EXIT.invalid;
+  if (!pipeline) {
+    await send({ type: 'invalid', message: invalid });
+    return WORKER_EXIT.invalid;
+  }
 
   const checkpoints = new FileCheckpointStore(start.checkpointDir);
   const previous = await checkpoints.load();
