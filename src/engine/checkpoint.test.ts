@@ -662,3 +662,226 @@ await run.run();
     });
   });
 });
+
+describe('a single-file sink, durable only when the run ends', () => {
+  const COUNT = 6000;
+  /** The validate step rejects these ids into the errors sink. */
+  const rejected = (id: number) => id % 50 === 0;
+  const expectedErrorIds = Array.from({ length: COUNT }, (_, i) => i + 1).filter(rejected);
+  const expectedRows = async () =>
+    (await freshRows()).filter((r) => (r.id as number) <= COUNT && !rejected(r.id as number));
+
+  /**
+   * generateSpec's records through validate (every 50th rejected) and a script step that SIGKILLs
+   * its process once it sees the record SLUICE_TEST_KILL_AT (set only in the killed child).
+   */
+  const spec = (sinks: string, errors = '') => `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: resumable }
+source:
+  generate:
+    count: ${COUNT}
+    seed: 7
+    fields: { id: seq, v: "int(1, 1000000)", s: "string(1, 8) | null(0.2)" }
+steps:
+  - validate:
+      schema: { type: object, properties: { id: { not: { multipleOf: 50 } } } }
+  - script: { module: kill.ts }
+sinks:
+${sinks}
+${errors}
+settings: { batch_size: 100, checkpoint_interval: 0ms }
+`;
+  const singleFileSink = '  - file: out/result.jsonl';
+  const partFileSink = '  - file: { path: out/, format: jsonl, roll: { max_records: 50 } }';
+  const singleFileErrors = 'errors: { file: errors/all.jsonl }';
+
+  async function writeKillStep(dir: string): Promise<void> {
+    const sdk = JSON.stringify(pathToFileURL(path.join(SRC, 'sdk/index.ts')).href);
+    await writeFile(
+      path.join(dir, 'kill.ts'),
+      `import { defineStep, z } from ${sdk};
+const at = Number(process.env.SLUICE_TEST_KILL_AT);
+export default defineStep({
+  name: 'kill-at',
+  summary: 'Kills its own process once a record id reaches SLUICE_TEST_KILL_AT (tests only).',
+  config: z.object({}).strict(),
+  examples: [],
+  create: () => ({
+    process(batch) {
+      if (batch.some((r) => r.value.id >= at)) process.kill(process.pid, 'SIGKILL');
+      return { records: batch };
+    },
+  }),
+});
+`,
+    );
+  }
+
+  /**
+   * Runs the pipeline in a child process that saves checkpoints as a server's job process does
+   * (logging each save to saves.jsonl) and is SIGKILLed once record `at` reaches the script step.
+   */
+  async function killedAtRecord(dir: string, text: string, at: number): Promise<void> {
+    await writeKillStep(dir);
+    await writeFile(path.join(dir, 'pipeline.yaml'), text);
+    const script = path.join(dir, 'job.ts');
+    const url = (p: string) => JSON.stringify(pathToFileURL(path.join(SRC, p)).href);
+    await writeFile(
+      script,
+      `import { appendFileSync } from 'node:fs';
+import { FileCheckpointStore } from ${url('engine/checkpoint-store.ts')};
+import { PipelineRun } from ${url('engine/run.ts')};
+import { defaultRegistry } from ${url('registry.ts')};
+import { loadPipeline } from ${url('spec/validate.ts')};
+
+const dir = ${JSON.stringify(dir)};
+const store = new FileCheckpointStore(dir + '/state');
+const pipeline = await loadPipeline({ file: dir + '/pipeline.yaml', registry: defaultRegistry() });
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+const run = new PipelineRun({
+  pipeline, runId: 'job-1', runDir: dir + '/run1', logger: silent,
+  onCheckpoint: async (positions, final, pending) => {
+    appendFileSync(dir + '/saves.jsonl', JSON.stringify({ positions, final }) + '\\n');
+    await store.save({ pipeline: 'resumable', run_id: 'job-1', positions, pending, final, saved_at: new Date().toISOString(), records: { read: 0, written: 0, failed: 0 } });
+  },
+});
+await run.run();
+`,
+    );
+    const child = spawn(process.execPath, [script], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, SLUICE_TEST_KILL_AT: String(at) },
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      child.on('exit', (c, s) => resolve([c, s])),
+    );
+    assert.equal(signal, 'SIGKILL', `the job was not killed: exit ${code}, ${stderr}`);
+  }
+
+  /** Restarts the killed job as a server does: its checkpoint if it saved one, another run id and run directory. */
+  async function restart(dir: string, text: string, logger: Logger = silent) {
+    const cp = await new FileCheckpointStore(path.join(dir, 'state')).load();
+    assert.equal(cp, undefined, 'the killed attempt saved no checkpoint');
+    await writeKillStep(dir);
+    return (await start(dir, text, { runId: 'job-1-a2', runDir: path.join(dir, 'run2'), logger })).run();
+  }
+
+  async function jsonLines(file: string): Promise<Record<string, unknown>[]> {
+    const text = await readFile(file, 'utf8');
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line));
+  }
+
+  const exists = (p: string) =>
+    readFile(p).then(
+      () => true,
+      () => false,
+    );
+
+  it('killed mid-run: nothing is checkpointed or published; the restart writes every record once', async () => {
+    const dir = await freshDir('single-file-kill');
+    const text = spec(singleFileSink);
+    await killedAtRecord(dir, text, 3000);
+
+    assert.equal(await exists(path.join(dir, 'saves.jsonl')), false, 'no checkpoint was saved mid-run');
+    assert.equal(await exists(path.join(dir, 'out/result.jsonl')), false, 'no partial file is published');
+    const hidden = path.join(dir, 'out/.result.jsonl.job-1.inprogress');
+    assert.ok((await readFile(hidden)).length > 0, 'the killed attempt had written records, hidden');
+    assert.deepEqual(await partFileLines(path.join(dir, 'run1/errors')), [], 'nor are its error records');
+
+    const summary = await restart(dir, text);
+    assert.equal(summary.status, 'succeeded', summary.failure?.message);
+    assert.equal(summary.records.read, COUNT);
+    assert.equal(summary.checkpoints.count, 0, 'the barriers commit nothing');
+    const rows = await jsonLines(path.join(dir, 'out/result.jsonl'));
+    assertSameRows(rows, await expectedRows());
+    assert.deepEqual(await committedErrorIds(path.join(dir, 'run2')), expectedErrorIds);
+    // The killed attempt's hidden files carry a run id the restart does not own: they are left alone.
+    const left = await temporaryFiles(dir);
+    assert.ok(left.includes('out/.result.jsonl.job-1.inprogress'), left.join(', '));
+    assert.deepEqual(
+      left.filter((f) => !/\.(result\.jsonl\.job-1|part-job-1-\d+\.jsonl)\.inprogress$/.test(f)),
+      [],
+      'the restart left no temporary file of its own',
+    );
+  });
+
+  it('a single-file errors sink, killed mid-run: the part files beside it are not published either; every record and error record once', async () => {
+    const dir = await freshDir('single-file-errors-kill');
+    const text = spec(partFileSink, singleFileErrors);
+    await killedAtRecord(dir, text, 3000);
+
+    assert.equal(await exists(path.join(dir, 'saves.jsonl')), false, 'no checkpoint was saved mid-run');
+    assert.equal(
+      await exists(path.join(dir, 'errors/all.jsonl')),
+      false,
+      'no partial errors file is published',
+    );
+    assert.ok(
+      (await readFile(path.join(dir, 'errors/.all.jsonl.job-1.inprogress'))).length > 0,
+      'the killed attempt had written error records, hidden',
+    );
+    assert.deepEqual(
+      await committedFiles(dir),
+      [],
+      'a restart from scratch writes them again: none is published',
+    );
+    assert.ok(
+      (await temporaryFiles(path.join(dir, 'out'))).length > 0,
+      'the killed attempt had written part files',
+    );
+
+    const summary = await restart(dir, text);
+    assert.equal(summary.status, 'succeeded', summary.failure?.message);
+    assert.equal(summary.records.read, COUNT);
+    assertSameRows(await committedRows(dir), await expectedRows());
+    const errors = await jsonLines(path.join(dir, 'errors/all.jsonl'));
+    assert.deepEqual(
+      errors.map((e) => (e.record as { id: number }).id),
+      expectedErrorIds,
+      'every error record once',
+    );
+  });
+
+  it('a resume is ignored with a warning naming the sink, checkpoints only at the end, and writes everything', async () => {
+    for (const [name, text, who, file] of [
+      ['data', spec(singleFileSink), /sink file \(file\)/, 'out/result.jsonl'],
+      ['errors', spec(partFileSink, singleFileErrors), /the errors sink \(file\)/, 'errors/all.jsonl'],
+    ] as const) {
+      const dir = await freshDir(`single-file-resume-${name}`);
+      await writeKillStep(dir);
+      // A checkpoint such a pipeline cannot have saved mid-run (an older version or another spec did).
+      const resume = { positions: { generate: 3000 }, pending: { sinks: {} } };
+      const warnings: string[] = [];
+      const calls: [Record<string, number>, boolean][] = [];
+      const summary = await (
+        await start(dir, text, {
+          resume,
+          logger: { ...silent, warn: (msg) => warnings.push(msg) },
+          onCheckpoint: async (positions, final) => {
+            calls.push([positions, final]);
+          },
+        })
+      ).run();
+      assert.equal(summary.status, 'succeeded', summary.failure?.message);
+      const warning = warnings.find((w) => w.startsWith('not resuming: the run starts from scratch because'));
+      assert.ok(warning, warnings.join('\n'));
+      assert.match(warning, who);
+      assert.match(warning, /makes its output durable only when the run ends \(durableCommits: false\)/);
+      assert.equal(summary.resumed_from, null);
+      assert.equal(summary.records.read, COUNT);
+      assert.equal(summary.records.skipped, 0);
+      assert.deepEqual(calls, [[{ generate: COUNT }, true]], 'only the final checkpoint is saved');
+      assert.ok((await jsonLines(path.join(dir, file))).length > 0);
+      if (name === 'data') assertSameRows(await jsonLines(path.join(dir, file)), await expectedRows());
+      else assertSameRows(await committedRows(dir), await expectedRows());
+    }
+  });
+});

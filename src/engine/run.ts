@@ -85,7 +85,8 @@ export interface RunOptions {
   logger: Logger;
   /**
    * An earlier attempt's last checkpoint. Ignored, with a warning, when a step holds records
-   * until the input ends: such a run starts from scratch.
+   * until the input ends or a sink makes its output durable only when it closes
+   * (`durableCommits: false`): such a run starts from scratch.
    */
   resume?: ResumePoint;
   /**
@@ -93,7 +94,8 @@ export interface RunOptions {
    * prepared for them (`pending`), which the engine publishes only once this returns; save both
    * together and hand them back as `resume`. Called at each barrier (final false), and once at the
    * end: final true after a successful run, false after a graceful stop. With a step that holds
-   * records back, only the successful end calls it. A failure fails the run with SLUICE_CHECKPOINT.
+   * records back or a sink durable only at close, only the successful end calls it. A failure
+   * fails the run with SLUICE_CHECKPOINT.
    */
   onCheckpoint?: (
     positions: Record<string, number>,
@@ -144,6 +146,11 @@ export class PipelineRun {
   #skipped = 0;
   /** The first step that holds records until the input ends: no mid-run checkpoints, no resume. */
   #holdingStep: string | undefined;
+  /**
+   * The first sink, the errors sink included, whose output becomes durable only when it closes
+   * (`durableCommits: false`): no mid-run commits or checkpoints, no resume.
+   */
+  #closeOnlySink: string | undefined;
 
   constructor(options: RunOptions) {
     this.#options = options;
@@ -204,8 +211,9 @@ export class PipelineRun {
       await this.#execute(steps);
       this.#errors?.checkAtEnd();
       if (this.#failure) throw this.#failure;
-      // After a graceful stop a holding step emitted results over part of the input: nothing to resume.
-      const save = !this.#interrupted || !this.#holdingStep;
+      // After a graceful stop a holding step emitted results over part of the input, and a sink
+      // durable only at close published what it had: a resume starts from scratch, so save nothing.
+      const save = !this.#interrupted || !this.#notResumable();
       await this.#commitAll(new Map(this.#positions), save ? { final: !this.#interrupted } : undefined, true);
     } catch (err) {
       if (!this.#failure) this.#failure = toSluiceError(err);
@@ -263,15 +271,21 @@ export class PipelineRun {
       steps.push(await use.def.create(use.config as never, ctx(this.#hardStop.signal)));
     const holding = steps.findIndex((s) => s.finish !== undefined);
     this.#holdingStep = holding < 0 ? undefined : pipeline.steps[holding]?.name;
+    const closeOnly = this.#sinkSlots.find((s) => s.instance.durableCommits === false);
+    this.#closeOnlySink = closeOnly
+      ? `sink ${closeOnly.use.name} (${closeOnly.use.component})`
+      : errorSink.durableCommits === false
+        ? `the errors sink (${errorsUse.component})`
+        : undefined;
     const sourceCtx = ctx(sourceSignal);
     const resume = this.#options.resume?.positions;
-    if (resume && this.#holdingStep) {
-      // Its output depends on the whole input: skipping what was committed would change it.
+    const notResumable = this.#notResumable();
+    if (resume && notResumable) {
+      // A holding step's output depends on the whole input: skipping what was committed would
+      // change it. A sink durable only at close lost what the earlier attempt wrote to it. Pending
+      // output is not published either: the run writes all of it again.
       if (Object.keys(resume).length)
-        logger.warn(
-          `not resuming: the run starts from scratch because step ${this.#holdingStep} holds records until the input ends`,
-          { resume },
-        );
+        logger.warn(`not resuming: the run starts from scratch because ${notResumable}`, { resume });
     } else if (resume) {
       // Before anything is read: the checkpoint's positions count the prepared output as written.
       await this.#completePending(this.#options.resume?.pending);
@@ -285,6 +299,14 @@ export class PipelineRun {
       sourceCtx.resume = Object.freeze({ ...resume });
     }
     this.#source = await pipeline.source.def.create(pipeline.source.config as never, sourceCtx);
+  }
+
+  /** Why a checkpoint of this run could not be resumed from, or undefined when it could. */
+  #notResumable(): string | undefined {
+    if (this.#holdingStep) return `step ${this.#holdingStep} holds records until the input ends`;
+    if (this.#closeOnlySink)
+      return `${this.#closeOnlySink} makes its output durable only when the run ends (durableCommits: false), so no checkpoint can cover its records`;
+    return undefined;
   }
 
   async #execute(steps: StepInstance[]): Promise<void> {
@@ -528,6 +550,9 @@ export class PipelineRun {
   }
 
   async #checkpoint(positions: Map<string, number>): Promise<void> {
+    // After a kill the rerun starts from scratch: whatever the other sinks published now, it
+    // would write again.
+    if (this.#closeOnlySink) return;
     // A holding step's records are not in the sinks yet: these positions are not safe to resume from.
     await this.#commitAll(positions, this.#holdingStep ? undefined : { final: false }, false);
     this.#checkpoints++;
@@ -576,6 +601,11 @@ export class PipelineRun {
     const published = await Promise.allSettled(prepared.map(([sink, token]) => sink.commitPrepared!(token)));
     const failed = published.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
+    // Only now may a source record its place outside Sluice (a Kafka consumer group's offsets).
+    if (save && this.#source?.commit)
+      await this.#source
+        .commit(Object.fromEntries(positions))
+        .catch((err: unknown) => this.#options.logger.warn('source: commit failed', { error: String(err) }));
     if (closing) await Promise.all(prepared.map(([sink]) => sink.close()));
   }
 

@@ -273,6 +273,17 @@ export function checkRejected(result: SinkWriteResult | undefined, value: Record
   return problems;
 }
 
+/**
+ * A sink that says `durableCommits: false` (output durable only at close) offers no two-phase
+ * commit: a prepared token would promise durable output mid-run.
+ */
+export function checkDurableCommitsFlag(sink: SinkInstance): string[] {
+  if (sink.durableCommits !== false) return [];
+  return sink.prepareCommit || sink.commitPrepared
+    ? ['durableCommits is false, yet the sink has two-phase commit (prepareCommit/commitPrepared)']
+    : [];
+}
+
 function toRecords(values: RecordValue[]): SluiceRecord[] {
   return values.map((value, i) => ({ value, meta: { position: { partition: 'test', offset: i } } }));
 }
@@ -319,9 +330,11 @@ export interface SinkConformanceOptions {
 /**
  * Registers a `describe` block checking that a sink: gives back everything written once it is
  * closed, has an idempotent close() and abort(), shows nothing after abort() (when atomic), and
- * returns a record it cannot encode as rejected rather than throwing or dropping it. With
- * two-phase commit: shows nothing after prepareCommit, publishes on commitPrepared (idempotent),
- * and a new instance publishes a JSON-round-tripped token after the first one was aborted.
+ * returns a record it cannot encode as rejected rather than throwing or dropping it. Without
+ * two-phase commit: commit() makes what was written visible, unless the sink says
+ * `durableCommits: false`. With two-phase commit: shows nothing after prepareCommit, publishes on
+ * commitPrepared (idempotent), and a new instance publishes a JSON-round-tripped token after the
+ * first one was aborted.
  */
 export function sinkConformance(name: string, opts: SinkConformanceOptions): void {
   const values = opts.records ?? sampleRecords();
@@ -357,6 +370,24 @@ export function sinkConformance(name: string, opts: SinkConformanceOptions): voi
         assert.deepEqual(await opts.readBack(), []);
       });
     }
+
+    it('commit() makes what was written visible, unless the sink says durableCommits: false', {
+      timeout,
+    }, async (t) => {
+      const sink = await fresh();
+      assert.deepEqual(checkDurableCommitsFlag(sink), []);
+      // At checkpoints the engine asks a two-phase sink to prepare, and a close-only sink nothing.
+      if (sink.durableCommits === false || (sink.prepareCommit && sink.commitPrepared)) {
+        await sink.abort();
+        t.skip(sink.durableCommits === false ? 'durableCommits is false' : 'two-phase commit');
+        return;
+      }
+      assert.deepEqual(await writeAll(sink, toRecords(values), batchSize), []);
+      await sink.commit();
+      assert.deepEqual(checkSameRecords(await opts.readBack(), values), [], 'visible after commit()');
+      await sink.close();
+      assert.deepEqual(checkSameRecords(await opts.readBack(), values), [], 'nothing was written twice');
+    });
 
     // Sinks with two-phase commit (prepareCommit and commitPrepared); others skip these.
     const twoPhase = async (t: { skip(message?: string): void }): Promise<SinkInstance | undefined> => {

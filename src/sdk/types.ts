@@ -85,6 +85,13 @@ export interface SourceInstance {
   read(): AsyncIterable<SourceBatch>;
   /** How far the source is, for progress and ETA. Cheap: called several times a second. */
   progress?(): SourceProgress;
+  /**
+   * Optional: told, after each checkpoint is saved (and its output published), the positions the
+   * sinks now hold: per partition, the last offset covered. A source that keeps its place outside
+   * Sluice (a Kafka consumer group) commits it here, so that it never commits records the sinks
+   * may not have. Not called for checkpoints a run cannot resume from. A rejection is logged.
+   */
+  commit?(positions: Readonly<Record<string, number>>): Promise<void>;
   /** Releases resources. Must be idempotent. */
   close(): Promise<void>;
 }
@@ -123,6 +130,15 @@ export interface SinkInstance {
   write(batch: SluiceRecord[]): Promise<SinkWriteResult | undefined>;
   /** Makes everything written so far durable and visible (called on checkpoint, unless the sink has two-phase commit). */
   commit(): Promise<void>;
+  /**
+   * Set to false by a sink instance whose output becomes durable only at `close()`, so that
+   * neither `commit()` nor two-phase commit can make it durable mid-run (one file renamed into
+   * place at the end: a file sink with a single-file `path`). A checkpoint could then name records
+   * that a kill loses, so a pipeline with such a sink (the errors sink included) neither commits
+   * nor saves a checkpoint before its input ends, and a resume of it starts from scratch, with a
+   * warning naming the sink. Unset means true.
+   */
+  readonly durableCommits?: boolean;
   /** Commits and releases resources. Must be idempotent. */
   close(): Promise<void>;
   /** Discards what was not committed (temporary files, open transactions). Must be idempotent. */

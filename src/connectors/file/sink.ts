@@ -227,6 +227,11 @@ class FileSink implements SinkInstance {
    */
   readonly prepareCommit?: () => Promise<CommitToken>;
   readonly commitPrepared?: (token: unknown) => Promise<void>;
+  /**
+   * False for a single file: until close() its records are only in a hidden temporary file that a
+   * resumed run (another run id) cannot take over, so the engine neither checkpoints nor resumes.
+   */
+  readonly durableCommits: boolean;
   #duckdb: Promise<DuckDB> | undefined;
   #state: 'open' | 'closed' | 'aborted' = 'open';
 
@@ -249,6 +254,7 @@ class FileSink implements SinkInstance {
     this.#partitionBy = config.partition_by;
     this.#tracker = this.#format === 'parquet' ? new TypeTracker() : undefined;
     this.#runId = ctx.runId.replace(/[^A-Za-z0-9._-]/g, '_') || 'run';
+    this.durableCommits = !this.#single;
     if (!this.#single) {
       this.prepareCommit = () => this.#prepareCommit();
       this.commitPrepared = (token) => this.#commitPrepared(token);
@@ -495,7 +501,7 @@ class FileSink implements SinkInstance {
 
   async commit(): Promise<void> {
     if (this.#state !== 'open') return;
-    // A single file is renamed into place only at close(): until then its writes are flushed.
+    // A single file is renamed into place only at close() (durableCommits is false).
     if (this.#single) return;
     for (const part of [...this.#open.values()]) await this.#finishPart(part);
     await this.#publish();
