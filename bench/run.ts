@@ -304,6 +304,8 @@ if (rows.length) {
 
 if (want('server')) {
   const { benchServer, printTable } = await import('./server.ts');
-  process.stdout.write(`\ncontrol plane (sluice server, embedded store): the same API calls idle and under load\n\n`);
+  process.stdout.write(
+    `\ncontrol plane (sluice server, embedded store): the same API calls idle and under load\n\n`,
+  );
   printTable(await benchServer({ jobs: Number(values['server-jobs']), maxJobs: 20 }));
 }
