@@ -63,6 +63,40 @@ export function compileCondition(sql: string): Promise<CompiledCondition> {
   });
 }
 
+/** A compiled scalar expression over a record (a sink's message key): its value, SQL NULL as null. */
+export type CompiledExpression = (row: RecordValue) => unknown;
+
+const EXPRESSION_PREFIX = 'SELECT ';
+const EXPRESSION_COLUMN = '__sluice_expr';
+
+/**
+ * Compiles one scalar SQL expression over a record, e.g. `customer.id || '-' || region`. Errors as
+ * for `compileCondition`, with offsets inside `sql`.
+ */
+export function compileExpression(sql: string): Promise<CompiledExpression> {
+  return cached(`e\u0000${sql}`, async () => {
+    if (!sql.trim()) throw invalid('the expression is empty', 0, sql);
+    const [catalog, parsed] = await Promise.all([
+      getCatalog(),
+      parseSelect(`${EXPRESSION_PREFIX}${sql}\nAS ${EXPRESSION_COLUMN} FROM input`, {
+        userText: sql,
+        prefix: EXPRESSION_PREFIX.length,
+      }),
+    ]);
+    const node = parsed.node;
+    if (
+      node.type !== 'SELECT_NODE' ||
+      node.select_list?.length !== 1 ||
+      node.select_list[0].class === 'STAR' ||
+      node.where_clause
+    )
+      throw invalid('expected a single SQL expression', 0, sql);
+    const query = new Binder({ parsed, catalog, userText: sql }).bindQuery(node, 'select');
+    const select = new Program({ query, mode: 'select', userText: sql }).build() as CompiledSelect;
+    return (row: RecordValue) => select(row)?.[EXPRESSION_COLUMN] ?? null;
+  });
+}
+
 /**
  * Compiles `SELECT <expressions> FROM input [WHERE <condition>]`. The function returns the projected
  * row (a new object; nested values are shared with the input) or null when WHERE filters the record.
