@@ -171,3 +171,25 @@ function errnoCode(err: unknown): string | undefined {
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * The `onCheckpoint` of a run that keeps its checkpoints in `store` (`sluice run`, a server job):
+ * positions and pending output saved together, with the run's counts at that moment.
+ */
+export function saveCheckpointsTo(
+  store: FileCheckpointStore,
+  pipeline: string,
+  runId: string,
+  counts: () => Checkpoint['records'],
+): (positions: Record<string, number>, final: boolean, pending?: PendingCommits) => Promise<void> {
+  return (positions, final, pending) =>
+    store.save({
+      pipeline,
+      run_id: runId,
+      positions,
+      ...(pending ? { pending } : {}),
+      saved_at: new Date().toISOString(),
+      final,
+      records: counts(),
+    });
+}

@@ -9,7 +9,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createLogger } from '../cli/logger.ts';
-import { FileCheckpointStore } from '../engine/checkpoint-store.ts';
+import { FileCheckpointStore, saveCheckpointsTo } from '../engine/checkpoint-store.ts';
 import { PipelineRun } from '../engine/run.ts';
 import { defaultRegistry } from '../registry.ts';
 import { toSluiceError } from '../sdk/errors.ts';
@@ -53,23 +53,18 @@ async function runJob(start: StartMessage): Promise<number> {
   const previous = await checkpoints.load();
   const runDir = path.join(start.runsDir, runId);
   await mkdir(runDir, { recursive: true });
-  const run = new PipelineRun({
+  const save = saveCheckpointsTo(checkpoints, pipeline.metadata.name, runId, () => {
+    const p = run.progress();
+    return { read: p.read, written: p.written, failed: p.failed };
+  });
+  const run: PipelineRun = new PipelineRun({
     pipeline,
     runId,
     runDir,
     logger,
     ...(previous ? { resume: previous } : {}),
     onCheckpoint: async (positions, final, pending) => {
-      const p = run.progress();
-      await checkpoints.save({
-        pipeline: pipeline.metadata.name,
-        run_id: runId,
-        positions,
-        pending,
-        saved_at: new Date().toISOString(),
-        final,
-        records: { read: p.read, written: p.written, failed: p.failed },
-      });
+      await save(positions, final, pending);
       await send({ type: 'checkpoint', positions, at: Date.now() });
     },
   });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { FileCheckpointStore, saveCheckpointsTo } from '../../engine/checkpoint-store.ts';
 import { type PushdownPlan, PushdownRun, planPushdown } from '../../engine/pushdown.ts';
 import { PipelineRun, type RunProgress, type RunSummary } from '../../engine/run.ts';
 import type { OperatorSummary } from '../../engine/stats.ts';
@@ -15,7 +16,7 @@ import { ProgressReporter } from '../progress.ts';
 
 export const runCommand = defineCommand({
   name: 'run',
-  usage: 'sluice run FILE [--param KEY=VALUE]... [--dry-run] [--no-pushdown]',
+  usage: 'sluice run FILE [--param KEY=VALUE]... [--dry-run] [--no-pushdown] [--from-scratch]',
   summary: 'Run a pipeline to completion on the embedded engine, with live progress and a summary.',
   positionals: ['FILE'],
   options: {
@@ -30,6 +31,18 @@ export const runCommand = defineCommand({
       description:
         'Always run on the streaming engine, even when the pipeline could be handed to DuckDB as one COPY ' +
         '(same as settings.pushdown: off; see docs/pushdown.md).',
+    },
+    'from-scratch': {
+      type: 'boolean',
+      description:
+        'Ignore the checkpoint an interrupted or killed run of this pipeline left, and read the input from the start.',
+    },
+    'checkpoint-dir': {
+      type: 'string',
+      value: 'DIR',
+      default: '.sluice/checkpoints',
+      description:
+        'Folder under which each pipeline (by metadata.name) keeps its last checkpoint; a run that finds an unfinished one resumes from it.',
     },
     'run-dir': {
       type: 'string',
@@ -92,11 +105,23 @@ export async function run(argv: string[]): Promise<number> {
   const usesStdout = pipeline.sinks.some((s) => s.component === 'stdout');
   const report = usesStdout ? process.stderr : process.stdout;
 
-  const pushdownPlan = await planPushdown(pipeline, { pushdown: options['no-pushdown'] ? 'off' : 'auto' });
+  // An unfinished checkpoint (the last run was interrupted or killed) is resumed; a final one
+  // (the last run succeeded) means this is a new run over the whole input.
+  const checkpoints = new FileCheckpointStore(
+    path.resolve(options['checkpoint-dir'] ?? '.sluice/checkpoints', pipeline.metadata.name),
+  );
+  const previous = options['from-scratch'] ? undefined : await checkpoints.load();
+  const resume = previous && !previous.final ? previous : undefined;
+
+  // A pushed-down run has no checkpoints to resume from: a resumed run is a streaming one.
+  const pushdownPlan = await planPushdown(pipeline, {
+    pushdown: options['no-pushdown'] || resume ? 'off' : 'auto',
+  });
   if (options['dry-run']) {
     report.write(`${describePlan(pipeline)}\n${describePushdown(pushdownPlan)}\n`);
     return EXIT.ok;
   }
+  if (!resume) await checkpoints.clear();
 
   const runId = `${pipeline.metadata.name}-${timestamp()}-${randomBytes(2).toString('hex')}`;
   const runDir = path.resolve(options['run-dir'] ?? '.sluice/runs', runId);
@@ -115,6 +140,11 @@ export async function run(argv: string[]): Promise<number> {
     : undefined;
   let pipelineRun: PipelineRun | undefined;
   if (pushdownRun) logger.info('pushdown: the run is one DuckDB COPY (docs/pushdown.md)');
+  if (resume) {
+    process.stderr.write(
+      `resuming from the checkpoint of run ${resume.run_id} (saved ${resume.saved_at}); --from-scratch reads the input from the start\n`,
+    );
+  }
 
   const progress = new ProgressReporter();
   const line = (): string =>
@@ -154,7 +184,18 @@ export async function run(argv: string[]): Promise<number> {
       if (outcome.kind === 'done') summary = outcome.summary;
     }
     if (!summary) {
-      pipelineRun = new PipelineRun({ pipeline, runId, runDir, logger });
+      const counts = () => {
+        const p = pipelineRun!.progress();
+        return { read: p.read, written: p.written, failed: p.failed };
+      };
+      pipelineRun = new PipelineRun({
+        pipeline,
+        runId,
+        runDir,
+        logger,
+        ...(resume ? { resume } : {}),
+        onCheckpoint: saveCheckpointsTo(checkpoints, pipeline.metadata.name, runId, counts),
+      });
       if (signals > 0) pipelineRun.stop();
       summary = await pipelineRun.run();
     }
