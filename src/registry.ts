@@ -1,5 +1,6 @@
 import { fileSink, fileSource } from './connectors/file/index.ts';
 import { generateSource } from './connectors/generate/index.ts';
+import { kafkaSink, kafkaSource } from './connectors/kafka/index.ts';
 import { stdinSource, stdoutSink } from './connectors/stdio/index.ts';
 import type {
   ComponentDefinition,
@@ -9,6 +10,7 @@ import type {
   StepDefinition,
 } from './sdk/types.ts';
 import { filterStep } from './steps/filter/index.ts';
+import { httpStep } from './steps/http/index.ts';
 import { scriptStep } from './steps/script/index.ts';
 import { sqlStep } from './steps/sql/index.ts';
 import { validateStep } from './steps/validate/index.ts';
@@ -60,12 +62,15 @@ export const builtinComponents: readonly ComponentDefinition[] = [
   fileSource,
   stdinSource,
   generateSource,
+  kafkaSource,
   filterStep,
   sqlStep,
   validateStep,
   scriptStep,
+  httpStep,
   fileSink,
   stdoutSink,
+  kafkaSink,
 ] as ComponentDefinition[];
 
 export function defaultRegistry(): Registry {

@@ -60,6 +60,30 @@ export const ERROR_CODES = {
     retriable: false,
     description: 'A step threw an error on a record that it did not classify itself.',
   },
+  SLUICE_HTTP_STATUS: {
+    retriable: false,
+    description:
+      "An `http` step's final response (after retries) had a status that `on_status` sends to the errors sink (by default any non-2xx); details hold the status, the attempt count and the first KiB of the body. Retriable for 408, 429 and 5xx.",
+  },
+  SLUICE_HTTP_NETWORK: {
+    retriable: true,
+    description:
+      "An `http` step's call failed without a response after its retries: connection refused or reset, a DNS failure.",
+  },
+  SLUICE_HTTP_TIMEOUT: {
+    retriable: true,
+    description:
+      "An `http` step's call ran out of time after its retries; details say which deadline (connect, headers, total).",
+  },
+  SLUICE_HTTP_RESPONSE: {
+    retriable: false,
+    description: "An `http` step's response body is not valid JSON where JSON was asked for (`response.as`).",
+  },
+  SLUICE_HTTP_TEMPLATE: {
+    retriable: false,
+    description:
+      "An `http` step's request could not be rendered for a record: a placeholder names a field that is missing (or null), or a value cannot go where it stands (a line break in a header, `..` as a path segment). No request is sent.",
+  },
   SLUICE_ROUTE_UNMATCHED: {
     retriable: false,
     description: 'A record matched the `route` of no sink.',

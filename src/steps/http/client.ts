@@ -1,0 +1,595 @@
+/**
+ * The calls of the `http` step: one undici Pool of keep-alive connections to the step's origin, a
+ * bound on calls in flight, per-attempt timeouts, retries with full jitter honouring Retry-After,
+ * and the classification of every final outcome. Each record's call is independent: a call that
+ * fails becomes that record's outcome and never holds up the others.
+ */
+import { STATUS_CODES } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Dispatcher, Pool } from 'undici';
+import { SluiceError } from '../../sdk/errors.ts';
+
+type IncomingHttpHeaders = Dispatcher.ResponseData['headers'];
+
+/** A request rendered for one record. */
+export interface PreparedRequest {
+  method: string;
+  /** Path and query, percent-encoded: `/v1/users/42?full=1`. */
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+export type StatusAction = 'keep' | 'drop' | 'error';
+
+export interface CallerOptions {
+  origin: string;
+  concurrency: number;
+  timeouts: { connect: number; headers: number; total: number };
+  retry: {
+    attempts: number;
+    backoff: 'exponential' | 'constant';
+    initial: number;
+    max: number;
+    /** Statuses retried, and whether network errors and timeouts are. */
+    statuses: ReadonlySet<number>;
+    serverErrors: boolean;
+    network: boolean;
+    timeout: boolean;
+  };
+  /** The action for a final status: by code, then class, then 2xx keep / else error. */
+  onStatus: Readonly<Record<string, StatusAction>>;
+  as: 'auto' | 'json' | 'text';
+  /** Cancels waits and in-flight calls (the run's hard stop). */
+  signal: AbortSignal;
+  redactor: Redactor;
+}
+
+/** What became of one record's call, after its retries. */
+export type CallOutcome =
+  | {
+      kind: 'response';
+      action: 'keep';
+      status: number;
+      headers: IncomingHttpHeaders;
+      body: unknown;
+      attempts: number;
+    }
+  | { kind: 'dropped'; status: number; attempts: number }
+  | { kind: 'failed'; error: SluiceError; attempts: number }
+  | { kind: 'aborted' };
+
+/** The error body kept in an error record: at most this many bytes of UTF-8 text. */
+export const EXCERPT_BYTES = 1024;
+/** Bytes of an error body read before redaction, so that a secret cut at the edge never shows. */
+const EXCERPT_READ = 64 * 1024;
+
+// ---------------------------------------------------------------- redaction
+
+export const REDACTED = '[REDACTED]';
+
+/**
+ * Replaces every configured secret, and the forms it takes on the wire (percent-encoded, JSON
+ * escaped), in text Sluice records: error messages, URLs, body excerpts.
+ */
+export class Redactor {
+  readonly #secrets: string[];
+
+  constructor(secrets: Iterable<string>) {
+    const all = new Set<string>();
+    for (const secret of secrets) {
+      if (!secret) continue;
+      all.add(secret);
+      all.add(encodeURIComponent(secret));
+      all.add(new URLSearchParams({ s: secret }).toString().slice(2));
+      all.add(JSON.stringify(secret).slice(1, -1));
+    }
+    // Longest first: a secret containing another is replaced whole.
+    this.#secrets = [...all].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+  }
+
+  redact(text: string): string {
+    let out = text;
+    for (const secret of this.#secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------- in-flight bound
+
+/** A counting semaphore with a synchronous fast path; waiters are served first come, first served. */
+class Slots {
+  #free: number;
+  readonly #waiters: (() => void)[] = [];
+  #head = 0;
+
+  constructor(size: number) {
+    this.#free = size;
+  }
+
+  /** Undefined when a slot was free (taken at once), else a promise resolved when one is. */
+  acquire(): Promise<void> | undefined {
+    if (this.#free > 0) {
+      this.#free--;
+      return undefined;
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  release(): void {
+    if (this.#head < this.#waiters.length) {
+      const next = this.#waiters[this.#head]!;
+      this.#waiters[this.#head++] = undefined as unknown as () => void;
+      if (this.#head === this.#waiters.length) {
+        this.#waiters.length = 0;
+        this.#head = 0;
+      }
+      next(); // the slot passes straight to the next waiter
+      return;
+    }
+    this.#free++;
+  }
+}
+
+// ---------------------------------------------------------------- attempts
+
+/** Aborts an attempt that ran out of time; `phase` says which deadline passed. */
+class AttemptTimeout extends Error {
+  readonly phase: 'headers' | 'total';
+  readonly ms: number;
+  constructor(phase: 'headers' | 'total', ms: number) {
+    super(`${phase} timeout`);
+    this.phase = phase;
+    this.ms = ms;
+  }
+}
+
+type AttemptResult =
+  | { kind: 'retry-status'; status: number; retryAfterMs: number | undefined }
+  | { kind: 'final'; outcome: CallOutcome }
+  | { kind: 'network'; message: string; cause: string }
+  | { kind: 'timeout'; phase: 'connect' | 'headers' | 'total'; ms: number }
+  | { kind: 'invalid'; message: string };
+
+const ACTIONS = { keep: 1, drop: 2, error: 3 } as const;
+const ACTION_NAMES = [undefined, 'keep', 'drop', 'error'] as const;
+
+export class HttpCaller {
+  readonly #pool: Pool;
+  readonly #slots: Slots;
+  readonly #opts: CallerOptions;
+  /** Per status 0..599: the action (1 keep, 2 drop, 3 error) and, at +600, 1 when it is retried. */
+  readonly #table = new Uint8Array(1200);
+  readonly #onAbort: () => void;
+
+  constructor(opts: CallerOptions) {
+    this.#opts = opts;
+    this.#slots = new Slots(opts.concurrency);
+    // HTTP/1.1 without pipelining carries one call per connection: as many connections as calls.
+    this.#pool = new Pool(opts.origin, {
+      connections: opts.concurrency,
+      pipelining: 1,
+      connect: { timeout: opts.timeouts.connect },
+      // Backstops only: undici's parser timers are coarse (about 1 s); the attempt's own timers are precise.
+      headersTimeout: opts.timeouts.headers + 1000,
+      bodyTimeout: opts.timeouts.total + 1000,
+    });
+    for (let status = 100; status < 600; status++) {
+      const action =
+        opts.onStatus[String(status)] ??
+        opts.onStatus[`${Math.floor(status / 100)}xx`] ??
+        (status >= 200 && status < 300 ? 'keep' : 'error');
+      this.#table[status] = ACTIONS[action];
+      const retried = opts.retry.statuses.has(status) || (opts.retry.serverErrors && status >= 500);
+      this.#table[600 + status] = retried ? 1 : 0;
+    }
+    this.#onAbort = () => {
+      this.#pool.destroy().catch(() => {});
+    };
+    opts.signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  async close(): Promise<void> {
+    this.#opts.signal.removeEventListener('abort', this.#onAbort);
+    if (this.#pool.destroyed || this.#pool.closed) return;
+    await (this.#opts.signal.aborted ? this.#pool.destroy() : this.#pool.close());
+  }
+
+  /** Makes one record's call, with its retries. Never rejects. */
+  async call(req: PreparedRequest): Promise<CallOutcome> {
+    const { retry, signal } = this.#opts;
+    for (let attempt = 1; ; attempt++) {
+      if (signal.aborted) return { kind: 'aborted' };
+      const wait = this.#slots.acquire();
+      if (wait) await wait;
+      let result: AttemptResult;
+      try {
+        result = await this.#attempt(req, attempt, attempt < retry.attempts);
+      } finally {
+        this.#slots.release(); // no slot is held while waiting to retry
+      }
+      if (signal.aborted) return { kind: 'aborted' };
+      if (result.kind === 'final') return result.outcome;
+      const retried =
+        result.kind === 'retry-status' ||
+        (result.kind === 'network' && retry.network) ||
+        (result.kind === 'timeout' && retry.timeout);
+      if (!retried || attempt >= retry.attempts) return this.#failure(req, result, attempt);
+      const delay = this.#backoff(attempt, result.kind === 'retry-status' ? result.retryAfterMs : undefined);
+      try {
+        await sleep(delay, undefined, { signal });
+      } catch {
+        return { kind: 'aborted' };
+      }
+    }
+  }
+
+  /** Full jitter; a Retry-After is a floor (the jitter spreads the retries above it), capped by max. */
+  #backoff(attempt: number, retryAfterMs: number | undefined): number {
+    const { backoff, initial, max } = this.#opts.retry;
+    const scale = backoff === 'constant' ? initial : initial * 2 ** (attempt - 1);
+    const jitter = Math.random() * Math.min(max, scale);
+    return Math.min(max, (retryAfterMs ?? 0) + jitter);
+  }
+
+  /**
+   * One attempt, on undici's dispatch API: no stream and no AbortSignal per call, which cost a
+   * quarter of the throughput at thousands in flight. The status decides what the body is for:
+   * nothing for a retried or dropped response (it is read and discarded, so the connection is
+   * reused), all of it to keep, an excerpt for an error record.
+   */
+  #attempt(req: PreparedRequest, attempt: number, mayRetry: boolean): Promise<AttemptResult> {
+    return new Promise((resolve) => {
+      const handler = new AttemptHandler(this, req, attempt, mayRetry, resolve);
+      try {
+        this.#pool.dispatch(
+          {
+            path: req.path,
+            method: req.method as Dispatcher.HttpMethod,
+            headers: req.headers,
+            body: req.body ?? null,
+          },
+          handler,
+        );
+      } catch (err) {
+        handler.fail(err);
+      }
+    });
+  }
+
+  /** What a final status means for the record (keep, drop, error), or retry when it is retried and may be. */
+  decide(status: number, mayRetry: boolean): 'retry' | StatusAction {
+    const code = status >= 100 && status < 600 ? status : 599;
+    if (mayRetry && this.#table[600 + code] === 1) return 'retry';
+    return ACTION_NAMES[this.#table[code]!]!;
+  }
+
+  get timeouts(): CallerOptions['timeouts'] {
+    return this.#opts.timeouts;
+  }
+
+  /** The result of an attempt whose whole response is in. */
+  finish(
+    req: PreparedRequest,
+    attempt: number,
+    action: 'keep' | 'error',
+    status: number,
+    headers: IncomingHttpHeaders,
+    body: Buffer,
+    more: boolean,
+  ): AttemptResult {
+    const contentType = headerText(headers['content-type']);
+    if (action === 'error') {
+      const excerpt: Excerpt = body.length
+        ? excerptOf(body.toString('utf8'), more, this.#opts.redactor)
+        : { body: null, body_truncated: false };
+      return {
+        kind: 'final',
+        outcome: {
+          kind: 'failed',
+          attempts: attempt,
+          error: this.#statusError(req, status, attempt, excerpt, contentType),
+        },
+      };
+    }
+    const parsed = this.#parseBody(req, body.toString('utf8'), contentType, status, attempt);
+    if (parsed instanceof SluiceError)
+      return { kind: 'final', outcome: { kind: 'failed', error: parsed, attempts: attempt } };
+    return {
+      kind: 'final',
+      outcome: { kind: 'response', action: 'keep', status, headers, body: parsed, attempts: attempt },
+    };
+  }
+
+  #parseBody(
+    req: PreparedRequest,
+    text: string,
+    contentType: string | undefined,
+    status: number,
+    attempts: number,
+  ): unknown {
+    if (text === '') return null;
+    const { as } = this.#opts;
+    if (as === 'text' || (as === 'auto' && !isJsonType(contentType))) return text;
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      const excerpt = excerptOf(text, false, this.#opts.redactor);
+      return new SluiceError(
+        'SLUICE_HTTP_RESPONSE',
+        this.#opts.redactor.redact(
+          `${req.method} ${this.#url(req)} answered ${status} with a body that is not valid JSON: ${(err as Error).message}`,
+        ),
+        { details: { ...this.#where(req, attempts), status, ...excerpt, content_type: contentType ?? null } },
+      );
+    }
+  }
+
+  #url(req: PreparedRequest): string {
+    return this.#opts.origin + req.path;
+  }
+
+  #where(req: PreparedRequest, attempts: number): Record<string, unknown> {
+    return { method: req.method, url: this.#opts.redactor.redact(this.#url(req)), attempts };
+  }
+
+  #statusError(
+    req: PreparedRequest,
+    status: number,
+    attempts: number,
+    excerpt: Excerpt,
+    contentType: string | undefined,
+  ): SluiceError {
+    const reason = STATUS_CODES[status];
+    return new SluiceError(
+      'SLUICE_HTTP_STATUS',
+      this.#opts.redactor.redact(
+        `${req.method} ${this.#url(req)} answered ${status}${reason ? ` ${reason}` : ''} after ${plural(attempts, 'attempt')}`,
+      ),
+      {
+        // Worth replaying later: the server was overloaded or failing, not refusing the record.
+        retriable: status === 408 || status === 429 || status >= 500,
+        details: { ...this.#where(req, attempts), status, ...excerpt, content_type: contentType ?? null },
+      },
+    );
+  }
+
+  #failure(
+    req: PreparedRequest,
+    result: Exclude<AttemptResult, { kind: 'final' }>,
+    attempts: number,
+  ): CallOutcome {
+    const { redactor } = this.#opts;
+    const at = `${req.method} ${this.#url(req)}`;
+    let error: SluiceError;
+    switch (result.kind) {
+      case 'retry-status':
+        // Retries ran out on a retried status: its body was drained, so there is no excerpt.
+        error = this.#statusError(
+          req,
+          result.status,
+          attempts,
+          { body: null, body_truncated: false },
+          undefined,
+        );
+        break;
+      case 'network':
+        error = new SluiceError(
+          'SLUICE_HTTP_NETWORK',
+          redactor.redact(`${at} failed after ${plural(attempts, 'attempt')}: ${result.message}`),
+          { details: { ...this.#where(req, attempts), cause: result.cause } },
+        );
+        break;
+      case 'timeout':
+        error = new SluiceError(
+          'SLUICE_HTTP_TIMEOUT',
+          redactor.redact(
+            `${at} timed out after ${plural(attempts, 'attempt')}: ${timeoutText(result.phase, result.ms)}`,
+          ),
+          { details: { ...this.#where(req, attempts), phase: result.phase, timeout_ms: result.ms } },
+        );
+        break;
+      case 'invalid':
+        error = new SluiceError('SLUICE_HTTP_TEMPLATE', redactor.redact(`request: ${result.message}`), {
+          details: this.#where(req, 0),
+        });
+        return { kind: 'failed', error, attempts: 0 };
+    }
+    return { kind: 'failed', error, attempts };
+  }
+}
+
+/**
+ * Receives one attempt's response from undici. Settles once: with the response, an error, or a
+ * timeout (its own timer, exact to the millisecond; undici's parser timers tick about once a second).
+ */
+class AttemptHandler implements Dispatcher.DispatchHandler {
+  readonly #caller: HttpCaller;
+  readonly #req: PreparedRequest;
+  readonly #attempt: number;
+  readonly #mayRetry: boolean;
+  readonly #resolve: (result: AttemptResult) => void;
+  readonly #started = performance.now();
+  #settled = false;
+  #controller: Dispatcher.DispatchController | undefined;
+  #pendingAbort: Error | undefined;
+  #timer: NodeJS.Timeout;
+  #status = 0;
+  #headers: IncomingHttpHeaders = {};
+  #action: 'retry' | StatusAction = 'keep';
+  #retryAfterMs: number | undefined;
+  #chunks: Buffer[] = [];
+  #size = 0;
+
+  constructor(
+    caller: HttpCaller,
+    req: PreparedRequest,
+    attempt: number,
+    mayRetry: boolean,
+    resolve: (result: AttemptResult) => void,
+  ) {
+    this.#caller = caller;
+    this.#req = req;
+    this.#attempt = attempt;
+    this.#mayRetry = mayRetry;
+    this.#resolve = resolve;
+    const { headers, total } = caller.timeouts;
+    const first =
+      headers < total ? new AttemptTimeout('headers', headers) : new AttemptTimeout('total', total);
+    this.#timer = setTimeout(() => this.#timeout(first), first.ms);
+  }
+
+  #settle(result: AttemptResult): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    this.#chunks = [];
+    this.#resolve(result);
+  }
+
+  #abort(reason: Error): void {
+    if (this.#controller) this.#controller.abort(reason);
+    else this.#pendingAbort = reason; // not on a socket yet: aborted when it gets there
+  }
+
+  #timeout(reason: AttemptTimeout): void {
+    this.#settle({ kind: 'timeout', phase: reason.phase, ms: reason.ms });
+    this.#abort(reason);
+  }
+
+  fail(err: unknown): void {
+    this.#settle(classify(err));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#pendingAbort) controller.abort(this.#pendingAbort);
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    status: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    if (status < 200 || this.#settled) return; // 1xx: informational, the real answer follows
+    this.#status = status;
+    this.#headers = headers;
+    this.#action = this.#caller.decide(status, this.#mayRetry);
+    if (this.#action === 'retry') this.#retryAfterMs = parseRetryAfter(headers['retry-after']);
+    const { headers: headersMs, total } = this.#caller.timeouts;
+    if (headersMs < total) {
+      clearTimeout(this.#timer);
+      const left = Math.max(0, total - (performance.now() - this.#started));
+      this.#timer = setTimeout(() => this.#timeout(new AttemptTimeout('total', total)), left);
+    }
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
+    const action = this.#action;
+    if (action === 'retry' || action === 'drop') return; // read and discarded: the connection is reused
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    if (action === 'error' && this.#size >= EXCERPT_READ) {
+      // Enough for the excerpt: stop reading (the connection is closed rather than drained).
+      this.#settle(this.#final(true));
+      this.#abort(new Error('excerpt read'));
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#settled) return;
+    if (this.#action === 'retry')
+      this.#settle({ kind: 'retry-status', status: this.#status, retryAfterMs: this.#retryAfterMs });
+    else this.#settle(this.#final(false));
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#settle(classify(error));
+  }
+
+  #final(more: boolean): AttemptResult {
+    const action = this.#action;
+    if (action === 'drop')
+      return { kind: 'final', outcome: { kind: 'dropped', status: this.#status, attempts: this.#attempt } };
+    const chunks = this.#chunks;
+    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size);
+    return this.#caller.finish(
+      this.#req,
+      this.#attempt,
+      action === 'error' ? 'error' : 'keep',
+      this.#status,
+      this.#headers,
+      body,
+      more,
+    );
+  }
+}
+
+function timeoutText(phase: 'connect' | 'headers' | 'total', ms: number): string {
+  if (phase === 'connect') return `no connection within ${ms}ms (timeout.connect)`;
+  if (phase === 'headers') return `no response headers within ${ms}ms (timeout.headers)`;
+  return `the response was not complete within ${ms}ms (timeout.total)`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function classify(err: unknown): AttemptResult {
+  if (err instanceof AttemptTimeout) return { kind: 'timeout', phase: err.phase, ms: err.ms };
+  const e = err as { code?: string; message?: string; errors?: { code?: string; message?: string }[] };
+  const code = e?.code ?? e?.errors?.[0]?.code ?? 'UNKNOWN';
+  const message = e?.message || e?.errors?.[0]?.message || String(err);
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return { kind: 'timeout', phase: 'connect', ms: Number(/(\d+)ms/.exec(message)?.[1] ?? 0) };
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return { kind: 'timeout', phase: 'headers', ms: 0 };
+    case 'UND_ERR_BODY_TIMEOUT':
+      return { kind: 'timeout', phase: 'total', ms: 0 };
+    case 'UND_ERR_INVALID_ARG':
+      // A rendered header or path undici refuses: the record's data, not the network.
+      return { kind: 'invalid', message };
+    default:
+      return {
+        kind: 'network',
+        message: code === 'UNKNOWN' || message.includes(code) ? message : `${message} (${code})`,
+        cause: code,
+      };
+  }
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function isJsonType(contentType: string | undefined): boolean {
+  if (!contentType) return false;
+  const type = contentType.split(';', 1)[0]!.trim().toLowerCase();
+  return type === 'application/json' || type === 'text/json' || type.endsWith('+json');
+}
+
+/** `Retry-After` as milliseconds from now: delta-seconds or an HTTP date (RFC 9110 10.2.3). */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = headerText(value)?.trim();
+  if (!text) return undefined;
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+interface Excerpt {
+  body: string | null;
+  body_truncated: boolean;
+}
+
+/** Redacts, then cuts to EXCERPT_BYTES of UTF-8 on a character boundary. */
+function excerptOf(text: string, more: boolean, redactor: Redactor): Excerpt {
+  const clean = redactor.redact(text);
+  const bytes = Buffer.from(clean, 'utf8');
+  if (bytes.length <= EXCERPT_BYTES) return { body: clean, body_truncated: more };
+  let end = EXCERPT_BYTES;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // back to the start of a split character
+  return { body: bytes.subarray(0, end).toString('utf8'), body_truncated: true };
+}

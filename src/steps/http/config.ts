@@ -1,0 +1,291 @@
+import { z } from 'zod';
+import { durationSchema } from '../../spec/duration.ts';
+import {
+  compileJsonBody,
+  compileUrl,
+  parseFieldRef,
+  parseTemplate,
+  TemplateSyntaxError,
+} from './template.ts';
+
+export const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'] as const;
+export const STATUS_KEY = /^(?:[2-5]xx|[2-5]\d\d)$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+// YAML may write `v: 2` or `full: true`; they are sent as text.
+const scalarTemplate = z.union([z.string(), z.number(), z.boolean()]).transform((v) => String(v));
+
+const request = z
+  .object({
+    method: z.enum(METHODS).default('GET').describe('The HTTP method.'),
+    url: z
+      .string()
+      .min(1)
+      .describe(
+        'The URL, with `{{ field.path }}` placeholders filled from the record, e.g. ' +
+          '`https://api.example.com/v1/users/{{ user.id }}/orders?since={{ since }}`. Values are percent-encoded, so ' +
+          'a value with `/`, `?`, `&`, spaces or non-ASCII text stays one path segment or one query value. The scheme, ' +
+          'host and port are fixed (no placeholders there).',
+      ),
+    query: z
+      .record(z.string(), scalarTemplate)
+      .optional()
+      .describe(
+        'Query parameters added to the URL, each a template: `{ q: "{{ name }}", limit: 10 }`. Values are ' +
+          'percent-encoded. A parameter that is exactly one placeholder is left out when the field is null and ' +
+          'repeated when it is an array.',
+      ),
+    headers: z
+      .record(z.string(), scalarTemplate)
+      .optional()
+      .describe(
+        'Request headers, each value a template: `{ X-Request-Id: "{{ id }}" }`. A value with a line break or text ' +
+          'outside ASCII fails its record (SLUICE_HTTP_TEMPLATE). Put credentials in `auth`.',
+      ),
+    body: z
+      .union([z.record(z.string(), z.unknown()), z.array(z.unknown())])
+      .optional()
+      .describe(
+        'A JSON body template: an object (or array) whose strings are templates. A string that is exactly one ' +
+          'placeholder keeps the field\'s type: `{ id: "{{ id }}", amount: "{{ amount }}", note: "order {{ id }}" }` ' +
+          'sends `{"id": 7, "amount": 12.5, "note": "order 7"}`. Sent as application/json.',
+      ),
+    json: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'A field whose value is sent as the whole JSON body, e.g. `payload`. Sent as application/json.',
+      ),
+    form: z
+      .record(z.string(), scalarTemplate)
+      .optional()
+      .describe(
+        'Form fields, each a template: `{ grant: "{{ kind }}", id: "{{ id }}" }`. Sent as ' +
+          'application/x-www-form-urlencoded.',
+      ),
+  })
+  .strict()
+  .describe('The request made for each record.');
+
+const timeout = z
+  .object({
+    connect: durationSchema.default('10s').describe('Longest wait to open a connection (TCP and TLS).'),
+    headers: durationSchema
+      .default('30s')
+      .describe('Longest wait from the start of an attempt until the response headers have arrived.'),
+    total: durationSchema
+      .default('60s')
+      .describe('Longest time for one attempt, from its start until the response body has been read.'),
+  })
+  .strict()
+  .describe(
+    'Timeouts of each attempt; a timed-out attempt fails with SLUICE_HTTP_TIMEOUT (retried on `timeout`).',
+  );
+
+const retryOn = z.union([z.number().int().min(400).max(599), z.enum(['5xx', 'network', 'timeout'])]);
+
+const retry = z
+  .object({
+    attempts: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(3)
+      .describe('Tries per record, the first included; 1 turns retries off.'),
+    backoff: z
+      .enum(['exponential', 'constant'])
+      .default('exponential')
+      .describe(
+        'exponential: the wait before retry n is random between 0 and min(max, initial × 2^(n-1)) (full jitter); ' +
+          'constant: random between 0 and initial.',
+      ),
+    initial: durationSchema
+      .default('100ms')
+      .describe('The backoff scale: the longest wait before the first retry.'),
+    max: durationSchema.default('10s').describe('Longest wait before any retry, a `Retry-After` included.'),
+    on: z
+      .array(retryOn)
+      .default([429, 502, 503, 504, 'network', 'timeout'])
+      .describe(
+        'What is retried: status codes (`429`), `5xx` (every server error), `network` (connection refused or ' +
+          'reset, DNS failure) and `timeout`. A `Retry-After` header on a retried response (seconds or an HTTP ' +
+          'date) is honoured: the retry comes no sooner than it says, up to `max`.',
+      ),
+  })
+  .strict()
+  .describe('Retries with backoff and full jitter. Retries resend the request: make the call idempotent.');
+
+const response = z
+  .object({
+    into: z
+      .string()
+      .min(1)
+      .default('response')
+      .describe('The field the response is written to (a dotted path creates nested fields), e.g. `risk`.'),
+    as: z
+      .enum(['auto', 'json', 'text'])
+      .default('auto')
+      .describe(
+        'How the body is read: json (invalid JSON fails with SLUICE_HTTP_RESPONSE), text, or auto (JSON when the ' +
+          'Content-Type is JSON, else text). An empty body is null.',
+      ),
+    include: z
+      .array(z.enum(['status', 'headers', 'body']))
+      .min(1)
+      .default(['body'])
+      .describe(
+        'What is written: with just `body` (the default) the field holds the body itself; otherwise an object ' +
+          'with the listed keys, e.g. `{ status: 200, headers: { content-type: ... }, body: ... }`.',
+      ),
+  })
+  .strict()
+  .describe('How the final response is mapped into the record (which is copied, never changed in place).');
+
+const onStatus = z
+  .record(z.string(), z.enum(['error', 'drop', 'keep']))
+  .default({})
+  .describe(
+    'What happens to a record by the status of its final response, per class (`4xx`) or code (`404`, which ' +
+      'wins over its class): keep (the record goes on, the response mapped), drop (the record is filtered out) or ' +
+      'error (the record goes to the errors sink with SLUICE_HTTP_STATUS, the status, the attempt count and the ' +
+      'first KiB of the body). Defaults: 2xx keep, every other status error. A 5xx cannot be dropped: it says ' +
+      'nothing about the record.',
+  );
+
+// One object with three optional forms (rather than a union) so that every form is documented.
+const auth = z
+  .object({
+    bearer: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('A token sent as `Authorization: Bearer <token>`; write it as `${env:NAME}`.'),
+    basic: z
+      .object({
+        username: z.string().describe('The user name.'),
+        password: z.string().describe('The password; write it as `${env:NAME}`.'),
+      })
+      .strict()
+      .optional()
+      .describe('HTTP basic authentication (`Authorization: Basic ...`).'),
+    header: z
+      .object({
+        name: z
+          .string()
+          .regex(HEADER_NAME, 'expected a header name')
+          .describe('The header, e.g. `X-Api-Key`.'),
+        value: z.string().min(1).describe('Its value; write it as `${env:NAME}`.'),
+      })
+      .strict()
+      .optional()
+      .describe('An API key sent in a header of your choice.'),
+  })
+  .strict()
+  .optional()
+  .describe(
+    'Credentials, one of `{ bearer: ... }`, `{ basic: { username, password } }` or `{ header: { name, value } }`. ' +
+      'They are redacted (`[REDACTED]`) from every error record, log line and summary Sluice writes.',
+  );
+
+export const httpConfig = z
+  .object({
+    request,
+    concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .max(8192)
+      .default(64)
+      .describe(
+        'Most calls in flight at once (over keep-alive connections to the one host). Calls run batch by batch, so ' +
+          'at most `settings.batch_size` are in flight: keep it at or above this.',
+      ),
+    ordered: z
+      .boolean()
+      .default(true)
+      .describe(
+        'true: each output batch keeps the input order; false: records leave a batch in the order their calls ' +
+          'completed.',
+      ),
+    timeout: timeout.default({ connect: '10s', headers: '30s', total: '60s' }),
+    retry: retry.default({
+      attempts: 3,
+      backoff: 'exponential',
+      initial: '100ms',
+      max: '10s',
+      on: [429, 502, 503, 504, 'network', 'timeout'],
+    }),
+    response: response.default({ into: 'response', as: 'auto', include: ['body'] }),
+    on_status: onStatus,
+    auth,
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const issue = (path: (string | number)[], message: string) =>
+      ctx.addIssue({ code: 'custom', path, message });
+    const template = (path: (string | number)[], check: () => unknown) => {
+      try {
+        check();
+      } catch (err) {
+        if (err instanceof TemplateSyntaxError) issue(path, err.message);
+        else throw err;
+      }
+    };
+    const { request: req } = cfg;
+    template(['request', 'url'], () => compileUrl(req.url));
+    for (const [name, value] of Object.entries(req.query ?? {}))
+      template(['request', 'query', name], () => parseTemplate(value));
+    for (const [name, value] of Object.entries(req.headers ?? {})) {
+      if (!HEADER_NAME.test(name))
+        issue(['request', 'headers', name], `"${name}" is not a valid header name`);
+      template(['request', 'headers', name], () => parseTemplate(value));
+    }
+    for (const [name, value] of Object.entries(req.form ?? {}))
+      template(['request', 'form', name], () => parseTemplate(value));
+    if (req.body !== undefined) template(['request', 'body'], () => compileJsonBody(req.body));
+    if (req.json !== undefined) template(['request', 'json'], () => parseFieldRef(req.json!));
+    const bodies = (['body', 'json', 'form'] as const).filter((k) => req[k] !== undefined);
+    if (bodies.length > 1)
+      issue(['request', bodies[1]!], `give one of body, json and form, not ${bodies.join(' and ')}`);
+    if (bodies.length && (req.method === 'GET' || req.method === 'HEAD'))
+      issue(
+        ['request', bodies[0]!],
+        `a ${req.method} request carries no body: use POST, PUT or PATCH, or send the values in query`,
+      );
+    if (cfg.auth) {
+      const forms = (['bearer', 'basic', 'header'] as const).filter((k) => cfg.auth?.[k] !== undefined);
+      if (forms.length !== 1)
+        issue(
+          ['auth', ...forms.slice(1, 2)],
+          forms.length
+            ? `give one of bearer, basic and header, not ${forms.join(' and ')}`
+            : 'give one of bearer, basic and header',
+        );
+    }
+    const authHeader = cfg.auth?.header
+      ? cfg.auth.header.name.toLowerCase()
+      : cfg.auth
+        ? 'authorization'
+        : undefined;
+    for (const name of Object.keys(req.headers ?? {}))
+      if (name.toLowerCase() === authHeader)
+        issue(['request', 'headers', name], `${name} is set by auth: give it in one place only`);
+    template(['response', 'into'], () => parseFieldRef(cfg.response.into));
+    if (new Set(cfg.response.include).size !== cfg.response.include.length)
+      issue(['response', 'include'], 'list each of status, headers and body at most once');
+    for (const [key, action] of Object.entries(cfg.on_status)) {
+      if (!STATUS_KEY.test(key))
+        issue(['on_status', key], `"${key}" is not a status class (2xx to 5xx) or code (200 to 599)`);
+      else if (key.startsWith('5') && action === 'drop')
+        issue(
+          ['on_status', key],
+          'a server error says nothing about the record, so it cannot be dropped: use error (the errors sink can be replayed) or keep',
+        );
+    }
+    if (new Set(cfg.retry.on.map(String)).size !== cfg.retry.on.length)
+      issue(['retry', 'on'], 'list each status or condition at most once');
+  });
+
+export type HttpConfig = z.output<typeof httpConfig>;

@@ -1,0 +1,296 @@
+import { defineStep } from '../../sdk/define.ts';
+import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
+import type {
+  ComponentContext,
+  RecordValue,
+  Rejection,
+  SluiceRecord,
+  StepInstance,
+  StepResult,
+} from '../../sdk/types.ts';
+import { parseDuration } from '../../spec/duration.ts';
+import { type CallOutcome, HttpCaller, type PreparedRequest, Redactor } from './client.ts';
+import { type HttpConfig, httpConfig } from './config.ts';
+import {
+  compileForm,
+  compileJsonBody,
+  compileJsonField,
+  compileQuery,
+  compileText,
+  compileUrl,
+  hasPlaceholder,
+  headerValueCheck,
+  parseFieldRef,
+  type Renderer,
+  withField,
+} from './template.ts';
+
+export { type HttpConfig, httpConfig } from './config.ts';
+
+// Header and query names whose fixed values are treated as secrets and redacted.
+const SENSITIVE_NAME =
+  /auth|token|secret|passw|api[-_]?key|apikey|signature|session|cookie|credential|private/i;
+
+/** The credentials and secret-looking fixed values of a config: what must never be recorded. */
+export function secretsOf(cfg: HttpConfig): string[] {
+  const secrets: string[] = [];
+  const { auth, request } = cfg;
+  if (auth?.bearer !== undefined) secrets.push(auth.bearer);
+  if (auth?.basic)
+    secrets.push(
+      auth.basic.password,
+      Buffer.from(`${auth.basic.username}:${auth.basic.password}`).toString('base64'),
+    );
+  if (auth?.header) secrets.push(auth.header.value);
+  const fixed = (name: string, value: string) => {
+    if (SENSITIVE_NAME.test(name) && !hasPlaceholder(value)) secrets.push(value);
+  };
+  for (const [name, value] of Object.entries(request.headers ?? {})) fixed(name, value);
+  for (const [name, value] of Object.entries(request.query ?? {})) fixed(name, value);
+  const query = request.url.split('?')[1]?.split('#')[0];
+  for (const pair of query?.split('&') ?? []) {
+    const [name = '', value = ''] = pair.split('=');
+    if (!value || hasPlaceholder(value)) continue;
+    fixed(name, value);
+    try {
+      fixed(name, decodeURIComponent(value));
+    } catch {}
+  }
+  return secrets.filter((s) => s.length > 0);
+}
+
+/** Renders the request of one record; throws SLUICE_HTTP_TEMPLATE when a field is missing. */
+function requestBuilder(cfg: HttpConfig): (value: RecordValue) => PreparedRequest {
+  const { request, auth } = cfg;
+  const url = compileUrl(request.url);
+  const query = request.query && Object.keys(request.query).length ? compileQuery(request.query) : undefined;
+  const staticHeaders: Record<string, string> = {};
+  const dynamicHeaders: [string, Renderer][] = [];
+  for (const [name, template] of Object.entries(request.headers ?? {})) {
+    const key = name.toLowerCase();
+    if (hasPlaceholder(template))
+      dynamicHeaders.push([key, compileText(template, `headers.${name}`, headerValueCheck)]);
+    else staticHeaders[key] = template;
+  }
+  let body: Renderer | undefined;
+  let contentType: string | undefined;
+  if (request.body !== undefined) {
+    body = compileJsonBody(request.body);
+    contentType = 'application/json';
+  } else if (request.json !== undefined) {
+    body = compileJsonField(request.json);
+    contentType = 'application/json';
+  } else if (request.form !== undefined) {
+    body = compileForm(request.form);
+    contentType = 'application/x-www-form-urlencoded';
+  }
+  if (
+    contentType &&
+    !('content-type' in staticHeaders) &&
+    !dynamicHeaders.some(([k]) => k === 'content-type')
+  )
+    staticHeaders['content-type'] = contentType;
+  if (auth?.bearer !== undefined) staticHeaders.authorization = `Bearer ${auth.bearer}`;
+  if (auth?.basic)
+    staticHeaders.authorization = `Basic ${Buffer.from(`${auth.basic.username}:${auth.basic.password}`).toString('base64')}`;
+  if (auth?.header) staticHeaders[auth.header.name.toLowerCase()] = auth.header.value;
+  const joiner = url.hasQuery ? '&' : '?';
+  return (value) => {
+    let path = url.target(value);
+    if (query) {
+      const q = query(value);
+      if (q) path += (path.endsWith('?') || path.endsWith('&') ? '' : joiner) + q;
+    }
+    let headers = staticHeaders;
+    if (dynamicHeaders.length) {
+      headers = { ...staticHeaders };
+      for (const [name, render] of dynamicHeaders) headers[name] = render(value);
+    }
+    const req: PreparedRequest = { method: request.method, path, headers };
+    if (body) req.body = body(value);
+    return req;
+  };
+}
+
+/** Maps a kept response into (a copy of) the record's value. */
+function responseMapper(
+  cfg: HttpConfig,
+): (value: RecordValue, outcome: Extract<CallOutcome, { kind: 'response' }>) => RecordValue {
+  const into = parseFieldRef(cfg.response.into);
+  const include = new Set(cfg.response.include);
+  if (include.size === 1 && include.has('body'))
+    return (value, outcome) => withField(value, into, outcome.body);
+  return (value, outcome) => {
+    const mapped: Record<string, unknown> = {};
+    if (include.has('status')) mapped.status = outcome.status;
+    if (include.has('headers')) mapped.headers = { ...outcome.headers };
+    if (include.has('body')) mapped.body = outcome.body;
+    return withField(value, into, mapped);
+  };
+}
+
+function ms(duration: string): number {
+  return parseDuration(duration) ?? 0;
+}
+
+export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInstance {
+  const build = requestBuilder(cfg);
+  const map = responseMapper(cfg);
+  const on = cfg.retry.on;
+  const caller = new HttpCaller({
+    origin: compileUrl(cfg.request.url).origin,
+    concurrency: cfg.concurrency,
+    timeouts: {
+      connect: ms(cfg.timeout.connect),
+      headers: ms(cfg.timeout.headers),
+      total: ms(cfg.timeout.total),
+    },
+    retry: {
+      attempts: cfg.retry.attempts,
+      backoff: cfg.retry.backoff,
+      initial: ms(cfg.retry.initial),
+      max: ms(cfg.retry.max),
+      statuses: new Set(on.filter((x): x is number => typeof x === 'number')),
+      serverErrors: on.includes('5xx'),
+      network: on.includes('network'),
+      timeout: on.includes('timeout'),
+    },
+    onStatus: cfg.on_status,
+    as: cfg.response.as,
+    signal: ctx.signal,
+    redactor: new Redactor(secretsOf(cfg)),
+  });
+  if (ctx.batchSize < cfg.concurrency)
+    ctx.logger.warn(
+      `http: concurrency ${cfg.concurrency} is more than settings.batch_size ${ctx.batchSize}; calls run batch by batch, so at most ${ctx.batchSize} are in flight`,
+    );
+  const ordered = cfg.ordered;
+
+  /** One record: its output record, nothing (dropped) or its rejection. */
+  const one = async (record: SluiceRecord): Promise<SluiceRecord | Rejection | undefined> => {
+    let req: PreparedRequest;
+    try {
+      req = build(record.value);
+    } catch (err) {
+      const error = toSluiceError(err, 'SLUICE_STEP_FAILED');
+      const pos = record.meta.position;
+      if (error.code !== 'SLUICE_HTTP_TEMPLATE' || !pos) return { record, error, attempts: 0 };
+      // Name the record in the message too: a log line then says which one.
+      const named = new SluiceError(
+        error.code,
+        `${error.message} (record ${pos.partition} @ ${pos.offset})`,
+        {
+          ...(error.details ? { details: error.details } : {}),
+        },
+      );
+      return { record, error: named, attempts: 0 };
+    }
+    const outcome = await caller.call(req);
+    switch (outcome.kind) {
+      case 'response':
+        return { value: map(record.value, outcome), meta: record.meta };
+      case 'dropped':
+      case 'aborted':
+        return undefined;
+      case 'failed':
+        return { record, error: outcome.error, attempts: outcome.attempts };
+    }
+  };
+
+  return {
+    async process(batch: SluiceRecord[]): Promise<StepResult> {
+      const records: (SluiceRecord | undefined)[] = ordered ? new Array(batch.length) : [];
+      const rejections: (Rejection | undefined)[] = new Array(batch.length);
+      let failed = 0;
+      // Every call of the batch starts now; the caller's slots bound how many are in flight.
+      await Promise.all(
+        batch.map(async (record, i) => {
+          const out = await one(record);
+          if (out === undefined) return;
+          if ('error' in out) {
+            rejections[i] = out;
+            failed++;
+          } else if (ordered) records[i] = out;
+          else records.push(out);
+        }),
+      );
+      if (ctx.signal.aborted) throw toSluiceError(ctx.signal.reason, 'SLUICE_INTERRUPTED');
+      const kept = records.filter((r): r is SluiceRecord => r !== undefined);
+      if (!failed) return { records: kept };
+      return { records: kept, rejected: rejections.filter((r): r is Rejection => r !== undefined) };
+    },
+    close: () => caller.close(),
+  };
+}
+
+export const httpStep = defineStep({
+  name: 'http',
+  summary:
+    'Calls an HTTP API once per record (templated from its fields) and maps the response into the record, with retries, timeouts and bounded concurrency.',
+  description: `For each record, renders a request from the record's fields (\`{{ field.path }}\` placeholders in the URL, query, headers and body), sends it over a pool of keep-alive connections (undici) with at most \`concurrency\` calls in flight, and writes the response (body, or status, headers and body) into the record under \`response.into\`. Records are copied, never changed in place.
+
+Every call is independent: a call that fails after its retries sends that record alone to the errors sink (\`SLUICE_HTTP_STATUS\` with the status, attempt count and the first KiB of the body; \`SLUICE_HTTP_NETWORK\`; \`SLUICE_HTTP_TIMEOUT\`; \`SLUICE_HTTP_RESPONSE\` for a body that is not the JSON asked for) while the other records of its batch go on. A placeholder naming a field the record lacks fails that record with \`SLUICE_HTTP_TEMPLATE\` and sends nothing. \`on_status\` decides, per status class or code, whether a record whose final response is not 2xx is kept (with the response mapped), dropped or sent to the errors sink.
+
+Retries (\`retry\`) use exponential backoff with full jitter, on the statuses and conditions listed in \`retry.on\`, and honour \`Retry-After\` (seconds or an HTTP date, up to \`retry.max\`). While a record waits to retry it holds no connection: other records' calls use it. Credentials (\`auth\`) come from \`\${env:...}\` and are redacted from everything Sluice records. See docs/http.md.
+
+Calls run batch by batch: all of a batch's calls run concurrently (up to \`concurrency\`) and the batch moves on when the last one has finished, so keep \`settings.batch_size\` at or above \`concurrency\`.`,
+  config: httpConfig,
+  examples: [
+    {
+      title: 'Score each payment, writing the JSON answer to a field',
+      yaml: `request:
+  url: https://risk.internal/v1/score/{{ id }}
+concurrency: 512
+response: { into: risk }
+`,
+    },
+    {
+      title: 'POST a JSON body built from the record, with a bearer token from the environment',
+      yaml: `request:
+  method: POST
+  url: https://api.example.com/v2/customers/{{ customer.id }}/verify
+  headers: { Idempotency-Key: "{{ id }}" }
+  body:
+    email: "{{ customer.email }}"
+    amount: "{{ amount }}"
+    note: "order {{ id }}"
+auth: { bearer: "\${env:API_TOKEN}" }
+`,
+    },
+    {
+      title: 'Query parameters, timeouts, retries and status handling',
+      yaml: `request:
+  url: https://geo.example.com/lookup
+  query: { ip: "{{ client_ip }}", lang: en }
+concurrency: 256
+ordered: false
+timeout: { connect: 2s, headers: 5s, total: 10s }
+retry: { attempts: 5, initial: 200ms, max: 30s, on: [429, 5xx, network, timeout] }
+response: { into: geo, as: json, include: [status, body] }
+on_status: { 404: drop, 4xx: error, 5xx: error }
+`,
+    },
+    {
+      title: 'Send a field as the whole body, with an API key header',
+      yaml: `request:
+  method: PUT
+  url: https://search.example.com/index/products/{{ sku }}
+  json: document
+auth: { header: { name: X-Api-Key, value: "\${env:SEARCH_KEY}" } }
+response: { into: indexed, include: [status] }
+`,
+    },
+    {
+      title: 'A form POST with basic authentication, keeping 404s',
+      yaml: `request:
+  method: POST
+  url: https://legacy.example.com/cgi/lookup
+  form: { account: "{{ account_id }}", kind: full }
+auth: { basic: { username: sluice, password: "\${env:LEGACY_PASSWORD}" } }
+response: { into: legacy, as: text, include: [status, headers, body] }
+on_status: { 404: keep }
+`,
+    },
+  ],
+  create: (cfg, ctx) => createHttpStep(cfg, ctx),
+});
