@@ -1,6 +1,7 @@
 import { fileSink, fileSource } from './connectors/file/index.ts';
 import { generateSource } from './connectors/generate/index.ts';
 import { kafkaSink, kafkaSource } from './connectors/kafka/index.ts';
+import { postgresSink, postgresSource } from './connectors/postgres/index.ts';
 import { stdinSource, stdoutSink } from './connectors/stdio/index.ts';
 import type {
   ComponentDefinition,
@@ -63,6 +64,7 @@ export const builtinComponents: readonly ComponentDefinition[] = [
   stdinSource,
   generateSource,
   kafkaSource,
+  postgresSource,
   filterStep,
   sqlStep,
   validateStep,
@@ -71,6 +73,7 @@ export const builtinComponents: readonly ComponentDefinition[] = [
   fileSink,
   stdoutSink,
   kafkaSink,
+  postgresSink,
 ] as ComponentDefinition[];
 
 export function defaultRegistry(): Registry {

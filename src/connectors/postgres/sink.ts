@@ -1,0 +1,583 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { z } from 'zod';
+import { defineSink } from '../../sdk/define.ts';
+import { SluiceError } from '../../sdk/errors.ts';
+import type {
+  ComponentContext,
+  Rejection,
+  SinkInstance,
+  SinkWriteResult,
+  SluiceRecord,
+} from '../../sdk/types.ts';
+import {
+  COLUMN_NAME,
+  columnName,
+  connect,
+  connectionFields,
+  ident,
+  isConnectionError,
+  isDataError,
+  pgError,
+  safeUrl,
+  splitTable,
+  TABLE_NAME,
+} from './common.ts';
+
+export const postgresSinkConfig = z
+  .object({
+    ...connectionFields,
+    table: z
+      .string()
+      .regex(TABLE_NAME, 'expected a table name, optionally schema-qualified: `public.orders`')
+      .describe('The table to write to, `schema.table` (the schema defaults to `public`).'),
+    mode: z
+      .enum(['insert', 'upsert'])
+      .default('insert')
+      .describe(
+        '`insert` adds every record as a row; `upsert` inserts or, when a row with the same `key` exists, ' +
+          'updates its other columns (INSERT ... ON CONFLICT (key) DO UPDATE).',
+      ),
+    key: z
+      .array(z.string().regex(COLUMN_NAME, 'expected a column name'))
+      .min(1)
+      .optional()
+      .describe(
+        'With `mode: upsert`: the key columns. The table needs a primary key or unique index on exactly ' +
+          'them (`create_table` makes them the primary key). Within one batch the last record of a key wins.',
+      ),
+    create_table: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Creates the table when it does not exist, with a column per field of the first batch: integers as bigint, other numbers as double precision, strings as text, booleans as boolean, objects and arrays as jsonb, dates as timestamptz (a field that is null throughout the batch as text).',
+      ),
+    exactly_once: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Keeps, in the same transaction as the rows, the source positions written into the table, in ' +
+          '`<schema>.sluice_checkpoints` (one row per pipeline and table); records at or before them are ' +
+          'skipped as already written. So a run killed after committing but before its checkpoint was saved ' +
+          'does not write those rows twice when it resumes. Set it to false to load the same records again ' +
+          '(a rerun from scratch into a truncated table also needs its sluice_checkpoints row deleted).',
+      ),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    if (cfg.mode === 'upsert' && !cfg.key)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['key'],
+        message: 'mode: upsert needs `key`, the columns that identify a row',
+      });
+    if (cfg.mode === 'insert' && cfg.key)
+      ctx.addIssue({ code: 'custom', path: ['key'], message: '`key` is only for mode: upsert' });
+  });
+
+export type PostgresSinkConfig = z.output<typeof postgresSinkConfig>;
+
+interface Column {
+  /** format_type(): `integer`, `numeric(10,2)`, `jsonb`, `text[]`. */
+  type: string;
+  json: boolean;
+  bytea: boolean;
+}
+
+/** Parameters per INSERT statement, well under PostgreSQL's 65535. */
+const MAX_PARAMS = 30_000;
+const CHECKPOINTS = 'sluice_checkpoints';
+
+/** The column type `create_table` gives a field, from its values in the first batch. */
+export function inferType(values: unknown[]): string {
+  const present = values.filter((v) => v !== null && v !== undefined);
+  if (!present.length) return 'text';
+  if (present.every((v) => typeof v === 'boolean')) return 'boolean';
+  if (present.every((v) => typeof v === 'number' || typeof v === 'bigint'))
+    return present.every((v) => typeof v === 'bigint' || Number.isInteger(v)) ? 'bigint' : 'double precision';
+  if (present.every((v) => v instanceof Date)) return 'timestamptz';
+  if (present.every((v) => typeof v === 'object' && !(v instanceof Date) && !(v instanceof Uint8Array)))
+    return 'jsonb';
+  // Strings, or a mix that no one type holds: text takes them all.
+  return 'text';
+}
+
+/** A record value as the parameter for its column. */
+function encode(value: unknown, column: Column): unknown {
+  if (value === null || value === undefined) return null;
+  if (column.json) return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  if (column.bytea && typeof value === 'string') return Buffer.from(value, 'base64');
+  if (typeof value === 'bigint') return value.toString();
+  if (
+    typeof value === 'object' &&
+    !Array.isArray(value) &&
+    !(value instanceof Date) &&
+    !(value instanceof Uint8Array)
+  )
+    return JSON.stringify(value);
+  return value;
+}
+
+interface Row {
+  record: SluiceRecord;
+  values: Map<string, unknown>;
+}
+
+export class PostgresSink implements SinkInstance {
+  readonly #cfg: PostgresSinkConfig;
+  readonly #ctx: ComponentContext;
+  readonly #schema: string;
+  readonly #name: string;
+  readonly #target: string;
+  readonly #sinkId: string;
+  #client: pg.Client | undefined;
+  #columns: Map<string, Column> | undefined;
+  /** Positions the table already holds (committed by this or an earlier run of the pipeline). */
+  #committed = new Map<string, number>();
+  /** Positions written in the open transaction. */
+  #pending = new Map<string, number>();
+  /** Positions of the records rejected in the open transaction, as `[partition, offset]`. */
+  #pendingRejected: [string, number][] = [];
+  /**
+   * Records the last commit rejected (`partition\noffset`): at or before the held positions, yet
+   * not in the table. A resumed run rejects them again, so their error records are not lost.
+   */
+  #redo = new Set<string>();
+  #inTx = false;
+  #txRows = 0;
+  #skipped = 0;
+  #done: Promise<void> | undefined;
+
+  constructor(cfg: PostgresSinkConfig, ctx: ComponentContext) {
+    this.#cfg = cfg;
+    this.#ctx = ctx;
+    const { schema, name } = splitTable(cfg.table);
+    this.#schema = schema;
+    this.#name = name;
+    this.#target = `${ident(schema)}.${ident(name)}`;
+    this.#sinkId = `${schema}.${name}`;
+  }
+
+  async write(batch: SluiceRecord[]): Promise<SinkWriteResult | undefined> {
+    if (this.#done)
+      throw new SluiceError('SLUICE_SINK_IO', 'the postgres sink is closed', { retriable: false });
+    if (!batch.length) return undefined;
+    await this.#setup(batch);
+    const columns = this.#columns!;
+    const rejected: Rejection[] = [];
+    let rows: Row[] = [];
+    for (const record of batch) {
+      const pos = record.meta.position;
+      if (this.#cfg.exactly_once && pos) {
+        const held = this.#committed.get(pos.partition);
+        if (held !== undefined && pos.offset <= held && !this.#redo.has(`${pos.partition}\n${pos.offset}`)) {
+          this.#skipped++;
+          continue;
+        }
+      }
+      const values = new Map<string, unknown>();
+      let problem: SluiceError | undefined;
+      for (const [field, value] of Object.entries(record.value)) {
+        if (value === undefined) continue;
+        const column = columns.get(field);
+        if (!column) {
+          problem = new SluiceError(
+            'SLUICE_SINK_REJECTED',
+            `field "${field}" has no column in table ${this.#sinkId}`,
+            { details: { field, table: this.#sinkId } },
+          );
+          break;
+        }
+        values.set(field, encode(value, column));
+      }
+      if (problem) rejected.push({ record, error: problem });
+      else rows.push({ record, values });
+    }
+    if (this.#cfg.mode === 'upsert') rows = this.#lastPerKey(rows, rejected);
+    if (rows.length) await this.#insertBatch(rows, rejected);
+    for (const { record } of rows) this.#track(record);
+    for (const { record } of rejected) {
+      const pos = record?.meta.position;
+      if (pos) this.#pendingRejected.push([pos.partition, pos.offset]);
+    }
+    return rejected.length ? { rejected } : undefined;
+  }
+
+  /** With upsert, one row per key (the last): ON CONFLICT cannot touch a row twice in one statement. */
+  #lastPerKey(rows: Row[], rejected: Rejection[]): Row[] {
+    const keys = (this.#cfg.key ?? []).map(columnName);
+    const byKey = new Map<string, Row>();
+    for (const row of rows) {
+      const missing = keys.find((k) => row.values.get(k) === null || row.values.get(k) === undefined);
+      if (missing !== undefined) {
+        rejected.push({
+          record: row.record,
+          error: new SluiceError('SLUICE_SINK_REJECTED', `key field "${missing}" is missing or null`, {
+            details: { field: missing, table: this.#sinkId },
+          }),
+        });
+        continue;
+      }
+      const id = JSON.stringify(keys.map((k) => row.values.get(k)));
+      byKey.delete(id);
+      byKey.set(id, row);
+    }
+    const kept = new Set(byKey.values());
+    // The rows a later one of the same key replaced still count as written: their positions are tracked.
+    for (const row of rows)
+      if (!kept.has(row) && !rejected.some((r) => r.record === row.record)) this.#track(row.record);
+    return [...kept];
+  }
+
+  #track(record: SluiceRecord): void {
+    const pos = record.meta.position;
+    if (!pos) return;
+    const prev = this.#pending.get(pos.partition);
+    if (prev === undefined || pos.offset > prev) this.#pending.set(pos.partition, pos.offset);
+  }
+
+  /** Writes the rows in the open transaction; a row the server refuses becomes a rejection. */
+  async #insertBatch(rows: Row[], rejected: Rejection[]): Promise<void> {
+    const client = this.#client!;
+    const hadRows = this.#txRows > 0;
+    try {
+      if (!this.#inTx) {
+        await client.query('BEGIN');
+        this.#inTx = true;
+      }
+      await client.query('SAVEPOINT sluice_batch');
+      try {
+        for (const group of this.#groups(rows))
+          for (const chunk of this.#chunks(group)) await this.#insert(chunk);
+        await client.query('RELEASE SAVEPOINT sluice_batch');
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        // Some row is bad: find which, one row at a time, and write the others.
+        await client.query('ROLLBACK TO SAVEPOINT sluice_batch');
+        for (const row of rows) {
+          await client.query('SAVEPOINT sluice_row');
+          try {
+            await this.#insert([row]);
+            await client.query('RELEASE SAVEPOINT sluice_row');
+          } catch (rowErr) {
+            if (!isDataError(rowErr)) throw rowErr;
+            await client.query('ROLLBACK TO SAVEPOINT sluice_row');
+            rejected.push({ record: row.record, error: await this.#blame(row, rowErr) });
+          }
+        }
+        const bad = new Set(rejected.map((r) => r.record));
+        rows.splice(0, rows.length, ...rows.filter((r) => !bad.has(r.record)));
+      }
+      this.#txRows += rows.length;
+    } catch (err) {
+      throw this.#ioError(err, `cannot write to ${this.#sinkId}`, hadRows);
+    }
+  }
+
+  /**
+   * A write error as SLUICE_SINK_IO. A lost connection is retriable only while the transaction held
+   * nothing from earlier batches: a retry of this batch alone could not bring those back, so the run
+   * fails instead and resumes from its last checkpoint.
+   */
+  #ioError(err: unknown, what: string, hadRows: boolean): SluiceError {
+    const connection = isConnectionError(err);
+    if (connection) {
+      this.#dropClient();
+      const retriable = !hadRows;
+      this.#ctx.logger.warn(
+        `postgres: ${what}: the connection to ${safeUrl(this.#cfg.url)} was lost (${err instanceof Error ? err.message : String(err)}); ` +
+          (retriable
+            ? 'the batch is retried on a new connection'
+            : 'rows written since the last checkpoint are rolled back: the run fails and resumes from its checkpoint'),
+      );
+      return pgError(err, 'SLUICE_SINK_IO', what, { table: this.#sinkId }, retriable);
+    }
+    return pgError(err, 'SLUICE_SINK_IO', what, { table: this.#sinkId }, false);
+  }
+
+  #dropClient(): void {
+    const client = this.#client;
+    this.#client = undefined;
+    this.#inTx = false;
+    this.#txRows = 0;
+    this.#pending.clear();
+    this.#pendingRejected = [];
+    client?.end().catch(() => {});
+  }
+
+  /**
+   * Upsert rows grouped by the fields they have: in one statement a row without a field would set
+   * that column of an existing row to its default (EXCLUDED holds the default), not leave it.
+   */
+  #groups(rows: Row[]): Row[][] {
+    if (this.#cfg.mode !== 'upsert') return [rows];
+    const groups = new Map<string, Row[]>();
+    for (const row of rows) {
+      const id = JSON.stringify([...row.values.keys()].sort());
+      const group = groups.get(id);
+      if (group) group.push(row);
+      else groups.set(id, [row]);
+    }
+    return [...groups.values()];
+  }
+
+  *#chunks(rows: Row[]): Generator<Row[]> {
+    const width = Math.max(1, this.#columns!.size);
+    const per = Math.max(1, Math.floor(MAX_PARAMS / width));
+    for (let i = 0; i < rows.length; i += per) yield rows.slice(i, i + per);
+  }
+
+  async #insert(rows: Row[]): Promise<void> {
+    const fields = [...new Set(rows.flatMap((r) => [...r.values.keys()]))];
+    if (!fields.length) {
+      for (let i = 0; i < rows.length; i++)
+        await this.#client!.query(`INSERT INTO ${this.#target} DEFAULT VALUES`);
+      return;
+    }
+    const params: unknown[] = [];
+    const tuples = rows.map((row) => {
+      const cells = fields.map((f) => {
+        // An absent field takes the column's default; an explicit null is NULL.
+        if (!row.values.has(f)) return 'DEFAULT';
+        params.push(row.values.get(f));
+        return `$${params.length}`;
+      });
+      return `(${cells.join(', ')})`;
+    });
+    let sql = `INSERT INTO ${this.#target} (${fields.map(ident).join(', ')}) VALUES ${tuples.join(', ')}`;
+    if (this.#cfg.mode === 'upsert') {
+      const keys = (this.#cfg.key ?? []).map(columnName);
+      const others = fields.filter((f) => !keys.includes(f));
+      sql += ` ON CONFLICT (${keys.map(ident).join(', ')}) ${
+        others.length
+          ? `DO UPDATE SET ${others.map((f) => `${ident(f)} = EXCLUDED.${ident(f)}`).join(', ')}`
+          : 'DO NOTHING'
+      }`;
+    }
+    await this.#client!.query(sql, params);
+  }
+
+  /** Names the field of a refused row: the first value its column type cannot take, else the server's column. */
+  async #blame(row: Row, err: unknown): Promise<SluiceError> {
+    const client = this.#client!;
+    const pgErr = err as { message?: string; code?: string; column?: string; constraint?: string };
+    for (const [field, value] of row.values) {
+      const column = this.#columns!.get(field)!;
+      await client.query('SAVEPOINT sluice_cast');
+      try {
+        await client.query(`SELECT $1::${column.type}`, [value]);
+        await client.query('RELEASE SAVEPOINT sluice_cast');
+      } catch (castErr) {
+        await client.query('ROLLBACK TO SAVEPOINT sluice_cast');
+        const message = castErr instanceof Error ? castErr.message : String(castErr);
+        return new SluiceError(
+          'SLUICE_SINK_REJECTED',
+          `field "${field}" cannot be written to column ${field} (${column.type}) of ${this.#sinkId}: ${message}`,
+          {
+            details: {
+              field,
+              column_type: column.type,
+              table: this.#sinkId,
+              sqlstate: (castErr as { code?: string }).code,
+            },
+          },
+        );
+      }
+    }
+    const field = pgErr.column;
+    const type = field ? this.#columns!.get(field)?.type : undefined;
+    return new SluiceError(
+      'SLUICE_SINK_REJECTED',
+      `${field ? `field "${field}" (column type ${type ?? 'unknown'}): ` : ''}${this.#sinkId} refused the row: ${pgErr.message ?? String(err)}`,
+      {
+        details: {
+          table: this.#sinkId,
+          sqlstate: pgErr.code,
+          ...(field ? { field, column_type: type } : {}),
+          ...(pgErr.constraint ? { constraint: pgErr.constraint } : {}),
+        },
+      },
+    );
+  }
+
+  /** Connects, creates the table if asked, and loads its columns and the positions it holds. */
+  async #setup(batch: SluiceRecord[]): Promise<void> {
+    if (this.#client && this.#columns) return;
+    const { logger, signal } = this.#ctx;
+    this.#client = await connect(this.#cfg.url, logger, 'SLUICE_SINK_IO', signal);
+    const client = this.#client;
+    try {
+      let columns = await this.#loadColumns();
+      if (!columns.size && this.#cfg.create_table) {
+        await this.#createTable(batch);
+        columns = await this.#loadColumns();
+      }
+      if (!columns.size)
+        throw new SluiceError(
+          'SLUICE_SINK_IO',
+          `table ${this.#sinkId} does not exist (set create_table: true to create it from the records)`,
+          { retriable: false, details: { table: this.#sinkId } },
+        );
+      if (this.#cfg.exactly_once) {
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${ident(this.#schema)}.${CHECKPOINTS} (
+             pipeline text NOT NULL, sink text NOT NULL, token text NOT NULL,
+             positions jsonb NOT NULL, rejected jsonb NOT NULL DEFAULT '[]', committed_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (pipeline, sink))`,
+        );
+        const held = await client.query(
+          `SELECT positions, rejected FROM ${ident(this.#schema)}.${CHECKPOINTS} WHERE pipeline = $1 AND sink = $2`,
+          [this.#ctx.pipelineName, this.#sinkId],
+        );
+        const row = held.rows[0] as
+          | { positions: Record<string, number>; rejected: [string, number][] }
+          | undefined;
+        const positions = row?.positions ?? {};
+        for (const [partition, offset] of row?.rejected ?? []) this.#redo.add(`${partition}\n${offset}`);
+        // Reconnects keep the larger of what this instance committed and what the table says.
+        for (const [partition, offset] of Object.entries(positions))
+          if (!(this.#committed.get(partition)! >= offset)) this.#committed.set(partition, offset);
+      }
+      this.#columns = columns;
+    } catch (err) {
+      const error = pgError(err, 'SLUICE_SINK_IO', `cannot prepare table ${this.#sinkId}`, {
+        table: this.#sinkId,
+      });
+      this.#dropClient();
+      throw error;
+    }
+  }
+
+  async #loadColumns(): Promise<Map<string, Column>> {
+    const result = await this.#client!.query(
+      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typname AS typname
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+        WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+      [this.#target],
+    );
+    const columns = new Map<string, Column>();
+    for (const r of result.rows as { name: string; type: string; typname: string }[])
+      columns.set(r.name, {
+        type: r.type,
+        json: r.typname === 'json' || r.typname === 'jsonb',
+        bytea: r.typname === 'bytea',
+      });
+    return columns;
+  }
+
+  async #createTable(batch: SluiceRecord[]): Promise<void> {
+    const fields = new Map<string, unknown[]>();
+    for (const { value } of batch)
+      for (const [field, v] of Object.entries(value)) {
+        if (!fields.has(field)) fields.set(field, []);
+        fields.get(field)!.push(v);
+      }
+    const keys = this.#cfg.mode === 'upsert' ? (this.#cfg.key ?? []).map(columnName) : [];
+    const defs = [...fields].map(([field, values]) => `${ident(field)} ${inferType(values)}`);
+    for (const k of keys) if (!fields.has(k)) defs.push(`${ident(k)} text`);
+    if (keys.length) defs.push(`PRIMARY KEY (${keys.map(ident).join(', ')})`);
+    await this.#client!.query(`CREATE SCHEMA IF NOT EXISTS ${ident(this.#schema)}`);
+    await this.#client!.query(`CREATE TABLE IF NOT EXISTS ${this.#target} (${defs.join(', ')})`);
+    this.#ctx.logger.info(`postgres: created table ${this.#sinkId}`, { columns: defs });
+  }
+
+  /**
+   * Commits the rows written since the last commit, in one transaction with the positions they
+   * cover (exactly_once), so the table and its sluice_checkpoints row never disagree.
+   */
+  async commit(): Promise<void> {
+    if (!this.#inTx || !this.#client) return;
+    const client = this.#client;
+    try {
+      if (this.#cfg.exactly_once && this.#pending.size) {
+        const merged = new Map(this.#committed);
+        for (const [p, o] of this.#pending) if (!(merged.get(p)! >= o)) merged.set(p, o);
+        const positions = Object.fromEntries(merged);
+        await client.query(
+          `INSERT INTO ${ident(this.#schema)}.${CHECKPOINTS} (pipeline, sink, token, positions, rejected) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (pipeline, sink) DO UPDATE SET token = EXCLUDED.token, positions = EXCLUDED.positions,
+             rejected = EXCLUDED.rejected, committed_at = now()`,
+          [
+            this.#ctx.pipelineName,
+            this.#sinkId,
+            randomUUID(),
+            JSON.stringify(positions),
+            JSON.stringify(this.#pendingRejected),
+          ],
+        );
+        await client.query('COMMIT');
+        this.#committed = merged;
+      } else {
+        await client.query('COMMIT');
+      }
+      this.#inTx = false;
+      this.#txRows = 0;
+      this.#pending.clear();
+      this.#pendingRejected = [];
+    } catch (err) {
+      // Whether a COMMIT whose connection died landed is unknown: fail, and let the resume (and the
+      // positions in sluice_checkpoints) sort it out rather than guess.
+      throw this.#ioError(err, `cannot commit to ${this.#sinkId}`, true);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#done ??= (async () => {
+      try {
+        await this.commit();
+        if (this.#skipped)
+          this.#ctx.logger.info(
+            `postgres: skipped ${this.#skipped} record(s) that ${this.#sinkId} already held (exactly_once)`,
+          );
+      } finally {
+        await this.#client?.end().catch(() => {});
+        this.#client = undefined;
+      }
+    })();
+    return this.#done;
+  }
+
+  async abort(): Promise<void> {
+    this.#done ??= (async () => {
+      const client = this.#client;
+      this.#client = undefined;
+      if (!client) return;
+      if (this.#inTx) await client.query('ROLLBACK').catch(() => {});
+      await client.end().catch(() => {});
+    })();
+    return this.#done;
+  }
+
+  outputs(): string[] {
+    return [`postgres table ${this.#sinkId}`];
+  }
+}
+
+export const postgresSink = defineSink({
+  name: 'postgres',
+  summary: 'Writes records to a PostgreSQL table (insert or upsert), exactly once across a kill.',
+  description: `Each record becomes a row of \`table\`: each field goes to the column of the same name (a field the record lacks takes the column default). Rows are written with multi-row \`INSERT ... VALUES\` statements in one transaction per checkpoint, committed at the checkpoint. With \`mode: upsert\` a row whose \`key\` exists is updated instead.
+
+A record with a field that has no column, or a value its column cannot take (text in an integer column, a null in a NOT NULL column), goes to the errors sink as SLUICE_SINK_REJECTED naming the field and the column type; the rest of the batch is written.
+
+With \`exactly_once\` (the default) the transaction also records, in \`<schema>.sluice_checkpoints\`, the last source position per partition the table now holds; records at or before them are skipped. A run killed at any point and resumed therefore leaves each record in the table once. See docs/postgres.md for the precise guarantee.`,
+  config: postgresSinkConfig,
+  examples: [
+    {
+      title: 'Append rows to an existing table',
+      yaml: `url: postgres://etl@db.internal:5432/shop
+table: analytics.page_views
+`,
+    },
+    {
+      title: 'Upsert customers by id, creating the table on the first run',
+      yaml: `url: postgres://etl@db.internal:5432/crm
+table: customers
+mode: upsert
+key: [id]
+create_table: true
+`,
+    },
+  ],
+  create: (cfg, ctx) => new PostgresSink(cfg, ctx),
+});
