@@ -85,7 +85,7 @@ function jobDetails(id: string): Promise<JobDetails> {
   return api<JobDetails>('GET', `/v1/jobs/${id}`);
 }
 
-async function waitForState(id: string, states: string[], timeoutMs = 30_000): Promise<JobDetails> {
+async function waitForState(id: string, states: string[], timeoutMs = 120_000): Promise<JobDetails> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const details = await jobDetails(id);
@@ -240,7 +240,7 @@ describe('sluice CLI against a real server', () => {
       },
       env,
     );
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000;
     while (!waitingId && Date.now() < deadline) await sleep(50);
     assert.ok(waitingId, 'submit --wait printed the job id');
     const running = await waitForState(waitingId, ['running']);

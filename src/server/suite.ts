@@ -304,7 +304,7 @@ export function controlPlaneSuite(kind: StoreKind): void {
       const api2 = apiClient(second.url, first.token);
       try {
         for (const [i, id] of ids.entries()) {
-          const job = await waitForJob(api2, id, undefined, 90_000);
+          const job = await waitForJob(api2, id);
           assert.equal(job.state, 'succeeded', `${id}: ${job.reason}`);
           assert.ok(job.restarts >= 1);
           assertExactlyOnce(await readJsonLines(path.join(work, `out/survivor${i + 1}`)), count);

@@ -100,7 +100,7 @@ export async function waitForJob(
   api: Api,
   id: string,
   done: (job: ApiJob) => boolean = (j) => FINAL.includes(j.state),
-  timeoutMs = 60_000,
+  timeoutMs = 180_000,
 ): Promise<ApiJob> {
   const deadline = Date.now() + timeoutMs;
   let last: ApiJob | undefined;
