@@ -1,4 +1,4 @@
-import type { RunProgress } from '../engine/run.ts';
+import { inputFraction, type RunProgress } from '../engine/run.ts';
 import { formatBytes, formatCount, formatDuration, formatRate } from './format.ts';
 
 /**
@@ -25,7 +25,7 @@ export class ProgressReporter {
       formatRate(this.#rate),
       `elapsed ${formatDuration(p.elapsedMs)}`,
     ];
-    const fraction = fractionDone(p);
+    const fraction = inputFraction(p) ?? undefined;
     if (fraction !== undefined) {
       const size = p.source.bytesTotal ? ` of ${formatBytes(p.source.bytesTotal)}` : '';
       parts.unshift(`${(fraction * 100).toFixed(1)}%${size}`);
@@ -35,11 +35,4 @@ export class ProgressReporter {
     }
     return parts.join(' · ');
   }
-}
-
-function fractionDone(p: RunProgress): number | undefined {
-  const { bytesRead, bytesTotal, recordsTotal } = p.source;
-  if (bytesTotal && bytesRead !== undefined) return Math.min(1, bytesRead / bytesTotal);
-  if (recordsTotal) return Math.min(1, p.read / recordsTotal);
-  return undefined;
 }

@@ -1040,6 +1040,7 @@ export class PushdownRun {
     return {
       elapsedMs: this.#started ? performance.now() - this.#started : 0,
       read: 0,
+      skipped: 0,
       written: 0,
       failed: 0,
       filtered: 0,

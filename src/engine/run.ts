@@ -55,10 +55,20 @@ export interface RunSummary {
 export interface RunProgress {
   elapsedMs: number;
   read: number;
+  /** Records a resumed run dropped because an earlier attempt had committed them. */
+  skipped: number;
   written: number;
   failed: number;
   filtered: number;
   source: SourceProgress;
+}
+
+/** How much of a bounded input a run has consumed (0..1), when its source can tell. */
+export function inputFraction(p: RunProgress): number | null {
+  const { bytesRead, bytesTotal, recordsTotal } = p.source;
+  if (bytesTotal && bytesRead !== undefined) return Math.min(1, bytesRead / bytesTotal);
+  if (recordsTotal) return Math.min(1, (p.read + p.skipped) / recordsTotal);
+  return null;
 }
 
 export interface RunSnapshot {
@@ -180,6 +190,7 @@ export class PipelineRun {
     return {
       elapsedMs: this.#started ? performance.now() - this.#started : 0,
       read: this.#sourceStats.out,
+      skipped: this.#skipped,
       written: this.#sinkSlots.reduce((n, s) => n + s.stats.out, 0),
       failed: this.#errors?.total ?? 0,
       filtered: this.#stepStats.reduce((n, s) => n + s.filtered, 0),
@@ -672,13 +683,7 @@ export class PipelineRun {
       ...this.#sinkSlots.map((s) => s.stats),
       ...(this.#errors ? [this.#errors.stats] : []),
     ].map((s) => s.toJSON());
-    const progress = this.#source?.progress?.();
-    const fraction =
-      progress?.bytesTotal && progress.bytesRead !== undefined
-        ? Math.min(1, progress.bytesRead / progress.bytesTotal)
-        : progress?.recordsTotal
-          ? Math.min(1, (this.#sourceStats.out + this.#skipped) / progress.recordsTotal)
-          : null;
+    const fraction = inputFraction(this.progress());
     const failure = this.#failure;
     const status: RunStatus = this.#interrupted ? 'interrupted' : failure ? 'failed' : 'succeeded';
     const read = this.#sourceStats.in;

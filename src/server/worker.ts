@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createLogger } from '../cli/logger.ts';
 import { FileCheckpointStore, saveCheckpointsTo } from '../engine/checkpoint-store.ts';
-import { PipelineRun } from '../engine/run.ts';
+import { inputFraction, PipelineRun } from '../engine/run.ts';
 import { defaultRegistry } from '../registry.ts';
 import { toSluiceError } from '../sdk/errors.ts';
 import { loadVersion } from './jobs.ts';
@@ -103,13 +103,6 @@ async function runJob(start: StartMessage): Promise<number> {
 
 function live(run: PipelineRun): LiveProgress {
   const p = run.progress();
-  const { bytesRead, bytesTotal, recordsTotal } = p.source;
-  const fraction =
-    bytesTotal && bytesRead !== undefined
-      ? Math.min(1, bytesRead / bytesTotal)
-      : recordsTotal
-        ? Math.min(1, p.read / recordsTotal)
-        : null;
   return {
     read: p.read,
     written: p.written,
@@ -117,7 +110,7 @@ function live(run: PipelineRun): LiveProgress {
     filtered: p.filtered,
     elapsed_ms: Math.round(p.elapsedMs),
     records_per_second: p.elapsedMs > 0 ? Math.round((p.read / p.elapsedMs) * 1000) : 0,
-    input_fraction: fraction,
+    input_fraction: inputFraction(p),
   };
 }
 
