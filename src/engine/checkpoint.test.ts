@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import type { Logger } from '../sdk/types.ts';
 import { loadPipeline } from '../spec/validate.ts';
 import { type Checkpoint, FileCheckpointStore } from './checkpoint-store.ts';
 import { PipelineRun, type RunOptions } from './run.ts';
+import { runUntilKilled } from './test-util.ts';
 
 const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -549,15 +549,7 @@ await run.run();
 `,
     );
     await writeFile(path.join(dir, 'pipeline.yaml'), killSpec(intervalFor(at)));
-    const child = spawn(process.execPath, [script], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      child.on('exit', (c, s) => resolve([c, s])),
-    );
-    assert.equal(signal, 'SIGKILL', `the job was not killed: exit ${code}, ${stderr}`);
+    await runUntilKilled(script);
     return JSON.parse(await readFile(path.join(dir, 'killed-at.json'), 'utf8'));
   }
 
@@ -749,18 +741,7 @@ const run = new PipelineRun({
 await run.run();
 `,
     );
-    const child = spawn(process.execPath, [script], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, SLUICE_TEST_KILL_AT: String(at) },
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      child.on('exit', (c, s) => resolve([c, s])),
-    );
-    assert.equal(signal, 'SIGKILL', `the job was not killed: exit ${code}, ${stderr}`);
+    await runUntilKilled(script, { SLUICE_TEST_KILL_AT: String(at) });
   }
 
   /** Restarts the killed job as a server does: its checkpoint if it saved one, another run id and run directory. */

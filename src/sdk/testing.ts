@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import type { z } from 'zod';
 import { ERROR_CODES } from './errors.ts';
 import type {
   ComponentContext,
@@ -26,6 +27,12 @@ const silentLogger: Logger = {
 };
 
 /** A context for tests: a fresh AbortSignal, a silent logger, baseDir = cwd, batch size 100. */
+/** A config's validation problems as "path: message" lines (empty when it is valid). */
+export function configIssues(schema: z.ZodType, value: unknown): string[] {
+  const result = schema.safeParse(value);
+  return result.success ? [] : result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+}
+
 export function testContext(overrides: Partial<ComponentContext> = {}): ComponentContext {
   return {
     signal: new AbortController().signal,

@@ -3,16 +3,10 @@
  * plain JSON with cumulative counters since the run started, so a lost message skews no total.
  */
 import type { PipelineRun } from '../engine/run.ts';
-import type { OperatorKind } from '../engine/stats.ts';
+import type { OperatorSummary } from '../engine/stats.ts';
 
-export interface OperatorMetrics {
-  name: string;
-  kind: OperatorKind;
-  component: string;
-  in: number;
-  out: number;
-  filtered: number;
-  failed: number;
+/** The summary's counters of one operator, with its batch-latency histogram instead of its total time. */
+export interface OperatorMetrics extends Omit<OperatorSummary, 'time_ms'> {
   /**
    * Batch processing time: `buckets` counts batches per bucket of LATENCY_BUCKETS_SECONDS (not
    * cumulative), with one more slot for batches slower than the last bound; `sum` in seconds.

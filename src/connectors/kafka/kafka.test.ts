@@ -4,24 +4,10 @@ import { describe, it } from 'node:test';
 import { NetworkError, UserError } from '@platformatic/kafka';
 import { defaultRegistry } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
-import { testContext } from '../../sdk/testing.ts';
+import { configIssues, testContext } from '../../sdk/testing.ts';
 import { kafkaError } from './common.ts';
 import { type KafkaSource, kafkaSink, kafkaSource } from './index.ts';
 import { startTimestamp } from './source.ts';
-
-/** The issues of a failed parse as "path: message" lines. */
-function issues(
-  schema: {
-    safeParse(v: unknown): {
-      success: boolean;
-      error?: { issues: { path: PropertyKey[]; message: string }[] };
-    };
-  },
-  value: unknown,
-): string[] {
-  const result = schema.safeParse(value);
-  return result.success ? [] : (result.error?.issues ?? []).map((i) => `${i.path.join('.')}: ${i.message}`);
-}
 
 const base = { bootstrap_servers: '127.0.0.1:9092' };
 
@@ -43,32 +29,33 @@ describe('kafka source config', () => {
   });
 
   it('needs exactly one of topics and topic_pattern, naming the field', () => {
-    assert.deepEqual(issues(kafkaSource.config, base), [
+    assert.deepEqual(configIssues(kafkaSource.config, base), [
       'topics: give either `topics` (a list) or `topic_pattern` (a regular expression), not both',
     ]);
-    assert.deepEqual(issues(kafkaSource.config, { ...base, topics: ['a'], topic_pattern: 'a.*' }), [
+    assert.deepEqual(configIssues(kafkaSource.config, { ...base, topics: ['a'], topic_pattern: 'a.*' }), [
       'topic_pattern: give either `topics` (a list) or `topic_pattern` (a regular expression), not both',
     ]);
-    assert.deepEqual(issues(kafkaSource.config, { ...base, topic_pattern: 'orders(' }), [
+    assert.deepEqual(configIssues(kafkaSource.config, { ...base, topic_pattern: 'orders(' }), [
       'topic_pattern: not a valid regular expression',
     ]);
-    assert.deepEqual(issues(kafkaSource.config, { ...base, topics: ['no spaces'] }), [
+    assert.deepEqual(configIssues(kafkaSource.config, { ...base, topics: ['no spaces'] }), [
       'topics.0: a topic name is 1-249 letters, digits, ".", "_" or "-"',
     ]);
   });
 
   it('refuses a broker address without a port, and an empty list', () => {
-    assert.deepEqual(issues(kafkaSource.config, { bootstrap_servers: 'k1:9092,localhost', topics: ['a'] }), [
-      'bootstrap_servers: "localhost" is not host:port (e.g. 127.0.0.1:9092)',
-    ]);
     assert.deepEqual(
-      issues(kafkaSource.config, { bootstrap_servers: ['[::1]:9092', 'k2:99999'], topics: ['a'] }),
+      configIssues(kafkaSource.config, { bootstrap_servers: 'k1:9092,localhost', topics: ['a'] }),
+      ['bootstrap_servers: "localhost" is not host:port (e.g. 127.0.0.1:9092)'],
+    );
+    assert.deepEqual(
+      configIssues(kafkaSource.config, { bootstrap_servers: ['[::1]:9092', 'k2:99999'], topics: ['a'] }),
       ['bootstrap_servers: "k2:99999" is not host:port (e.g. 127.0.0.1:9092)'],
     );
-    assert.deepEqual(issues(kafkaSource.config, { bootstrap_servers: ' , ', topics: ['a'] }), [
+    assert.deepEqual(configIssues(kafkaSource.config, { bootstrap_servers: ' , ', topics: ['a'] }), [
       'bootstrap_servers: name at least one broker',
     ]);
-    assert.match(issues(kafkaSource.config, { topics: ['a'] })[0] ?? '', /^bootstrap_servers: /);
+    assert.match(configIssues(kafkaSource.config, { topics: ['a'] })[0] ?? '', /^bootstrap_servers: /);
   });
 
   it('takes earliest, latest or an ISO timestamp with a zone for start_from', () => {
@@ -79,10 +66,10 @@ describe('kafka source config', () => {
       '2024-05-01T10:00:00Z',
       '2024-05-01T10:00:00.123+02:00',
     ])
-      assert.deepEqual(issues(kafkaSource.config, { ...base, topics: ['a'], start_from: ok }), [], ok);
+      assert.deepEqual(configIssues(kafkaSource.config, { ...base, topics: ['a'], start_from: ok }), [], ok);
     for (const bad of ['yesterday', '2024-05-01T10:00:00', '2024-13-45', 'Earliest'])
       assert.deepEqual(
-        issues(kafkaSource.config, { ...base, topics: ['a'], start_from: bad }),
+        configIssues(kafkaSource.config, { ...base, topics: ['a'], start_from: bad }),
         [
           'start_from: expected earliest, latest, or an ISO 8601 date or time with a zone (2024-05-01T00:00:00Z)',
         ],
@@ -94,13 +81,13 @@ describe('kafka source config', () => {
   });
 
   it('refuses unknown fields, at the top and in fields', () => {
-    assert.deepEqual(issues(kafkaSource.config, { ...base, topics: ['a'], topic: 'a' }), [
+    assert.deepEqual(configIssues(kafkaSource.config, { ...base, topics: ['a'], topic: 'a' }), [
       ': Unrecognized key: "topic"',
     ]);
-    assert.deepEqual(issues(kafkaSource.config, { ...base, topics: ['a'], fields: { keys: 'k' } }), [
+    assert.deepEqual(configIssues(kafkaSource.config, { ...base, topics: ['a'], fields: { keys: 'k' } }), [
       'fields: Unrecognized key: "keys"',
     ]);
-    assert.deepEqual(issues(kafkaSource.config, { ...base, topics: ['a'], format: 'avro' }).length, 1);
+    assert.deepEqual(configIssues(kafkaSource.config, { ...base, topics: ['a'], format: 'avro' }).length, 1);
   });
 
   it('reads in the group sluice-<pipeline> unless one is given; close() without read() is harmless', async () => {
@@ -127,14 +114,14 @@ describe('kafka sink config', () => {
       compression: 'none',
       max_message_bytes: 1_000_000,
     });
-    assert.deepEqual(issues(kafkaSink.config, base), [
+    assert.deepEqual(configIssues(kafkaSink.config, base), [
       'topic: Invalid input: expected string, received undefined',
     ]);
-    assert.deepEqual(issues(kafkaSink.config, { ...base, topic: 'a/b' }), [
+    assert.deepEqual(configIssues(kafkaSink.config, { ...base, topic: 'a/b' }), [
       'topic: a topic name is 1-249 letters, digits, ".", "_" or "-"',
     ]);
-    assert.equal(issues(kafkaSink.config, { ...base, topic: 'a', compression: 'brotli' }).length, 1);
-    assert.deepEqual(issues(kafkaSink.config, { ...base, topic: 'a', acks: 1 }), [
+    assert.equal(configIssues(kafkaSink.config, { ...base, topic: 'a', compression: 'brotli' }).length, 1);
+    assert.deepEqual(configIssues(kafkaSink.config, { ...base, topic: 'a', acks: 1 }), [
       ': Unrecognized key: "acks"',
     ]);
   });

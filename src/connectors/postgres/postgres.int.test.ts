@@ -4,7 +4,6 @@
  * create_table, the conformance kit, and pipeline runs SIGKILLed mid-run and resumed.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { FileCheckpointStore } from '../../engine/checkpoint-store.ts';
 import { PipelineRun } from '../../engine/run.ts';
+import { runUntilKilled } from '../../engine/test-util.ts';
 import { defaultRegistry } from '../../registry.ts';
 import type { SluiceError } from '../../sdk/errors.ts';
 import { readAll, sinkConformance, sourceConformance, testContext } from '../../sdk/testing.ts';
@@ -466,15 +466,7 @@ const run = new PipelineRun({
 await run.run();
 `,
     );
-    const child = spawn(process.execPath, [script], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      child.on('exit', (c, s) => resolve([c, s])),
-    );
-    assert.equal(signal, 'SIGKILL', `the job was not killed: exit ${code}, ${stderr}`);
+    await runUntilKilled(script);
   }
 
   /** Resumes the job in this process, as the next attempt, from its saved checkpoint. */

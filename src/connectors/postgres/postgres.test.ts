@@ -4,23 +4,10 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { defaultRegistry } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
-import { testContext } from '../../sdk/testing.ts';
+import { configIssues, testContext } from '../../sdk/testing.ts';
 import { isConnectionError, isDataError, pgError, qualified, splitTable } from './common.ts';
 import { postgresSink, postgresSource, sourcePartition } from './index.ts';
 import { inferType } from './sink.ts';
-
-function issues(
-  schema: {
-    safeParse(v: unknown): {
-      success: boolean;
-      error?: { issues: { path: PropertyKey[]; message: string }[] };
-    };
-  },
-  value: unknown,
-): string[] {
-  const result = schema.safeParse(value);
-  return result.success ? [] : (result.error?.issues ?? []).map((i) => `${i.path.join('.')}: ${i.message}`);
-}
 
 const url = 'postgres://u@127.0.0.1:5432/db';
 
@@ -32,35 +19,41 @@ describe('postgres source config', () => {
   });
 
   it('needs exactly one of table and query', () => {
-    assert.deepEqual(issues(postgresSource.config, { url }), [
+    assert.deepEqual(configIssues(postgresSource.config, { url }), [
       'table: give either `table` or `query`, not both',
     ]);
-    assert.deepEqual(issues(postgresSource.config, { url, table: 't', query: 'SELECT 1' }), [
+    assert.deepEqual(configIssues(postgresSource.config, { url, table: 't', query: 'SELECT 1' }), [
       'query: give either `table` or `query`, not both',
     ]);
   });
 
   it('needs a cursor for incremental mode, and only there', () => {
-    assert.deepEqual(issues(postgresSource.config, { url, table: 't', mode: 'incremental' }), [
+    assert.deepEqual(configIssues(postgresSource.config, { url, table: 't', mode: 'incremental' }), [
       'cursor: mode: incremental needs a `cursor` column',
     ]);
-    assert.deepEqual(issues(postgresSource.config, { url, table: 't', cursor: 'id' }), [
+    assert.deepEqual(configIssues(postgresSource.config, { url, table: 't', cursor: 'id' }), [
       'cursor: `cursor` is only for mode: incremental',
     ]);
     assert.deepEqual(
-      issues(postgresSource.config, { url, table: 't', mode: 'incremental', cursor: 'id', order_by: ['id'] }),
+      configIssues(postgresSource.config, {
+        url,
+        table: 't',
+        mode: 'incremental',
+        cursor: 'id',
+        order_by: ['id'],
+      }),
       ['order_by: mode: incremental reads in `cursor` order; `order_by` is only for mode: full'],
     );
   });
 
   it('refuses a URL that is not postgres://, a bad table name and unknown keys', () => {
-    assert.deepEqual(issues(postgresSource.config, { url: 'mysql://x', table: 't' }), [
+    assert.deepEqual(configIssues(postgresSource.config, { url: 'mysql://x', table: 't' }), [
       'url: expected a postgres:// URL',
     ]);
-    assert.deepEqual(issues(postgresSource.config, { url, table: 'a b; drop' }), [
+    assert.deepEqual(configIssues(postgresSource.config, { url, table: 'a b; drop' }), [
       'table: expected a table name, optionally schema-qualified: `public.orders`',
     ]);
-    assert.equal(issues(postgresSource.config, { url, table: 't', tabel: 'x' }).length, 1);
+    assert.equal(configIssues(postgresSource.config, { url, table: 't', tabel: 'x' }).length, 1);
   });
 
   it('names partitions after the table, or a hash of the query', () => {
@@ -84,13 +77,16 @@ describe('postgres sink config', () => {
   });
 
   it('needs key for upsert, and only there', () => {
-    assert.deepEqual(issues(postgresSink.config, { url, table: 't', mode: 'upsert' }), [
+    assert.deepEqual(configIssues(postgresSink.config, { url, table: 't', mode: 'upsert' }), [
       'key: mode: upsert needs `key`, the columns that identify a row',
     ]);
-    assert.deepEqual(issues(postgresSink.config, { url, table: 't', key: ['id'] }), [
+    assert.deepEqual(configIssues(postgresSink.config, { url, table: 't', key: ['id'] }), [
       'key: `key` is only for mode: upsert',
     ]);
-    assert.deepEqual(issues(postgresSink.config, { url, table: 't', mode: 'upsert', key: [] }).length, 1);
+    assert.deepEqual(
+      configIssues(postgresSink.config, { url, table: 't', mode: 'upsert', key: [] }).length,
+      1,
+    );
   });
 
   it('is registered, and every example parses', () => {
