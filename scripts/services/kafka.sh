@@ -6,7 +6,8 @@
 #   scripts/services/kafka.sh stop     # stop what `start` started
 #   scripts/services/kafka.sh url      # print the bootstrap address
 #
-# Data lives in .sluice/services/kafka (ignored by git). Ports: $SLUICE_KAFKA_PORT (default 59092)
+# Data lives in .sluice/services/kafka (ignored by git), or in $SLUICE_KAFKA_DIR for another broker
+# beside it (the fault tests restart one of their own). Ports: $SLUICE_KAFKA_PORT (default 59092)
 # for clients, $SLUICE_KAFKA_CONTROLLER_PORT (default the client port + 1) for the controller.
 # The jars are the ones scripts/services/kafka/pom.xml names (Maven copies them into lib/).
 # Tests read the address from $SLUICE_TEST_KAFKA_BOOTSTRAP (see `url`).
@@ -16,8 +17,8 @@ cd "$(dirname "$0")/../.."
 PORT="${SLUICE_KAFKA_PORT:-59092}"
 CONTROLLER_PORT="${SLUICE_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 POM="$PWD/scripts/services/kafka/pom.xml"
-ROOT="$PWD/.sluice/services/kafka"
-LIB="$ROOT/lib"
+LIB="$PWD/.sluice/services/kafka/lib"
+ROOT="${SLUICE_KAFKA_DIR:-$PWD/.sluice/services/kafka}"
 DATA="$ROOT/data"
 LOG="$ROOT/server.log"
 PIDFILE="$ROOT/kafka.pid"
@@ -51,9 +52,9 @@ install() {
   rm -rf "$LIB" "$DATA"
   mkdir -p "$LIB"
   if ! mvn -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB" \
-    >"$ROOT/mvn.log" 2>&1; then
-    tail -n 40 "$ROOT/mvn.log" >&2
-    echo "kafka.sh: Maven could not fetch Kafka's jars (log: $ROOT/mvn.log)" >&2
+    >"$LIB/../mvn.log" 2>&1; then
+    tail -n 40 "$LIB/../mvn.log" >&2
+    echo "kafka.sh: Maven could not fetch Kafka's jars (log: $LIB/../mvn.log)" >&2
     exit 1
   fi
   echo "$digest" >"$LIB/.pom-digest"

@@ -39,6 +39,48 @@ const checkpointSchema = z.object({
   records: z.object({ read: z.number(), written: z.number(), failed: z.number() }),
 });
 
+/**
+ * Where a pipeline keeps its last checkpoint. A save must be atomic: after a crash at any moment,
+ * `load` returns either the previous checkpoint or the new one, never a torn one.
+ */
+export interface CheckpointStore {
+  /** Where the checkpoint lives, for messages (a file path, an s3:// URL, a table and key). */
+  readonly location: string;
+  /** The saved checkpoint, or undefined when there is none. Throws SLUICE_CHECKPOINT when it is unreadable. */
+  load(): Promise<Checkpoint | undefined>;
+  save(cp: Checkpoint): Promise<void>;
+  /** Removes the checkpoint (and anything a crash during a save left behind). */
+  clear(): Promise<void>;
+  /** Releases connections; the store is not used afterwards. */
+  close?(): Promise<void>;
+}
+
+/**
+ * Parses a stored checkpoint's text. Throws SLUICE_CHECKPOINT naming `location` when it is not
+ * valid JSON or not a checkpoint, and telling how to start over.
+ */
+export function parseCheckpoint(text: string, location: string): Checkpoint {
+  const corrupt = (why: string, cause: unknown) =>
+    new SluiceError(
+      'SLUICE_CHECKPOINT',
+      `the checkpoint ${location} is corrupt: ${why}; delete it (or run with --from-scratch) to run the pipeline from the start`,
+      { cause, details: { location } },
+    );
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw corrupt(`it is not valid JSON (${errorText(err)})`, err);
+  }
+  const parsed = checkpointSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+    throw corrupt(`${where}${issue?.message ?? 'unexpected content'}`, parsed.error);
+  }
+  return parsed.data;
+}
+
 const FILE = 'checkpoint.json';
 
 /**
@@ -46,13 +88,17 @@ const FILE = 'checkpoint.json';
  * (temporary file, fsync, rename, fsync of the directory), so a crash at any moment leaves either
  * the previous checkpoint or the new one, never a torn file.
  */
-export class FileCheckpointStore {
+export class FileCheckpointStore implements CheckpointStore {
   readonly dir: string;
   readonly file: string;
 
   constructor(dir: string) {
     this.dir = path.resolve(dir);
     this.file = path.join(this.dir, FILE);
+  }
+
+  get location(): string {
+    return this.file;
   }
 
   /** The saved checkpoint, or undefined when there is none. Throws SLUICE_CHECKPOINT when it is unreadable. */
@@ -71,19 +117,7 @@ export class FileCheckpointStore {
         },
       );
     }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (err) {
-      throw this.#corrupt(`it is not valid JSON (${errorText(err)})`, err);
-    }
-    const parsed = checkpointSchema.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
-      throw this.#corrupt(`${where}${issue?.message ?? 'unexpected content'}`, parsed.error);
-    }
-    return parsed.data;
+    return parseCheckpoint(text, this.file);
   }
 
   async save(cp: Checkpoint): Promise<void> {
@@ -141,14 +175,6 @@ export class FileCheckpointStore {
       );
     }
   }
-
-  #corrupt(why: string, cause: unknown): SluiceError {
-    return new SluiceError(
-      'SLUICE_CHECKPOINT',
-      `the checkpoint ${this.file} is corrupt: ${why}; delete it to run the pipeline from the start`,
-      { cause, details: { file: this.file } },
-    );
-  }
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */
@@ -177,7 +203,7 @@ function errorText(err: unknown): string {
  * positions and pending output saved together, with the run's counts at that moment.
  */
 export function saveCheckpointsTo(
-  store: FileCheckpointStore,
+  store: CheckpointStore,
   pipeline: string,
   runId: string,
   counts: () => Checkpoint['records'],

@@ -10,7 +10,7 @@ import type { Logger } from '../sdk/types.ts';
 import { loadPipeline } from '../spec/validate.ts';
 import { type Checkpoint, FileCheckpointStore } from './checkpoint-store.ts';
 import { PipelineRun, type RunOptions } from './run.ts';
-import { runUntilKilled } from './test-util.ts';
+import { runUntilKilled, writeKillStep } from './test-util.ts';
 
 const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -687,28 +687,6 @@ settings: { batch_size: 100, checkpoint_interval: 0ms }
   const singleFileSink = '  - file: out/result.jsonl';
   const partFileSink = '  - file: { path: out/, format: jsonl, roll: { max_records: 50 } }';
   const singleFileErrors = 'errors: { file: errors/all.jsonl }';
-
-  async function writeKillStep(dir: string): Promise<void> {
-    const sdk = JSON.stringify(pathToFileURL(path.join(SRC, 'sdk/index.ts')).href);
-    await writeFile(
-      path.join(dir, 'kill.ts'),
-      `import { defineStep, z } from ${sdk};
-const at = Number(process.env.SLUICE_TEST_KILL_AT);
-export default defineStep({
-  name: 'kill-at',
-  summary: 'Kills its own process once a record id reaches SLUICE_TEST_KILL_AT (tests only).',
-  config: z.object({}).strict(),
-  examples: [],
-  create: () => ({
-    process(batch) {
-      if (batch.some((r) => r.value.id >= at)) process.kill(process.pid, 'SIGKILL');
-      return { records: batch };
-    },
-  }),
-});
-`,
-    );
-  }
 
   /**
    * Runs the pipeline in a child process that saves checkpoints as a server's job process does

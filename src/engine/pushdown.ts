@@ -16,6 +16,7 @@ import { fileSink } from '../connectors/file/index.ts';
 import { formatFromPath, type InputFile, listInputFiles } from '../connectors/file/paths.ts';
 import { type FileSinkConfig, isSingleFilePath } from '../connectors/file/sink.ts';
 import type { FileSourceConfig } from '../connectors/file/source.ts';
+import { isS3Url } from '../connectors/s3/client.ts';
 import {
   type Compression,
   compressionExtension,
@@ -147,12 +148,14 @@ function structuralReasons(pipeline: Pipeline, options: PlanOptions): string[] {
         reasons.push(
           'the sink writes JSON Lines: DuckDB prints numbers, timestamps and escapes differently from Sluice (12.0 vs 12)',
         );
+      if (isS3Url(config.path)) reasons.push('the sink writes to S3; pushdown writes local files only');
       if (config.roll) reasons.push('the sink rolls part files (roll); pushdown writes one file');
       if (config.partition_by) reasons.push('the sink partitions (partition_by)');
     }
   }
   if (pipeline.source.component === 'file') {
     const config = pipeline.source.config as FileSourceConfig;
+    if (isS3Url(config.path)) reasons.push('the source reads S3; pushdown reads local files only');
     if (config.format === 'jsonl')
       reasons.push(
         'the source is JSON Lines: Sluice types every value by itself, DuckDB a whole column, so results could differ',
@@ -1346,6 +1349,7 @@ export class PushdownRun {
       failure: {
         code: 'SLUICE_INTERRUPTED',
         message: 'interrupted: DuckDB stopped; the temporary output was discarded',
+        retriable: false,
       },
     };
   }

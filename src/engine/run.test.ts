@@ -247,7 +247,7 @@ describe('PipelineRun', () => {
     assert.ok(summary.records.read < 5000, 'stopped early');
   });
 
-  it('retries retriable sink errors, then sends the batch to the errors sink with attempts', async () => {
+  it('retries retriable sink errors; out of retries, fails the run as retriable and keeps the batch out of the errors sink', async () => {
     const retriable = () => new SluiceError('SLUICE_SINK_IO', 'flaky');
     const flaky = memorySink({ failWrites: [retriable(), retriable()] });
     const p1 = pipeline({
@@ -269,10 +269,30 @@ describe('PipelineRun', () => {
       settings: { batch_size: 10, sink_retry: { attempts: 3, initial_backoff: '1ms' } },
     });
     const summary = await runOf(p2).run();
+    assert.equal(summary.status, 'failed');
+    assert.deepEqual(summary.failure, { code: 'SLUICE_SINK_IO', message: 'flaky', retriable: true });
+    assert.equal(summary.records.failed, 0);
+    assert.equal(errors.committed.length, 0, 'good records are not errors');
+  });
+
+  it('sends a batch the sink refuses with a non-retriable error to the errors sink, with attempts', async () => {
+    const refused = memorySink({
+      failWrites: [new SluiceError('SLUICE_SINK_IO', 'no such column', { retriable: false })],
+    });
+    const errors = memorySink();
+    const summary = await runOf(
+      pipeline({
+        source: countingSource(30),
+        sinks: [refused.def],
+        errors: errors.def,
+        settings: { batch_size: 10 },
+      }),
+    ).run();
+    assert.equal(summary.status, 'succeeded');
     assert.equal(summary.records.failed, 10);
-    assert.equal(broken.committed.length, 20);
+    assert.equal(refused.committed.length, 20);
     const rec = errors.committed[0] as unknown as ErrorRecordValue;
-    assert.equal(rec.attempts, 3);
+    assert.equal(rec.attempts, 1);
     assert.equal(rec.stage, 'sink');
     assert.equal(rec.code, 'SLUICE_SINK_IO');
   });
@@ -440,7 +460,7 @@ describe('PipelineRun', () => {
       pipeline({ source: broken, sinks: [sink.def], errors: memorySink().def }),
     ).run();
     assert.equal(summary.status, 'failed');
-    assert.deepEqual(summary.failure, { code: 'SLUICE_SOURCE_IO', message: 'disk on fire' });
+    assert.deepEqual(summary.failure, { code: 'SLUICE_SOURCE_IO', message: 'disk on fire', retriable: true });
     assert.ok(sink.calls.includes('abort'));
   });
 });

@@ -45,7 +45,8 @@ export interface RunSummary {
   positions: Record<string, number>;
   /** The checkpoint positions this run resumed from, or null when it started from the beginning. */
   resumed_from: Record<string, number> | null;
-  failure: { code: string; message: string } | null;
+  /** Why the run failed; `retriable`: a restart from the last checkpoint may succeed (a dropped connection, a broker away). */
+  failure: { code: string; message: string; retriable: boolean } | null;
   /** Peak resident memory of the process that ran the pipeline. */
   peak_rss_mib: number;
   /** Which engine ran it: the streaming engine, or one DuckDB COPY (docs/pushdown.md). */
@@ -523,7 +524,11 @@ export class PipelineRun {
     return { perSink, rejected };
   }
 
-  /** Writes with retries for retriable errors (exponential backoff, full jitter). */
+  /**
+   * Writes with retries for retriable errors (exponential backoff, full jitter). A batch the sink
+   * refuses with a non-retriable error goes to the errors sink; a retriable one that outlasts the
+   * retries fails the run.
+   */
   async #write(slot: SinkSlot, records: SluiceRecord[]): Promise<void> {
     if (!records.length) return;
     const { attempts, initial_backoff, max_backoff } = this.#pipeline.settings.sink_retry;
@@ -540,8 +545,14 @@ export class PipelineRun {
         return;
       } catch (err) {
         const error = toSluiceError(err, 'SLUICE_SINK_IO');
-        if (this.#hardStop.signal.aborted) throw error;
-        if (error.retriable && attempt < attempts) {
+        // Records of earlier batches are gone with the sink's transaction: retrying this batch, or
+        // sending it to the errors sink, would let the next checkpoint commit past the lost ones.
+        if (this.#hardStop.signal.aborted || error.code === 'SLUICE_SINK_ROLLED_BACK') throw error;
+        // Out of retries, a retriable error is the sink's trouble (a broker or database away), not
+        // the records': the run fails and is restarted from its checkpoint (settings.restart)
+        // instead of sending good records to the errors sink.
+        if (error.retriable && attempt >= attempts) throw error;
+        if (error.retriable) {
           const wait = Math.random() * Math.min(cap, base * 2 ** (attempt - 1));
           this.#options.logger.warn(`sink ${slot.use.name}: write failed, retrying`, {
             attempt,
@@ -714,7 +725,9 @@ export class PipelineRun {
       checkpoints: { count: this.#checkpoints, last_at: this.#lastCheckpoint?.toISOString() ?? null },
       positions: Object.fromEntries(this.#committedPositions),
       resumed_from: this.#resumedFrom,
-      failure: failure ? { code: failure.code, message: failure.message } : null,
+      failure: failure
+        ? { code: failure.code, message: failure.message, retriable: failure.retriable }
+        : null,
       peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
       engine: 'streaming',
     };

@@ -1,6 +1,9 @@
 /** Helpers for tests that kill a pipeline's process for real. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 /** Runs a TypeScript script in a child process and asserts that it ended by SIGKILL (it kills itself). */
 export async function runUntilKilled(script: string, env: Record<string, string> = {}): Promise<void> {
@@ -16,4 +19,37 @@ export async function runUntilKilled(script: string, env: Record<string, string>
     child.on('exit', (c, s) => resolve([c, s])),
   );
   assert.equal(signal, 'SIGKILL', `the job was not killed: exit ${code}, ${stderr}`);
+}
+
+/**
+ * Writes `kill.ts` into `dir`: a `script` step (`- script: { module: kill.ts }`) that SIGKILLs its
+ * own process once a batch holds a record whose `id` reaches SLUICE_TEST_KILL_AT. With
+ * SLUICE_TEST_KILL_AFTER_SAVE (a checkpoint file), it waits from there until that file was saved
+ * by this process, so the next run has a checkpoint of this one to resume from. Without
+ * SLUICE_TEST_KILL_AT it passes every record through.
+ */
+export async function writeKillStep(dir: string): Promise<void> {
+  const sdk = JSON.stringify(pathToFileURL(path.resolve(import.meta.dirname, '../sdk/index.ts')).href);
+  await writeFile(
+    path.join(dir, 'kill.ts'),
+    `import { defineStep, z } from ${sdk};
+import { statSync } from 'node:fs';
+const at = Number(process.env.SLUICE_TEST_KILL_AT ?? Number.POSITIVE_INFINITY);
+const saved = process.env.SLUICE_TEST_KILL_AFTER_SAVE;
+const started = Date.now();
+const savedByUs = () => !saved || (statSync(saved, { throwIfNoEntry: false })?.mtimeMs ?? 0) >= started;
+export default defineStep({
+  name: 'kill-at',
+  summary: 'Kills its own process once a record id reaches SLUICE_TEST_KILL_AT (tests only).',
+  config: z.object({}).strict(),
+  examples: [],
+  create: () => ({
+    process(batch) {
+      if (batch.some((r) => r.value.id >= at) && savedByUs()) process.kill(process.pid, 'SIGKILL');
+      return { records: batch };
+    },
+  }),
+});
+`,
+  );
 }

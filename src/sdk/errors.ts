@@ -33,6 +33,11 @@ export const ERROR_CODES = {
     retriable: true,
     description: 'A sink failed to write or commit.',
   },
+  SLUICE_SINK_ROLLED_BACK: {
+    retriable: true,
+    description:
+      'A sink lost output it had not committed yet (its transaction was rolled back when the connection dropped). The run fails at once rather than commit a checkpoint past the lost records; `sluice run` and `sluice server` restart it from its last checkpoint per settings.restart.',
+  },
   SLUICE_SINK_REJECTED: {
     retriable: false,
     description: 'A sink refused a record, for example a value its format cannot hold.',

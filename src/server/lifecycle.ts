@@ -25,7 +25,8 @@ export const TRANSITIONS: Record<JobState, Partial<Record<JobState, string>>> = 
   running: {
     succeeded: 'its process finished with every record accounted for',
     failed: 'its process failed, or died and its restart policy gave up',
-    pending: 'its process died (or the server restarted) and it will be restarted from its checkpoint',
+    pending:
+      'its process died, its run failed with a retriable error, or the server restarted: it will be restarted from its checkpoint',
     cancelling: 'cancel was asked: its process is draining',
   },
   cancelling: {

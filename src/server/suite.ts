@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import type { SluiceError } from '../sdk/errors.ts';
 import type { ApiJob } from './jobs.ts';
 import { jobPaths } from './jobs.ts';
@@ -236,6 +237,52 @@ export function controlPlaneSuite(kind: StoreKind): void {
         assert.match(
           job.reason ?? '',
           /SLUICE_JOB_PROCESS: its process died \(killed by SIGKILL\).*1 restart/,
+        );
+      });
+
+      it('restarts a job whose run failed with a retriable error, and says why', async () => {
+        // A step whose first attempt fails as a sink does when its database is away.
+        const marker = path.join(work, `flaky-${Date.now()}.marker`);
+        const module = path.join(work, `flaky-${Date.now()}.ts`);
+        const sdk = pathToFileURL(path.resolve(import.meta.dirname, '../sdk/index.ts')).href;
+        await writeFile(
+          module,
+          `import { existsSync, writeFileSync } from 'node:fs';
+import { defineStep, SluiceError, z } from ${JSON.stringify(sdk)};
+export default defineStep({
+  name: 'flaky-open',
+  summary: 'Fails its first attempt with a retriable error (tests only).',
+  config: z.object({}).strict(),
+  examples: [],
+  create: () => {
+    if (!existsSync(${JSON.stringify(marker)})) {
+      writeFileSync(${JSON.stringify(marker)}, '');
+      throw new SluiceError('SLUICE_SINK_IO', 'the database is away', { retriable: true });
+    }
+    return { process: (batch) => ({ records: batch }) };
+  },
+});
+`,
+        );
+        const spec = generateSpec('flaky', { count: 500 }).replace(
+          'sink:\n',
+          `steps:\n  - script: { module: ${JSON.stringify(module)} }\nsink:\n`,
+        );
+        const id = (await submit(spec)).body.job.id;
+        const job = await waitForJob(api, id);
+        assert.equal(job.state, 'succeeded', job.reason ?? '');
+        assert.equal(job.restarts, 1);
+        assertExactlyOnce(await readJsonLines(path.join(work, 'out/flaky')), 500);
+        const detail = await api.call<{ events: { to_state: string; reason: string }[] }>(
+          'GET',
+          `/v1/jobs/${id}`,
+        );
+        const restarted = detail.body.events.find(
+          (e) => e.to_state === 'pending' && e.reason !== 'submitted',
+        );
+        assert.match(
+          restarted?.reason ?? '',
+          /^it failed: SLUICE_SINK_IO: .*the database is away; restart 1 of 3/,
         );
       });
 

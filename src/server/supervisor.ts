@@ -253,6 +253,14 @@ export class Supervisor {
     if (job.state !== 'running') return;
     if (code === WORKER_EXIT.succeeded && summary?.status === 'succeeded') {
       await this.#finalize(job, 'running', 'succeeded', 'finished', summary, attempts, live.checks);
+    } else if (code === WORKER_EXIT.failed && summary?.failure?.retriable) {
+      // A dropped connection or a broker away: a restart from the checkpoint may well succeed.
+      await this.#crashed(
+        job,
+        `it failed: ${summary.failure.code}: ${summary.failure.message}`,
+        summary,
+        attempts,
+      );
     } else if (
       (code === WORKER_EXIT.failed && summary?.status === 'failed') ||
       code === WORKER_EXIT.invalid
@@ -267,7 +275,10 @@ export class Supervisor {
     }
   }
 
-  /** The process died: restart from the checkpoint while the policy allows, else fail. */
+  /**
+   * The process died, or the run failed with a retriable error (`exit` then starts with "it
+   * failed"): restart from the checkpoint while the policy allows, else fail.
+   */
   async #crashed(
     job: JobRecord,
     exit: string,
@@ -281,7 +292,8 @@ export class Supervisor {
         job,
         'running',
         'failed',
-        `SLUICE_JOB_PROCESS: its process died (${exit}) and its restart policy allows ${policy.attempts} restart${policy.attempts === 1 ? '' : 's'}, all used`,
+        `${exit.startsWith('it failed: ') ? exit.slice('it failed: '.length) : `SLUICE_JOB_PROCESS: ${why(exit)}`}; ` +
+          `its restart policy allows ${policy.attempts} restart${policy.attempts === 1 ? '' : 's'}, all used`,
         summary,
         attempts,
       );
@@ -292,7 +304,7 @@ export class Supervisor {
       job.id,
       'running',
       'pending',
-      `its process died (${exit}); restart ${used + 1} of ${policy.attempts} in ${Math.round(wait / 1000)}s, from its last checkpoint`,
+      `${why(exit)}; restart ${used + 1} of ${policy.attempts} in ${Math.round(wait / 1000)}s, from its last checkpoint`,
       {
         restarts: used + 1,
         next_start_at: Date.now() + wait,
@@ -300,7 +312,7 @@ export class Supervisor {
         summary: { ...(job.summary ?? {}), attempts },
       },
     );
-    this.#o.logger.warn('job process died; restarting from its checkpoint', {
+    this.#o.logger.warn(`job restarting from its checkpoint: ${why(exit)}`, {
       job_id: job.id,
       exit,
       wait_ms: wait,
@@ -485,4 +497,9 @@ function killStaleWorker(pid: number, jobId: string): void {
   } catch {
     // gone already, or not ours to read
   }
+}
+
+/** Why a job is restarted, for its events: its process died, or its run failed with a retriable error. */
+function why(exit: string): string {
+  return exit.startsWith('it failed') ? exit : `its process died (${exit})`;
 }

@@ -68,14 +68,18 @@ export const restartSchema = z
       .min(0)
       .max(100)
       .default(3)
-      .describe('Restarts after the job process dies (killed, out of memory, crashed) before the job fails.'),
+      .describe(
+        'Restarts before the run fails: after its process dies (killed, out of memory, crashed) under `sluice ' +
+          'server`, or after it failed with a retriable error (a dropped connection, a broker away) under both.',
+      ),
     backoff: durationSchema.default('1s').describe('Wait before the first restart; doubles each time.'),
     max_backoff: durationSchema.default('1m').describe('Longest wait between restarts.'),
   })
   .strict()
   .describe(
-    'How `sluice server` restarts a job whose process died; it resumes from the last checkpoint. A run that ' +
-      'fails on its own (error limit, invalid input) is not restarted.',
+    'How a run is restarted from its last checkpoint: by `sluice server` when its process died, and by `sluice run` ' +
+      'and `sluice server` when it failed with a retriable error. A run that fails on its own (error limit, invalid ' +
+      'input) is not restarted.',
   );
 
 export const settingsSchema = z

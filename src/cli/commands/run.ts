@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { FileCheckpointStore, saveCheckpointsTo } from '../../engine/checkpoint-store.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Checkpoint, FileCheckpointStore, saveCheckpointsTo } from '../../engine/checkpoint-store.ts';
 import { type PushdownPlan, PushdownRun, planPushdown } from '../../engine/pushdown.ts';
 import { PipelineRun, type RunProgress, type RunSummary } from '../../engine/run.ts';
 import type { OperatorSummary } from '../../engine/stats.ts';
 import { defaultRegistry } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
+import { parseDuration } from '../../spec/duration.ts';
 import { loadPipeline, type Pipeline } from '../../spec/validate.ts';
 import { EXIT } from '../exit-codes.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
@@ -111,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
     path.resolve(options['checkpoint-dir'] ?? '.sluice/checkpoints', pipeline.metadata.name),
   );
   const previous = options['from-scratch'] ? undefined : await checkpoints.load();
-  const resume = previous && !previous.final ? previous : undefined;
+  let resume = previous && !previous.final ? previous : undefined;
 
   // A pushed-down run has no checkpoints to resume from: a resumed run is a streaming one.
   const pushdownPlan = await planPushdown(pipeline, {
@@ -123,8 +125,11 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!resume) await checkpoints.clear();
 
-  const runId = `${pipeline.metadata.name}-${timestamp()}-${randomBytes(2).toString('hex')}`;
-  const runDir = path.resolve(options['run-dir'] ?? '.sluice/runs', runId);
+  const newRun = () => {
+    const id = `${pipeline.metadata.name}-${timestamp()}-${randomBytes(2).toString('hex')}`;
+    return { id, dir: path.resolve(options['run-dir'] ?? '.sluice/runs', id) };
+  };
+  let { id: runId, dir: runDir } = newRun();
   await mkdir(runDir, { recursive: true });
 
   const live = progressMode === 'live' || (progressMode === 'auto' && process.stderr.isTTY === true);
@@ -134,17 +139,19 @@ export async function run(argv: string[]): Promise<number> {
     if (liveShown) process.stderr.write('\r\x1b[2K');
     liveShown = false;
   };
-  const logger = createLogger({ level, format, bindings: { run_id: runId }, beforeWrite: clearLive });
+  const loggerFor = (id: string) =>
+    createLogger({ level, format, bindings: { run_id: id }, beforeWrite: clearLive });
+  let logger = loggerFor(runId);
   const pushdownRun = pushdownPlan.eligible
     ? new PushdownRun({ pipeline, plan: pushdownPlan, runId, runDir, logger })
     : undefined;
   let pipelineRun: PipelineRun | undefined;
   if (pushdownRun) logger.info('pushdown: the run is one DuckDB COPY (docs/pushdown.md)');
-  if (resume) {
+  const announceResume = (cp: Checkpoint) =>
     process.stderr.write(
-      `resuming from the checkpoint of run ${resume.run_id} (saved ${resume.saved_at}); --from-scratch reads the input from the start\n`,
+      `resuming from the checkpoint of run ${cp.run_id} (saved ${cp.saved_at}); --from-scratch reads the input from the start\n`,
     );
-  }
+  if (resume) announceResume(resume);
 
   const progress = new ProgressReporter();
   const line = (): string =>
@@ -159,9 +166,11 @@ export async function run(argv: string[]): Promise<number> {
       : undefined;
 
   let signals = 0;
+  const stopped = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     clearLive();
+    stopped.abort();
     if (signals === 1) {
       process.stderr.write(
         `${signal}: draining and committing what was read; send it again to stop at once\n`,
@@ -183,7 +192,10 @@ export async function run(argv: string[]): Promise<number> {
       const outcome = await pushdownRun.run();
       if (outcome.kind === 'done') summary = outcome.summary;
     }
-    if (!summary) {
+    // A run that failed with a retriable error (a dropped connection, a broker away longer than
+    // the sink's retries) restarts from its last checkpoint, as `sluice server` restarts a job.
+    const policy = pipeline.settings.restart;
+    for (let restarts = 0; !summary; ) {
       const counts = () => {
         const p = pipelineRun!.progress();
         return { read: p.read, written: p.written, failed: p.failed };
@@ -197,7 +209,33 @@ export async function run(argv: string[]): Promise<number> {
         onCheckpoint: saveCheckpointsTo(checkpoints, pipeline.metadata.name, runId, counts),
       });
       if (signals > 0) pipelineRun.stop();
-      summary = await pipelineRun.run();
+      const attempt = await pipelineRun.run();
+      const failure = attempt.failure;
+      if (attempt.status !== 'failed' || !failure?.retriable || restarts >= policy.attempts || signals > 0) {
+        summary = attempt;
+        break;
+      }
+      restarts++;
+      const base = parseDuration(policy.backoff) ?? 1000;
+      const cap = parseDuration(policy.max_backoff) ?? 60_000;
+      const wait = Math.min(cap, base * 2 ** (restarts - 1));
+      await writeFile(path.join(runDir, 'run.json'), `${JSON.stringify(attempt, null, 2)}\n`);
+      clearLive();
+      process.stderr.write(
+        `run ${runId} failed: ${failure.code}: ${failure.message}\n` +
+          `restart ${restarts} of ${policy.attempts} (settings.restart) in ${formatDuration(wait)}, from the last checkpoint\n`,
+      );
+      await sleep(wait, undefined, { signal: stopped.signal }).catch(() => {});
+      if (signals > 0) {
+        summary = attempt;
+        break;
+      }
+      const saved = await checkpoints.load();
+      resume = saved && !saved.final ? saved : undefined;
+      if (resume) announceResume(resume);
+      ({ id: runId, dir: runDir } = newRun());
+      await mkdir(runDir, { recursive: true });
+      logger = loggerFor(runId);
     }
   } finally {
     if (timer) clearInterval(timer);
