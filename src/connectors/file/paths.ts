@@ -4,18 +4,23 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import picomatch from 'picomatch';
 import { escapePath, glob, isDynamicPattern } from 'tinyglobby';
 import { stripCompressionExtension } from '../../formats/compression.ts';
 import { SluiceError } from '../../sdk/errors.ts';
+import { parseS3Url, type S3Connection, s3Url } from '../s3/client.ts';
 
 export const FORMATS = ['csv', 'jsonl', 'parquet'] as const;
 export type FileFormat = (typeof FORMATS)[number];
 
 export interface InputFile {
-  /** The path as the user wrote it: relative to baseDir when the config path is relative. */
+  /** The path as the user wrote it: relative to baseDir when the config path is relative; s3://bucket/key for S3. */
   display: string;
+  /** The local path; for S3, the s3:// URL. */
   absolute: string;
   size: number;
+  /** Set for an S3 object. */
+  s3?: { bucket: string; key: string };
 }
 
 const toPosix = (p: string): string => p.split(path.sep).join('/');
@@ -138,4 +143,83 @@ export function encodePartitionValue(value: unknown): string {
   return text.replace(UNSAFE, (ch) =>
     encodeURIComponent(ch).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
   );
+}
+
+// ---------------------------------------------------------------- S3
+
+/** Characters that may start glob syntax (picomatch's), escapes included: a literal prefix stops before them. */
+const GLOB_CHARS = /[*?[\]{}()!+@\\]/;
+
+/**
+ * Splits an S3 key pattern into the longest literal prefix, which ListObjectsV2 narrows the listing
+ * to, and whether the pattern has glob syntax at all (`logs/2024-0[1-3]/*.csv` lists under
+ * `logs/2024-0`). S3 prefixes are plain string prefixes, not folders, so the prefix may end mid-name.
+ */
+export function splitS3Pattern(pattern: string): { prefix: string; glob: boolean } {
+  if (!picomatch.scan(pattern).isGlob) return { prefix: pattern, glob: false };
+  const at = pattern.search(GLOB_CHARS);
+  return { prefix: at < 0 ? pattern : pattern.slice(0, at), glob: true };
+}
+
+/**
+ * True when a `/`-separated segment of `key` is hidden or a marker (`.x`, `_x`) where `pattern`'s
+ * segment at that place does not itself start with `.` or `_` (a pattern may name such a folder).
+ */
+export function hasHiddenSegment(key: string, pattern: string, from = 0): boolean {
+  const keySegments = key.split('/');
+  const patternSegments = pattern.split('/');
+  for (let i = from; i < keySegments.length; i++) {
+    const segment = keySegments[i]!;
+    if (segment !== '' && isHiddenName(segment) && !isHiddenName(patternSegments[i] ?? '')) return true;
+  }
+  return false;
+}
+
+/** S3's key order: UTF-8 bytes. */
+const byUtf8 = (a: { key: string }, b: { key: string }): number =>
+  Buffer.compare(Buffer.from(a.key), Buffer.from(b.key));
+
+/**
+ * Expands `url` (s3://bucket/key, s3://bucket/prefix/ or s3://bucket/glob) into objects sorted by
+ * key. A key that is no object but a prefix of others (`s3://b/logs`) is read as the folder
+ * `logs/`. Below a folder or a glob's literal part, names with a hidden or `_` segment are skipped
+ * (`_SUCCESS`, `_temporary/`, `.staging`), as for local files. Throws SLUICE_SOURCE_IO when nothing
+ * matches.
+ */
+export async function listS3InputFiles(url: string, conn: S3Connection): Promise<InputFile[]> {
+  const { bucket, key } = parseS3Url(url, 'SLUICE_SOURCE_IO');
+  const toInput = (o: { key: string; size: number }): InputFile => ({
+    display: s3Url(bucket, o.key),
+    absolute: s3Url(bucket, o.key),
+    size: o.size,
+    s3: { bucket, key: o.key },
+  });
+  const { prefix, glob: isGlob } = splitS3Pattern(key);
+  let objects: { key: string; size: number }[] = [];
+  let folder: string | undefined;
+  if (isGlob) {
+    const matches = picomatch(key, { dot: false });
+    // Only below the literal folders: a folder the pattern names outright is the user's choice.
+    const from = prefix.split('/').length - 1;
+    for await (const o of conn.list(bucket, prefix))
+      if (matches(o.key) && !hasHiddenSegment(o.key, key, from)) objects.push(o);
+  } else {
+    const single = key !== '' && !key.endsWith('/') ? await conn.head(bucket, key) : undefined;
+    if (single) objects = [{ key, size: single.size }];
+    else {
+      folder = key === '' || key.endsWith('/') ? key : `${key}/`;
+      const from = folder.split('/').length - 1;
+      for await (const o of conn.list(bucket, folder))
+        if (!o.key.endsWith('/') && !hasHiddenSegment(o.key, folder, from)) objects.push(o);
+    }
+  }
+  if (objects.length === 0)
+    throw new SluiceError(
+      'SLUICE_SOURCE_IO',
+      isGlob
+        ? `no object matches ${url} at ${conn.where} (listed the keys under s3://${bucket}/${prefix})`
+        : `no object ${url} and no objects under s3://${bucket}/${folder ?? ''} at ${conn.where} (hidden and _-prefixed names are skipped)`,
+      { retriable: false, details: { path: url, endpoint: conn.where } },
+    );
+  return objects.sort(byUtf8).map(toInput);
 }

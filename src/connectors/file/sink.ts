@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { type Compression, compressionExtension, compressionFromPath } from '../../formats/compression.ts';
@@ -15,6 +17,18 @@ import type {
   SinkWriteResult,
   SluiceRecord,
 } from '../../sdk/types.ts';
+import {
+  checkS3Fields,
+  isS3Url,
+  isUnsupported,
+  type PreparedUpload,
+  parseS3Url,
+  S3Connection,
+  s3OptionsFromConfig,
+  s3OptionsSchema,
+  s3Url,
+  s3UrlProblem,
+} from '../s3/client.ts';
 import { encodePartitionValue, type FileFormat, FORMATS, formatFromPath } from './paths.ts';
 import { TextFileWriter } from './writer.ts';
 
@@ -51,7 +65,9 @@ export const fileSinkConfig = z
         'A directory, where part files `part-<run id>-<seq>.<ext>` are written, or a single file whose extension names ' +
           'the format (`out/result.jsonl`, `.csv`, `.tsv`, `.ndjson`, `.json`, `.parquet`, optionally `.gz`/`.zst`). ' +
           'Files are written under hidden temporary names and renamed into place when committed. A relative path ' +
-          'resolves against the spec file.',
+          'resolves against the spec file. On S3: `s3://bucket/prefix/` for part files, or `s3://bucket/key.jsonl` ' +
+          'for one object; parts are staged in a local temporary folder and uploaded as multipart uploads that are ' +
+          'completed only when the checkpoint naming them is saved.',
       ),
     format: z
       .enum(FORMATS)
@@ -114,9 +130,11 @@ export const fileSinkConfig = z
           '__HIVE_DEFAULT_PARTITION__). The fields are left out of the written records, as DuckDB and Hive do. ' +
           'Directory paths only.',
       ),
+    s3: s3OptionsSchema.optional(),
   })
   .strict()
   .superRefine((config, ctx) => {
+    checkS3Fields(config, ctx);
     if (isSingleFilePath(config.path)) {
       const inferred = formatFromPath(config.path)!;
       if (config.roll)
@@ -169,6 +187,41 @@ const commitTokenSchema = z.object({
   files: z.array(z.object({ temp: z.string().min(1), final: z.string().min(1) })),
 });
 type CommitToken = z.output<typeof commitTokenSchema>;
+
+/**
+ * The commit token of an s3:// path: per part file, a multipart upload with every part uploaded,
+ * which commitPrepared completes (an empty file, which cannot be a multipart upload, is put then).
+ */
+const s3CommitTokenSchema = z.object({
+  sink: z.literal('file'),
+  store: z.literal('s3'),
+  run_id: z.string().min(1),
+  /** s3://bucket/prefix/ */
+  root: z.string().min(1),
+  files: z.array(
+    z.union([
+      z.object({
+        key: z.string().min(1),
+        upload_id: z.string().min(1),
+        commit_id: z.string().min(1),
+        parts: z.array(z.object({ part_number: z.number().int().min(1), etag: z.string().min(1) })).min(1),
+      }),
+      z.object({ key: z.string().min(1), empty: z.literal(true) }),
+    ]),
+  ),
+});
+type S3CommitToken = z.output<typeof s3CommitTokenSchema>;
+type S3TokenFile = S3CommitToken['files'][number];
+
+/** Where an s3:// path writes: the bucket and the key (single file) or key prefix (part files). */
+interface S3Target {
+  conn: S3Connection;
+  bucket: string;
+  /** The object's key for a single file; else the prefix part keys start with ('' or ending in /). */
+  key: string;
+  /** The local folder parts are staged in before they are uploaded. */
+  staging: string;
+}
 
 /** One output file being written: encoded text goes to the file (csv, jsonl) or to a staging file (parquet). */
 interface Part {
@@ -225,7 +278,7 @@ class FileSink implements SinkInstance {
    * Two-phase commit, for directory paths only: a single file is renamed into place only at
    * close(), so it has nothing to publish at a checkpoint.
    */
-  readonly prepareCommit?: () => Promise<CommitToken>;
+  readonly prepareCommit?: () => Promise<CommitToken | S3CommitToken>;
   readonly commitPrepared?: (token: unknown) => Promise<void>;
   /**
    * False for a single file: until close() its records are only in a hidden temporary file that a
@@ -234,11 +287,26 @@ class FileSink implements SinkInstance {
   readonly durableCommits: boolean;
   #duckdb: Promise<DuckDB> | undefined;
   #state: 'open' | 'closed' | 'aborted' = 'open';
+  /** Set for an s3:// path: #root is then the local staging folder (or the staged single file). */
+  readonly #s3: S3Target | undefined;
+  /** s3:// paths: uploads handed out in a token and not yet completed (the local #prepared's part). */
+  #preparedS3: S3TokenFile[] = [];
+  /** s3:// paths: uploads a running prepareCommit made, not yet in a token; abort() aborts them. */
+  readonly #unissued = new Set<PreparedUpload>();
 
-  constructor(config: FileSinkConfig, ctx: ComponentContext) {
+  constructor(config: FileSinkConfig, ctx: ComponentContext, s3?: S3Connection) {
     this.#ctx = ctx;
     this.#single = isSingleFilePath(config.path);
-    this.#root = path.resolve(ctx.baseDir, config.path);
+    if (s3) {
+      const { bucket, key } = parseS3Url(config.path, 'SLUICE_SINK_IO');
+      // The staging folder is this instance's own: abort and close delete all of it.
+      const staging = path.join(os.tmpdir(), `sluice-s3-sink-${randomBytes(6).toString('hex')}`);
+      const prefix = this.#single || key === '' || key.endsWith('/') ? key : `${key}/`;
+      this.#s3 = { conn: s3, bucket, key: prefix, staging };
+      this.#root = this.#single ? path.join(staging, path.posix.basename(key)) : staging;
+    } else {
+      this.#root = path.resolve(ctx.baseDir, config.path);
+    }
     const inferred = formatFromPath(config.path);
     this.#format = config.format ?? inferred!.format;
     this.#tsv = this.#single && inferred?.tsv === true;
@@ -374,7 +442,8 @@ class FileSink implements SinkInstance {
         finalPath = path.join(folder, name);
         tempPath = path.join(folder, `.${name}.inprogress`);
         // Never reuse the name of a committed file (a resumed run keeps its run id).
-        if (!(await exists(finalPath)) && !(await exists(tempPath))) break;
+        if (!(await exists(finalPath)) && !(await exists(tempPath)) && !(await this.#s3Exists(finalPath)))
+          break;
       }
     }
     const part: Part = {
@@ -480,8 +549,46 @@ class FileSink implements SinkInstance {
     this.#knownDirs.add(dir);
   }
 
+  /** The key a staged file is published under (s3:// paths). */
+  #keyOf(stagedPath: string): string {
+    const s3 = this.#s3!;
+    if (this.#single) return s3.key;
+    return s3.key + path.relative(s3.staging, stagedPath).split(path.sep).join('/');
+  }
+
+  async #s3Exists(stagedPath: string): Promise<boolean> {
+    if (!this.#s3) return false;
+    return (await this.#s3.conn.head(this.#s3.bucket, this.#keyOf(stagedPath))) !== undefined;
+  }
+
+  /** Completes a prepared upload (or puts an empty file): the object appears. Idempotent. */
+  async #publishS3(file: S3TokenFile, bucket: string): Promise<void> {
+    const conn = this.#s3!.conn;
+    if ('empty' in file) await conn.put(bucket, file.key, '');
+    else await conn.completeUpload(bucket, file);
+    this.#addOutput(s3Url(bucket, file.key));
+  }
+
   /** Renames every prepared, then every finished part into place. */
   async #publish(): Promise<void> {
+    const s3 = this.#s3;
+    if (s3) {
+      while (this.#preparedS3.length) {
+        await this.#publishS3(this.#preparedS3[0]!, s3.bucket);
+        this.#preparedS3.shift();
+      }
+      // Not prepared: uploaded now, in one piece (lib-storage: PutObject, or multipart when large).
+      while (this.#finished.length) {
+        const { tempPath, finalPath } = this.#finished[0]!;
+        const key = this.#keyOf(finalPath);
+        await s3.conn.uploadFile(s3.bucket, key, tempPath);
+        await unlinkQuietly(tempPath);
+        this.#temps.delete(tempPath);
+        this.#finished.shift();
+        this.#addOutput(s3Url(s3.bucket, key));
+      }
+      return;
+    }
     for (const list of [this.#prepared, this.#finished]) {
       while (list.length) {
         const { tempPath, finalPath } = list[0]!;
@@ -508,10 +615,15 @@ class FileSink implements SinkInstance {
   }
 
   /** Finishes every open part under its temporary name, durably, and names them in a token. */
-  async #prepareCommit(): Promise<CommitToken> {
+  async #prepareCommit(): Promise<CommitToken | S3CommitToken> {
     if (this.#state === 'aborted')
       throw new SluiceError('SLUICE_SINK_IO', 'prepareCommit() after abort()', { retriable: false });
     for (const part of [...this.#open.values()]) await this.#finishPart(part);
+    if (this.#s3) {
+      // Staged files need no fsync: they are in S3 (as uploaded parts) before the token is returned.
+      this.#dirtyDirs.clear();
+      return this.#prepareS3(this.#s3);
+    }
     const files = this.#finished;
     this.#finished = [];
     for (const f of files) {
@@ -537,6 +649,109 @@ class FileSink implements SinkInstance {
   }
 
   /**
+   * s3:// paths: uploads every finished part as the parts of a multipart upload for its final key,
+   * left open, and names the uploads in the token; the local files then go. Nothing is visible
+   * until commitPrepared completes the uploads. On failure the uploads made so far are aborted and
+   * the finished files stay, so a retry uploads them again.
+   */
+  async #prepareS3(s3: S3Target): Promise<S3CommitToken> {
+    const files: S3TokenFile[] = [];
+    const made: PreparedUpload[] = [];
+    try {
+      for (const { tempPath, finalPath } of this.#finished) {
+        const key = this.#keyOf(finalPath);
+        if ((await fsp.stat(tempPath)).size === 0) {
+          files.push({ key, empty: true });
+          continue;
+        }
+        const upload = await s3.conn.prepareUpload(s3.bucket, key, tempPath);
+        made.push(upload);
+        this.#unissued.add(upload);
+        if (this.#state === 'aborted') throw new Error('the sink was aborted');
+        files.push(upload);
+      }
+    } catch (err) {
+      await Promise.all(made.map((u) => this.#abortUpload(u)));
+      throw err instanceof SluiceError
+        ? err
+        : new SluiceError('SLUICE_SINK_IO', `cannot prepare ${s3Url(s3.bucket, s3.key)}: ${errorText(err)}`, {
+            cause: err,
+            retriable: false,
+          });
+    }
+    for (const { tempPath } of this.#finished) {
+      await unlinkQuietly(tempPath);
+      this.#temps.delete(tempPath);
+    }
+    this.#finished = [];
+    this.#preparedS3.push(...files);
+    for (const upload of made) this.#unissued.delete(upload);
+    const token: S3CommitToken = {
+      sink: 'file',
+      store: 's3',
+      run_id: this.#runId,
+      root: s3Url(s3.bucket, s3.key),
+      files,
+    };
+    this.#issued.add(token);
+    return token;
+  }
+
+  /** Aborts an upload no token names; a store that cannot abort keeps it, invisible. */
+  async #abortUpload(upload: PreparedUpload): Promise<void> {
+    const s3 = this.#s3!;
+    this.#unissued.delete(upload);
+    try {
+      await s3.conn.abortUpload(s3.bucket, upload.key, upload.upload_id);
+    } catch (err) {
+      this.#ctx.logger[isUnsupported(err) ? 'debug' : 'warn'](
+        'cannot abort an unpublished multipart upload',
+        {
+          key: upload.key,
+          upload_id: upload.upload_id,
+          error: errorText(err),
+        },
+      );
+    }
+  }
+
+  /**
+   * s3:// paths: completes the token's uploads (each idempotently). On recovery, the uploads the
+   * killed attempt started after its last checkpoint (its run's part names, not in the token) are
+   * aborted: they hold records the resumed run writes again. They were never visible either way.
+   */
+  async #commitPreparedS3(value: unknown, recovery: boolean): Promise<void> {
+    const token = parseS3Token(value);
+    const { bucket, key: prefix } = parseS3Url(token.root, 'SLUICE_CHECKPOINT');
+    for (const file of token.files) await this.#publishS3(file, bucket);
+    const published = new Set(token.files.map((f) => ('empty' in f ? `${f.key}\n` : f.upload_id)));
+    this.#preparedS3 = this.#preparedS3.filter(
+      (f) => !published.has('empty' in f ? `${f.key}\n` : f.upload_id),
+    );
+    if (!recovery) return;
+    const ours = partNamePattern(token.run_id);
+    let aborted = 0;
+    try {
+      for await (const upload of this.#s3!.conn.listUploads(bucket, prefix)) {
+        if (!ours.test(path.posix.basename(upload.key)) || published.has(upload.uploadId)) continue;
+        await this.#s3!.conn.abortUpload(bucket, upload.key, upload.uploadId);
+        aborted++;
+      }
+    } catch (err) {
+      // Harmless: an incomplete upload is never visible (a lifecycle rule can expire them).
+      this.#ctx.logger[isUnsupported(err) ? 'debug' : 'warn'](
+        'cannot abort the multipart uploads an earlier attempt left unfinished',
+        { path: token.root, error: errorText(err) },
+      );
+    }
+    this.#ctx.logger.info('published the output an earlier attempt prepared for its last checkpoint', {
+      path: token.root,
+      files: token.files.length,
+      aborted_uploads: aborted,
+    });
+  }
+
+  /**
    * Renames the token's files into place; a file already renamed is left as it is. A token this
    * instance did not hand out comes from a checkpoint: an earlier attempt was killed, and that
    * attempt's temporary files the token does not name hold records after the checkpoint, which the
@@ -544,6 +759,15 @@ class FileSink implements SinkInstance {
    */
   async #commitPrepared(value: unknown): Promise<void> {
     const recovery = !(typeof value === 'object' && value !== null && this.#issued.has(value));
+    if ((value as { store?: unknown } | null)?.store === 's3') {
+      if (!this.#s3)
+        throw new SluiceError(
+          'SLUICE_CHECKPOINT',
+          `the checkpoint holds output prepared for ${String((value as { root?: unknown }).root)}, but this sink writes to ${this.#root}; run the pipeline from the start`,
+          { details: { token: value } },
+        );
+      return this.#commitPreparedS3(value, recovery);
+    }
     const token = parseToken(value);
     for (const { temp, final } of token.files) {
       try {
@@ -578,7 +802,7 @@ class FileSink implements SinkInstance {
       await this.#publish();
       this.#state = 'closed';
     } finally {
-      if (this.#state === 'closed') await this.#releaseDuckDB();
+      if (this.#state === 'closed') await this.#release();
     }
   }
 
@@ -595,13 +819,20 @@ class FileSink implements SinkInstance {
     // Folders this sink created and left empty go too, deepest first.
     for (const dir of [...this.#createdDirs].sort((a, b) => b.length - a.length))
       await fsp.rmdir(dir).catch(() => {});
-    await this.#releaseDuckDB();
+    // Uploads a prepareCommit in flight made: no token names them. Prepared ones stay, as above.
+    await Promise.all([...this.#unissued].map((u) => this.#abortUpload(u)));
+    await this.#release();
   }
 
-  async #releaseDuckDB(): Promise<void> {
+  /** DuckDB, and for s3:// paths the staging folder and the S3 client. */
+  async #release(): Promise<void> {
     const duckdb = this.#duckdb;
     this.#duckdb = undefined;
     if (duckdb) (await duckdb.catch(() => undefined))?.close();
+    if (this.#s3) {
+      await fsp.rm(this.#s3.staging, { recursive: true, force: true });
+      this.#s3.conn.close();
+    }
   }
 }
 
@@ -669,7 +900,7 @@ function parseToken(value: unknown): CommitToken {
  * Returns how many were deleted.
  */
 async function removeTemporaryFiles(root: string, runId: string): Promise<number> {
-  const ours = new RegExp(`^\\.part-${runId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+\\..*\\.inprogress$`);
+  const ours = new RegExp(`^\\.part-${escapeRegExp(runId)}-\\d+\\..*\\.inprogress$`);
   const names = await fsp.readdir(root, { recursive: true }).catch((err: unknown) => {
     if (errnoCode(err) === 'ENOENT') return [] as string[];
     throw err;
@@ -677,6 +908,39 @@ async function removeTemporaryFiles(root: string, runId: string): Promise<number
   const stale = names.filter((n) => ours.test(path.basename(n)));
   await Promise.all(stale.map((n) => unlinkQuietly(path.join(root, n))));
   return stale.length;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** The names of the part files run `runId` writes: `part-RUN-SEQ.EXT`. */
+function partNamePattern(runId: string): RegExp {
+  return new RegExp(`^part-${escapeRegExp(runId)}-\\d+\\.`);
+}
+
+/**
+ * An s3:// commit token from a checkpoint, checked: only part files (`part-*`) under the token's
+ * root are ever published.
+ */
+function parseS3Token(value: unknown): S3CommitToken {
+  const parsed = s3CommitTokenSchema.safeParse(value);
+  const bad = (why: string) =>
+    new SluiceError('SLUICE_CHECKPOINT', `not a file sink commit token: ${why}`, {
+      details: { token: value },
+    });
+  if (!parsed.success) throw bad(parsed.error.issues[0]?.message ?? 'unexpected content');
+  const problem = s3UrlProblem(parsed.data.root);
+  if (problem) throw bad(problem);
+  const { key: prefix } = parseS3Url(parsed.data.root, 'SLUICE_CHECKPOINT');
+  for (const { key } of parsed.data.files)
+    if (
+      !key.startsWith(prefix) ||
+      !path.posix.basename(key).startsWith('part-') ||
+      key.split('/').includes('..')
+    )
+      throw bad(`${key} is not a part file under ${parsed.data.root}`);
+  return parsed.data;
 }
 
 function errnoCode(err: unknown): string | undefined {
@@ -721,7 +985,16 @@ export const fileSink = defineSink({
       ),
     },
   ],
-  create(config, ctx) {
-    return new FileSink(config, ctx);
+  async create(config, ctx) {
+    if (!isS3Url(config.path)) return new FileSink(config, ctx);
+    const s3 = new S3Connection(s3OptionsFromConfig(config.s3), 'SLUICE_SINK_IO');
+    try {
+      // A missing bucket is told now, not at the first checkpoint.
+      await s3.requireBucket(parseS3Url(config.path, 'SLUICE_SINK_IO').bucket);
+    } catch (err) {
+      s3.close();
+      throw err;
+    }
+    return new FileSink(config, ctx, s3);
   },
 });
