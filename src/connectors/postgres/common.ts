@@ -152,7 +152,7 @@ export function isDataError(err: unknown): boolean {
 /** A driver error as a SluiceError; retriable only for connection trouble unless `retriable` says. */
 export function pgError(
   err: unknown,
-  code: Extract<ErrorCode, 'SLUICE_SOURCE_IO' | 'SLUICE_SINK_IO'>,
+  code: Extract<ErrorCode, 'SLUICE_SOURCE_IO' | 'SLUICE_SINK_IO' | 'SLUICE_SINK_ROLLED_BACK'>,
   what: string,
   details: Record<string, unknown> = {},
   retriable = isConnectionError(err),
@@ -187,7 +187,7 @@ export const CONNECT_ATTEMPTS = 4;
 export async function connect(
   url: string,
   logger: Logger,
-  code: Extract<ErrorCode, 'SLUICE_SOURCE_IO' | 'SLUICE_SINK_IO'>,
+  code: Extract<ErrorCode, 'SLUICE_SOURCE_IO' | 'SLUICE_SINK_IO' | 'SLUICE_SINK_ROLLED_BACK'>,
   signal?: AbortSignal,
 ): Promise<pg.Client> {
   for (let attempt = 1; ; attempt++) {
