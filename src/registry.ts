@@ -1,8 +1,10 @@
+import path from 'node:path';
 import { fileSink, fileSource } from './connectors/file/index.ts';
 import { generateSource } from './connectors/generate/index.ts';
 import { kafkaSink, kafkaSource } from './connectors/kafka/index.ts';
 import { postgresSink, postgresSource } from './connectors/postgres/index.ts';
 import { stdinSource, stdoutSink } from './connectors/stdio/index.ts';
+import { type CheckpointStore, FileCheckpointStore } from './engine/checkpoint-store.ts';
 import type {
   ComponentDefinition,
   ComponentKind,
@@ -78,4 +80,22 @@ export const builtinComponents: readonly ComponentDefinition[] = [
 
 export function defaultRegistry(): Registry {
   return new Registry(builtinComponents);
+}
+
+/**
+ * Opens the state store at `location` for the checkpoint named `key` (a pipeline's name, a
+ * server job's id): a local directory (the default; the checkpoint is `location/key/checkpoint.json`),
+ * `s3://bucket/prefix` (the object `prefix/key/checkpoint.json`) or a `postgres://` URL (a row of
+ * the table sluice_state_checkpoints). Loaded on demand, so a local run never loads an S3 client.
+ */
+export async function openCheckpointStore(location: string, key: string): Promise<CheckpointStore> {
+  if (location.startsWith('s3://')) {
+    const { S3CheckpointStore } = await import('./connectors/s3/checkpoint-store.ts');
+    return new S3CheckpointStore(location, key);
+  }
+  if (/^postgres(ql)?:\/\//.test(location)) {
+    const { PostgresCheckpointStore } = await import('./connectors/postgres/checkpoint-store.ts');
+    return new PostgresCheckpointStore(location, key);
+  }
+  return new FileCheckpointStore(path.resolve(location, key));
 }

@@ -1,27 +1,17 @@
 /** `sluice run` after a kill: it resumes from the checkpoint the killed run left, or not when told. */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { readJsonLines } from '../server/test-util.ts';
 import { EXIT } from './exit-codes.ts';
-import { sluice } from './test-util.ts';
+import { assertIdsOnce, resumableSpec, runAndKillAfterCheckpoint, sluice } from './test-util.ts';
 
 const COUNT = 16_000;
 
-const spec = (name: string) => `apiVersion: sluice/v1
-kind: Pipeline
-metadata: { name: ${name} }
-source:
-  generate: { count: ${COUNT}, rate: 5000/s, seed: 9, fields: { id: seq, v: "int(1, 100)" } }
-sink:
-  file: { path: out/${name}/, format: jsonl }
-settings: { batch_size: 250, checkpoint_interval: 200ms }
-`;
+const spec = (name: string) => resumableSpec(name, COUNT);
 
 let work: string;
 before(async () => {
@@ -32,30 +22,14 @@ after(async () => {
 });
 
 /** Runs the pipeline and SIGKILLs it once a mid-run checkpoint is on disk. */
-async function runAndKill(name: string): Promise<void> {
+function runAndKill(name: string): Promise<void> {
   const checkpoint = path.join(work, '.sluice/checkpoints', name, 'checkpoint.json');
-  let child: ChildProcess | undefined;
-  const result = sluice(['run', `${name}.yaml`, '--progress', 'none'], work, (c) => {
-    child = c;
-  });
-  for (let i = 0; i < 400; i++) {
-    if (existsSync(checkpoint)) {
-      const saved = JSON.parse(await readFile(checkpoint, 'utf8')) as { positions: Record<string, number> };
-      if ((saved.positions.generate ?? 0) > 2000) break;
-    }
-    await sleep(25);
-  }
-  child!.kill('SIGKILL');
-  const killed = await result;
-  assert.equal(killed.code, null, 'the run was killed before it ended');
+  return runAndKillAfterCheckpoint(work, name, async () =>
+    existsSync(checkpoint) ? JSON.parse(await readFile(checkpoint, 'utf8')) : undefined,
+  );
 }
 
-function assertEachOnce(rows: Record<string, unknown>[], copies = 1): void {
-  const counts = new Map<number, number>();
-  for (const r of rows) counts.set(Number(r.id), (counts.get(Number(r.id)) ?? 0) + 1);
-  assert.equal(counts.size, COUNT, 'every record is there');
-  for (const [id, n] of counts) if (n !== copies) assert.fail(`record ${id} is there ${n} times`);
-}
+const assertEachOnce = (rows: Record<string, unknown>[], copies = 1) => assertIdsOnce(rows, COUNT, copies);
 
 describe('sluice run resumes', () => {
   it('from the checkpoint of a killed run, writing every record once; the next run starts over', async () => {

@@ -1,6 +1,8 @@
 /** Running the real CLI from tests, exactly as a user does. */
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'bin/sluice.js');
@@ -37,3 +39,45 @@ export function sluice(
     onSpawn?.(child);
   });
 }
+
+/**
+ * Runs `sluice run NAME.yaml` in `cwd` (with `args`) and SIGKILLs it once `load` returns a
+ * checkpoint past 2,000 records of the generate source.
+ */
+export async function runAndKillAfterCheckpoint(
+  cwd: string,
+  name: string,
+  load: () => Promise<{ positions: Record<string, number> } | undefined>,
+  args: string[] = [],
+): Promise<void> {
+  let child: ChildProcess | undefined;
+  const result = sluice(['run', `${name}.yaml`, '--progress', 'none', ...args], cwd, (c) => {
+    child = c;
+  });
+  for (let i = 0; i < 400; i++) {
+    if (((await load())?.positions.generate ?? 0) > 2000) break;
+    await sleep(25);
+  }
+  child!.kill('SIGKILL');
+  const killed = await result;
+  assert.equal(killed.code, null, `the run was killed before it ended: ${killed.stderr}`);
+}
+
+/** Asserts that the rows hold each id 1..count exactly `copies` times. */
+export function assertIdsOnce(rows: Record<string, unknown>[], count: number, copies = 1): void {
+  const counts = new Map<number, number>();
+  for (const r of rows) counts.set(Number(r.id), (counts.get(Number(r.id)) ?? 0) + 1);
+  assert.equal(counts.size, count, 'every record is there');
+  for (const [id, n] of counts) if (n !== copies) assert.fail(`record ${id} is there ${n} times`);
+}
+
+/** A pipeline slow enough to kill mid-run (5,000 records/s), checkpointing every 200 ms to out/NAME/. */
+export const resumableSpec = (name: string, count: number) => `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: ${name} }
+source:
+  generate: { count: ${count}, rate: 5000/s, seed: 9, fields: { id: seq, v: "int(1, 100)" } }
+sink:
+  file: { path: out/${name}/, format: jsonl }
+settings: { batch_size: 250, checkpoint_interval: 200ms }
+`;

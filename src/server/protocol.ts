@@ -15,6 +15,8 @@ export interface StartMessage {
   /** Directory under which this attempt's run directory is made. */
   runsDir: string;
   checkpointDir: string;
+  /** `sluice server --checkpoint-store`: where checkpoints live instead of checkpointDir (key `job-<id>`). */
+  checkpointStore?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 

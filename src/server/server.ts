@@ -28,6 +28,8 @@ export interface ServerOptions {
   stateDir?: string;
   maxJobs?: number;
   cancelGraceMs?: number;
+  /** Where jobs keep their checkpoints: s3://bucket/prefix or postgres://…; default each job's folder. */
+  checkpointStore?: string;
   bodyLimit?: number;
   logger: Logger;
   /** Poll intervals, shortened by tests. */
@@ -70,6 +72,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     stateDir,
     maxJobs: options.maxJobs ?? 8,
     cancelGraceMs: options.cancelGraceMs ?? 30_000,
+    ...(options.checkpointStore ? { checkpointStore: options.checkpointStore } : {}),
     ...(options.pollMs ? { pollMs: options.pollMs } : {}),
   });
   const jobs = new JobService({

@@ -34,6 +34,8 @@ export interface SupervisorOptions {
   cancelGraceMs: number;
   pollMs?: number;
   jobLogLevel?: StartMessage['logLevel'];
+  /** A state store for the jobs' checkpoints (s3://…, postgres://…) instead of each job's folder. */
+  checkpointStore?: string;
 }
 
 interface LiveJob {
@@ -203,6 +205,7 @@ export class Supervisor {
       params: job.params,
       runsDir: paths.runs,
       checkpointDir: paths.checkpoints,
+      ...(this.#o.checkpointStore ? { checkpointStore: this.#o.checkpointStore } : {}),
       logLevel: this.#o.jobLogLevel ?? 'info',
     };
     child.send(start, (err) => {

@@ -9,9 +9,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createLogger } from '../cli/logger.ts';
-import { FileCheckpointStore, saveCheckpointsTo } from '../engine/checkpoint-store.ts';
+import { type CheckpointStore, FileCheckpointStore, saveCheckpointsTo } from '../engine/checkpoint-store.ts';
 import { inputFraction, PipelineRun } from '../engine/run.ts';
-import { defaultRegistry } from '../registry.ts';
+import { defaultRegistry, openCheckpointStore } from '../registry.ts';
 import { toSluiceError } from '../sdk/errors.ts';
 import { loadVersion } from './jobs.ts';
 import { type LiveProgress, type StartMessage, WORKER_EXIT, type WorkerMessage } from './protocol.ts';
@@ -49,7 +49,9 @@ async function runJob(start: StartMessage): Promise<number> {
     return WORKER_EXIT.invalid;
   }
 
-  const checkpoints = new FileCheckpointStore(start.checkpointDir);
+  const checkpoints: CheckpointStore = start.checkpointStore
+    ? await openCheckpointStore(start.checkpointStore, `job-${start.jobId}`)
+    : new FileCheckpointStore(start.checkpointDir);
   const previous = await checkpoints.load();
   const runDir = path.join(start.runsDir, runId);
   await mkdir(runDir, { recursive: true });
@@ -98,6 +100,7 @@ async function runJob(start: StartMessage): Promise<number> {
   } finally {
     finished = true;
     clearInterval(timer);
+    await checkpoints.close?.();
   }
 }
 

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Checkpoint, FileCheckpointStore, saveCheckpointsTo } from '../../engine/checkpoint-store.ts';
+import { type Checkpoint, saveCheckpointsTo } from '../../engine/checkpoint-store.ts';
 import { type PushdownPlan, PushdownRun, planPushdown } from '../../engine/pushdown.ts';
 import { PipelineRun, type RunProgress, type RunSummary } from '../../engine/run.ts';
 import type { OperatorSummary } from '../../engine/stats.ts';
-import { defaultRegistry } from '../../registry.ts';
+import { defaultRegistry, openCheckpointStore } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { parseDuration } from '../../spec/duration.ts';
 import { loadPipeline, type Pipeline } from '../../spec/validate.ts';
@@ -39,12 +39,13 @@ export const runCommand = defineCommand({
       description:
         'Ignore the checkpoint an interrupted or killed run of this pipeline left, and read the input from the start.',
     },
-    'checkpoint-dir': {
+    'checkpoint-store': {
       type: 'string',
-      value: 'DIR',
+      value: 'LOCATION',
       default: '.sluice/checkpoints',
       description:
-        'Folder under which each pipeline (by metadata.name) keeps its last checkpoint; a run that finds an unfinished one resumes from it.',
+        'Where each pipeline (by metadata.name) keeps its last checkpoint: a folder, s3://bucket/prefix or a ' +
+        'postgres:// URL (table sluice_state_checkpoints). A run that finds an unfinished one resumes from it.',
     },
     'run-dir': {
       type: 'string',
@@ -109,148 +110,158 @@ export async function run(argv: string[]): Promise<number> {
 
   // An unfinished checkpoint (the last run was interrupted or killed) is resumed; a final one
   // (the last run succeeded) means this is a new run over the whole input.
-  const checkpoints = new FileCheckpointStore(
-    path.resolve(options['checkpoint-dir'] ?? '.sluice/checkpoints', pipeline.metadata.name),
+  const checkpoints = await openCheckpointStore(
+    options['checkpoint-store'] ?? '.sluice/checkpoints',
+    pipeline.metadata.name,
   );
-  const previous = options['from-scratch'] ? undefined : await checkpoints.load();
-  let resume = previous && !previous.final ? previous : undefined;
-
-  // A pushed-down run has no checkpoints to resume from: a resumed run is a streaming one.
-  const pushdownPlan = await planPushdown(pipeline, {
-    pushdown: options['no-pushdown'] || resume ? 'off' : 'auto',
-  });
-  if (options['dry-run']) {
-    report.write(`${describePlan(pipeline)}\n${describePushdown(pushdownPlan)}\n`);
-    return EXIT.ok;
-  }
-  if (!resume) await checkpoints.clear();
-
-  const newRun = () => {
-    const id = `${pipeline.metadata.name}-${timestamp()}-${randomBytes(2).toString('hex')}`;
-    return { id, dir: path.resolve(options['run-dir'] ?? '.sluice/runs', id) };
-  };
-  let { id: runId, dir: runDir } = newRun();
-  await mkdir(runDir, { recursive: true });
-
-  const live = progressMode === 'live' || (progressMode === 'auto' && process.stderr.isTTY === true);
-  const plain = progressMode === 'plain' || (progressMode === 'auto' && !process.stderr.isTTY);
-  let liveShown = false;
-  const clearLive = () => {
-    if (liveShown) process.stderr.write('\r\x1b[2K');
-    liveShown = false;
-  };
-  const loggerFor = (id: string) =>
-    createLogger({ level, format, bindings: { run_id: id }, beforeWrite: clearLive });
-  let logger = loggerFor(runId);
-  const pushdownRun = pushdownPlan.eligible
-    ? new PushdownRun({ pipeline, plan: pushdownPlan, runId, runDir, logger })
-    : undefined;
-  let pipelineRun: PipelineRun | undefined;
-  if (pushdownRun) logger.info('pushdown: the run is one DuckDB COPY (docs/pushdown.md)');
-  const announceResume = (cp: Checkpoint) =>
-    process.stderr.write(
-      `resuming from the checkpoint of run ${cp.run_id} (saved ${cp.saved_at}); --from-scratch reads the input from the start\n`,
-    );
-  if (resume) announceResume(resume);
-
-  const progress = new ProgressReporter();
-  const line = (): string =>
-    pipelineRun ? progress.line(pipelineRun.progress()) : pushdownLine(pushdownRun!.progress());
-  const timer = live
-    ? setInterval(() => {
-        process.stderr.write(`\r\x1b[2K${line()}`);
-        liveShown = true;
-      }, 250)
-    : plain
-      ? setInterval(() => process.stderr.write(`progress: ${line()}\n`), interval * 1000)
-      : undefined;
-
-  let signals = 0;
-  const stopped = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    clearLive();
-    stopped.abort();
-    if (signals === 1) {
-      process.stderr.write(
-        `${signal}: draining and committing what was read; send it again to stop at once\n`,
-      );
-      if (pipelineRun) pipelineRun.stop();
-      else pushdownRun?.stop();
-    } else {
-      process.stderr.write(`${signal}: stopping at once; uncommitted output is discarded\n`);
-      if (pipelineRun) pipelineRun.abort();
-      else pushdownRun?.abort();
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
-  let summary: RunSummary | undefined;
   try {
-    if (pushdownRun) {
-      const outcome = await pushdownRun.run();
-      if (outcome.kind === 'done') summary = outcome.summary;
-    }
-    // A run that failed with a retriable error (a dropped connection, a broker away longer than
-    // the sink's retries) restarts from its last checkpoint, as `sluice server` restarts a job.
-    const policy = pipeline.settings.restart;
-    for (let restarts = 0; !summary; ) {
-      const counts = () => {
-        const p = pipelineRun!.progress();
-        return { read: p.read, written: p.written, failed: p.failed };
-      };
-      pipelineRun = new PipelineRun({
-        pipeline,
-        runId,
-        runDir,
-        logger,
-        ...(resume ? { resume } : {}),
-        onCheckpoint: saveCheckpointsTo(checkpoints, pipeline.metadata.name, runId, counts),
-      });
-      if (signals > 0) pipelineRun.stop();
-      const attempt = await pipelineRun.run();
-      const failure = attempt.failure;
-      if (attempt.status !== 'failed' || !failure?.retriable || restarts >= policy.attempts || signals > 0) {
-        summary = attempt;
-        break;
-      }
-      restarts++;
-      const base = parseDuration(policy.backoff) ?? 1000;
-      const cap = parseDuration(policy.max_backoff) ?? 60_000;
-      const wait = Math.min(cap, base * 2 ** (restarts - 1));
-      await writeFile(path.join(runDir, 'run.json'), `${JSON.stringify(attempt, null, 2)}\n`);
-      clearLive();
-      process.stderr.write(
-        `run ${runId} failed: ${failure.code}: ${failure.message}\n` +
-          `restart ${restarts} of ${policy.attempts} (settings.restart) in ${formatDuration(wait)}, from the last checkpoint\n`,
-      );
-      await sleep(wait, undefined, { signal: stopped.signal }).catch(() => {});
-      if (signals > 0) {
-        summary = attempt;
-        break;
-      }
-      const saved = await checkpoints.load();
-      resume = saved && !saved.final ? saved : undefined;
-      if (resume) announceResume(resume);
-      ({ id: runId, dir: runDir } = newRun());
-      await mkdir(runDir, { recursive: true });
-      logger = loggerFor(runId);
-    }
-  } finally {
-    if (timer) clearInterval(timer);
-    clearLive();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
-  const summaryFile = path.join(runDir, 'run.json');
-  await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
+    const previous = options['from-scratch'] ? undefined : await checkpoints.load();
+    let resume = previous && !previous.final ? previous : undefined;
 
-  if (options.json) report.write(`${JSON.stringify(summary, null, 2)}\n`);
-  else report.write(`${describeSummary(summary, summaryFile)}\n`);
-  if (summary.status === 'succeeded') return EXIT.ok;
-  if (summary.status === 'interrupted') return EXIT.interrupted;
-  return EXIT.failed;
+    // A pushed-down run has no checkpoints to resume from: a resumed run is a streaming one.
+    const pushdownPlan = await planPushdown(pipeline, {
+      pushdown: options['no-pushdown'] || resume ? 'off' : 'auto',
+    });
+    if (options['dry-run']) {
+      report.write(`${describePlan(pipeline)}\n${describePushdown(pushdownPlan)}\n`);
+      return EXIT.ok;
+    }
+    if (!resume) await checkpoints.clear();
+
+    const newRun = () => {
+      const id = `${pipeline.metadata.name}-${timestamp()}-${randomBytes(2).toString('hex')}`;
+      return { id, dir: path.resolve(options['run-dir'] ?? '.sluice/runs', id) };
+    };
+    let { id: runId, dir: runDir } = newRun();
+    await mkdir(runDir, { recursive: true });
+
+    const live = progressMode === 'live' || (progressMode === 'auto' && process.stderr.isTTY === true);
+    const plain = progressMode === 'plain' || (progressMode === 'auto' && !process.stderr.isTTY);
+    let liveShown = false;
+    const clearLive = () => {
+      if (liveShown) process.stderr.write('\r\x1b[2K');
+      liveShown = false;
+    };
+    const loggerFor = (id: string) =>
+      createLogger({ level, format, bindings: { run_id: id }, beforeWrite: clearLive });
+    let logger = loggerFor(runId);
+    const pushdownRun = pushdownPlan.eligible
+      ? new PushdownRun({ pipeline, plan: pushdownPlan, runId, runDir, logger })
+      : undefined;
+    let pipelineRun: PipelineRun | undefined;
+    if (pushdownRun) logger.info('pushdown: the run is one DuckDB COPY (docs/pushdown.md)');
+    const announceResume = (cp: Checkpoint) =>
+      process.stderr.write(
+        `resuming from the checkpoint of run ${cp.run_id} (saved ${cp.saved_at}); --from-scratch reads the input from the start\n`,
+      );
+    if (resume) announceResume(resume);
+
+    const progress = new ProgressReporter();
+    const line = (): string =>
+      pipelineRun ? progress.line(pipelineRun.progress()) : pushdownLine(pushdownRun!.progress());
+    const timer = live
+      ? setInterval(() => {
+          process.stderr.write(`\r\x1b[2K${line()}`);
+          liveShown = true;
+        }, 250)
+      : plain
+        ? setInterval(() => process.stderr.write(`progress: ${line()}\n`), interval * 1000)
+        : undefined;
+
+    let signals = 0;
+    const stopped = new AbortController();
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      clearLive();
+      stopped.abort();
+      if (signals === 1) {
+        process.stderr.write(
+          `${signal}: draining and committing what was read; send it again to stop at once\n`,
+        );
+        if (pipelineRun) pipelineRun.stop();
+        else pushdownRun?.stop();
+      } else {
+        process.stderr.write(`${signal}: stopping at once; uncommitted output is discarded\n`);
+        if (pipelineRun) pipelineRun.abort();
+        else pushdownRun?.abort();
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    let summary: RunSummary | undefined;
+    try {
+      if (pushdownRun) {
+        const outcome = await pushdownRun.run();
+        if (outcome.kind === 'done') summary = outcome.summary;
+      }
+      // A run that failed with a retriable error (a dropped connection, a broker away longer than
+      // the sink's retries) restarts from its last checkpoint, as `sluice server` restarts a job.
+      const policy = pipeline.settings.restart;
+      for (let restarts = 0; !summary; ) {
+        const counts = () => {
+          const p = pipelineRun!.progress();
+          return { read: p.read, written: p.written, failed: p.failed };
+        };
+        pipelineRun = new PipelineRun({
+          pipeline,
+          runId,
+          runDir,
+          logger,
+          ...(resume ? { resume } : {}),
+          onCheckpoint: saveCheckpointsTo(checkpoints, pipeline.metadata.name, runId, counts),
+        });
+        if (signals > 0) pipelineRun.stop();
+        const attempt = await pipelineRun.run();
+        const failure = attempt.failure;
+        if (
+          attempt.status !== 'failed' ||
+          !failure?.retriable ||
+          restarts >= policy.attempts ||
+          signals > 0
+        ) {
+          summary = attempt;
+          break;
+        }
+        restarts++;
+        const base = parseDuration(policy.backoff) ?? 1000;
+        const cap = parseDuration(policy.max_backoff) ?? 60_000;
+        const wait = Math.min(cap, base * 2 ** (restarts - 1));
+        await writeFile(path.join(runDir, 'run.json'), `${JSON.stringify(attempt, null, 2)}\n`);
+        clearLive();
+        process.stderr.write(
+          `run ${runId} failed: ${failure.code}: ${failure.message}\n` +
+            `restart ${restarts} of ${policy.attempts} (settings.restart) in ${formatDuration(wait)}, from the last checkpoint\n`,
+        );
+        await sleep(wait, undefined, { signal: stopped.signal }).catch(() => {});
+        if (signals > 0) {
+          summary = attempt;
+          break;
+        }
+        const saved = await checkpoints.load();
+        resume = saved && !saved.final ? saved : undefined;
+        if (resume) announceResume(resume);
+        ({ id: runId, dir: runDir } = newRun());
+        await mkdir(runDir, { recursive: true });
+        logger = loggerFor(runId);
+      }
+    } finally {
+      if (timer) clearInterval(timer);
+      clearLive();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    const summaryFile = path.join(runDir, 'run.json');
+    await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
+
+    if (options.json) report.write(`${JSON.stringify(summary, null, 2)}\n`);
+    else report.write(`${describeSummary(summary, summaryFile)}\n`);
+    if (summary.status === 'succeeded') return EXIT.ok;
+    if (summary.status === 'interrupted') return EXIT.interrupted;
+    return EXIT.failed;
+  } finally {
+    await checkpoints.close?.();
+  }
 }
 
 function pushdownLine(p: RunProgress): string {

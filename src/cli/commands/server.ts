@@ -29,6 +29,12 @@ export const serverCommand = defineCommand({
       default: '.sluice/server',
       description: "Where jobs keep their runs, checkpoints and logs (and the embedded store's file).",
     },
+    'checkpoint-store': {
+      type: 'string',
+      value: 'LOCATION',
+      description:
+        "Where jobs keep their checkpoints: s3://bucket/prefix or a postgres:// URL (key job-<id>); default: each job's folder in --state-dir.",
+    },
     'max-jobs': {
       type: 'string',
       value: 'N',
@@ -72,6 +78,7 @@ export async function server(argv: string[]): Promise<number> {
     stateDir: options['state-dir'] ?? '.sluice/server',
     maxJobs: number('max-jobs', 1),
     cancelGraceMs: number('cancel-grace', 0) * 1000,
+    ...(options['checkpoint-store'] ? { checkpointStore: options['checkpoint-store'] } : {}),
     logger,
   });
   process.stderr.write(`sluice server: listening on ${running.url} (store: ${running.store})\n`);
