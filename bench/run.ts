@@ -7,7 +7,9 @@
  *   npm run bench -- --only sql,pushdown --repeat 3             # some cases, best of 3 runs each
  *
  * Cases: generate, jsonl, sql, microbatch, parquet, pushdown, memory, server (the control plane
- * under 1,000 jobs, 20 at once, against itself idle: bench/server.ts; `--server-jobs N`).
+ * under 1,000 jobs, 20 at once, against itself idle: bench/server.ts; `--server-jobs N`),
+ * postgres and kafka (bench/connectors.ts: PostgreSQL → Parquet next to psql's \copy, Kafka →
+ * Kafka next to a bare client loop; they start the project's services when not running).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -300,6 +302,23 @@ if (rows.length) {
     `\nnode ${process.version}, ${(await import('node:os')).cpus().length} cores; DuckDB uses every core, Sluice's streaming engine one (pushdown: DuckDB, every core)\n\n`,
   );
   for (const r of table) process.stdout.write(`| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |\n`);
+}
+
+if (want('postgres') || want('kafka')) {
+  const { benchConnectors, printConnectorTable } = await import('./connectors.ts');
+  const connectorRows = await benchConnectors({
+    records: N,
+    repeat: REPEAT,
+    dataDir: DATA,
+    only: (name) => want(name),
+    count: async (glob) =>
+      Number(
+        (await duck.runAndReadAll(`SELECT count(*) AS n FROM read_parquet('${glob}')`)).getRowObjectsJS()[0]
+          ?.n,
+      ),
+  });
+  process.stdout.write(`\nconnectors, each beside its peer in the same run (best of ${REPEAT})\n\n`);
+  printConnectorTable(connectorRows);
 }
 
 if (want('server')) {

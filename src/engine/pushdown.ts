@@ -29,7 +29,7 @@ import type { ComponentContext, Logger, SinkDefinition, SinkInstance } from '../
 import type { Pipeline } from '../spec/validate.ts';
 import { planQuery } from '../sql/index.ts';
 import { defaultErrorsConfig } from './errors-location.ts';
-import type { RunProgress, RunSummary } from './run.ts';
+import { cpuMs, type RunProgress, type RunSummary } from './run.ts';
 import type { OperatorSummary } from './stats.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: DuckDB's serialized AST is untyped JSON
@@ -1420,6 +1420,7 @@ export class PushdownRun {
       resumed_from: null,
       failure: null,
       peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
+      cpu_ms: cpuMs(),
       engine: 'duckdb-pushdown',
     };
   }

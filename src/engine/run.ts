@@ -49,6 +49,8 @@ export interface RunSummary {
   failure: { code: string; message: string; retriable: boolean } | null;
   /** Peak resident memory of the process that ran the pipeline. */
   peak_rss_mib: number;
+  /** CPU time (user and system) of the process that ran the pipeline, all threads. */
+  cpu_ms: number;
   /** Which engine ran it: the streaming engine, or one DuckDB COPY (docs/pushdown.md). */
   engine: 'streaming' | 'duckdb-pushdown';
 }
@@ -729,6 +731,7 @@ export class PipelineRun {
         ? { code: failure.code, message: failure.message, retriable: failure.retriable }
         : null,
       peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
+      cpu_ms: cpuMs(),
       engine: 'streaming',
     };
   }
@@ -757,4 +760,10 @@ async function nextOrStop<T>(
 
 function isAsyncIterable<T>(x: unknown): x is AsyncIterable<T> {
   return typeof (x as AsyncIterable<T> | null)?.[Symbol.asyncIterator] === 'function';
+}
+
+/** CPU time (user and system) this process has used so far, all threads, in milliseconds. */
+export function cpuMs(): number {
+  const usage = process.resourceUsage();
+  return Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000);
 }
