@@ -19,8 +19,8 @@ import { rng } from '../sql/fuzz.ts';
 import { ROOT, sluice } from './test-util.ts';
 
 const execFileAsync = promisify(execFile);
-const PG_URL = process.env.SLUICE_TEST_POSTGRES_URL;
-const BOOTSTRAP = process.env.SLUICE_TEST_KAFKA_BOOTSTRAP;
+const PG_URL = process.env.SLUICE_TEST_POSTGRES_URL ?? 'postgres://sluice@127.0.0.1:54329/sluice_test';
+const BOOTSTRAP = process.env.SLUICE_TEST_KAFKA_BOOTSTRAP ?? '127.0.0.1:59092';
 const COUNT = Number(process.env.SLUICE_FAULT_RECORDS ?? 1_000_000);
 const SEED = Number(process.env.SLUICE_FAULT_SEED ?? 20261201);
 
@@ -135,9 +135,7 @@ describe(`a ${COUNT.toLocaleString('en')}-record job SIGKILLed at three random p
     assert.deepEqual(tally(ids), { total: COUNT, missing: 0, extra: 0 });
   });
 
-  it('postgres sink: every row exactly once', {
-    skip: PG_URL ? false : 'SLUICE_TEST_POSTGRES_URL is not set',
-  }, async () => {
+  it('postgres sink: every row exactly once', async () => {
     const table = `faults_${randomBytes(4).toString('hex')}`;
     const client = new pg.Client({ connectionString: PG_URL });
     await client.connect();
@@ -155,9 +153,7 @@ describe(`a ${COUNT.toLocaleString('en')}-record job SIGKILLed at three random p
     }
   });
 
-  it('kafka sink: every record at least once', {
-    skip: BOOTSTRAP ? false : 'SLUICE_TEST_KAFKA_BOOTSTRAP is not set',
-  }, async () => {
+  it('kafka sink: every record at least once', async () => {
     const topic = `faults-${randomBytes(4).toString('hex')}`;
     await killThriceAndFinish(
       'faults-kafka',
@@ -210,10 +206,8 @@ function startRun(name: string, file: string) {
 
 describe('connections lost mid-run: restarted from the checkpoint, with bounded retries and a clear log line', () => {
   const ROWS = 400_000;
-  const pgOnly = { skip: PG_URL ? false : 'SLUICE_TEST_POSTGRES_URL is not set' };
   let client: pg.Client;
   before(async () => {
-    if (!PG_URL) return;
     client = new pg.Client({ connectionString: PG_URL });
     await client.connect();
   });
@@ -228,7 +222,7 @@ describe('connections lost mid-run: restarted from the checkpoint, with bounded 
     return rowCount ?? 0;
   }
 
-  it('postgres sink: the connection dropped mid-run; every row exactly once', pgOnly, async () => {
+  it('postgres sink: the connection dropped mid-run; every row exactly once', async () => {
     const table = `dropped_sink_${randomBytes(4).toString('hex')}`;
     const name = 'dropped-pg-sink';
     await writeFile(
@@ -257,19 +251,16 @@ settings: { batch_size: 2000, checkpoint_interval: 300ms }
     await client.query(`DROP TABLE ${table}`);
   });
 
-  it(
-    'postgres source: the connection dropped mid-read; the run restarts from its checkpoint and writes every row once',
-    pgOnly,
-    async () => {
-      const table = `dropped_src_${randomBytes(4).toString('hex')}`;
-      const name = 'dropped-pg-source';
-      await client.query(
-        `CREATE TABLE ${table} AS SELECT g AS id, md5(g::text) AS s FROM generate_series(1, ${ROWS}) g`,
-      );
-      await client.query(`ALTER TABLE ${table} ADD PRIMARY KEY (id)`);
-      await writeFile(
-        path.join(work, `${name}.yaml`),
-        `apiVersion: sluice/v1
+  it('postgres source: the connection dropped mid-read; the run restarts from its checkpoint and writes every row once', async () => {
+    const table = `dropped_src_${randomBytes(4).toString('hex')}`;
+    const name = 'dropped-pg-source';
+    await client.query(
+      `CREATE TABLE ${table} AS SELECT g AS id, md5(g::text) AS s FROM generate_series(1, ${ROWS}) g`,
+    );
+    await client.query(`ALTER TABLE ${table} ADD PRIMARY KEY (id)`);
+    await writeFile(
+      path.join(work, `${name}.yaml`),
+      `apiVersion: sluice/v1
 kind: Pipeline
 metadata: { name: ${name} }
 source:
@@ -278,26 +269,23 @@ sinks:
   - file: { path: out/${name}/, format: jsonl }
 settings: { batch_size: 2000, checkpoint_interval: 300ms, restart: { attempts: 2, backoff: 200ms } }
 `,
-      );
-      const run = startRun(name, `${name}.yaml`);
-      await run.pastRecords(ROWS / 4);
-      assert.ok((await dropConnections(name)) > 0, 'the source had a connection to drop');
-      const { code, stderr } = await run.done;
-      assert.equal(code, 0, stderr);
-      assert.match(stderr, /restart 1 of 2 \(settings\.restart\) in 200ms, from the last checkpoint/);
-      assert.match(stderr, /resuming from the checkpoint of run/);
-      showRecovery('postgres source, connection dropped', stderr);
-      const ids = await collect(jsonlIds(path.join(work, 'out', name)));
-      assert.equal(ids.length, ROWS, 'no row twice');
-      assert.equal(new Set(ids).size, ROWS, 'no row lost');
-      await client.query(`DROP TABLE ${table}`);
-    },
-  );
+    );
+    const run = startRun(name, `${name}.yaml`);
+    await run.pastRecords(ROWS / 4);
+    assert.ok((await dropConnections(name)) > 0, 'the source had a connection to drop');
+    const { code, stderr } = await run.done;
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /restart 1 of 2 \(settings\.restart\) in 200ms, from the last checkpoint/);
+    assert.match(stderr, /resuming from the checkpoint of run/);
+    showRecovery('postgres source, connection dropped', stderr);
+    const ids = await collect(jsonlIds(path.join(work, 'out', name)));
+    assert.equal(ids.length, ROWS, 'no row twice');
+    assert.equal(new Set(ids).size, ROWS, 'no row lost');
+    await client.query(`DROP TABLE ${table}`);
+  });
 });
 
-describe('a Kafka broker restarted mid-run', {
-  skip: BOOTSTRAP ? false : 'SLUICE_TEST_KAFKA_BOOTSTRAP is not set',
-}, () => {
+describe('a Kafka broker restarted mid-run', () => {
   // A broker of its own (other ports, other data), so the restart disturbs no other test.
   const port = Number(process.env.SLUICE_FAULT_KAFKA_PORT ?? 59392);
   const broker = `127.0.0.1:${port}`;

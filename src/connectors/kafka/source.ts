@@ -104,6 +104,17 @@ export const kafkaSourceConfig = z
         'Copies Kafka facts into each record, each under the field name given. They are always in the ' +
           "record's metadata: key, headers, position (partition `<topic>/<partition>`, offset) and event time.",
       ),
+    fetch_max_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(256 * 1024 * 1024)
+      .default(2 * 1024 * 1024)
+      .describe(
+        'Most bytes one fetch brings back, over all partitions (at most 1 MiB from one partition, as Kafka ' +
+          'consumers default to). The client decodes a whole fetch at once, so this bounds the memory of a read ' +
+          "ahead; the client's own default (50 MiB) let a 1M-message copy grow to 1.5 GiB and run 3x slower.",
+      ),
     stop_at_end: z
       .boolean()
       .default(false)
@@ -195,6 +206,8 @@ export class KafkaSource implements SourceInstance {
       bootstrapBrokers: bootstrapList(cfg.bootstrap_servers),
       autocommit: false,
       maxWaitTime: POLL_MS,
+      maxBytes: cfg.fetch_max_bytes,
+      maxBytesPerPartition: Math.min(cfg.fetch_max_bytes, 1024 * 1024),
       isolationLevel: FetchIsolationLevels.READ_COMMITTED,
     });
     this.#consumer = consumer;
