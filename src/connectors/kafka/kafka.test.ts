@@ -22,6 +22,7 @@ describe('kafka source config', () => {
       format: 'json',
       value_field: 'value',
       fields: {},
+      fetch_max_bytes: 2 * 1024 * 1024,
       stop_at_end: false,
     });
     assert.equal(kafkaSource.bounded(cfg), false);
