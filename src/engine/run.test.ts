@@ -463,4 +463,112 @@ describe('PipelineRun', () => {
     assert.deepEqual(summary.failure, { code: 'SLUICE_SOURCE_IO', message: 'disk on fire', retriable: true });
     assert.ok(sink.calls.includes('abort'));
   });
+
+  describe('a step with batches in flight (inFlight)', () => {
+    /**
+     * A step that waits on I/O: batch k (1-based, by its first record) takes `delay(k)` ms, and the
+     * step notes how many batches it holds at once and which records a checkpoint could see.
+     */
+    function ioStep(ordered: boolean, delay: (batch: number) => number) {
+      const seen = { maxConcurrent: 0, concurrent: 0, emittedBatches: [] as number[] };
+      const def = defineStep({
+        name: 'io',
+        summary: 'test',
+        config: z.object({}),
+        examples: [],
+        create: () => ({
+          inFlight: { batches: 4, ordered },
+          async process(batch: SluiceRecord[]) {
+            const k = Math.ceil((batch[0]!.value.n as number) / 10);
+            seen.concurrent++;
+            seen.maxConcurrent = Math.max(seen.maxConcurrent, seen.concurrent);
+            await sleep(delay(k));
+            seen.concurrent--;
+            seen.emittedBatches.push(k);
+            const rejected = batch
+              .filter((r) => (r.value.n as number) % 25 === 0)
+              .map((record) => ({ record, error: new SluiceError('SLUICE_STEP_FAILED', 'no') }));
+            return { records: batch.filter((r) => (r.value.n as number) % 25 !== 0), rejected };
+          },
+        }),
+      }) as StepDefinition;
+      return { def, seen };
+    }
+
+    it('ordered: runs up to 4 batches at once and emits them in input order; counts stay exact', async () => {
+      const sink = memorySink();
+      const errors = memorySink();
+      // Early batches are the slowest: finished later ones must wait for them.
+      const io = ioStep(true, (k) => (k % 4 === 1 ? 40 : 5));
+      const summary = await runOf(
+        pipeline({
+          source: countingSource(200),
+          steps: [io.def],
+          sinks: [sink.def],
+          errors: errors.def,
+          settings: { batch_size: 10 },
+        }),
+      ).run();
+      assert.equal(summary.status, 'succeeded');
+      assert.equal(io.seen.maxConcurrent, 4, 'four batches were in the step at once');
+      const ns = sink.committed.map((v) => v.n as number);
+      assert.deepEqual(
+        ns,
+        Array.from({ length: 200 }, (_, i) => i + 1).filter((n) => n % 25 !== 0),
+      );
+      assert.equal(errors.committed.length, 8);
+      assert.equal(summary.records.written + summary.records.failed, 200);
+    });
+
+    it('unordered: a slow batch does not hold back the batches behind it', async () => {
+      const sink = memorySink();
+      const io = ioStep(false, (k) => (k === 1 ? 150 : 5));
+      const summary = await runOf(
+        pipeline({
+          source: countingSource(60),
+          steps: [io.def],
+          sinks: [sink.def],
+          errors: memorySink().def,
+          settings: { batch_size: 10 },
+        }),
+      ).run();
+      assert.equal(summary.status, 'succeeded');
+      const first = sink.written.findIndex((v) => (v.n as number) <= 10);
+      assert.ok(first > 0, `batch 1 was written after later ones (at ${first})`);
+      assert.deepEqual(
+        sink.committed.map((v) => v.n as number).sort((a, b) => a - b),
+        Array.from({ length: 60 }, (_, i) => i + 1).filter((n) => n % 25 !== 0),
+      );
+    });
+
+    it('a checkpoint never covers a record still in the step', async () => {
+      const sink = memorySink();
+      const io = ioStep(false, (k) => (k % 3 === 0 ? 30 : 2));
+      const seenAtCheckpoint: { position: number; written: number }[] = [];
+      const run = new PipelineRun({
+        pipeline: pipeline({
+          source: countingSource(300, { delayMs: 1 }),
+          steps: [io.def],
+          sinks: [sink.def],
+          errors: memorySink().def,
+          settings: { batch_size: 10, checkpoint_interval: '0ms' },
+        }),
+        runId: 'r1',
+        runDir: '/nonexistent',
+        logger: silent,
+        onCheckpoint: async (positions) => {
+          // Every record up to the saved position is in the sink (or was rejected, n % 25 === 0).
+          seenAtCheckpoint.push({ position: positions.p ?? 0, written: sink.written.length });
+        },
+      });
+      const summary = await run.run();
+      assert.equal(summary.status, 'succeeded');
+      assert.ok(seenAtCheckpoint.length > 3, 'several checkpoints');
+      for (const { position, written } of seenAtCheckpoint)
+        assert.ok(
+          written >= position - Math.floor(position / 25),
+          `position ${position} but ${written} written`,
+        );
+    });
+  });
 });

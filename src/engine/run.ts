@@ -283,6 +283,9 @@ export class PipelineRun {
     }
     for (const use of pipeline.steps)
       steps.push(await use.def.create(use.config as never, ctx(this.#hardStop.signal)));
+    steps.forEach((step, i) => {
+      if (step.metrics) this.#stepStats[i]!.metrics = () => step.metrics!();
+    });
     const holding = steps.findIndex((s) => s.finish !== undefined);
     this.#holdingStep = holding < 0 ? undefined : pipeline.steps[holding]?.name;
     const closeOnly = this.#sinkSlots.find((s) => s.instance.durableCommits === false);
@@ -435,16 +438,57 @@ export class PipelineRun {
       if (failed) await this.#errors!.report(origin, result.rejected!, epoch);
       if (result.records.length) await out.push({ kind: 'batch', records: result.records });
     };
+    // Batches handed to the step and not emitted yet (at most inFlight.batches; one without it).
+    const pending = new Set<Promise<void>>();
+    const ready: { inCount: number; result: StepResult; started: number }[] = [];
+    const maxInFlight = Math.max(1, step.inFlight?.batches ?? 1);
+    const ordered = step.inFlight?.ordered ?? true;
+    const queue: Promise<{ inCount: number; result: StepResult; started: number }>[] = [];
+    /** Emits the oldest batch (ordered) or the first one finished (unordered). */
+    const emitOne = async () => {
+      if (ordered) {
+        const done = await queue.shift()!;
+        await emit(done.inCount, done.result, done.started);
+        return;
+      }
+      if (!ready.length) await Promise.race(pending);
+      const done = ready.shift()!;
+      await emit(done.inCount, done.result, done.started);
+    };
+    const inFlight = () => (ordered ? queue.length : pending.size + ready.length);
     try {
       for await (const item of input) {
         if (item.kind === 'barrier') {
+          // The barrier's positions cover every batch before it: those are all emitted first.
+          while (inFlight()) await emitOne();
           await out.push(item);
           epoch++;
           continue;
         }
         const started = performance.now();
-        await emit(item.records.length, await step.process(item.records), started);
+        if (maxInFlight === 1) {
+          await emit(item.records.length, await step.process(item.records), started);
+          continue;
+        }
+        const inCount = item.records.length;
+        const result = Promise.resolve()
+          .then(() => step.process(item.records))
+          .then((r) => ({ inCount, result: r, started }));
+        if (ordered) {
+          // Settled later by emitOne; a rejection must not go unhandled meanwhile.
+          result.catch(() => {});
+          queue.push(result);
+        } else {
+          const tracked: Promise<void> = result.then((done) => {
+            pending.delete(tracked);
+            ready.push(done);
+          });
+          tracked.catch(() => {});
+          pending.add(tracked);
+        }
+        while (inFlight() >= maxInFlight) await emitOne();
       }
+      while (inFlight()) await emitOne();
       if (step.finish && !this.#failure) {
         let started = performance.now();
         const finished = step.finish();

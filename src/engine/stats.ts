@@ -43,6 +43,8 @@ export class OperatorStats {
   batches = 0;
   /** Time per batch, for metrics; not part of the run summary. */
   readonly latency = new LatencyHistogram();
+  /** The component's own metrics (StepInstance.metrics), reported in the summary when set. */
+  metrics: (() => Record<string, unknown>) | undefined;
 
   constructor(name: string, kind: OperatorKind, component: string) {
     this.name = name;
@@ -64,6 +66,14 @@ export class OperatorStats {
     this.latency.observe(elapsedMs / 1000);
   }
 
+  #metricsEntry(): { metrics?: Record<string, unknown> } {
+    try {
+      return this.metrics ? { metrics: this.metrics() } : {};
+    } catch {
+      return {}; // a component's counters must never cost the summary
+    }
+  }
+
   toJSON(): OperatorSummary {
     return {
       name: this.name,
@@ -74,6 +84,7 @@ export class OperatorStats {
       filtered: this.filtered,
       failed: this.failed,
       time_ms: Math.round(this.timeMs),
+      ...this.#metricsEntry(),
     };
   }
 }
@@ -87,4 +98,6 @@ export interface OperatorSummary {
   filtered: number;
   failed: number;
   time_ms: number;
+  /** A step's own metrics, when it reports any (the http step: requests, latency, cache, ...). */
+  metrics?: Record<string, unknown>;
 }

@@ -14,7 +14,8 @@ export const ERROR_CODES = {
   },
   SLUICE_SPEC_VARIABLE: {
     retriable: false,
-    description: 'A `${env:NAME}` or `${param:NAME}` placeholder names a variable that is not set.',
+    description:
+      'A `${env:NAME}` or `${param:NAME}` placeholder names a variable that is not set, or a `${secret:NAME}` names a file that is not in the secrets folder (`$SLUICE_SECRETS_DIR`, default /run/secrets).',
   },
   SLUICE_USAGE: {
     retriable: false,
@@ -68,26 +69,37 @@ export const ERROR_CODES = {
   SLUICE_HTTP_STATUS: {
     retriable: false,
     description:
-      "An `http` step's final response (after retries) had a status that `on_status` sends to the errors sink (by default any non-2xx); details hold the status, the attempt count and the first KiB of the body. Retriable for 408, 429 and 5xx.",
+      "An `http` step's or sink's final response (after retries) had a status that `on_status` sends to the errors sink (by default any non-2xx); details hold the status, the attempt count and the first KiB of the body. Retriable for 408, 429 and 5xx.",
   },
   SLUICE_HTTP_NETWORK: {
     retriable: true,
     description:
-      "An `http` step's call failed without a response after its retries: connection refused or reset, a DNS failure.",
+      "An `http` step's or sink's call failed without a response after its retries: connection refused or reset, a DNS failure.",
   },
   SLUICE_HTTP_TIMEOUT: {
     retriable: true,
     description:
-      "An `http` step's call ran out of time after its retries; details say which deadline (connect, headers, total).",
+      "An `http` step's or sink's call ran out of time after its retries; details say which deadline (connect, headers, total).",
   },
   SLUICE_HTTP_RESPONSE: {
     retriable: false,
-    description: "An `http` step's response body is not valid JSON where JSON was asked for (`response.as`).",
+    description:
+      "An `http` step's response body is not valid JSON where JSON was asked for (`response.as`).",
   },
   SLUICE_HTTP_TEMPLATE: {
     retriable: false,
     description:
-      "An `http` step's request could not be rendered for a record: a placeholder names a field that is missing (or null), or a value cannot go where it stands (a line break in a header, `..` as a path segment). No request is sent.",
+      "An `http` step's or sink's request could not be rendered for a record: a placeholder names a field that is missing (or null), or a value cannot go where it stands (a line break in a header, `..` as a path segment). No request is sent.",
+  },
+  SLUICE_HTTP_CIRCUIT_OPEN: {
+    retriable: true,
+    description:
+      "An `http` step's circuit breaker for the host was open (too many recent attempts failed) and `breaker.when_open` is `error`, so the record's call was not sent; details name the origin, the breaker state and the milliseconds until probes are let through.",
+  },
+  SLUICE_HTTP_AUTH: {
+    retriable: false,
+    description:
+      'An `http` step could not get an OAuth2 access token: the token endpoint refused the client credentials (details hold its status and the first KiB of its body, redacted), answered without an access_token, or could not be reached after 3 tries. Retriable when the endpoint failed (429, 5xx, network).',
   },
   SLUICE_ROUTE_UNMATCHED: {
     retriable: false,

@@ -113,6 +113,19 @@ export interface StepInstance {
    */
   finish?(): StepResult | Promise<StepResult> | AsyncIterable<StepResult>;
   close?(): Promise<void>;
+  /**
+   * For a step that waits on I/O (one HTTP call per record): how many batches the engine may hand
+   * to `process` before the first of them has returned, so that calls of several batches are in
+   * flight at once. `ordered: true` emits the results batch by batch in input order; `false` emits
+   * each batch's result as soon as it is ready. A checkpoint barrier waits for every batch before
+   * it either way. Default: one batch at a time.
+   */
+  readonly inFlight?: { batches: number; ordered: boolean };
+  /**
+   * Optional: the step's own counters (requests by status, cache hits, ...), JSON-serialisable.
+   * Read when the run summary is made (after `close`), and shown under the step's `metrics`.
+   */
+  metrics?(): Record<string, unknown>;
 }
 
 // ---------------------------------------------------------------- sinks

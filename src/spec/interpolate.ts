@@ -1,4 +1,5 @@
 import { type Document, parse as parseYaml, Scalar, visit } from 'yaml';
+import { readSecret } from './secrets.ts';
 
 export interface Variables {
   env: Record<string, string | undefined>;
@@ -11,8 +12,8 @@ export interface InterpolationIssue {
   message: string;
 }
 
-const PROVIDERS = ['env', 'param'] as const;
-// `${env:NAME}`, `${param:NAME}`, `${env:NAME:-default}`; `$${...}` stands for a literal `${...}`.
+const PROVIDERS = ['env', 'param', 'secret'] as const;
+// `${env:NAME}`, `${param:NAME}`, `${secret:NAME}`, `${env:NAME:-default}`; `$${...}` stands for a literal `${...}`.
 const PLACEHOLDER = /\$?\$\{([a-z]+):([A-Za-z_][A-Za-z0-9_.-]*)(?::-([^}]*))?\}/g;
 const WHOLE = /^\$\{[a-z]+:[A-Za-z_][A-Za-z0-9_.-]*(?::-[^}]*)?\}$/;
 
@@ -32,6 +33,13 @@ export function interpolate(doc: Document, vars: Variables): InterpolationIssue[
         PLACEHOLDER,
         (match, provider: string, name: string, fallback?: string) => {
           if (match.startsWith('$$')) return match.slice(1);
+          if (provider === 'secret') {
+            const secret = readSecret(name, vars.env);
+            if ('value' in secret) return secret.value;
+            if (fallback !== undefined) return fallback;
+            issues.push({ offset, message: secret.problem });
+            return match;
+          }
           const value = lookup(provider, name, vars);
           if (value !== undefined) return value;
           if (fallback !== undefined) return fallback;
@@ -40,7 +48,8 @@ export function interpolate(doc: Document, vars: Variables): InterpolationIssue[
         },
       );
       if (replaced === original) return;
-      if (node.type === Scalar.PLAIN && WHOLE.test(original.trim())) {
+      // A secret stays text: read as YAML, a password such as `a: b` or `123` would change type.
+      if (node.type === Scalar.PLAIN && WHOLE.test(original.trim()) && !original.includes('${secret:')) {
         node.value = parseYaml(replaced) ?? replaced;
       } else {
         node.value = replaced;

@@ -10,6 +10,7 @@ import { defaultRegistry, openCheckpointStore } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { parseDuration } from '../../spec/duration.ts';
 import { loadPipeline, type Pipeline } from '../../spec/validate.ts';
+import { describeHttpMetrics } from '../../steps/http/metrics.ts';
 import { EXIT } from '../exit-codes.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
 import { createLogger, isLogLevel } from '../logger.ts';
@@ -307,6 +308,9 @@ export function describeSummary(s: RunSummary, summaryFile: string): string {
   const lines = [
     '',
     table,
+    ...s.operators
+      .filter((o) => o.component === 'http' && o.metrics)
+      .map((o) => `${o.name}: ${describeHttpMetrics(o.metrics!)}`),
     '',
     `${statusWord(s)} in ${formatDuration(s.elapsed_ms)}: ${formatCount(s.records.read)} read, ` +
       `${formatCount(s.records.written)} written, ${formatCount(s.records.filtered)} filtered, ` +

@@ -1,5 +1,9 @@
 import { z } from 'zod';
 import { durationSchema } from '../../spec/duration.ts';
+import { authConfig, authHeaderName } from './auth.ts';
+import { breakerConfig } from './breaker.ts';
+import { cacheConfig } from './cache.ts';
+import { rateLimitConfig } from './rate-limit.ts';
 import {
   compileJsonBody,
   compileUrl,
@@ -154,41 +158,6 @@ const onStatus = z
       'nothing about the record.',
   );
 
-// One object with three optional forms (rather than a union) so that every form is documented.
-const auth = z
-  .object({
-    bearer: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('A token sent as `Authorization: Bearer <token>`; write it as `${env:NAME}`.'),
-    basic: z
-      .object({
-        username: z.string().describe('The user name.'),
-        password: z.string().describe('The password; write it as `${env:NAME}`.'),
-      })
-      .strict()
-      .optional()
-      .describe('HTTP basic authentication (`Authorization: Basic ...`).'),
-    header: z
-      .object({
-        name: z
-          .string()
-          .regex(HEADER_NAME, 'expected a header name')
-          .describe('The header, e.g. `X-Api-Key`.'),
-        value: z.string().min(1).describe('Its value; write it as `${env:NAME}`.'),
-      })
-      .strict()
-      .optional()
-      .describe('An API key sent in a header of your choice.'),
-  })
-  .strict()
-  .optional()
-  .describe(
-    'Credentials, one of `{ bearer: ... }`, `{ basic: { username, password } }` or `{ header: { name, value } }`. ' +
-      'They are redacted (`[REDACTED]`) from every error record, log line and summary Sluice writes.',
-  );
-
 export const httpConfig = z
   .object({
     request,
@@ -219,7 +188,10 @@ export const httpConfig = z
     }),
     response: response.default({ into: 'response', as: 'auto', include: ['body'] }),
     on_status: onStatus,
-    auth,
+    auth: authConfig.optional(),
+    rate_limit: rateLimitConfig.optional(),
+    breaker: breakerConfig.optional(),
+    cache: cacheConfig.optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -254,21 +226,7 @@ export const httpConfig = z
         ['request', bodies[0]!],
         `a ${req.method} request carries no body: use POST, PUT or PATCH, or send the values in query`,
       );
-    if (cfg.auth) {
-      const forms = (['bearer', 'basic', 'header'] as const).filter((k) => cfg.auth?.[k] !== undefined);
-      if (forms.length !== 1)
-        issue(
-          ['auth', ...forms.slice(1, 2)],
-          forms.length
-            ? `give one of bearer, basic and header, not ${forms.join(' and ')}`
-            : 'give one of bearer, basic and header',
-        );
-    }
-    const authHeader = cfg.auth?.header
-      ? cfg.auth.header.name.toLowerCase()
-      : cfg.auth
-        ? 'authorization'
-        : undefined;
+    const authHeader = authHeaderName(cfg.auth);
     for (const name of Object.keys(req.headers ?? {}))
       if (name.toLowerCase() === authHeader)
         issue(['request', 'headers', name], `${name} is set by auth: give it in one place only`);
@@ -284,6 +242,14 @@ export const httpConfig = z
           'a server error says nothing about the record, so it cannot be dropped: use error (the errors sink can be replayed) or keep',
         );
     }
+    if (cfg.cache)
+      template(['cache', 'key'], () => {
+        if (!parseTemplate(cfg.cache!.key).some((p) => typeof p !== 'string'))
+          issue(
+            ['cache', 'key'],
+            'the key has no placeholder, so every record would share one response: write it from the fields that decide the response, e.g. "{{ user.id }}"',
+          );
+      });
     if (new Set(cfg.retry.on.map(String)).size !== cfg.retry.on.length)
       issue(['retry', 'on'], 'list each status or condition at most once');
   });

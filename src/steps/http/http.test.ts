@@ -7,14 +7,7 @@ import { z } from 'zod';
 import { defaultRegistry } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { testContext } from '../../sdk/testing.ts';
-import type {
-  Logger,
-  RecordValue,
-  Rejection,
-  SluiceRecord,
-  StepInstance,
-  StepResult,
-} from '../../sdk/types.ts';
+import type { RecordValue, Rejection, SluiceRecord, StepInstance, StepResult } from '../../sdk/types.ts';
 import { validatePipeline } from '../../spec/validate.ts';
 import { EXCERPT_BYTES, parseRetryAfter, REDACTED } from './client.ts';
 import { createHttpStep, httpStep } from './index.ts';
@@ -97,9 +90,12 @@ describe('http: config', () => {
     };
     assert.deepEqual(Object.keys(schema.properties).sort(), [
       'auth',
+      'breaker',
+      'cache',
       'concurrency',
       'on_status',
       'ordered',
+      'rate_limit',
       'request',
       'response',
       'retry',
@@ -198,10 +194,10 @@ describe('http: config', () => {
         request: { url: 'http://h/' },
         auth: { bearer: 't', basic: { username: 'u', password: 'p' } },
       }),
-      [{ path: 'auth.basic', message: 'give one of bearer, basic and header, not bearer and basic' }],
+      [{ path: 'auth.basic', message: 'give one of bearer, basic, header and oauth2, not bearer and basic' }],
     );
     assert.deepEqual(issues({ request: { url: 'http://h/' }, auth: {} }), [
-      { path: 'auth', message: 'give one of bearer, basic and header' },
+      { path: 'auth', message: 'give one of bearer, basic, header and oauth2' },
     ]);
     assert.equal(issues({ request: { url: 'http://h/' }, retry: { on: [200] } })[0]!.path, 'retry.on.0');
   });
@@ -625,13 +621,14 @@ describe('http: concurrency and order', () => {
     );
   });
 
-  it('warns when the batch size caps concurrency', () => {
-    const warnings: string[] = [];
-    const logger: Logger = { debug() {}, info() {}, error() {}, warn: (m) => warnings.push(m) };
-    step({ request: { url: `${server.origin}/x` }, concurrency: 512 }, { batchSize: 100, logger });
-    assert.deepEqual(warnings, [
-      'http: concurrency 512 is more than settings.batch_size 100; calls run batch by batch, so at most 100 are in flight',
-    ]);
+  it('asks the engine for enough batches in flight to keep concurrency busy, in its order mode', () => {
+    const small = step({ request: { url: `${server.origin}/x` }, concurrency: 512 }, { batchSize: 100 });
+    assert.deepEqual(small.inFlight, { batches: 12, ordered: true });
+    const large = step(
+      { request: { url: `${server.origin}/x` }, concurrency: 64, ordered: false },
+      { batchSize: 1000 },
+    );
+    assert.deepEqual(large.inFlight, { batches: 2, ordered: false });
   });
 
   it('stops at once when the run is stopped hard, in flight and while waiting to retry', async () => {
@@ -738,7 +735,13 @@ describe('docs/http.md', () => {
         );
         continue;
       }
-      const result = parseConfig({ request: { url: 'https://h/x' }, ...parsed });
+      // A `sink: { http: ... }` or `source: { http: ... }` fragment is the http sink's or source's config.
+      const role = parsed.sink ? 'sink' : parsed.source ? 'source' : undefined;
+      const result = role
+        ? defaultRegistry()
+            .get(role, 'http')!
+            .config.safeParse((parsed[role] as { http: unknown }).http)
+        : parseConfig({ request: { url: 'https://h/x' }, ...parsed });
       assert.equal(result.success, true, `${text}: ${JSON.stringify(result.error?.issues)}`);
     }
   });

@@ -9,8 +9,12 @@ import type {
   StepResult,
 } from '../../sdk/types.ts';
 import { parseDuration } from '../../spec/duration.ts';
-import { type CallOutcome, HttpCaller, type PreparedRequest, Redactor } from './client.ts';
+import { authSecrets, createAuth, redactorFor } from './auth.ts';
+import { CircuitBreaker } from './breaker.ts';
+import { ResponseCache } from './cache.ts';
+import { type CallOutcome, HttpCaller, type PreparedRequest } from './client.ts';
 import { type HttpConfig, httpConfig } from './config.ts';
+import { rateLimitOf, TokenBucket } from './rate-limit.ts';
 import {
   compileForm,
   compileJsonBody,
@@ -33,15 +37,8 @@ const SENSITIVE_NAME =
 
 /** The credentials and secret-looking fixed values of a config: what must never be recorded. */
 export function secretsOf(cfg: HttpConfig): string[] {
-  const secrets: string[] = [];
   const { auth, request } = cfg;
-  if (auth?.bearer !== undefined) secrets.push(auth.bearer);
-  if (auth?.basic)
-    secrets.push(
-      auth.basic.password,
-      Buffer.from(`${auth.basic.username}:${auth.basic.password}`).toString('base64'),
-    );
-  if (auth?.header) secrets.push(auth.header.value);
+  const secrets = authSecrets(auth);
   const fixed = (name: string, value: string) => {
     if (SENSITIVE_NAME.test(name) && !hasPlaceholder(value)) secrets.push(value);
   };
@@ -137,8 +134,26 @@ export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInst
   const build = requestBuilder(cfg);
   const map = responseMapper(cfg);
   const on = cfg.retry.on;
+  const origin = compileUrl(cfg.request.url).origin;
+  // The config's credentials and every `${secret:...}` value of the spec, with access tokens added as they come.
+  const redactor = redactorFor(cfg.auth, secretsOf(cfg));
+  const auth = createAuth(cfg.auth, {
+    signal: ctx.signal,
+    logger: ctx.logger,
+    redactor,
+    timeoutMs: ms(cfg.timeout.total),
+  });
+  const limit = cfg.rate_limit ? rateLimitOf(cfg.rate_limit) : undefined;
+  const limiter = limit ? new TokenBucket(limit.perSecond, limit.burst) : undefined;
+  const breaker = cfg.breaker ? new CircuitBreaker(origin, cfg.breaker, ctx.logger) : undefined;
+  const cache = cfg.cache
+    ? new ResponseCache<CallOutcome>({ ttlMs: ms(cfg.cache.ttl), maxEntries: cfg.cache.max_entries })
+    : undefined;
+  const cacheKey = cfg.cache ? compileText(cfg.cache.key, 'cache.key') : undefined;
+  // Only responses the record is kept with are cached: failures and drops are asked again.
+  const isKept = (outcome: CallOutcome) => outcome.kind === 'response';
   const caller = new HttpCaller({
-    origin: compileUrl(cfg.request.url).origin,
+    origin,
     concurrency: cfg.concurrency,
     timeouts: {
       connect: ms(cfg.timeout.connect),
@@ -158,19 +173,59 @@ export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInst
     onStatus: cfg.on_status,
     as: cfg.response.as,
     signal: ctx.signal,
-    redactor: new Redactor(secretsOf(cfg)),
+    redactor,
+    ...(limiter ? { limiter } : {}),
+    ...(breaker ? { breaker } : {}),
+    ...(auth?.oauth2 ? { oauth2: auth.oauth2 } : {}),
   });
-  if (ctx.batchSize < cfg.concurrency)
-    ctx.logger.warn(
-      `http: concurrency ${cfg.concurrency} is more than settings.batch_size ${ctx.batchSize}; calls run batch by batch, so at most ${ctx.batchSize} are in flight`,
-    );
+  const metrics = (): Record<string, unknown> => ({
+    ...caller.metrics.toJSON(),
+    ...(limiter && limit
+      ? {
+          rate_limit: {
+            per_second: limit.perSecond,
+            burst: limit.burst,
+            wait_ms: Math.round(limiter.waitMs),
+            waited: limiter.waited,
+          },
+        }
+      : {}),
+    ...(breaker
+      ? {
+          breaker: {
+            state: breaker.state,
+            opened: breaker.transitions.open,
+            half_opened: breaker.transitions['half-open'],
+            closed: breaker.transitions.closed,
+            refused: breaker.refused,
+          },
+        }
+      : {}),
+    ...(cache
+      ? { cache: { hits: cache.hits, misses: cache.misses, joined: cache.joined, entries: cache.size } }
+      : {}),
+    ...(auth?.oauth2
+      ? { oauth2: { token_fetches: auth.oauth2.fetches, tokens_refused: auth.oauth2.rejected } }
+      : {}),
+  });
+  const closeAll = async () => {
+    limiter?.close();
+    breaker?.close();
+    cache?.clear();
+    await Promise.all([caller.close(), auth?.close()]);
+  };
   const ordered = cfg.ordered;
+  // Enough batches in the step at once to keep `concurrency` calls in flight while the oldest
+  // batch waits for its slowest call (twice what fills the slots).
+  const batchesInFlight = Math.min(1024, 2 * Math.ceil(cfg.concurrency / Math.max(1, ctx.batchSize)));
 
   /** One record: its output record, nothing (dropped) or its rejection. */
   const one = async (record: SluiceRecord): Promise<SluiceRecord | Rejection | undefined> => {
     let req: PreparedRequest;
+    let key: string | undefined;
     try {
       req = build(record.value);
+      key = cacheKey?.(record.value);
     } catch (err) {
       const error = toSluiceError(err, 'SLUICE_STEP_FAILED');
       const pos = record.meta.position;
@@ -185,7 +240,8 @@ export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInst
       );
       return { record, error: named, attempts: 0 };
     }
-    const outcome = await caller.call(req);
+    const call = () => caller.call(req);
+    const outcome = cache && key !== undefined ? (await cache.get(key, call, isKept)).value : await call();
     switch (outcome.kind) {
       case 'response':
         return { value: map(record.value, outcome), meta: record.meta };
@@ -198,6 +254,7 @@ export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInst
   };
 
   return {
+    inFlight: { batches: batchesInFlight, ordered },
     async process(batch: SluiceRecord[]): Promise<StepResult> {
       const records: (SluiceRecord | undefined)[] = ordered ? new Array(batch.length) : [];
       const rejections: (Rejection | undefined)[] = new Array(batch.length);
@@ -219,7 +276,8 @@ export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInst
       if (!failed) return { records: kept };
       return { records: kept, rejected: rejections.filter((r): r is Rejection => r !== undefined) };
     },
-    close: () => caller.close(),
+    close: closeAll,
+    metrics,
   };
 }
 
@@ -231,9 +289,9 @@ export const httpStep = defineStep({
 
 Every call is independent: a call that fails after its retries sends that record alone to the errors sink (\`SLUICE_HTTP_STATUS\` with the status, attempt count and the first KiB of the body; \`SLUICE_HTTP_NETWORK\`; \`SLUICE_HTTP_TIMEOUT\`; \`SLUICE_HTTP_RESPONSE\` for a body that is not the JSON asked for) while the other records of its batch go on. A placeholder naming a field the record lacks fails that record with \`SLUICE_HTTP_TEMPLATE\` and sends nothing. \`on_status\` decides, per status class or code, whether a record whose final response is not 2xx is kept (with the response mapped), dropped or sent to the errors sink.
 
-Retries (\`retry\`) use exponential backoff with full jitter, on the statuses and conditions listed in \`retry.on\`, and honour \`Retry-After\` (seconds or an HTTP date, up to \`retry.max\`). While a record waits to retry it holds no connection: other records' calls use it. Credentials (\`auth\`) come from \`\${env:...}\` and are redacted from everything Sluice records. See docs/http.md.
+Retries (\`retry\`) use exponential backoff with full jitter, on the statuses and conditions listed in \`retry.on\`, and honour \`Retry-After\` (seconds or an HTTP date, up to \`retry.max\`). While a record waits to retry it holds no connection: other records' calls use it. Credentials (\`auth\`: bearer, basic, an API key header, or OAuth2 client credentials with the token cached, refreshed before expiry and on a 401) come from \`\${env:...}\` or \`\${secret:...}\` and are redacted from everything Sluice records. \`rate_limit\` (a token bucket per host), \`breaker\` (a circuit breaker on the failure rate, holding or failing calls while open) and \`cache\` (LRU with a TTL and single flight, keyed by a template) protect the API; the step's metrics (requests by status class, latency, retries, cache, limiter, breaker) are in the run summary. See docs/http.md.
 
-Calls run batch by batch: all of a batch's calls run concurrently (up to \`concurrency\`) and the batch moves on when the last one has finished, so keep \`settings.batch_size\` at or above \`concurrency\`.`,
+Calls of several batches run at once, up to \`concurrency\` in flight; a checkpoint waits for every call before it. \`ordered: false\` lets a batch whose calls have all finished pass one still waiting on a slow call.`,
   config: httpConfig,
   examples: [
     {
@@ -278,6 +336,22 @@ on_status: { 404: drop, 4xx: error, 5xx: error }
   json: document
 auth: { header: { name: X-Api-Key, value: "\${env:SEARCH_KEY}" } }
 response: { into: indexed, include: [status] }
+`,
+    },
+    {
+      title: 'OAuth2, a rate limit, a circuit breaker and a cache of answers per customer',
+      yaml: `request:
+  url: https://crm.example.com/v3/customers/{{ customer_id }}
+auth:
+  oauth2:
+    token_url: https://auth.example.com/oauth2/token
+    client_id: sluice
+    client_secret: "\${secret:crm_client_secret}"
+    scope: customers.read
+rate_limit: 500/s
+breaker: { failure_rate: 0.5, window: 10s, min_calls: 20, open_for: 30s, when_open: wait }
+cache: { key: "{{ customer_id }}", ttl: 10m }
+response: { into: customer }
 `,
     },
     {

@@ -1,6 +1,6 @@
 /** The `http` step in a real run: `sluice run` (a child process) against the test server. */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -115,5 +115,80 @@ settings: { batch_size: 16 }
     for (const file of [...runFiles, ...(await filesUnder(out))])
       assert.ok(!(await readFile(file, 'utf8')).includes(server.token), `the token is in ${file}`);
     assert.ok(!(result.stdout + result.stderr).includes(server.token));
+  });
+});
+
+describe('http step protection in a pipeline run', () => {
+  it('OAuth2 with a ${secret:...} client secret, cache, rate limit and breaker: metrics in run.json and the CLI summary, no secret recorded', async () => {
+    const out = path.join(work, 'out-protected');
+    const runs = path.join(work, 'runs-protected');
+    const secrets = path.join(work, 'secrets');
+    await mkdir(secrets, { recursive: true });
+    await writeFile(path.join(secrets, 'client_secret'), `${server.oauth.clientSecret}\n`);
+    const spec = path.join(work, 'protected.yaml');
+    // ids 1..40; the cache key is id % 4, so four calls; two records (id 13, id 33 → key 1) share a key.
+    await writeFile(
+      spec,
+      `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: protected }
+source:
+  generate: { count: 40, fields: { id: seq } }
+steps:
+  - sql: SELECT id, id % 4 AS bucket FROM input
+  - name: lookup
+    http:
+      request: { url: "${server.origin}/api/{{ bucket }}" }
+      auth:
+        oauth2:
+          token_url: ${server.origin}/oauth/token
+          client_id: ${server.oauth.clientId}
+          client_secret: \${secret:client_secret}
+      concurrency: 8
+      rate_limit: 200/s
+      breaker: { min_calls: 10 }
+      cache: { key: "{{ bucket }}", ttl: 1m }
+sink:
+  file: { path: ${out}/, format: jsonl }
+settings: { batch_size: 10 }
+`,
+    );
+    const result = await sluice(['run', spec, '--run-dir', runs, '--progress', 'none'], work, undefined, {
+      SLUICE_SECRETS_DIR: secrets,
+    });
+    assert.equal(result.code, EXIT.ok, result.stderr + result.stdout);
+    const written = await jsonLines<{ id: number; bucket: number; response: { key: string } }>(
+      await filesUnder(out),
+    );
+    assert.equal(written.length, 40);
+    for (const r of written) assert.equal(r.response.key, String(r.bucket));
+    assert.equal(server.oauth.issued.length, 1, 'one token for the run');
+    assert.equal(server.requests.filter((r) => r.url.startsWith('/api/')).length, 4, 'one call per key');
+
+    const runFiles = await filesUnder(runs);
+    const summary = JSON.parse(
+      await readFile(runFiles.find((f) => f.endsWith('run.json'))!, 'utf8'),
+    ) as RunSummary;
+    const lookup = summary.operators.find((o) => o.name === 'lookup')!;
+    const metrics = lookup.metrics as Record<string, Record<string, unknown>>;
+    assert.deepEqual(metrics.requests, { '2xx': 4, '3xx': 0, '4xx': 0, '5xx': 0, network: 0, timeout: 0 });
+    assert.equal(metrics.cache!.misses, 4);
+    assert.equal((metrics.cache!.hits as number) + (metrics.cache!.joined as number), 36);
+    assert.deepEqual(metrics.oauth2, { token_fetches: 1, tokens_refused: 0 });
+    assert.equal(metrics.breaker!.state, 'closed');
+    assert.equal(metrics.rate_limit!.per_second, 200);
+    assert.equal(summary.operators.find((o) => o.component === 'sql')!.metrics, undefined);
+    assert.match(
+      result.stdout + result.stderr,
+      /lookup: 4 requests \(2xx 4\), p50 ≤ \d+ms, p99 ≤ \d+ms; cache \d+ hits, \d+ joined, 4 misses; rate limit 200\/s, \d+ waited \d+ms in all; breaker closed; oauth2 1 token fetch/,
+    );
+    // /api echoes the token in its 2xx body, which is the records' data: only what Sluice records is checked.
+    for (const file of runFiles) {
+      const text = await readFile(file, 'utf8');
+      assert.ok(!text.includes(server.oauth.clientSecret), `the client secret is in ${file}`);
+      assert.ok(!text.includes(server.oauth.issued[0]!), `the access token is in ${file}`);
+    }
+    for (const secret of [server.oauth.clientSecret, server.oauth.issued[0]!])
+      assert.ok(!(result.stdout + result.stderr).includes(secret));
   });
 });

@@ -14,6 +14,12 @@
  * - `/slow/:key?every=ms&chunks=n`: 200 JSON headers at once, then the body in n chunks, one per ms
  * - `/badjson/*`: 200, Content-Type JSON, a body that is not JSON
  * - `/text/*`: 200 text/plain; `/empty/*`: 204
+ * - `/outage/:key?ms=n`: 503 while `server.outage` is true (a burst of server errors), else 200
+ *   `{ key }`; after n milliseconds either way
+ * - `/oauth/token` (POST, form): client credentials checked against `server.oauth`; 200 with a new
+ *   token `{ access_token, token_type, expires_in }`, or 401 echoing the form (secret included)
+ * - `/api/:key`: 200 `{ key, token }` with `Authorization: Bearer <a token /oauth/token issued,
+ *   not expired nor revoked>`, else 401
  *
  * Options ride in the query, so that one URL template (`/{{ route }}/{{ key }}` with `query`
  * parameters whose null fields are left out) reaches every route.
@@ -54,6 +60,22 @@ export interface TestServer {
   throttles: Throttle[];
   /** The bearer token `/enrich` wants. */
   token: string;
+  /** While true, `/outage` answers 503. */
+  outage: boolean;
+  oauth: {
+    clientId: string;
+    clientSecret: string;
+    /** `expires_in` of the tokens issued, in seconds (the server enforces it too). */
+    expiresIn: number;
+    /** Milliseconds before the token endpoint answers. */
+    delayMs: number;
+    /** Tokens issued, in order. */
+    issued: string[];
+    /** Tokens `/api` refuses from now on (as if revoked by the server). */
+    revoked: Set<string>;
+    /** Form bodies the token endpoint received. */
+    forms: URLSearchParams[];
+  };
   inFlight: number;
   maxInFlight: number;
   /** Forgets requests, hits and the in-flight maximum. */
@@ -63,6 +85,8 @@ export interface TestServer {
 
 export async function startTestServer(): Promise<TestServer> {
   const hitsByPath = new Map<string, number[]>();
+  /** Per token issued: Date.now() when it expires. */
+  const expiry = new Map<string, number>();
   const state: TestServer = {
     origin: '',
     requests: [],
@@ -70,6 +94,16 @@ export async function startTestServer(): Promise<TestServer> {
     finished: [],
     throttles: [],
     token: 'enrich-token-5b7c-SECRET',
+    outage: false,
+    oauth: {
+      clientId: 'sluice-client',
+      clientSecret: 'client-secret-9d1e-SECRET',
+      expiresIn: 3600,
+      delayMs: 0,
+      issued: [],
+      revoked: new Set(),
+      forms: [],
+    },
     inFlight: 0,
     maxInFlight: 0,
     reset() {
@@ -78,6 +112,13 @@ export async function startTestServer(): Promise<TestServer> {
       state.throttles.length = 0;
       hitsByPath.clear();
       state.maxInFlight = 0;
+      state.outage = false;
+      state.oauth.expiresIn = 3600;
+      state.oauth.delayMs = 0;
+      state.oauth.issued.length = 0;
+      state.oauth.revoked.clear();
+      state.oauth.forms.length = 0;
+      expiry.clear();
     },
     close: async () => {},
   };
@@ -188,6 +229,39 @@ export async function startTestServer(): Promise<TestServer> {
           res.on('close', () => clearInterval(timer));
           return;
         }
+        case 'outage': {
+          const answer = () =>
+            state.outage ? json(503, { error: 'outage' }) : json(200, { key: decodeURIComponent(a ?? '') });
+          const timer = setTimeout(answer, Number(q('ms') ?? 0));
+          res.on('close', () => clearTimeout(timer));
+          return;
+        }
+        case 'oauth': {
+          const form = new URLSearchParams(body);
+          state.oauth.forms.push(form);
+          const { oauth } = state;
+          const timer = setTimeout(() => {
+            if (
+              form.get('grant_type') !== 'client_credentials' ||
+              form.get('client_id') !== oauth.clientId ||
+              form.get('client_secret') !== oauth.clientSecret
+            )
+              return json(401, { error: 'invalid_client', received: body });
+            const token = `access-${oauth.issued.length + 1}-${Math.random().toString(36).slice(2)}`;
+            oauth.issued.push(token);
+            expiry.set(token, Date.now() + oauth.expiresIn * 1000);
+            return json(200, { access_token: token, token_type: 'Bearer', expires_in: oauth.expiresIn });
+          }, state.oauth.delayMs);
+          res.on('close', () => clearTimeout(timer));
+          return;
+        }
+        case 'api': {
+          const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+          const until = expiry.get(token);
+          if (until === undefined || until <= Date.now() || state.oauth.revoked.has(token))
+            return json(401, { error: 'invalid_token' });
+          return json(200, { key: a, token });
+        }
         case 'badjson':
           res.writeHead(200, { 'content-type': 'application/json' });
           return res.end('{"broken": ');
@@ -202,17 +276,26 @@ export async function startTestServer(): Promise<TestServer> {
       }
     });
   });
+  Object.assign(state, await listenOnLoopback(server));
+  return state;
+}
+
+/** Starts `server` on a free loopback port: its origin, and a close that drops open connections. */
+export async function listenOnLoopback(
+  server: http.Server,
+): Promise<{ origin: string; close: () => Promise<void> }> {
   // The client's keep-alive must not outlive ours in the middle of a test.
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  state.origin = `http://127.0.0.1:${port}`;
-  state.close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
-  return state;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 /** A port nothing listens on (a server was there a moment ago): connections are refused. */
