@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileSink, fileSource } from './connectors/file/index.ts';
 import { generateSource } from './connectors/generate/index.ts';
+import { httpSink, httpSource } from './connectors/http/index.ts';
 import { kafkaSink, kafkaSource } from './connectors/kafka/index.ts';
 import { postgresSink, postgresSource } from './connectors/postgres/index.ts';
 import { stdinSource, stdoutSink } from './connectors/stdio/index.ts';
@@ -67,6 +68,7 @@ export const builtinComponents: readonly ComponentDefinition[] = [
   generateSource,
   kafkaSource,
   postgresSource,
+  httpSource,
   filterStep,
   sqlStep,
   validateStep,
@@ -76,6 +78,7 @@ export const builtinComponents: readonly ComponentDefinition[] = [
   stdoutSink,
   kafkaSink,
   postgresSink,
+  httpSink,
 ] as ComponentDefinition[];
 
 export function defaultRegistry(): Registry {
