@@ -46,32 +46,28 @@ interface Timed {
   maxRssMiB: number;
 }
 
-/** `sluice run` as a user runs it; its summary's wall time, CPU time and peak memory. */
-async function runSluice(dir: string, name: string, spec: string): Promise<Timed & { summary: RunSummary }> {
+/**
+ * `sluice run` as a user runs it, in `dir/name` (made afresh) with the spec written there; its
+ * summary. Throws unless the run succeeded.
+ */
+export async function runSluiceIn(dir: string, name: string, spec: string): Promise<RunSummary> {
   const work = path.join(dir, name);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   const file = path.join(work, 'spec.yaml');
   await writeFile(file, spec);
-  const out = execFileSync(
-    BIN,
-    [
-      'run',
-      file,
-      '--json',
-      '--progress',
-      'none',
-      '--from-scratch',
-      '--run-dir',
-      path.join(work, 'runs'),
-      '--checkpoint-store',
-      path.join(work, 'state'),
-    ],
-    { encoding: 'utf8', maxBuffer: 1 << 26, env },
-  );
+  const args = ['run', file, '--json', '--progress', 'none', '--from-scratch'];
+  args.push('--run-dir', path.join(work, 'runs'), '--checkpoint-store', path.join(work, 'state'));
+  const out = execFileSync(BIN, args, { encoding: 'utf8', maxBuffer: 1 << 26, env, cwd: work });
   const summary = JSON.parse(out) as RunSummary;
   if (summary.status !== 'succeeded')
     throw new Error(`${name}: ${summary.status} ${JSON.stringify(summary.failure)}`);
+  return summary;
+}
+
+/** runSluiceIn's wall time, CPU time and peak memory. */
+async function runSluice(dir: string, name: string, spec: string): Promise<Timed & { summary: RunSummary }> {
+  const summary = await runSluiceIn(dir, name, spec);
   return { elapsedMs: summary.elapsed_ms, cpuMs: summary.cpu_ms, maxRssMiB: summary.peak_rss_mib, summary };
 }
 

@@ -9,7 +9,9 @@
  * Cases: generate, jsonl, sql, microbatch, parquet, pushdown, memory, server (the control plane
  * under 1,000 jobs, 20 at once, against itself idle: bench/server.ts; `--server-jobs N`),
  * postgres and kafka (bench/connectors.ts: PostgreSQL → Parquet next to psql's \copy, Kafka →
- * Kafka next to a bare client loop; they start the project's services when not running).
+ * Kafka next to a bare client loop; they start the project's services when not running), http
+ * (bench/http.ts: the http step against a 100 ms server beside bare undici and fetch harnesses,
+ * and a run with failing calls whose counts must add up).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -319,6 +321,13 @@ if (want('postgres') || want('kafka')) {
   });
   process.stdout.write(`\nconnectors, each beside its peer in the same run (best of ${REPEAT})\n\n`);
   printConnectorTable(connectorRows);
+}
+
+if (want('http')) {
+  const { benchHttp, printHttpTable } = await import('./http.ts');
+  const httpRows = await benchHttp({ dataDir: DATA, failureRecords: N, seconds: 10 });
+  process.stdout.write(`\nthe http step against a local server in its own process\n\n`);
+  printHttpTable(httpRows);
 }
 
 if (want('server')) {
