@@ -22,7 +22,10 @@ export type FilterConfig = z.output<typeof config>;
  * Compiles a SQL snippet for `check`: a SLUICE_EXPR_INVALID becomes a config issue at `field`, its message
  * giving the line, column and character offset in the SQL, and `offset` set for the spec's YAML position.
  */
-export async function sqlIssues(field: string, compile: () => Promise<unknown>): Promise<ConfigIssue[]> {
+export async function sqlIssues(
+  field: string | string[],
+  compile: () => Promise<unknown>,
+): Promise<ConfigIssue[]> {
   try {
     await compile();
     return [];
@@ -31,7 +34,7 @@ export async function sqlIssues(field: string, compile: () => Promise<unknown>):
       const offset = err.details?.offset;
       return [
         {
-          path: [field],
+          path: Array.isArray(field) ? field : [field],
           message: err.message,
           ...(typeof offset === 'number' ? { offset } : {}),
         },

@@ -7,6 +7,7 @@ import { rateLimitConfig } from './rate-limit.ts';
 import {
   compileJsonBody,
   compileUrl,
+  hasPlaceholder,
   parseFieldRef,
   parseTemplate,
   TemplateSyntaxError,
@@ -143,6 +144,16 @@ const response = z
         'What is written: with just `body` (the default) the field holds the body itself; otherwise an object ' +
           'with the listed keys, e.g. `{ status: 200, headers: { content-type: ... }, body: ... }`.',
       ),
+    sql: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'A per-record query that selects what the record becomes, over `input`: the record with the response ' +
+          'under `into` (as `include` shapes it), e.g. `SELECT * EXCLUDE (response), response.score AS score FROM ' +
+          'input WHERE response.score > 0.5` (a record the WHERE rejects is dropped). DuckDB semantics, in the compiled ' +
+          'subset of docs/sql.md (checked when the spec is validated); for other SQL add a `sql` step after this one.',
+      ),
   })
   .strict()
   .describe('How the final response is mapped into the record (which is copied, never changed in place).');
@@ -168,8 +179,8 @@ export const httpConfig = z
       .max(8192)
       .default(64)
       .describe(
-        'Most calls in flight at once (over keep-alive connections to the one host). Calls run batch by batch, so ' +
-          'at most `settings.batch_size` are in flight: keep it at or above this.',
+        'Most calls in flight at once (over keep-alive connections to the one host), over as many batches as it ' +
+          'takes: the engine hands the step several batches at once.',
       ),
     ordered: z
       .boolean()
@@ -192,6 +203,34 @@ export const httpConfig = z
     rate_limit: rateLimitConfig.optional(),
     breaker: breakerConfig.optional(),
     cache: cacheConfig.optional(),
+    batch: z
+      .object({
+        max_records: z.number().int().min(2).max(10_000).describe('Most records in one request.'),
+        wrap: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'The request body is `{ "<wrap>": [items] }`; without it, the array of items itself. Each item is ' +
+              '`request.body` (or `request.json`) rendered for one record.',
+          ),
+        results: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Where the array of results is in the response body (a dotted path, e.g. `data.results`); without it, ' +
+              'the body is the array. It must hold one result per item, in the same order.',
+          ),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'For bulk endpoints: one request carries up to `max_records` records, and the response is split back, result ' +
+          'i going to record i (under `response.into`, with the status and headers of the whole response). A failed ' +
+          'request fails all its records; a response with another number of results fails them with ' +
+          'SLUICE_HTTP_RESPONSE.',
+      ),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -252,6 +291,30 @@ export const httpConfig = z
       });
     if (new Set(cfg.retry.on.map(String)).size !== cfg.retry.on.length)
       issue(['retry', 'on'], 'list each status or condition at most once');
+    if (cfg.batch) {
+      // One request stands for many records: only the body's items can differ between them.
+      const fixed = (path: (string | number)[], text: string) => {
+        try {
+          if (hasPlaceholder(text))
+            issue(
+              path,
+              'with batch, one request carries many records: only request.body or request.json can use their fields',
+            );
+        } catch {}
+      };
+      fixed(['request', 'url'], req.url);
+      for (const [name, value] of Object.entries(req.query ?? {})) fixed(['request', 'query', name], value);
+      for (const [name, value] of Object.entries(req.headers ?? {}))
+        fixed(['request', 'headers', name], value);
+      if (req.body === undefined && req.json === undefined)
+        issue(['batch'], 'batch needs request.body or request.json: the item sent for each record');
+      if (cfg.cache) issue(['cache'], 'cache applies to one call per record, not to batch');
+      if (cfg.response.as === 'text')
+        issue(['response', 'as'], 'batch splits a JSON response: use json or auto');
+      if (cfg.batch.wrap !== undefined) template(['batch', 'wrap'], () => parseFieldRef(cfg.batch!.wrap!));
+      if (cfg.batch.results !== undefined)
+        template(['batch', 'results'], () => parseFieldRef(cfg.batch!.results!));
+    }
   });
 
 export type HttpConfig = z.output<typeof httpConfig>;

@@ -6,7 +6,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { defaultRegistry } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
-import { testContext } from '../../sdk/testing.ts';
+import { configIssues, testContext } from '../../sdk/testing.ts';
 import type { RecordValue, Rejection, SluiceRecord, StepInstance, StepResult } from '../../sdk/types.ts';
 import { validatePipeline } from '../../spec/validate.ts';
 import { EXCERPT_BYTES, parseRetryAfter, REDACTED } from './client.ts';
@@ -90,6 +90,7 @@ describe('http: config', () => {
     };
     assert.deepEqual(Object.keys(schema.properties).sort(), [
       'auth',
+      'batch',
       'breaker',
       'cache',
       'concurrency',
@@ -707,6 +708,153 @@ describe('http: auth and redaction', () => {
       );
       server.reset();
     }
+  });
+});
+
+describe('batch (bulk endpoints)', () => {
+  const bulkStep = (extra: Record<string, unknown>, url = `${server.origin}/bulk`) =>
+    step({ request: { method: 'POST', url, body: { id: '{{ id }}' } }, batch: { max_records: 4 }, ...extra });
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => rec({ id: i + 1 }, i + 1));
+
+  it('sends up to max_records items per request and splits the results back, in order', async () => {
+    const before = server.requests.length;
+    const result = await bulkStep({ response: { into: 'r' } }).process(ids(10));
+    const sent = server.requests.slice(before).map((r) => JSON.parse(r.body) as { id: number }[]);
+    assert.deepEqual(
+      sent.map((items) => items.map((i) => i.id)).sort((x, y) => x[0]! - y[0]!),
+      [
+        [1, 2, 3, 4],
+        [5, 6, 7, 8],
+        [9, 10],
+      ],
+    );
+    assert.deepEqual(
+      result.records.map((r) => r.value),
+      ids(10).map((r) => ({ id: r.value.id, r: { id: r.value.id, score: (r.value.id as number) / 10 } })),
+    );
+    assert.equal(server.requests.at(-1)!.headers['content-type'], 'application/json');
+  });
+
+  it('wraps the items and finds the results at a path', async () => {
+    const before = server.requests.length;
+    const s = bulkStep(
+      { batch: { max_records: 3, wrap: 'data.items', results: 'data.results' }, response: { into: 'r' } },
+      `${server.origin}/bulk?wrapped=1`,
+    );
+    const result = await s.process(ids(3));
+    assert.deepEqual(JSON.parse(server.requests[before]!.body), {
+      data: { items: [{ id: 1 }, { id: 2 }, { id: 3 }] },
+    });
+    assert.deepEqual(
+      result.records.map((r) => (r.value.r as { score: number }).score),
+      [0.1, 0.2, 0.3],
+    );
+  });
+
+  it('fails every record of a request that fails, or whose results do not match the items', async () => {
+    const refused = await bulkStep({ retry: { attempts: 1 } }, `${server.origin}/bulk?status=422`).process(
+      ids(5),
+    );
+    assert.equal(refused.records.length, 0);
+    assert.deepEqual(
+      refused.rejected?.map((r) => [r.record?.value.id, r.error.code, r.error.details?.status]),
+      [1, 2, 3, 4, 5].map((id) => [id, 'SLUICE_HTTP_STATUS', 422]),
+    );
+    const short = await bulkStep({}, `${server.origin}/bulk?short=1`).process(ids(4));
+    assert.equal(short.rejected?.length, 4);
+    assert.match(short.rejected![0]!.error.message, /a batch of 4 records holds 3 results at the body/);
+    assert.equal(short.rejected![0]!.error.code, 'SLUICE_HTTP_RESPONSE');
+  });
+
+  it('leaves a record whose item cannot be rendered out of the request, alone', async () => {
+    const before = server.requests.length;
+    const result = await bulkStep({}).process([rec({ id: 1 }), rec({ other: 2 }), rec({ id: 3 })]);
+    assert.deepEqual(JSON.parse(server.requests[before]!.body), [{ id: 1 }, { id: 3 }]);
+    assert.equal(result.records.length, 2);
+    assert.equal(result.rejected?.[0]?.error.code, 'SLUICE_HTTP_TEMPLATE');
+  });
+
+  it('is refused at validation with placeholders outside the body, with cache, or without a body', () => {
+    const issues = (cfg: Record<string, unknown>) =>
+      configIssues(httpStep.config, { batch: { max_records: 10 }, ...cfg });
+    assert.deepEqual(
+      issues({ request: { method: 'POST', url: 'https://h/x/{{ id }}', body: { id: '{{ id }}' } } }),
+      [
+        'request.url: with batch, one request carries many records: only request.body or request.json can use their fields',
+      ],
+    );
+    assert.deepEqual(issues({ request: { method: 'POST', url: 'https://h/x' } }), [
+      'batch: batch needs request.body or request.json: the item sent for each record',
+    ]);
+    assert.deepEqual(
+      issues({ request: { method: 'POST', url: 'https://h/x', json: 'doc' }, cache: { key: '{{ id }}' } }),
+      ['cache: cache applies to one call per record, not to batch'],
+    );
+  });
+});
+
+describe('response.sql', () => {
+  const make = async (sql: string) => {
+    const cfg = httpStep.config.parse({
+      request: { url: `${server.origin}/score/{{ id }}` },
+      response: { sql },
+    });
+    const s = await httpStep.create(cfg, testContext({ batchSize: 10_000 }));
+    open.push(s);
+    return s;
+  };
+
+  it('selects what the record becomes from the record and the response; WHERE drops records', async () => {
+    const s = await make('SELECT id, response.score * 100 AS pct FROM input WHERE response.score >= 0.5');
+    const result = await s.process([rec({ id: 49, keep: 'x' }), rec({ id: 50 }), rec({ id: 175 })]);
+    assert.deepEqual(
+      result.records.map((r) => r.value),
+      [
+        { id: 50, pct: 50 },
+        { id: 175, pct: 75 },
+      ],
+    );
+    assert.equal(result.rejected, undefined);
+  });
+
+  it('rejects only the record the query fails on, with the attempt count', async () => {
+    const s = await make("SELECT id, CAST(response.id || 'x' AS INTEGER) AS n FROM input");
+    const result = await s.process([rec({ id: 1 })]);
+    assert.equal(result.records.length, 0);
+    assert.equal(result.rejected?.length, 1);
+    assert.equal(result.rejected![0]!.attempts, 1);
+    assert.match(result.rejected![0]!.error.message, /1x/);
+  });
+
+  it('is checked when the spec is validated: SQL outside the compiled subset, and SQL that does not parse', async () => {
+    const validate = (sql: string) =>
+      validatePipeline({
+        file: 'inline.yaml',
+        text: `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: t }
+source: { generate: { count: 1, fields: { id: seq } } }
+steps:
+  - http:
+      request: { url: "${server.origin}/score/{{ id }}" }
+      response: { sql: "${sql}" }
+sinks: [{ stdout: {} }]
+`,
+        registry: defaultRegistry(),
+      });
+    const outside = await validate("SELECT levenshtein(response.id, 'x') AS d FROM input");
+    assert.equal(outside.issues.length, 1);
+    assert.match(
+      outside.issues[0]!.message,
+      /response\.sql must be a per-record query in the compiled subset/,
+    );
+    assert.deepEqual(outside.issues[0]!.path, ['steps', 0, 'http', 'response', 'sql']);
+    assert.equal(outside.issues[0]!.line, 8);
+    const broken = await validate('SELECT id, FROM input WHERE');
+    assert.equal(broken.issues.length, 1);
+    assert.equal(broken.issues[0]!.line, 8, 'placed at its line');
+    assert.ok(broken.issues[0]!.col > 1, 'and its column');
+    assert.equal((await validate('SELECT id, response.score AS s FROM input')).issues.length, 0);
   });
 });
 

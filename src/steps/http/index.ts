@@ -9,8 +9,11 @@ import type {
   StepResult,
 } from '../../sdk/types.ts';
 import { parseDuration } from '../../spec/duration.ts';
+import { compileSelect, planQuery, type QueryPlan } from '../../sql/index.ts';
+import { sqlIssues } from '../filter/index.ts';
 import { authSecrets, createAuth, redactorFor } from './auth.ts';
 import { CircuitBreaker } from './breaker.ts';
+import { bulkProcess } from './bulk.ts';
 import { ResponseCache } from './cache.ts';
 import { type CallOutcome, HttpCaller, type PreparedRequest } from './client.ts';
 import { type HttpConfig, httpConfig } from './config.ts';
@@ -54,6 +57,13 @@ export function secretsOf(cfg: HttpConfig): string[] {
     } catch {}
   }
   return secrets.filter((s) => s.length > 0);
+}
+
+/** The request of `batch:` mode without its body: its URL and headers have no placeholders. */
+function fixedRequest(cfg: HttpConfig): PreparedRequest {
+  const { body: _body, json: _json, ...request } = cfg.request;
+  const req = requestBuilder({ ...cfg, request })({});
+  return { ...req, headers: { 'content-type': 'application/json', ...req.headers } };
 }
 
 /** Renders the request of one record; throws SLUICE_HTTP_TEMPLATE when a field is missing. */
@@ -130,9 +140,21 @@ function ms(duration: string): number {
   return parseDuration(duration) ?? 0;
 }
 
-export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInstance {
+/**
+ * `select`: `response.sql` compiled (by the step's `create`), applied to the record with the
+ * response mapped in; null drops the record.
+ */
+export function createHttpStep(
+  cfg: HttpConfig,
+  ctx: ComponentContext,
+  select?: (value: RecordValue) => RecordValue | null,
+): StepInstance {
   const build = requestBuilder(cfg);
-  const map = responseMapper(cfg);
+  const mapResponse = responseMapper(cfg);
+  const map = select
+    ? (value: RecordValue, outcome: Extract<CallOutcome, { kind: 'response' }>) =>
+        select(mapResponse(value, outcome))
+    : mapResponse;
   const on = cfg.retry.on;
   const origin = compileUrl(cfg.request.url).origin;
   // The config's credentials and every `${secret:...}` value of the spec, with access tokens added as they come.
@@ -217,7 +239,25 @@ export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInst
   const ordered = cfg.ordered;
   // Enough batches in the step at once to keep `concurrency` calls in flight while the oldest
   // batch waits for its slowest call (twice what fills the slots).
-  const batchesInFlight = Math.min(1024, 2 * Math.ceil(cfg.concurrency / Math.max(1, ctx.batchSize)));
+  const perCall = cfg.batch?.max_records ?? 1;
+  const batchesInFlight = Math.min(
+    1024,
+    2 * Math.ceil((cfg.concurrency * perCall) / Math.max(1, ctx.batchSize)),
+  );
+  const bulk = cfg.batch
+    ? bulkProcess({
+        caller,
+        batch: cfg.batch,
+        request: fixedRequest(cfg),
+        item:
+          cfg.request.body !== undefined
+            ? compileJsonBody(cfg.request.body)
+            : compileJsonField(cfg.request.json!),
+        map,
+        ordered,
+        signal: ctx.signal,
+      })
+    : undefined;
 
   /** One record: its output record, nothing (dropped) or its rejection. */
   const one = async (record: SluiceRecord): Promise<SluiceRecord | Rejection | undefined> => {
@@ -243,8 +283,16 @@ export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInst
     const call = () => caller.call(req);
     const outcome = cache && key !== undefined ? (await cache.get(key, call, isKept)).value : await call();
     switch (outcome.kind) {
-      case 'response':
-        return { value: map(record.value, outcome), meta: record.meta };
+      case 'response': {
+        let value: RecordValue | null;
+        try {
+          value = map(record.value, outcome);
+        } catch (err) {
+          // response.sql failed on this record (a CAST that does not convert): it alone is rejected.
+          return { record, error: toSluiceError(err, 'SLUICE_STEP_FAILED'), attempts: outcome.attempts };
+        }
+        return value === null ? undefined : { value, meta: record.meta };
+      }
       case 'dropped':
       case 'aborted':
         return undefined;
@@ -256,6 +304,7 @@ export function createHttpStep(cfg: HttpConfig, ctx: ComponentContext): StepInst
   return {
     inFlight: { batches: batchesInFlight, ordered },
     async process(batch: SluiceRecord[]): Promise<StepResult> {
+      if (bulk) return bulk(batch);
       const records: (SluiceRecord | undefined)[] = ordered ? new Array(batch.length) : [];
       const rejections: (Rejection | undefined)[] = new Array(batch.length);
       let failed = 0;
@@ -366,5 +415,22 @@ on_status: { 404: keep }
 `,
     },
   ],
-  create: (cfg, ctx) => createHttpStep(cfg, ctx),
+  async check(cfg) {
+    const sql = cfg.response.sql;
+    if (!sql) return [];
+    let plan: QueryPlan | undefined;
+    const issues = await sqlIssues(['response', 'sql'], async () => {
+      plan = await planQuery(sql, { bind: false });
+    });
+    if (issues.length || !plan || plan.path === 'compiled') return issues;
+    return [
+      {
+        path: ['response', 'sql'],
+        message: `response.sql must be a per-record query in the compiled subset (docs/sql.md): ${plan.reason}; put that SQL in a sql step after this one`,
+        ...(plan.offset === undefined ? {} : { offset: plan.offset }),
+      },
+    ];
+  },
+  create: async (cfg, ctx) =>
+    createHttpStep(cfg, ctx, cfg.response.sql ? await compileSelect(cfg.response.sql) : undefined),
 });

@@ -75,7 +75,7 @@ export function templateError(place: Place, field: string | undefined, problem: 
   });
 }
 
-const MISSING = Symbol('missing');
+export const MISSING = Symbol('missing');
 
 /** The value at a field path, or MISSING. Own properties only: `{{ constructor }}` is not a field. */
 export function lookup(value: unknown, ref: FieldRef): unknown {

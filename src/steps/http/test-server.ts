@@ -179,6 +179,16 @@ export async function startTestServer(): Promise<TestServer> {
         }
         case 'score':
           return json(200, { id: decodeURIComponent(a ?? ''), score: (Number(a) % 100) / 100 });
+        case 'bulk': {
+          // A bulk endpoint: an array of items (or `{ data: { items } }` with ?wrapped=1) in, one
+          // result per item out, in order; ?short=1 answers one result too few, ?status=N fails.
+          if (q('status')) return json(Number(q('status')), { error: 'refused' });
+          const parsed = JSON.parse(body) as { id: number }[] | { data: { items: { id: number }[] } };
+          const items = Array.isArray(parsed) ? parsed : parsed.data.items;
+          const results = items.map((item) => ({ id: item.id, score: item.id / 10 }));
+          if (q('short')) results.pop();
+          return json(200, q('wrapped') ? { data: { results } } : results);
+        }
         case 'status': {
           const text = `denied: authorization=${req.headers.authorization ?? ''} key=${req.headers['x-api-key'] ?? ''} url=${req.url} `;
           res.writeHead(Number(a), { 'content-type': 'text/plain; charset=utf-8' });
