@@ -325,7 +325,7 @@ if (want('postgres') || want('kafka')) {
 
 if (want('http')) {
   const { benchHttp, printHttpTable } = await import('./http.ts');
-  const httpRows = await benchHttp({ dataDir: DATA, failureRecords: N, seconds: 10 });
+  const httpRows = await benchHttp({ dataDir: DATA, failureRecords: N, seconds: 20 });
   process.stdout.write(`\nthe http step against a local server in its own process\n\n`);
   printHttpTable(httpRows);
 }
