@@ -83,8 +83,7 @@ export const ERROR_CODES = {
   },
   SLUICE_HTTP_RESPONSE: {
     retriable: false,
-    description:
-      "An `http` step's response body is not valid JSON where JSON was asked for (`response.as`).",
+    description: "An `http` step's response body is not valid JSON where JSON was asked for (`response.as`).",
   },
   SLUICE_HTTP_TEMPLATE: {
     retriable: false,
