@@ -169,9 +169,12 @@ describe('http protection: rate limit', () => {
         at.push(performance.now() - started);
       }),
     );
+    // `at` is when each waiter's continuation ran, not when its token was granted: on a loaded
+    // machine a late timer lets continuations run back to back. Two tokens of slack per
+    // window covers that; a bucket that leaked would exceed it by far more.
     for (const window of [100, 250, 500, 1000])
       assert.ok(
-        maxInWindow(at, window) <= 5 + (100 * window) / 1000,
+        maxInWindow(at, window) <= 5 + (100 * window) / 1000 + 2,
         `${maxInWindow(at, window)} in ${window}ms`,
       );
     assert.ok(at.at(-1)! >= 1200, `the last token after ${Math.round(at.at(-1)!)}ms`);
