@@ -233,7 +233,7 @@ describe('http protection: rate limit', () => {
       pending,
       (err: unknown) => err instanceof SluiceError && err.code === 'SLUICE_INTERRUPTED',
     );
-    assert.ok(performance.now() - started < 1000);
+    assert.ok(performance.now() - started < 5000, 'stopped well before the next token, a minute away');
     assert.equal(server.requests.length, 1, 'only the first token was there');
   });
 });
