@@ -692,7 +692,11 @@ settings: { batch_size: 100, checkpoint_interval: 0ms }
    * Runs the pipeline in a child process that saves checkpoints as a server's job process does
    * (logging each save to saves.jsonl) and is SIGKILLed once record `at` reaches the script step.
    */
-  async function killedAtRecord(dir: string, text: string, at: number): Promise<void> {
+  /**
+   * `hidden`: a file the attempt writes, relative to `dir`; the kill waits until it has content,
+   * so that the assertions about what a killed attempt leaves hold on a loaded machine too.
+   */
+  async function killedAtRecord(dir: string, text: string, at: number, hidden: string): Promise<void> {
     await writeKillStep(dir);
     await writeFile(path.join(dir, 'pipeline.yaml'), text);
     const script = path.join(dir, 'job.ts');
@@ -719,7 +723,10 @@ const run = new PipelineRun({
 await run.run();
 `,
     );
-    await runUntilKilled(script, { SLUICE_TEST_KILL_AT: String(at) });
+    await runUntilKilled(script, {
+      SLUICE_TEST_KILL_AT: String(at),
+      SLUICE_TEST_KILL_AFTER_SAVE: path.join(dir, hidden),
+    });
   }
 
   /** Restarts the killed job as a server does: its checkpoint if it saved one, another run id and run directory. */
@@ -747,7 +754,7 @@ await run.run();
   it('killed mid-run: nothing is checkpointed or published; the restart writes every record once', async () => {
     const dir = await freshDir('single-file-kill');
     const text = spec(singleFileSink);
-    await killedAtRecord(dir, text, 3000);
+    await killedAtRecord(dir, text, 3000, 'out/.result.jsonl.job-1.inprogress');
 
     assert.equal(await exists(path.join(dir, 'saves.jsonl')), false, 'no checkpoint was saved mid-run');
     assert.equal(await exists(path.join(dir, 'out/result.jsonl')), false, 'no partial file is published');
@@ -775,7 +782,7 @@ await run.run();
   it('a single-file errors sink, killed mid-run: the part files beside it are not published either; every record and error record once', async () => {
     const dir = await freshDir('single-file-errors-kill');
     const text = spec(partFileSink, singleFileErrors);
-    await killedAtRecord(dir, text, 3000);
+    await killedAtRecord(dir, text, 3000, 'errors/.all.jsonl.job-1.inprogress');
 
     assert.equal(await exists(path.join(dir, 'saves.jsonl')), false, 'no checkpoint was saved mid-run');
     assert.equal(

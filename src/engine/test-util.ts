@@ -24,8 +24,9 @@ export async function runUntilKilled(script: string, env: Record<string, string>
 /**
  * Writes `kill.ts` into `dir`: a `script` step (`- script: { module: kill.ts }`) that SIGKILLs its
  * own process once a batch holds a record whose `id` reaches SLUICE_TEST_KILL_AT. With
- * SLUICE_TEST_KILL_AFTER_SAVE (a checkpoint file), it waits from there until that file was saved
- * by this process, so the next run has a checkpoint of this one to resume from. Without
+ * SLUICE_TEST_KILL_AFTER_SAVE (a checkpoint file, or any file the run writes), it waits from
+ * there until this process has written that file and it has content, so the next run has a
+ * checkpoint of this one to resume from (or the test something to look at). Without
  * SLUICE_TEST_KILL_AT it passes every record through.
  */
 export async function writeKillStep(dir: string): Promise<void> {
@@ -37,7 +38,11 @@ import { statSync } from 'node:fs';
 const at = Number(process.env.SLUICE_TEST_KILL_AT ?? Number.POSITIVE_INFINITY);
 const saved = process.env.SLUICE_TEST_KILL_AFTER_SAVE;
 const started = Date.now();
-const savedByUs = () => !saved || (statSync(saved, { throwIfNoEntry: false })?.mtimeMs ?? 0) >= started;
+const savedByUs = () => {
+  if (!saved) return true;
+  const stat = statSync(saved, { throwIfNoEntry: false });
+  return !!stat && stat.size > 0 && stat.mtimeMs >= started;
+};
 export default defineStep({
   name: 'kill-at',
   summary: 'Kills its own process once a record id reaches SLUICE_TEST_KILL_AT (tests only).',
