@@ -58,3 +58,46 @@ export default defineStep({
 `,
   );
 }
+
+/**
+ * Runs `dir/pipeline.yaml` (run id job-1, run directory `dir/run1`) in a child process that saves
+ * its checkpoints to the store `openCheckpointStore(store.location, store.key)` opens (a folder,
+ * s3:// or postgres://) and SIGKILLs itself inside checkpoint number `at`: before saving it (the
+ * sinks have committed or prepared) or after. `env` is added to the child's environment.
+ */
+export async function killedInCheckpoint(
+  dir: string,
+  o: {
+    store: { location: string; key: string };
+    at: number;
+    when: 'before-save' | 'after-save';
+    env?: Record<string, string>;
+  },
+): Promise<void> {
+  const url = (p: string) => JSON.stringify(pathToFileURL(path.resolve(import.meta.dirname, '..', p)).href);
+  const script = path.join(dir, 'job.ts');
+  await writeFile(
+    script,
+    `import { PipelineRun } from ${url('engine/run.ts')};
+import { defaultRegistry, openCheckpointStore } from ${url('registry.ts')};
+import { loadPipeline } from ${url('spec/validate.ts')};
+const dir = ${JSON.stringify(dir)};
+const store = await openCheckpointStore(${JSON.stringify(o.store.location)}, ${JSON.stringify(o.store.key)});
+const pipeline = await loadPipeline({ file: dir + '/pipeline.yaml', registry: defaultRegistry() });
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+const kill = () => process.kill(process.pid, 'SIGKILL');
+let n = 0;
+const run = new PipelineRun({
+  pipeline, runId: 'job-1', runDir: dir + '/run1', logger: silent,
+  onCheckpoint: async (positions, final, pending) => {
+    const here = ++n === ${o.at};
+    if (here && ${JSON.stringify(o.when)} === 'before-save') kill();
+    await store.save({ pipeline: 'job', run_id: 'job-1', positions, pending, final, saved_at: new Date().toISOString(), records: { read: 0, written: 0, failed: 0 } });
+    if (here) kill();
+  },
+});
+await run.run();
+`,
+  );
+  await runUntilKilled(script, o.env);
+}

@@ -7,11 +7,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { FileCheckpointStore } from '../../engine/checkpoint-store.ts';
 import { PipelineRun } from '../../engine/run.ts';
-import { runUntilKilled } from '../../engine/test-util.ts';
+import { killedInCheckpoint } from '../../engine/test-util.ts';
 import { defaultRegistry } from '../../registry.ts';
 import type { SluiceError } from '../../sdk/errors.ts';
 import {
@@ -29,7 +28,6 @@ import { faithfulTypes } from './common.ts';
 import { postgresSink, postgresSource, sourcePartition } from './index.ts';
 import { evenSplits, splitPartition } from './splits.ts';
 
-const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
 let store: TestStore;
@@ -799,40 +797,10 @@ describe('postgres in a pipeline run, SIGKILLed and resumed', () => {
   });
 
   const COUNT = 3000;
-  const url = (p: string) => JSON.stringify(pathToFileURL(path.join(SRC, p)).href);
 
-  /**
-   * Runs `dir/pipeline.yaml` in a child process that saves checkpoints to `dir/state` and SIGKILLs
-   * itself inside checkpoint number `at`: before saving it (the sinks have committed) or after.
-   */
-  async function killedJob(dir: string, at: number, when: 'before-save' | 'after-save'): Promise<void> {
-    const script = path.join(dir, 'job.ts');
-    await fs.writeFile(
-      script,
-      `import { FileCheckpointStore } from ${url('engine/checkpoint-store.ts')};
-import { PipelineRun } from ${url('engine/run.ts')};
-import { defaultRegistry } from ${url('registry.ts')};
-import { loadPipeline } from ${url('spec/validate.ts')};
-const dir = ${JSON.stringify(dir)};
-const store = new FileCheckpointStore(dir + '/state');
-const pipeline = await loadPipeline({ file: dir + '/pipeline.yaml', registry: defaultRegistry() });
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
-const kill = () => process.kill(process.pid, 'SIGKILL');
-let n = 0;
-const run = new PipelineRun({
-  pipeline, runId: 'job-1', runDir: dir + '/run1', logger: silent,
-  onCheckpoint: async (positions, final, pending) => {
-    const here = ++n === ${at};
-    if (here && ${JSON.stringify(when)} === 'before-save') kill();
-    await store.save({ pipeline: 'job', run_id: 'job-1', positions, pending, final, saved_at: new Date().toISOString(), records: { read: 0, written: 0, failed: 0 } });
-    if (here) kill();
-  },
-});
-await run.run();
-`,
-    );
-    await runUntilKilled(script);
-  }
+  /** Kills the job inside checkpoint `at`, its checkpoints in `dir/state`. */
+  const killedJob = (dir: string, at: number, when: 'before-save' | 'after-save') =>
+    killedInCheckpoint(dir, { store: { location: dir, key: 'state' }, at, when });
 
   /** Resumes the job in this process, as the next attempt, from its saved checkpoint. */
   async function resume(dir: string) {

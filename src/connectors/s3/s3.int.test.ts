@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import zlib from 'node:zlib';
 import { CreateBucketCommand, DeleteBucketCommand } from '@aws-sdk/client-s3';
 import { PipelineRun } from '../../engine/run.ts';
-import { runUntilKilled } from '../../engine/test-util.ts';
+import { killedInCheckpoint, runUntilKilled } from '../../engine/test-util.ts';
 import { defaultRegistry } from '../../registry.ts';
 import type { SluiceError } from '../../sdk/errors.ts';
 import {
@@ -557,37 +557,15 @@ describe('s3 → s3 pipeline with an S3 checkpoint store, SIGKILLed and resumed'
    * Runs the pipeline in a child process, checkpoints in S3, which SIGKILLs itself inside
    * checkpoint number `at`: before saving it (the sinks have prepared) or after.
    */
-  async function killedJob(dir: string, bucket: string, at: number, when: 'before-save' | 'after-save') {
-    const url = (p: string) => JSON.stringify(pathToFileURL(path.join(SRC, p)).href);
-    const script = path.join(dir, 'job.ts');
-    await fs.writeFile(
-      script,
-      `import { S3CheckpointStore } from ${url('connectors/s3/checkpoint-store.ts')};
-import { PipelineRun } from ${url('engine/run.ts')};
-import { defaultRegistry } from ${url('registry.ts')};
-import { loadPipeline } from ${url('spec/validate.ts')};
-const dir = ${JSON.stringify(dir)};
-const store = new S3CheckpointStore('s3://${bucket}/state', 'job');
-const pipeline = await loadPipeline({ file: dir + '/pipeline.yaml', registry: defaultRegistry() });
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
-const kill = () => process.kill(process.pid, 'SIGKILL');
-let n = 0;
-const run = new PipelineRun({
-  pipeline, runId: 'job-1', runDir: dir + '/run1', logger: silent,
-  onCheckpoint: async (positions, final, pending) => {
-    const here = ++n === ${at};
-    if (here && ${JSON.stringify(when)} === 'before-save') kill();
-    await store.save({ pipeline: 'job', run_id: 'job-1', positions, pending, final, saved_at: new Date().toISOString(), records: { read: 0, written: 0, failed: 0 } });
-    if (here) kill();
-  },
-});
-await run.run();
-`,
-    );
-    // The endpoint from the environment, as a deployment would set it.
-    // TMPDIR: the killed process cannot delete its staging folder; this test's folder goes after.
-    await runUntilKilled(script, { AWS_ENDPOINT_URL_S3: ENDPOINT, TMPDIR: dir });
-  }
+  const killedJob = (dir: string, bucket: string, at: number, when: 'before-save' | 'after-save') =>
+    killedInCheckpoint(dir, {
+      store: { location: `s3://${bucket}/state`, key: 'job' },
+      at,
+      when,
+      // The endpoint from the environment, as a deployment would set it.
+      // TMPDIR: the killed process cannot delete its staging folder; this test's folder goes after.
+      env: { AWS_ENDPOINT_URL_S3: ENDPOINT, TMPDIR: dir },
+    });
 
   for (const [at, when] of [
     [4, 'before-save'],
