@@ -22,13 +22,13 @@ import {
   compileJsonField,
   compileText,
   compileUrl,
+  configChecks,
   hasPlaceholder,
   headerValueCheck,
   parseFieldRef,
   parseTemplate,
   type Renderer,
   stringifyJson,
-  TemplateSyntaxError,
 } from '../../steps/http/template.ts';
 import {
   authSchema,
@@ -122,16 +122,7 @@ export const httpSinkConfig = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
-    const issue = (path: (string | number)[], message: string) =>
-      ctx.addIssue({ code: 'custom', path, message });
-    const template = (path: (string | number)[], check: () => unknown) => {
-      try {
-        check();
-      } catch (err) {
-        if (err instanceof TemplateSyntaxError) issue(path, err.message);
-        else throw err;
-      }
-    };
+    const { issue, template } = configChecks(ctx);
     const batched = cfg.batch !== undefined;
     template(['url'], () => compileUrl(cfg.url));
     if (batched && hasPlaceholderSafe(cfg.url))

@@ -7,10 +7,10 @@ import { rateLimitConfig } from './rate-limit.ts';
 import {
   compileJsonBody,
   compileUrl,
+  configChecks,
   hasPlaceholder,
   parseFieldRef,
   parseTemplate,
-  TemplateSyntaxError,
 } from './template.ts';
 
 export const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'] as const;
@@ -234,16 +234,7 @@ export const httpConfig = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
-    const issue = (path: (string | number)[], message: string) =>
-      ctx.addIssue({ code: 'custom', path, message });
-    const template = (path: (string | number)[], check: () => unknown) => {
-      try {
-        check();
-      } catch (err) {
-        if (err instanceof TemplateSyntaxError) issue(path, err.message);
-        else throw err;
-      }
-    };
+    const { issue, template } = configChecks(ctx);
     const { request: req } = cfg;
     template(['request', 'url'], () => compileUrl(req.url));
     for (const [name, value] of Object.entries(req.query ?? {}))

@@ -5,6 +5,7 @@
  * percent-encoded, header values are checked for line breaks and non-ASCII text, JSON bodies keep
  * the field's type.
  */
+import type { z } from 'zod';
 import { SluiceError } from '../../sdk/errors.ts';
 import type { RecordValue } from '../../sdk/types.ts';
 
@@ -339,4 +340,25 @@ export function withField(value: RecordValue, path: FieldRef, field: unknown): R
     inner !== null && typeof inner === 'object' && !Array.isArray(inner) ? (inner as RecordValue) : {};
   out[head!] = withField(base, { name: path.name, segments: rest }, field);
   return out;
+}
+
+/**
+ * For a config's superRefine: `issue` adds a problem at a path, and `template` runs a template
+ * check, turning a TemplateSyntaxError into an issue at that path.
+ */
+export function configChecks(ctx: z.RefinementCtx): {
+  issue: (path: (string | number)[], message: string) => void;
+  template: (path: (string | number)[], check: () => unknown) => void;
+} {
+  const issue = (path: (string | number)[], message: string) =>
+    ctx.addIssue({ code: 'custom', path, message });
+  const template = (path: (string | number)[], check: () => unknown) => {
+    try {
+      check();
+    } catch (err) {
+      if (err instanceof TemplateSyntaxError) issue(path, err.message);
+      else throw err;
+    }
+  };
+  return { issue, template };
 }
