@@ -51,10 +51,11 @@ export const GENERATORS: readonly [usage: string, description: string][] = [
   ['weighted(a:3, b:1)', 'one of the values, with the given relative weights'],
   ['uuid', 'a random RFC 4122 version 4 UUID (derived from the seed)'],
   ['string(len) or string(min, max)', 'random letters and digits'],
-  ['timestamp', 'an ISO 8601 time: the run start plus (n-1) milliseconds'],
+  ['timestamp', 'an ISO 8601 time: the run start plus (n-1) milliseconds (unique and ordered)'],
+  ['timestamp(now)', 'an ISO 8601 time: the wall clock when the record is generated'],
   [
     'timestamp(start[, step])',
-    "an ISO 8601 time: start ('2024-01-01T00:00:00Z' or now) plus (n-1) * step (a duration, default 1s)",
+    "an ISO 8601 time: start ('2024-01-01T00:00:00Z', or now for the run start) plus (n-1) * step (a duration, default 1s)",
   ],
   ['const(value)', 'always the same value'],
   ['name', 'a person name from a built-in list'],
@@ -361,6 +362,8 @@ function compileCall(call: Call, env: CompileEnv): Gen {
         return (n) => new Date(start + n).toISOString();
       }
       const startText = str(args[0]!);
+      // `now` alone is the clock, read per record; with a step it is the origin of synthetic time.
+      if (startText === 'now' && args[1] === undefined) return () => new Date().toISOString();
       const start = startText === 'now' ? env.startMs : Date.parse(startText);
       if (Number.isNaN(start))
         throw new DslError(`timestamp: start "${startText}" is not an ISO 8601 time or now`);

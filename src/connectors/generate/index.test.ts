@@ -251,6 +251,23 @@ describe('generate: records', () => {
     assert.ok(Math.abs(Date.parse(now!.t as string) - Date.now()) < 5000);
   });
 
+  it('timestamp(now) is the wall clock when each record is generated, not one second per record', async () => {
+    const before = Date.now();
+    // Paced, so the run spans real time: 40 records at 400/s take about 0.1 s, far from the 39 s
+    // that one second per record would claim.
+    const records = await generate({ count: 40, rate: '400/s', fields: { t: 'timestamp(now)' } }, 10);
+    const after = Date.now();
+    const times = records.map((r) => Date.parse(r.value.t as string));
+    assert.equal(times.length, 40);
+    for (const [i, t] of times.entries()) {
+      assert.ok(
+        t >= before && t <= after,
+        `record ${i + 1}: ${new Date(t).toISOString()} is outside the run`,
+      );
+      if (i > 0) assert.ok(t >= times[i - 1]!, `record ${i + 1} is earlier than the one before it`);
+    }
+  });
+
   it('const, constants and nested maps', async () => {
     const v = await values(
       { c: "const('EUR')", n: 'const(3)', k: 5, f: false, z: null, o: { id: 'seq', in: { x: 'const(x)' } } },

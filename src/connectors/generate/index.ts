@@ -75,7 +75,7 @@ const grammar = GENERATORS.map(([usage, description]) => `- \`${usage}\`: ${desc
 export const generateSource = defineSource({
   name: 'generate',
   summary: 'Synthetic records from a seeded generator, for demos, tests and benchmarks.',
-  description: `Generates records whose fields are described by a small expression language. With \`count\` the run ends after that many records; with only a \`rate\` it streams until stopped. The same \`seed\` and \`fields\` always give the same records (except \`timestamp\` without a start and \`timestamp(now)\`, which follow the clock).
+  description: `Generates records whose fields are described by a small expression language. With \`count\` the run ends after that many records; with only a \`rate\` it streams until stopped. The same \`seed\` and \`fields\` always give the same records (except \`timestamp(now)\`, the wall clock when each record is generated, and the times counted from the run start: \`timestamp\` and \`timestamp(now, step)\`).
 
 Each field is \`generator ( | modifier )*\`, where a generator is a name with optional arguments in parentheses. Arguments are separated by commas; quoted arguments ('a b' or "a b") are strings, bare numbers are numbers, \`true\`/\`false\`/\`null\` are themselves and other bare words are strings. Generators:
 
