@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { RunSummary } from '../engine/run.ts';
+import { assertCountsAddUp } from '../engine/test-util.ts';
 import { EXIT } from './exit-codes.ts';
 import { ROOT, sluice } from './test-util.ts';
 
@@ -17,7 +18,9 @@ async function filesUnder(dir: string): Promise<string[]> {
 async function summaryOf(runDir: string): Promise<RunSummary> {
   const [file] = (await filesUnder(runDir)).filter((f) => f.endsWith('run.json'));
   assert.ok(file, `no run.json under ${runDir}`);
-  return JSON.parse(await readFile(file, 'utf8')) as RunSummary;
+  const summary = JSON.parse(await readFile(file, 'utf8')) as RunSummary;
+  assertCountsAddUp(summary);
+  return summary;
 }
 
 let work: string;

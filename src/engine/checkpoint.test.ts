@@ -9,8 +9,8 @@ import { SluiceError } from '../sdk/errors.ts';
 import type { Logger } from '../sdk/types.ts';
 import { loadPipeline } from '../spec/validate.ts';
 import { type Checkpoint, FileCheckpointStore } from './checkpoint-store.ts';
-import { PipelineRun, type RunOptions } from './run.ts';
-import { runUntilKilled, writeKillStep } from './test-util.ts';
+import type { PipelineRun, RunOptions } from './run.ts';
+import { CheckedRun, runUntilKilled, writeKillStep } from './test-util.ts';
 
 const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -55,7 +55,7 @@ async function load(dir: string, text: string) {
 type Extra = Partial<Pick<RunOptions, 'resume' | 'onCheckpoint' | 'logger' | 'runId' | 'runDir'>>;
 
 async function start(dir: string, text: string, extra: Extra = {}): Promise<PipelineRun> {
-  return new PipelineRun({
+  return new CheckedRun({
     pipeline: await load(dir, text),
     runId: 'job-1',
     runDir: path.join(dir, 'run'),

@@ -10,6 +10,7 @@ import { defaultRegistry } from '../registry.ts';
 import { loadPipeline } from '../spec/validate.ts';
 import { countsFromProfile, csvTextHazard, planPushdown } from './pushdown.ts';
 import type { RunSummary } from './run.ts';
+import { assertCountsAddUp } from './test-util.ts';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
@@ -52,6 +53,7 @@ async function runCase(dir: string, name: string, spec: string, args: string[] =
   const [summaryFile] = (await filesUnder(runs)).filter((f) => f.endsWith('run.json'));
   assert.ok(summaryFile, `no run.json: ${result.stderr}${result.stdout}`);
   const summary = JSON.parse(await readFile(summaryFile, 'utf8')) as RunSummary;
+  assertCountsAddUp(summary);
   return { dir, summary, result, out };
 }
 

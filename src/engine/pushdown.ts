@@ -1374,8 +1374,9 @@ export class PushdownRun {
         component: stage.component,
         in: inCount,
         out: outCount,
-        filtered: inCount - outCount,
+        filtered: Math.max(0, inCount - outCount),
         failed: 0,
+        ...(outCount > inCount ? { added: outCount - inCount } : {}),
         time_ms: k === 0 ? Math.round(times.count) : 0,
       };
     });
@@ -1409,7 +1410,13 @@ export class PushdownRun {
       started_at: startedAt.toISOString(),
       ended_at: new Date().toISOString(),
       elapsed_ms: Math.round(elapsed),
-      records: { read, written, filtered: read - written, failed: 0, skipped: 0 },
+      records: {
+        read,
+        written,
+        filtered: operators.reduce((n, o) => n + o.filtered, 0),
+        failed: 0,
+        skipped: 0,
+      },
       records_per_second: elapsed > 0 ? Math.round((read / elapsed) * 1000) : 0,
       input_fraction: 1,
       operators,

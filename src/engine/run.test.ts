@@ -14,7 +14,7 @@ import type {
 import { settingsSchema } from '../spec/schema.ts';
 import type { ComponentUse, Pipeline, SinkUse } from '../spec/validate.ts';
 import type { ErrorRecordValue } from './error-channel.ts';
-import { PipelineRun } from './run.ts';
+import { CheckedRun } from './test-util.ts';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -142,7 +142,7 @@ function pipeline(parts: {
 }
 
 function runOf(p: Pipeline) {
-  return new PipelineRun({ pipeline: p, runId: 'r1', runDir: '/nonexistent', logger: silent });
+  return new CheckedRun({ pipeline: p, runId: 'r1', runDir: '/nonexistent', logger: silent });
 }
 
 describe('PipelineRun', () => {
@@ -545,7 +545,7 @@ describe('PipelineRun', () => {
       const sink = memorySink();
       const io = ioStep(false, (k) => (k % 3 === 0 ? 30 : 2));
       const seenAtCheckpoint: { position: number; written: number }[] = [];
-      const run = new PipelineRun({
+      const run = new CheckedRun({
         pipeline: pipeline({
           source: countingSource(300, { delayMs: 1 }),
           steps: [io.def],

@@ -501,6 +501,7 @@ export class PipelineRun {
         } else {
           await emit(0, await finished, started);
         }
+        if (!this.#failure) stats.settle();
       }
     } finally {
       out.close();

@@ -1,9 +1,56 @@
-/** Helpers for tests that kill a pipeline's process for real. */
+/** Helpers for tests that run pipelines: in-process runs whose counts are checked, and runs killed for real. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { defaultRegistry } from '../registry.ts';
+import { loadPipeline } from '../spec/validate.ts';
+import { PushdownRun, planPushdown } from './pushdown.ts';
+import { PipelineRun, type RunSummary } from './run.ts';
+import { countProblems } from './stats.ts';
+
+/** Fails when the run's counts do not add up (see countProblems): every run a test makes should pass this. */
+export function assertCountsAddUp(summary: RunSummary): void {
+  assert.deepEqual(countProblems(summary), [], `the counts of run ${summary.run_id} do not add up`);
+}
+
+/** A PipelineRun whose summary's counts are checked when it ends: what tests construct instead. */
+export class CheckedRun extends PipelineRun {
+  override async run(): Promise<RunSummary> {
+    const summary = await super.run();
+    assertCountsAddUp(summary);
+    return summary;
+  }
+}
+
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * Runs `dir/pipeline.yaml` (written from `text`) in this process the way `sluice run` does: as
+ * one DuckDB COPY when `pushdown` is auto and the plan allows it (the streaming engine when DuckDB
+ * gives up), else on the streaming engine. The summary's counts are checked before it is returned.
+ */
+export async function runSpec(
+  dir: string,
+  text: string,
+  options: { pushdown: 'auto' | 'off'; runId?: string } = { pushdown: 'off' },
+): Promise<RunSummary> {
+  const file = path.join(dir, 'pipeline.yaml');
+  await writeFile(file, text);
+  const pipeline = await loadPipeline({ file, text, registry: defaultRegistry() });
+  const runId = options.runId ?? 'run-1';
+  const runDir = path.join(dir, '.sluice', runId);
+  const plan = await planPushdown(pipeline, { pushdown: options.pushdown });
+  let summary: RunSummary | undefined;
+  if (plan.eligible) {
+    const outcome = await new PushdownRun({ pipeline, plan, runId, runDir, logger: silent }).run();
+    if (outcome.kind === 'done') summary = outcome.summary;
+  }
+  summary ??= await new CheckedRun({ pipeline, runId, runDir, logger: silent }).run();
+  assertCountsAddUp(summary);
+  return summary;
+}
 
 /** Runs a TypeScript script in a child process and asserts that it ended by SIGKILL (it kills itself). */
 export async function runUntilKilled(script: string, env: Record<string, string> = {}): Promise<void> {

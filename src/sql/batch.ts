@@ -81,6 +81,10 @@ export class BatchQuery {
     const mode = opts.mode ?? 'select';
     const conn = await newDuckDBConnection();
     try {
+      // Each shape's query is prepared once and run on every batch, but DuckDB plans it with the
+      // statistics of the table at that time (the first batch): a branch they prove dead is gone
+      // for every later batch too, so a record of a later batch would not meet its error.
+      await conn.run("SET disabled_optimizers = 'statistics_propagation'");
       await loadLookups(conn, opts.lookups, opts.baseDir ?? '.', true);
       const text = mode === 'condition' ? `${CONDITION_PREFIX}${sql}\n` : sql;
       const r = await conn.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [text]);

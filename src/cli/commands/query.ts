@@ -112,6 +112,7 @@ const OPERATOR_COLUMNS: [string, string][] = [
   ['out', 'BIGINT'],
   ['filtered', 'BIGINT'],
   ['failed', 'BIGINT'],
+  ['added', 'BIGINT'],
   ['time_ms', 'BIGINT'],
 ];
 
@@ -422,6 +423,7 @@ function operatorRows(run: RunInfo): Record<string, unknown>[] {
       out: num(o.out),
       filtered: num(o.filtered),
       failed: num(o.failed),
+      added: num(o.added ?? 0),
       time_ms: num(o.time_ms),
     };
   });

@@ -286,10 +286,14 @@ function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 }
 
-/** The per-operator table of a run summary (also shown for a server job by `sluice job`). */
+/**
+ * The per-operator table of a run summary (also shown for a server job by `sluice job`); the added
+ * column only when an operator emitted more records than it consumed.
+ */
 export function operatorTable(operators: OperatorSummary[]): string {
+  const added = operators.some((o) => o.added);
   return renderTable(
-    ['operator', 'kind', 'component', 'in', 'out', 'filtered', 'failed', 'time'],
+    ['operator', 'kind', 'component', 'in', 'out', 'filtered', 'failed', ...(added ? ['added'] : []), 'time'],
     operators.map((o) => [
       o.name,
       o.kind,
@@ -298,6 +302,7 @@ export function operatorTable(operators: OperatorSummary[]): string {
       o.out,
       o.filtered,
       o.failed,
+      ...(added ? [o.added ?? 0] : []),
       formatDuration(o.time_ms),
     ]),
   );

@@ -8,6 +8,7 @@ import { EXIT } from '../../cli/exit-codes.ts';
 import { sluice } from '../../cli/test-util.ts';
 import type { ErrorRecordValue } from '../../engine/error-channel.ts';
 import type { RunSummary } from '../../engine/run.ts';
+import { assertCountsAddUp } from '../../engine/test-util.ts';
 import { startTestServer, type TestServer } from './test-server.ts';
 
 let server: TestServer;
@@ -91,6 +92,7 @@ settings: { batch_size: 16 }
     const summary = JSON.parse(
       await readFile(runFiles.find((f) => f.endsWith('run.json'))!, 'utf8'),
     ) as RunSummary;
+    assertCountsAddUp(summary);
     assert.deepEqual(summary.records, { read: 60, written: 43, filtered: 14, failed: 3, skipped: 0 });
     const step = summary.operators.find((o) => o.name === 'score')!;
     assert.deepEqual([step.component, step.in, step.out, step.filtered, step.failed], ['http', 60, 51, 6, 3]);
@@ -169,6 +171,7 @@ settings: { batch_size: 10 }
     const summary = JSON.parse(
       await readFile(runFiles.find((f) => f.endsWith('run.json'))!, 'utf8'),
     ) as RunSummary;
+    assertCountsAddUp(summary);
     const lookup = summary.operators.find((o) => o.name === 'lookup')!;
     const metrics = lookup.metrics as Record<string, Record<string, unknown>>;
     assert.deepEqual(metrics.requests, { '2xx': 4, '3xx': 0, '4xx': 0, '5xx': 0, network: 0, timeout: 0 });

@@ -209,6 +209,26 @@ describe('sql step on DuckDB micro-batches', () => {
     );
   });
 
+  test('a batch is not judged by the statistics of the batch before it (the prepared plan is reused)', async () => {
+    // DuckDB's statistics propagation proves `id = 7` false over a table of ids 1 and 3 and folds
+    // the CASE away; reused for the next batch, that plan gave id 7 the ELSE branch, not the error.
+    const step = await make(
+      "SELECT id, CAST(CASE WHEN id = 7 THEN 'y' ELSE '1' END AS INTEGER) AS c, levenshtein('a', 'b') AS d FROM input",
+    );
+    const { out } = await runAll(step, [
+      [rec({ id: 1 }, 1), rec({ id: 3 }, 2)],
+      [rec({ id: 7 }, 3), rec({ id: 9 }, 4)],
+    ]);
+    assert.deepEqual(
+      out[1]!.records.map((r) => r.value),
+      [{ id: 9, c: 1, d: 1 }],
+    );
+    assert.deepEqual(
+      out[1]!.rejected?.map((r) => [r.record?.value.id, r.error.code]),
+      [[7, 'SLUICE_EXPR_EVAL']],
+    );
+  });
+
   test('records of different shapes keep their own types, their order and their metadata', async () => {
     const step = await make("SELECT typeof(v) AS t, v, levenshtein('a', 'b') AS one FROM input");
     const values: unknown[] = [
