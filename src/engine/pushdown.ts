@@ -23,11 +23,11 @@ import {
   compressionFromPath,
   createDecompressor,
 } from '../formats/compression.ts';
-import { type CsvColumnType, headerNames } from '../formats/csv.ts';
+import { type CsvColumnType, csvSchema, headerNames } from '../formats/csv.ts';
 import { toSluiceError } from '../sdk/errors.ts';
-import type { ComponentContext, Logger, SinkDefinition, SinkInstance } from '../sdk/types.ts';
+import type { ComponentContext, Logger, RecordSchema, SinkDefinition, SinkInstance } from '../sdk/types.ts';
 import type { Pipeline } from '../spec/validate.ts';
-import { planQuery } from '../sql/index.ts';
+import { planQuery, ResultSchema } from '../sql/index.ts';
 import { defaultErrorsConfig } from './errors-location.ts';
 import { cpuMs, type RunProgress, type RunSummary } from './run.ts';
 import type { OperatorSummary } from './stats.ts';
@@ -45,6 +45,8 @@ const SETUP = [
   // reordered or folded from column statistics.
   "SET disabled_optimizers = 'unused_columns,column_lifetime,filter_pushdown,filter_pullup,cte_filter_pusher,empty_result_pullup,reorder_filter,statistics_propagation'",
   `CREATE OR REPLACE TEMP MACRO __sluice_i53(x) AS CASE WHEN abs(x) > ${MAX_SAFE} THEN error('pushdown: a number beyond ±2^53 (the streaming engine fails such a record)') ELSE x END`,
+  // A declared TIMESTAMP WITH TIME ZONE holds the UTC instant, as the streaming sink writes it.
+  "SET TimeZone = 'UTC'",
   "CREATE OR REPLACE TEMP MACRO __sluice_finite(x) AS CASE WHEN isnan(x) OR isinf(x) THEN error('pushdown: NaN or infinity (written differently by the streaming engine)') WHEN x = 0 THEN 0::DOUBLE ELSE x END",
 ];
 
@@ -70,7 +72,8 @@ export interface PushdownEligible {
   stages: PushdownStage[];
   /** `WITH ...` common table expressions defining `__sluice_s0` (source) ... `__sluice_sN`. */
   ctes: string;
-  outputColumns: { name: string; type: string }[];
+  /** `declared`: the type the streaming engine's schema gives the column (see RecordSchema), if any. */
+  outputColumns: { name: string; type: string; declared?: string }[];
   sourceFormat: 'csv' | 'parquet';
   sourceFiles: InputFile[];
   /** CSV: the dialect, to look for spaces around quotes while DuckDB runs (see `csvTextHazard`). */
@@ -257,6 +260,10 @@ class Planner {
     const notes: string[] = [];
     const source =
       sourceFormat === 'csv' ? await this.#csvSource(sourceConfig, files) : await this.#parquetSource(files);
+    // The schema the streaming engine's batches would carry, stage by stage: the Parquet sink gives
+    // the output those types, so both engines write the same ones.
+    let declared: RecordSchema | undefined =
+      'declared' in source ? (source.declared as RecordSchema) : csvSchema(sourceConfig.csv.columns);
     const ctes = [`__sluice_s0 AS NOT MATERIALIZED (${source.sql})`];
     const stages: PushdownStage[] = [
       { name: 'source', kind: 'source', component: p.source.component, filters: false },
@@ -266,6 +273,14 @@ class Planner {
     for (const [i, step] of p.steps.entries()) {
       const k = i + 1;
       const { sql, columns: out, filters } = await this.#step(step, k, columns);
+      if (step.component === 'sql') {
+        const types = new ResultSchema((step.config as { query: string }).query);
+        try {
+          declared = await types.describe(columns.map((c) => [c.name, declared?.[c.name] ?? c.type]));
+        } finally {
+          await types.close();
+        }
+      }
       ctes.push(`__sluice_s${k} AS NOT MATERIALIZED (${sql})`);
       await this.#c.run(
         `CREATE OR REPLACE TEMP TABLE __sluice_s${k} AS SELECT * FROM (WITH ${ctes.join(',\n')} SELECT * FROM __sluice_s${k}) LIMIT 0`,
@@ -279,7 +294,15 @@ class Planner {
     const inferred = formatFromPath(sinkConfig.path);
     const format = (sinkConfig.format ?? inferred?.format) as 'csv' | 'parquet';
     const final = this.#sinkProjection(format, columns);
-    const query = `WITH ${ctes.join(',\n')}\nSELECT ${final} FROM __sluice_s${p.steps.length}`;
+    const outputColumns = columns.map((c) => {
+      const type = format === 'parquet' ? declared?.[c.name] : undefined;
+      return type ? { ...c, declared: type } : c;
+    });
+    const typed = outputColumns.map((c) => {
+      const v = quotedIdentifier(c.name);
+      return 'declared' in c && c.declared !== c.type ? `CAST(${v} AS ${c.declared}) AS ${v}` : v;
+    });
+    const query = `WITH ${ctes.join(',\n')}\nSELECT ${typed.join(', ')} FROM (SELECT ${final} FROM __sluice_s${p.steps.length})`;
     await this.#describe(query); // binds: every type and name resolves
     let copyOptions: string;
     let ext: string;
@@ -333,7 +356,7 @@ class Planner {
       copyOptions,
       stages,
       ctes: `WITH ${ctes.join(',\n')}`,
-      outputColumns: columns,
+      outputColumns,
       sourceFormat,
       sourceFiles: files,
       ...(this.#csvDialect ? { csvDialect: this.#csvDialect } : {}),
@@ -429,7 +452,9 @@ class Planner {
     return { sql: `SELECT ${select.join(', ')} FROM ${from}`, columns };
   }
 
-  async #parquetSource(files: InputFile[]): Promise<{ sql: string; columns: Column[] }> {
+  async #parquetSource(
+    files: InputFile[],
+  ): Promise<{ sql: string; columns: Column[]; declared: Record<string, string> }> {
     let schema: Column[] | undefined;
     for (const file of files) {
       let cols: Column[];
@@ -481,7 +506,9 @@ class Planner {
       return `${expr} AS ${v}`;
     });
     const read = `read_parquet([${files.map((f) => quotedString(f.absolute)).join(', ')}], hive_partitioning = false)`;
-    return { sql: `SELECT ${select.join(', ')} FROM ${read}`, columns };
+    // The streaming reader's batches declare the file's own types.
+    const declared = Object.fromEntries(schema!.map((c) => [c.name, c.type]));
+    return { sql: `SELECT ${select.join(', ')} FROM ${read}`, columns, declared };
   }
 
   // ------------------------------------------------------------ steps
@@ -1244,8 +1271,9 @@ export class PushdownRun {
     );
     const nonNullOf = new Map<string, number>();
     for (const [name, n, known] of meta.getRows()) if (known === true) nonNullOf.set(String(name), Number(n));
+    // A column with a declared type keeps it, as in the streaming sink, whatever its values.
     const probed = cols.filter(
-      ({ name, type }) => type === 'DOUBLE' || (type !== 'VARCHAR' && !nonNullOf.has(name)),
+      (c) => !c.declared && (c.type === 'DOUBLE' || (c.type !== 'VARCHAR' && !nonNullOf.has(c.name))),
     );
     if (probed.length) {
       const probes = probed.map(({ name, type }) => {
@@ -1264,8 +1292,9 @@ export class PushdownRun {
       });
     }
     let changed = false;
-    const select = cols.map(({ name, type }) => {
+    const select = cols.map(({ name, type, declared }) => {
       const v = quotedIdentifier(name);
+      if (declared) return v;
       const nonNull = nonNullOf.get(name) ?? 1;
       if (nonNull === 0 && type !== 'VARCHAR') {
         changed = true;

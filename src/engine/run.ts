@@ -5,6 +5,7 @@ import type {
   ComponentContext,
   Logger,
   Position,
+  RecordSchema,
   Rejection,
   SinkInstance,
   SluiceRecord,
@@ -118,7 +119,7 @@ export interface RunOptions {
 }
 
 type QueueItem =
-  | { kind: 'batch'; records: SluiceRecord[] }
+  | { kind: 'batch'; records: SluiceRecord[]; schema?: RecordSchema | undefined }
   | { kind: 'barrier'; positions: Map<string, number> };
 
 interface SinkSlot {
@@ -364,6 +365,7 @@ export class PipelineRun {
         const next = await nextOrStop(iterator, signal);
         if (next === undefined || next.done) break;
         let { records, rejected } = next.value;
+        const { schema } = next.value;
         if (this.#resume.size) ({ records, rejected } = this.#skipCommitted(records, rejected));
         const failed = rejected?.length ?? 0;
         stats.count(records.length + failed, records.length, failed, performance.now() - started);
@@ -372,7 +374,7 @@ export class PipelineRun {
           for (const r of rejected) this.#advance(r.position ?? r.record?.meta.position);
           await this.#errors!.report(origin, rejected, epoch);
         }
-        if (records.length) await out.push({ kind: 'batch', records });
+        if (records.length) await out.push({ kind: 'batch', records, schema });
         if (performance.now() - lastBarrier >= interval) {
           lastBarrier = performance.now();
           await out.push({ kind: 'barrier', positions: new Map(this.#positions) });
@@ -432,28 +434,31 @@ export class PipelineRun {
     const holds = step.finish !== undefined;
     /** Barriers forwarded so far: the epoch this step's error records belong to. */
     let epoch = 0;
-    const emit = async (inCount: number, result: StepResult, started: number) => {
+    // A step that keeps its input records hands on their schema; any other gives its own, if any.
+    const emit = async (inCount: number, result: StepResult, started: number, input?: RecordSchema) => {
       const failed = result.rejected?.length ?? 0;
       stats.count(inCount, result.records.length, failed, performance.now() - started, !holds);
       if (failed) await this.#errors!.report(origin, result.rejected!, epoch);
-      if (result.records.length) await out.push({ kind: 'batch', records: result.records });
+      const schema = result.schema ?? (step.keepsRecords ? input : undefined);
+      if (result.records.length) await out.push({ kind: 'batch', records: result.records, schema });
     };
     // Batches handed to the step and not emitted yet (at most inFlight.batches; one without it).
     const pending = new Set<Promise<void>>();
-    const ready: { inCount: number; result: StepResult; started: number }[] = [];
+    type Done = { inCount: number; result: StepResult; started: number; schema?: RecordSchema | undefined };
+    const ready: Done[] = [];
     const maxInFlight = Math.max(1, step.inFlight?.batches ?? 1);
     const ordered = step.inFlight?.ordered ?? true;
-    const queue: Promise<{ inCount: number; result: StepResult; started: number }>[] = [];
+    const queue: Promise<Done>[] = [];
     /** Emits the oldest batch (ordered) or the first one finished (unordered). */
     const emitOne = async () => {
       if (ordered) {
         const done = await queue.shift()!;
-        await emit(done.inCount, done.result, done.started);
+        await emit(done.inCount, done.result, done.started, done.schema);
         return;
       }
       if (!ready.length) await Promise.race(pending);
       const done = ready.shift()!;
-      await emit(done.inCount, done.result, done.started);
+      await emit(done.inCount, done.result, done.started, done.schema);
     };
     const inFlight = () => (ordered ? queue.length : pending.size + ready.length);
     try {
@@ -467,13 +472,19 @@ export class PipelineRun {
         }
         const started = performance.now();
         if (maxInFlight === 1) {
-          await emit(item.records.length, await step.process(item.records), started);
+          await emit(
+            item.records.length,
+            await step.process(item.records, item.schema),
+            started,
+            item.schema,
+          );
           continue;
         }
         const inCount = item.records.length;
+        const { schema } = item;
         const result = Promise.resolve()
-          .then(() => step.process(item.records))
-          .then((r) => ({ inCount, result: r, started }));
+          .then(() => step.process(item.records, schema))
+          .then((r): Done => ({ inCount, result: r, started, schema }));
         if (ordered) {
           // Settled later by emitOne; a rejection must not go unhandled meanwhile.
           result.catch(() => {});
@@ -524,7 +535,7 @@ export class PipelineRun {
           routed.rejected,
         );
       }
-      await Promise.all(this.#sinkSlots.map((slot, i) => this.#write(slot, routed.perSink[i]!)));
+      await Promise.all(this.#sinkSlots.map((slot, i) => this.#write(slot, routed.perSink[i]!, item.schema)));
     }
   }
 
@@ -576,7 +587,7 @@ export class PipelineRun {
    * refuses with a non-retriable error goes to the errors sink; a retriable one that outlasts the
    * retries fails the run.
    */
-  async #write(slot: SinkSlot, records: SluiceRecord[]): Promise<void> {
+  async #write(slot: SinkSlot, records: SluiceRecord[], schema: RecordSchema | undefined): Promise<void> {
     if (!records.length) return;
     const { attempts, initial_backoff, max_backoff } = this.#pipeline.settings.sink_retry;
     const base = parseDuration(initial_backoff) ?? 100;
@@ -585,7 +596,7 @@ export class PipelineRun {
     for (let attempt = 1; ; attempt++) {
       const started = performance.now();
       try {
-        const result = await slot.instance.write(records);
+        const result = await slot.instance.write(records, schema);
         const failed = result?.rejected?.length ?? 0;
         slot.stats.count(records.length, records.length - failed, failed, performance.now() - started);
         if (failed) await this.#errors!.report(origin, result!.rejected!);

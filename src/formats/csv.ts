@@ -5,7 +5,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { z } from 'zod';
 import { SluiceError } from '../sdk/errors.ts';
-import type { RecordValue, SourceBatch } from '../sdk/types.ts';
+import type { RecordSchema, RecordValue, SourceBatch } from '../sdk/types.ts';
 import { BatchBuilder, type DecodeOptions, decodeRejection, excerpt, untilAborted } from './batch.ts';
 import { CsvTokenizer } from './csv-tokenizer.ts';
 import { JsonEncoder } from './jsonl.ts';
@@ -24,6 +24,33 @@ export const CSV_COLUMN_TYPES = [
   'json',
 ] as const;
 export type CsvColumnType = (typeof CSV_COLUMN_TYPES)[number];
+
+/**
+ * The SQL type of each declared column's values: what a Parquet sink gives the column. `json`
+ * columns hold any JSON value, so they are typed by their values.
+ */
+const CSV_SQL_TYPES: Record<CsvColumnType, string | undefined> = {
+  string: 'VARCHAR',
+  integer: 'BIGINT',
+  bigint: 'BIGINT',
+  double: 'DOUBLE',
+  decimal: 'DOUBLE',
+  boolean: 'BOOLEAN',
+  date: 'DATE',
+  timestamp: 'TIMESTAMP',
+  json: undefined,
+};
+
+/** The schema of records decoded with `columns` declared, or undefined when none is. */
+export function csvSchema(columns: Record<string, CsvColumnType> | undefined): RecordSchema | undefined {
+  if (!columns) return undefined;
+  const schema: Record<string, string> = {};
+  for (const [name, type] of Object.entries(columns)) {
+    const sql = CSV_SQL_TYPES[type];
+    if (sql) schema[name] = sql;
+  }
+  return Object.keys(schema).length ? schema : undefined;
+}
 
 export const csvReadOptionsSchema = z
   .object({

@@ -12,12 +12,11 @@ import {
   DuckDBTypeId,
   type DuckDBValue,
   type DuckDBValueConverter,
-  type JS,
-  JSDuckDBValueConverter,
   quotedIdentifier,
   quotedString,
 } from '@duckdb/node-api';
 import type { RecordValue, SourceBatch } from '../sdk/types.ts';
+import { sqlValueConverter } from '../sql/values.ts';
 import { BatchBuilder, type DecodeOptions } from './batch.ts';
 
 // ---------------------------------------------------------------- DuckDB
@@ -73,13 +72,8 @@ export const duckdbToJs: DuckDBValueConverter<unknown> = (
       const big = value as bigint;
       return big <= MAX_SAFE && big >= MIN_SAFE ? Number(big) : big.toString();
     }
-    case DuckDBTypeId.TIME:
-    case DuckDBTypeId.TIME_NS:
-    case DuckDBTypeId.TIME_TZ:
-    case DuckDBTypeId.INTERVAL:
-      return String(value);
     default:
-      return JSDuckDBValueConverter(value, type, duckdbToJs as unknown as DuckDBValueConverter<JS>);
+      return sqlValueConverter(value, type, duckdbToJs);
   }
 };
 
@@ -109,6 +103,9 @@ export async function* readParquet(
   );
   const names = result.deduplicatedColumnNames();
   const width = names.length;
+  // The file's own column types travel with its batches (a DATE stays a DATE in a Parquet sink).
+  const types = result.columnTypes();
+  const schema = Object.fromEntries(names.map((n, i) => [n, types[i]!.toString()]));
   const batches = new BatchBuilder(opts.batchSize);
   let row = 0;
   for await (const rows of result.yieldConvertedRows(duckdbToJs)) {
@@ -119,10 +116,10 @@ export async function* readParquet(
       batches.add({ value, meta: { position: { partition, offset: row++ } } });
     }
     opts.onRows?.(rows.length);
-    if (batches.pending) yield* batches.take();
+    if (batches.pending) for (const batch of batches.take()) yield { ...batch, schema };
   }
   if (signal?.aborted) return;
-  yield* batches.end();
+  for (const batch of batches.end()) yield { ...batch, schema };
 }
 
 // ---------------------------------------------------------------- writing
@@ -139,6 +136,8 @@ const K_ARRAY = 256;
 const K_OTHER = 512;
 /** A bigint beyond the 64-bit range. */
 const K_HUGE = 1024;
+/** A Date that is not at midnight UTC: it does not fit a declared DATE. */
+const K_TIME_OF_DAY = 2048;
 const NUMERIC = K_INT | K_FLOAT | K_BIGINT | K_HUGE;
 const SCALAR = NUMERIC | K_BOOL | K_STRING | K_DATE;
 /** Beyond this many distinct keys an object is stored as JSON rather than a STRUCT. */
@@ -175,7 +174,7 @@ function observe(node: TypeNode, v: unknown): void {
         return;
       }
       if (v instanceof Date) {
-        node.kinds |= K_DATE;
+        node.kinds |= v.getTime() % 86_400_000 === 0 ? K_DATE : K_DATE | K_TIME_OF_DAY;
         return;
       }
       if (Array.isArray(v)) {
@@ -210,7 +209,7 @@ function observe(node: TypeNode, v: unknown): void {
 }
 
 function sqlType(node: TypeNode, depth: number): string {
-  const k = node.kinds & ~K_NULL;
+  const k = node.kinds & ~(K_NULL | K_TIME_OF_DAY);
   if (k === 0) return 'VARCHAR';
   // Parquet has no 128-bit integer: bigints beyond 64 bits are kept exact as DECIMAL(38,0).
   if ((k & ~NUMERIC) === 0) return k & K_FLOAT ? 'DOUBLE' : k & K_HUGE ? 'DECIMAL(38,0)' : 'BIGINT';
@@ -238,6 +237,30 @@ function sqlType(node: TypeNode, depth: number): string {
   return 'JSON';
 }
 
+const INTEGER_TYPES = /^(TINYINT|SMALLINT|INTEGER|BIGINT|UTINYINT|USMALLINT|UINTEGER)$/;
+const NUMBER_TYPES = /^(FLOAT|DOUBLE|DECIMAL\(\d+,\s*\d+\))$/;
+const TEXT_TYPES = /^(VARCHAR|UUID|TIME|INTERVAL)$/;
+
+/**
+ * Whether the values seen for a column can all take its declared type without changing: numbers
+ * for a numeric type (whole ones for an integer type), Dates at midnight for a DATE, Dates for a
+ * timestamp, strings for VARCHAR, UUID, TIME or INTERVAL (DuckDB's text of them), lists for a
+ * list and objects for a struct (DuckDB's cast checks inside them). All nulls fit anything.
+ */
+function fits(declared: string, node: TypeNode): boolean {
+  const k = node.kinds & ~K_NULL;
+  if (k === 0) return true;
+  if (INTEGER_TYPES.test(declared)) return (k & ~(K_INT | K_BIGINT)) === 0;
+  if (NUMBER_TYPES.test(declared)) return (k & ~(K_INT | K_FLOAT | K_BIGINT)) === 0;
+  if (declared === 'DATE') return k === K_DATE;
+  if (/^TIMESTAMP( WITH TIME ZONE)?$/.test(declared)) return (k & ~K_TIME_OF_DAY) === K_DATE;
+  if (declared === 'BOOLEAN') return k === K_BOOL;
+  if (TEXT_TYPES.test(declared)) return k === K_STRING;
+  if (declared.endsWith('[]')) return k === K_ARRAY;
+  if (declared.startsWith('STRUCT(')) return k === K_OBJECT && sqlType(node, 0).startsWith('STRUCT(');
+  return false;
+}
+
 /**
  * Tracks the exact types of the fields of the records staged for one Parquet file, in the order
  * fields were first seen, and names the DuckDB type each column gets:
@@ -247,6 +270,19 @@ function sqlType(node: TypeNode, depth: number): string {
  */
 export class TypeTracker {
   readonly #root = new Map<string, TypeNode>();
+  /** Declared types by column; null once two batches declared different ones. */
+  readonly #declared = new Map<string, string | null>();
+
+  /** Records the declared types of a batch's fields (RecordSchema): see `casts`. */
+  declare(schema: Readonly<Record<string, string>> | undefined): void {
+    if (!schema) return;
+    for (const name in schema) {
+      const type = schema[name]!;
+      const had = this.#declared.get(name);
+      if (had === undefined) this.#declared.set(name, type);
+      else if (had !== null && had !== type) this.#declared.set(name, null);
+    }
+  }
 
   observe(value: RecordValue): void {
     const root = this.#root;
@@ -268,6 +304,19 @@ export class TypeTracker {
   columns(): [string, string][] {
     return [...this.#root].map(([name, node]) => [name, sqlType(node, 0)]);
   }
+
+  /**
+   * The declared type of each column that had one (the same in every batch that declared it) and
+   * whose values all fit it: the Parquet column gets it instead of the type of its values.
+   */
+  casts(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, node] of this.#root) {
+      const declared = this.#declared.get(name);
+      if (declared && declared !== sqlType(node, 0) && fits(declared, node)) out[name] = declared;
+    }
+    return out;
+  }
 }
 
 export interface ParquetWriteOptions {
@@ -284,15 +333,33 @@ export async function stagedJsonlToParquet(
   staged: string,
   columns: [string, string][],
   out: string,
-  opts: ParquetWriteOptions,
+  opts: ParquetWriteOptions & { casts?: Record<string, string> },
 ): Promise<void> {
   const columnSpec = columns.map(([name, type]) => `${quotedString(name)}: ${quotedString(type)}`).join(', ');
   const options = [`FORMAT parquet`, `COMPRESSION ${opts.compression}`];
   if (opts.rowGroupSize) options.push(`ROW_GROUP_SIZE ${Math.floor(opts.rowGroupSize)}`);
-  await connection.run(
-    `COPY (SELECT * FROM read_json(${quotedString(staged)}, format = 'newline_delimited', records = true, ` +
-      // The staged file sits in its partition folder: its path must not add columns.
-      'hive_partitioning = false, ' +
-      `columns = {${columnSpec}})) TO ${quotedString(out)} (${options.join(', ')})`,
-  );
+  const copy = async (select: string) => {
+    await connection.run(
+      `COPY (SELECT ${select} FROM read_json(${quotedString(staged)}, format = 'newline_delimited', records = true, ` +
+        // The staged file sits in its partition folder: its path must not add columns.
+        'hive_partitioning = false, ' +
+        `columns = {${columnSpec}})) TO ${quotedString(out)} (${options.join(', ')})`,
+    );
+  };
+  const casts = opts.casts ?? {};
+  if (!Object.keys(casts).length) return copy('*');
+  // Declared types: a staged Date is a UTC instant, so TIMESTAMP WITH TIME ZONE reads it in UTC.
+  await connection.run("SET TimeZone = 'UTC'");
+  const select = columns
+    .map(([name]) => {
+      const id = quotedIdentifier(name);
+      return casts[name] ? `CAST(${id} AS ${casts[name]}) AS ${id}` : id;
+    })
+    .join(', ');
+  try {
+    await copy(select);
+  } catch {
+    // A value that does not take its declared type after all: the columns keep their values' types.
+    await copy('*');
+  }
 }

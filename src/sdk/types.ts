@@ -65,12 +65,24 @@ export interface ComponentContext {
   resume?: Readonly<Record<string, number>>;
 }
 
+// ---------------------------------------------------------------- schemas
+
+/**
+ * The SQL types of a batch's fields where they are known (declared CSV columns, the result types
+ * of a sql step): field name → DuckDB type (`DATE`, `INTEGER`, `DECIMAL(10,2)`,
+ * `TIMESTAMP WITH TIME ZONE`, `INTEGER[]`, ...). A typed sink (Parquet) gives those columns these
+ * types; fields it does not name are typed by their values. It travels with the batch.
+ */
+export type RecordSchema = Readonly<Record<string, string>>;
+
 // ---------------------------------------------------------------- sources
 
 export interface SourceBatch {
   records: SluiceRecord[];
   /** Input that could not be decoded: it goes to the errors sink, counted as failed by the source. */
   rejected?: Rejection[];
+  /** The declared types of the records' fields, when the source knows them. */
+  schema?: RecordSchema;
 }
 
 export interface SourceProgress {
@@ -101,11 +113,22 @@ export interface SourceInstance {
 export interface StepResult {
   records: SluiceRecord[];
   rejected?: Rejection[];
+  /** The types of the output's fields, when the step knows them (a sql step's result types). */
+  schema?: RecordSchema;
 }
 
 export interface StepInstance {
-  /** Maps a batch to a batch. Records not returned and not rejected count as filtered. */
-  process(batch: SluiceRecord[]): StepResult | Promise<StepResult>;
+  /**
+   * Maps a batch to a batch. Records not returned and not rejected count as filtered. `schema`
+   * is the input batch's schema, when it has one.
+   */
+  process(batch: SluiceRecord[], schema?: RecordSchema): StepResult | Promise<StepResult>;
+  /**
+   * True for a step that passes its input records on unchanged or drops them (a filter, a
+   * validation): the engine hands its output the input's schema. Otherwise the output has only
+   * the schema the step's result gives.
+   */
+  readonly keepsRecords?: boolean;
   /**
    * Called once when the input has ended, for steps that hold records back (set-level SQL). It may
    * return the held-back output at once or yield it in batches. A step with `finish` reports no
@@ -140,7 +163,7 @@ export interface SinkInstance {
    * write that throws must have written nothing that a retry would duplicate. Records the sink
    * refuses individually are returned as rejected.
    */
-  write(batch: SluiceRecord[]): Promise<SinkWriteResult | undefined>;
+  write(batch: SluiceRecord[], schema?: RecordSchema): Promise<SinkWriteResult | undefined>;
   /** Makes everything written so far durable and visible (called on checkpoint, unless the sink has two-phase commit). */
   commit(): Promise<void>;
   /**

@@ -13,7 +13,7 @@ import { type Lookups, loadLookups } from './lookups.ts';
 import { CONDITION_PREFIX, duckMessage } from './plan.ts';
 import { mergeShapes, type Shape, ShapeError, shapeKey, shapeOf, shapeSql } from './shape.ts';
 import { appendRecords, type Column, quoteIdent } from './table.ts';
-import { fromDuckDB, UnsafeIntegerError } from './values.ts';
+import { fromDuckDB, sqlValueConverter, UnsafeIntegerError } from './values.ts';
 
 export const ROW = '__sluice_row';
 /** Shapes kept (a temp table each); beyond it the oldest are dropped. */
@@ -249,7 +249,7 @@ export class BatchQuery {
           clear: await this.#conn.prepare(`DELETE FROM ${entry.table}`),
         };
         const reader = await entry.prepared.query.runAndReadAll();
-        return { names: reader.columnNames(), rows: reader.getRowsJS() as unknown[][] };
+        return { names: reader.columnNames(), rows: reader.convertRows(sqlValueConverter) as unknown[][] };
       } catch (err) {
         const missing = missingColumn((err as Error).message, entry);
         if (!missing || tries >= MAX_MISSING) throw err;

@@ -14,6 +14,7 @@ export { getDuckDB, newDuckDBConnection } from './duckdb.ts';
 export { describeSubset } from './functions.ts';
 export { checkLookups, type LookupConfig, type Lookups, lookupSchema, lookupsSchema } from './lookups.ts';
 export { type PlanOptions, planQuery, type QueryPath, type QueryPlan } from './plan.ts';
+export { ResultSchema } from './schema.ts';
 export { SetQuery, type SetQueryOptions } from './set.ts';
 
 /** A compiled boolean expression: true keeps the record; SQL NULL counts as false. */

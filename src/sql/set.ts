@@ -8,7 +8,7 @@
  * fields. Any other mix (a string where earlier records had numbers) rejects the record with
  * SLUICE_SQL_TYPE_CONFLICT naming the field and both types.
  */
-import { type DuckDBConnection, JSDuckDBValueConverter } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
 import type { Rejection, SluiceRecord, StepResult } from '../sdk/types.ts';
 import { ROW, shapesOf } from './batch.ts';
@@ -17,7 +17,7 @@ import { type Lookups, loadLookups } from './lookups.ts';
 import { duckMessage } from './plan.ts';
 import { mergeShapes, type Shape, shapeKey, shapeSql, showShape } from './shape.ts';
 import { appendRecords, type Column, quoteIdent } from './table.ts';
-import { fromDuckDB, UnsafeIntegerError } from './values.ts';
+import { fromDuckDB, sqlValueConverter, UnsafeIntegerError } from './values.ts';
 
 const TABLE = '__sluice_set';
 const MAX_MISSING = 200;
@@ -76,7 +76,7 @@ export class SetQuery {
         throw this.#failure(err);
       }
       if (!chunk || chunk.rowCount === 0) break;
-      for (const row of chunk.convertRows(JSDuckDBValueConverter)) {
+      for (const row of chunk.convertRows(sqlValueConverter)) {
         try {
           const value: Record<string, unknown> = {};
           for (let i = 0; i < names.length; i++) value[names[i]!] = fromDuckDB(row[i]);

@@ -1,4 +1,34 @@
 /** DuckDB result values as record values: what compiled SQL gives for the same SQL types. */
+import {
+  type DuckDBType,
+  DuckDBTypeId,
+  type DuckDBValue,
+  type DuckDBValueConverter,
+  type JS,
+  JSDuckDBValueConverter,
+} from '@duckdb/node-api';
+
+/**
+ * DuckDB's JS conversion, except TIME and INTERVAL, which become DuckDB's text of them
+ * (`12:34:56`, `3 days`), as the Parquet reader gives them, so a sink can cast them back.
+ */
+export const sqlValueConverter: DuckDBValueConverter<unknown> = (
+  value: DuckDBValue,
+  type: DuckDBType,
+  // the converter of nested values: this one, or one that calls it (the Parquet reader's)
+  nested: DuckDBValueConverter<unknown> = sqlValueConverter,
+): unknown => {
+  if (value == null) return null;
+  switch (type.typeId) {
+    case DuckDBTypeId.TIME:
+    case DuckDBTypeId.TIME_NS:
+    case DuckDBTypeId.TIME_TZ:
+    case DuckDBTypeId.INTERVAL:
+      return String(value);
+    default:
+      return JSDuckDBValueConverter(value, type, nested as unknown as DuckDBValueConverter<JS>);
+  }
+};
 
 /** A BIGINT/HUGEINT result beyond ±2^53, which a JavaScript number cannot hold exactly. */
 export class UnsafeIntegerError extends Error {}

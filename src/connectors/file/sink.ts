@@ -11,6 +11,7 @@ import { defineSink } from '../../sdk/define.ts';
 import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
 import type {
   ComponentContext,
+  RecordSchema,
   RecordValue,
   Rejection,
   SinkInstance,
@@ -333,13 +334,14 @@ class FileSink implements SinkInstance {
     return [...this.#outputs];
   }
 
-  async write(batch: SluiceRecord[]): Promise<SinkWriteResult | undefined> {
+  async write(batch: SluiceRecord[], schema?: RecordSchema): Promise<SinkWriteResult | undefined> {
     if (this.#state !== 'open')
       throw new SluiceError(
         'SLUICE_SINK_IO',
         `write() after ${this.#state === 'closed' ? 'close()' : 'abort()'}`,
         { retriable: false },
       );
+    this.#tracker?.declare(schema);
     const rejected: Rejection[] = [];
     if (!this.#partitionBy) {
       await this.#writeGroup('', batch, undefined, rejected);
@@ -514,6 +516,7 @@ class FileSink implements SinkInstance {
         await stagedJsonlToParquet(db.connection, part.stagingPath, part.tracker!.columns(), part.tempPath, {
           compression: this.#parquet.compression,
           rowGroupSize: this.#parquet.row_group_size,
+          casts: part.tracker!.casts(),
         });
         // Text files are synced as they close; DuckDB's file must be too before a checkpoint names it.
         await syncPath(part.tempPath, 'r');
@@ -958,7 +961,7 @@ export const fileSink = defineSink({
   description:
     'Every file is written under a hidden temporary name in its final folder and renamed into place on commit, so ' +
     'readers never see a partial file and a failed or interrupted run leaves nothing half-written. Parquet is written ' +
-    'by embedded DuckDB with bounded memory: records are staged as JSON Lines and converted with exact column types.',
+    'by embedded DuckDB with bounded memory: records are staged as JSON Lines and converted with exact column types: a column keeps the type its batches declare (a CSV `date`, `CAST(x AS INTEGER)` in a sql step; see docs/concepts.md) when its values fit it, else the type of its values.',
   config: fileSinkConfig,
   shorthand: 'path',
   examples: [

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { untilAborted } from '../../formats/batch.ts';
 import { type Compression, compressionFromPath, createDecompressor } from '../../formats/compression.ts';
-import { csvReadOptionsSchema, decodeCsv } from '../../formats/csv.ts';
+import { csvReadOptionsSchema, csvSchema, decodeCsv } from '../../formats/csv.ts';
 import { decodeJsonl } from '../../formats/jsonl.ts';
 import { type DuckDB, openDuckDB, parquetRowCount, readParquet } from '../../formats/parquet.ts';
 import { defineSource } from '../../sdk/define.ts';
@@ -164,9 +164,16 @@ class FileSource implements SourceInstance {
     const chunks = this.#ioErrors(input, file, decompressor ? undefined : count, () => readError);
     try {
       const opts = { partition: file.display, batchSize, signal };
-      if (file.format === 'csv')
-        yield* decodeCsv(chunks, { ...opts, csv: this.#config.csv, defaultDelimiter: file.tsv ? '\t' : ',' });
-      else yield* decodeJsonl(chunks, opts);
+      if (file.format === 'csv') {
+        const batches = decodeCsv(chunks, {
+          ...opts,
+          csv: this.#config.csv,
+          defaultDelimiter: file.tsv ? '\t' : ',',
+        });
+        const schema = csvSchema(this.#config.csv.columns);
+        if (!schema) yield* batches;
+        else for await (const batch of batches) yield { ...batch, schema };
+      } else yield* decodeJsonl(chunks, opts);
     } finally {
       raw.destroy();
       decompressor?.destroy();

@@ -92,8 +92,8 @@ export async function createFilterStep(
   });
   if (plan.path === 'compiled') {
     const condition = await compileCondition(cfg.condition);
-    return mapRecords((record) => (condition(record.value) ? record : null));
+    return { ...mapRecords((record) => (condition(record.value) ? record : null)), keepsRecords: true };
   }
   const batch = await BatchQuery.open(cfg.condition, { mode: 'condition', baseDir: ctx.baseDir });
-  return { process: (records) => batch.process(records), close: () => batch.close() };
+  return { process: (records) => batch.process(records), close: () => batch.close(), keepsRecords: true };
 }

@@ -1,6 +1,13 @@
 import { z } from 'zod';
 import { defineStep, mapRecords } from '../../sdk/index.ts';
-import type { ComponentContext, ConfigIssue, StepInstance } from '../../sdk/types.ts';
+import type {
+  ComponentContext,
+  ConfigIssue,
+  RecordSchema,
+  SluiceRecord,
+  StepInstance,
+  StepResult,
+} from '../../sdk/types.ts';
 import {
   BatchQuery,
   checkLookups,
@@ -8,6 +15,7 @@ import {
   lookupsSchema,
   newDuckDBConnection,
   planQuery,
+  ResultSchema,
   SetQuery,
 } from '../../sql/index.ts';
 import { sqlIssues } from '../filter/index.ts';
@@ -47,25 +55,48 @@ export async function createSqlStep(
     ...(opts.forceDuckDB ? { forceDuckDB: true } : {}),
   });
   const shared = { ...(cfg.lookups ? { lookups: cfg.lookups } : {}), baseDir: ctx.baseDir };
+  // The result's types travel with each output batch, so a Parquet sink keeps them.
+  const types = new ResultSchema(cfg.query);
+  const withSchema = async (result: StepResult, input: readonly SluiceRecord[], schema?: RecordSchema) => {
+    if (!result.records.length) return result;
+    const out = await types.of(input.length ? input : result.records, schema);
+    return out ? { ...result, schema: out } : result;
+  };
+  const closeAll = async (...others: (() => Promise<void>)[]) => {
+    await Promise.all([types.close(), ...others.map((c) => c())]);
+  };
   if (plan.path === 'compiled') {
     const select = await compileSelect(cfg.query);
-    return mapRecords((record) => {
+    const perRecord = mapRecords((record) => {
       const value = select(record.value);
       return value === null ? null : { value, meta: record.meta };
     });
+    return {
+      process: async (records, schema) => withSchema(await perRecord.process(records), records, schema),
+      close: () => closeAll(),
+    };
   }
   if (plan.path === 'duckdb-batch') {
     const batch = await BatchQuery.open(cfg.query, shared);
-    return { process: (records) => batch.process(records), close: () => batch.close() };
+    return {
+      process: async (records, schema) => withSchema(await batch.process(records), records, schema),
+      close: () => closeAll(() => batch.close()),
+    };
   }
   const set = await SetQuery.open(cfg.query, { ...shared, batchSize: ctx.batchSize });
+  /** The input's first batch and schema: what the result's types are described over. */
+  let sample: { records: SluiceRecord[]; schema: RecordSchema | undefined } | undefined;
   return {
-    async process(records) {
+    async process(records, schema) {
+      if (!sample && records.length) sample = { records: records.slice(0, 1), schema };
       const rejected = await set.add(records);
       return rejected.length ? { records: [], rejected } : { records: [] };
     },
-    finish: () => set.results(),
-    close: () => set.close(),
+    async *finish() {
+      for await (const result of set.results())
+        yield withSchema(result, sample?.records ?? [], sample?.schema);
+    },
+    close: () => closeAll(() => set.close()),
   };
 }
 

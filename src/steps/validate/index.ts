@@ -182,6 +182,7 @@ The schema is given inline (\`schema\`) or in a JSON or YAML file (\`schema_file
       throw err;
     }
     return {
+      keepsRecords: true,
       process(batch: SluiceRecord[]): StepResult {
         let records: SluiceRecord[] | undefined;
         let rejected: Rejection[] | undefined;
