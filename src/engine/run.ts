@@ -21,7 +21,7 @@ import type { PendingCommits } from './checkpoint-store.ts';
 import { ErrorChannel } from './error-channel.ts';
 import { defaultErrorsConfig } from './errors-location.ts';
 import { BoundedQueue } from './queue.ts';
-import { OperatorStats, type OperatorSummary } from './stats.ts';
+import { countProblems, OperatorStats, type OperatorSummary } from './stats.ts';
 
 export type RunStatus = 'succeeded' | 'failed' | 'interrupted';
 
@@ -237,7 +237,11 @@ export class PipelineRun {
       await Promise.allSettled(steps.map((s) => s.close?.()));
       await this.#source?.close().catch(() => {});
     }
-    return this.#summary(startedAt);
+    const summary = this.#summary(startedAt);
+    // The engine counts every record once: a summary that does not add up is Sluice's bug, said aloud.
+    const problems = countProblems(summary);
+    if (problems.length) this.#options.logger.warn('the run counts do not add up', { problems });
+    return summary;
   }
 
   async #open(steps: StepInstance[]): Promise<void> {
