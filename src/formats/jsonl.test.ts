@@ -44,6 +44,43 @@ describe('decodeJsonl', () => {
     assert.match(rejected[1]!.error.message, /^in\.jsonl:5: expected a JSON object per line, found an array/);
   });
 
+  it('keeps integers beyond 2^53 exact and rejects a number beyond the range of a double', async () => {
+    const input = [
+      '{"n":9007199254740993,"m":-12345678901234567890,"s":"12345678901234567890","f":1.0,"e":1e300}',
+      '{"nested":{"list":[123456789012345678901234567890123456789012,1]},"safe":9007199254740991}',
+      '{"big":1e400}',
+      '{"small":-1E+400,"n":1}',
+    ].join('\n');
+    const { rows, rejected } = await collect(
+      decodeJsonl(chunked(input, 7), { partition: 'p', batchSize: 10 }),
+    );
+    assert.deepEqual(
+      rows.map((r) => r.value),
+      [
+        { n: 9007199254740993n, m: -12345678901234567890n, s: '12345678901234567890', f: 1, e: 1e300 },
+        { nested: { list: [123456789012345678901234567890123456789012n, 1] }, safe: 9007199254740991 },
+      ],
+    );
+    assert.deepEqual(
+      rejected.map((r) => [r.position?.offset, r.error.code, r.error.details?.field, r.error.details?.value]),
+      [
+        [3, 'SLUICE_DECODE', 'big', '1e400'],
+        [4, 'SLUICE_DECODE', 'small', '-1E+400'],
+      ],
+    );
+    assert.match(rejected[0]!.error.message, /^p:3: field "big": 1e400 is beyond the range of a double/);
+    // Written back, every digit is as it was.
+    const encoder = new JsonEncoder();
+    assert.equal(
+      encoder.encode(rows[0]!.value),
+      '{"n":9007199254740993,"m":-12345678901234567890,"s":"12345678901234567890","f":1,"e":1e+300}',
+    );
+    assert.equal(
+      encoder.encode(rows[1]!.value),
+      '{"nested":{"list":[123456789012345678901234567890123456789012,1]},"safe":9007199254740991}',
+    );
+  });
+
   it('splits multi-byte characters and lines across any chunk boundary', async () => {
     const whole = await collect(decodeJsonl(chunked(INPUT, 1 << 16), { partition: 'p', batchSize: 10 }));
     for (const size of [1, 2, 3, 5]) {
