@@ -59,3 +59,16 @@ export function parseJsonExact(text: string, opts: { finite?: boolean } = {}): u
     (opts.finite ? exactIntegersFiniteNumbers : exactIntegers) as (key: string, value: unknown) => unknown,
   );
 }
+
+/** `JSON.rawJSON` (Node 21+; not in the ES2024 typings): a value JSON.stringify writes verbatim. */
+const rawJSON = (JSON as unknown as { rawJSON: (text: string) => unknown }).rawJSON;
+
+/** JSON.stringify's replacer writing a bigint as the exact JSON number (JSON numbers have no size limit). */
+export function bigintAsNumber(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? rawJSON(value.toString()) : value;
+}
+
+/** JSON text of a value; a bigint is written as its exact digits, a number, not a string. */
+export function stringifyJsonExact(value: unknown): string {
+  return JSON.stringify(value, bigintAsNumber);
+}

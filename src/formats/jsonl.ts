@@ -6,7 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SourceBatch } from '../sdk/types.ts';
 import { BatchBuilder, type DecodeOptions, decodeRejection, untilAborted } from './batch.ts';
-import { NumberOutOfRangeError, parseJsonExact } from './json-numbers.ts';
+import { bigintAsNumber, NumberOutOfRangeError, parseJsonExact } from './json-numbers.ts';
 
 /** A line longer than this (in characters) fails the read: it is almost surely not line-delimited. */
 export const MAX_LINE_LENGTH = 256 * 1024 * 1024;
@@ -156,13 +156,6 @@ async function* byLine(
 
 // ---------------------------------------------------------------- encoding
 
-/** `JSON.rawJSON` (Node 21+; not in the ES2024 typings): a value JSON.stringify writes verbatim. */
-const rawJSON = (JSON as unknown as { rawJSON: (text: string) => unknown }).rawJSON;
-
-function bigintReplacer(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? rawJSON(value.toString()) : value;
-}
-
 const pad2 = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
 const pad3 = (n: number): string => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
 /** Milliseconds of 9999-12-31T23:59:59.999Z: beyond it (or before 1970) toISOString is used. */
@@ -241,7 +234,7 @@ export class JsonEncoder {
       }
     }
     try {
-      return JSON.stringify(input, bigintReplacer);
+      return JSON.stringify(input, bigintAsNumber);
     } catch (err) {
       throw rejectedEncoding(err);
     }

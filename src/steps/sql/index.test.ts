@@ -460,6 +460,21 @@ describe('set-level SQL', () => {
     );
   });
 
+  test('set-level results beyond ±2^53 are exact bigints; BIGINT and HUGEINT unify to HUGEINT', async () => {
+    const step = await make(
+      'SELECT sum(n) AS total, max(n) AS top, sum(id) * 4611686018427387904 AS big FROM input',
+    );
+    const { tail } = await runAll(step, [
+      [rec({ id: 1, n: 9007199254740993n }, 1), rec({ id: 2, n: 5 }, 2)],
+      [rec({ id: 3, n: -123456789012345678901234567890n }, 3)],
+    ]);
+    assert.deepEqual(tail[0]!.records[0]!.value, {
+      total: -123456789012345678901234567890n + 9007199254740993n + 5n,
+      top: 9007199254740993n,
+      big: 6n * 4611686018427387904n,
+    });
+  });
+
   test('count(*), a window function and the output in batches of batchSize', async () => {
     const count = await make('SELECT count(*) AS n, count(amount) AS with_amount FROM input');
     assert.deepEqual((await runAll(count, batches)).tail[0]!.records[0]!.value, { n: 5, with_amount: 4 });
