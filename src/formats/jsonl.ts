@@ -6,7 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SourceBatch } from '../sdk/types.ts';
 import { BatchBuilder, type DecodeOptions, decodeRejection, untilAborted } from './batch.ts';
-import { bigintAsNumber, NumberOutOfRangeError, parseJsonExact } from './json-numbers.ts';
+import { bigintAsNumber, mayHoldInexactNumber, parseJsonExactSlow } from './json-numbers.ts';
 
 /** A line longer than this (in characters) fails the read: it is almost surely not line-delimited. */
 export const MAX_LINE_LENGTH = 256 * 1024 * 1024;
@@ -76,9 +76,8 @@ function isBlank(text: string, start: number, end: number): boolean {
 
 /**
  * Decodes JSON Lines: one JSON object per line. Blank lines are skipped. A line that is not valid
- * JSON, or not an object, or holds a number beyond the range of a double (1e400), becomes a
- * SLUICE_DECODE rejection (raw = the line) and decoding carries on. An integer beyond ±2^53 is a
- * bigint, exact. Positions: `{ partition, offset: line number }`.
+ * JSON, or not an object, becomes a SLUICE_DECODE rejection (raw = the line) and decoding
+ * carries on. An integer beyond ±2^53 is a bigint, exact; other numbers are doubles. Positions: `{ partition, offset: line number }`.
  */
 export async function* decodeJsonl(
   chunks: AsyncIterable<Buffer | string>,
@@ -90,17 +89,8 @@ export async function* decodeJsonl(
     const raw = text.slice(start, end);
     let value: unknown;
     try {
-      value = parseJsonExact(raw, { finite: true });
+      value = mayHoldInexactNumber(text, start, end) ? parseJsonExactSlow(raw) : JSON.parse(raw);
     } catch (err) {
-      if (err instanceof NumberOutOfRangeError) {
-        batches.reject(
-          decodeRejection(`${partition}:${line}: ${err.message}`, partition, line, raw, {
-            field: err.field,
-            value: err.source,
-          }),
-        );
-        return;
-      }
       if (isBlank(text, start, end)) return;
       const reason = err instanceof Error ? err.message : String(err);
       batches.reject(decodeRejection(`${partition}:${line}: invalid JSON: ${reason}`, partition, line, raw));
