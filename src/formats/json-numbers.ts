@@ -16,19 +16,22 @@ interface ReviverContext {
  * run of 16 digits covers one of those. A regular expression (`/\d{16}/`) doubles the cost of a
  * JSON Lines line; this adds a few per cent.
  */
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+
 function hasLongDigitRun(text: string, start: number, end: number): boolean {
   const n = end;
   for (let p = start + 15; p < n; p += 16) {
-    let c = text.charCodeAt(p);
-    if (c < 48 || c > 57) continue;
+    if (!isDigit(text.charCodeAt(p))) continue;
     // A run of 16 through p reaches p - 8 or p + 8: most numbers are rejected here.
-    const before = p - 8 >= start ? text.charCodeAt(p - 8) : 0;
-    const after = p + 8 < n ? text.charCodeAt(p + 8) : 0;
-    if ((before < 48 || before > 57) && (after < 48 || after > 57)) continue;
+    if (
+      !(p - 8 >= start && isDigit(text.charCodeAt(p - 8))) &&
+      !(p + 8 < n && isDigit(text.charCodeAt(p + 8)))
+    )
+      continue;
     let first = p;
     let last = p;
-    while (first > start && (c = text.charCodeAt(first - 1)) >= 48 && c <= 57) first--;
-    while (last + 1 < n && (c = text.charCodeAt(last + 1)) >= 48 && c <= 57) last++;
+    while (first > start && isDigit(text.charCodeAt(first - 1))) first--;
+    while (last + 1 < n && isDigit(text.charCodeAt(last + 1))) last++;
     if (last - first + 1 >= 16) return true;
     p = last; // the next sample is 16 past this run
   }
