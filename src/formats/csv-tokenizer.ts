@@ -8,9 +8,14 @@
  *   (with escape = quote this is the usual doubled quote `""`).
  * - A quote inside an unquoted field is kept as data (`5'10"`).
  * - Lines end with `\n` or `\r\n`. Empty lines are skipped. A leading byte order mark is dropped.
- * - Malformed input (a character other than a delimiter or a line end after a closing quote; a
- *   quoted field never closed, or longer than `maxRecordChars`) is reported with the raw text of
- *   the physical line where the record starts, and parsing resumes on the next line.
+ * - A bad record is reported with the raw text of the physical line where it starts, and parsing
+ *   resumes on the next line. Bad means malformed (a character other than a delimiter or a line
+ *   end after a closing quote; a quoted field never closed, or longer than `maxRecordChars`) or
+ *   refused by the handler (a wrong field count, a value that does not convert). A bad record
+ *   that runs over several lines through a quoted field is most likely an opening quote never
+ *   closed, which swallowed the lines after it: so only its first line is dropped, and the lines
+ *   after it are read again as records of their own (a record on one line is dropped whole).
+ *   Valid input never takes this path, so recovery costs it nothing.
  */
 
 export interface CsvDialect {
@@ -19,22 +24,28 @@ export interface CsvDialect {
   escape: string;
 }
 
+/** Why a record is bad: what the error says, and details for its error record. */
+export interface CsvProblem {
+  message: string;
+  details?: Record<string, unknown>;
+}
+
 export interface CsvRowHandler {
-  /** A record: its fields, the line it starts on, and its raw text as `text.slice(start, end)`. */
-  row(fields: string[], line: number, text: string, start: number, end: number): void;
-  /** Malformed input starting on `line`: `raw` is the text that is dropped. */
-  malformed(message: string, line: number, raw: string): void;
+  /**
+   * A record: its fields and the line it starts on. Returns undefined when it took the record,
+   * or the problem that makes the record bad: the tokenizer then hands it to `bad` with the
+   * text it drops (see the recovery rule above).
+   */
+  row(fields: string[], line: number): CsvProblem | undefined;
+  /**
+   * A bad record starting on `line`: `raw` is the text that is dropped; `resumeLine` is set when
+   * only the first line of a record that ran over several lines was dropped, and is the line
+   * parsing resumes on.
+   */
+  bad(problem: CsvProblem, line: number, raw: string, resumeLine?: number): void;
 }
 
 const NEED_MORE = -1;
-
-/** A malformed record found by `#parseRecord`: the reason and where in the text it was noticed. */
-interface Malformed {
-  message: string;
-  at: number;
-  /** True: drop the record's first physical line only and re-read the following lines. */
-  firstLineOnly: boolean;
-}
 
 export class CsvTokenizer {
   readonly #d: number;
@@ -53,7 +64,8 @@ export class CsvTokenizer {
   #line = 1;
   #first = true;
   #fields: string[] = [];
-  #malformed: Malformed | undefined;
+  /** Set by `#parseRecord` when the record is malformed; `at` is where in the text it was seen. */
+  #malformed: (CsvProblem & { at: number }) | undefined;
   #recordEndLine = 0;
 
   constructor(dialect: CsvDialect, maxRecordChars = 64 * 1024 * 1024) {
@@ -108,40 +120,43 @@ export class CsvTokenizer {
         continue;
       }
       const end = this.#parseRecord(text, pos, final);
+      let problem: CsvProblem | undefined;
+      /** Where the problem was seen: the end of the record when the handler refused it. */
+      let seenAt = n;
+      let malformed = false;
       if (end === NEED_MORE) {
-        if (n - pos > this.#maxRecordChars) {
-          this.#malformed = {
-            message: `a record is longer than ${this.#maxRecordChars} characters (is a quoted field not closed?)`,
-            at: n,
-            firstLineOnly: true,
-          };
-        } else break;
-      }
-      const malformed = this.#malformed;
-      if (malformed) {
+        if (n - pos <= this.#maxRecordChars) break;
+        problem = {
+          message: `a record is longer than ${this.#maxRecordChars} characters (is a quoted field not closed?)`,
+        };
+      } else if (this.#malformed) {
+        problem = this.#malformed;
+        seenAt = this.#malformed.at;
         this.#malformed = undefined;
-        // The text dropped: the record's first line (unclosed quote), or up to the end of the
-        // line where the problem was seen.
-        let stop = text.indexOf('\n', malformed.firstLineOnly ? pos : malformed.at);
-        if (stop === -1) {
-          if (!final && !malformed.firstLineOnly) break;
-          stop = n;
-        }
-        const rawEnd = stop > pos && text.charCodeAt(stop - 1) === 13 ? stop - 1 : stop;
-        handler.malformed(malformed.message, line, text.slice(pos, rawEnd));
-        line += countNewlines(text, pos, stop) + (stop < n ? 1 : 0);
-        pos = stop < n ? stop + 1 : n;
+        malformed = true;
+      } else {
+        const fields = this.#fields;
+        this.#fields = [];
+        problem = handler.row(fields, line);
+        seenAt = end;
+      }
+      if (problem === undefined) {
+        line += this.#recordEndLine;
+        pos = end;
         continue;
       }
-      // `end` is the index after the record's line break (or n at the end of the input).
-      let rawEnd = end;
-      if (rawEnd > pos && text.charCodeAt(rawEnd - 1) === 10) rawEnd--;
-      if (rawEnd > pos && text.charCodeAt(rawEnd - 1) === 13) rawEnd--;
-      const fields = this.#fields;
-      this.#fields = [];
-      handler.row(fields, line, text, pos, rawEnd);
-      line += this.#recordEndLine;
-      pos = end;
+      // A bad record: its first physical line is dropped and parsing resumes on the next one.
+      let stop = text.indexOf('\n', pos);
+      if (stop === -1) {
+        // Malformed on its first line, whose end is still to come.
+        if (malformed && !final) break;
+        stop = n;
+      }
+      const rawEnd = stop > pos && text.charCodeAt(stop - 1) === 13 ? stop - 1 : stop;
+      const resumeAt = stop < n ? stop + 1 : n;
+      handler.bad(problem, line, text.slice(pos, rawEnd), seenAt > resumeAt ? line + 1 : undefined);
+      line += stop < n ? 1 : 0;
+      pos = resumeAt;
     }
     this.#line = line;
     this.#text = pos >= n ? '' : text.slice(pos);
@@ -174,7 +189,6 @@ export class CsvTokenizer {
             this.#malformed = {
               message: `a quoted field is not closed (${this.#quote} opened on this line)`,
               at: n,
-              firstLineOnly: true,
             };
             return 0;
           }
@@ -242,7 +256,6 @@ export class CsvTokenizer {
         this.#malformed = {
           message: `unexpected character ${JSON.stringify(s[i])} after the closing ${this.#quote} of field ${fields.length}`,
           at: i,
-          firstLineOnly: false,
         };
         return 0;
       }

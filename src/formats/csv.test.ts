@@ -130,8 +130,8 @@ describe('decodeCsv', () => {
         [4, '6,"bad"x,7'],
       ],
     );
-    assert.match(rejected[0]!.error.message, /in\.csv:3: expected 3 fields, found 2/);
-    assert.match(rejected[1]!.error.message, /in\.csv:4: malformed CSV/);
+    assert.match(rejected[0]!.error.message, /in\.csv:3 \(row 2\): expected 3 fields, found 2/);
+    assert.match(rejected[1]!.error.message, /in\.csv:4 \(row 3\): malformed CSV/);
   });
 
   it('drops only the first line of a quote never closed and re-reads the lines after it', async () => {
@@ -145,7 +145,60 @@ describe('decodeCsv', () => {
     );
     assert.equal(rejected.length, 1);
     assert.equal(rejected[0]!.raw, '"open,3');
-    assert.match(rejected[0]!.error.message, /in\.csv:3: .*not closed/);
+    assert.match(rejected[0]!.error.message, /in\.csv:3 \(row 2\): .*not closed/);
+  });
+
+  it('rejects only the line of a quote closed by a later row, and keeps the rows it swallowed', async () => {
+    const text = 'id,name\r\n1,"unclosed\r\n2,"ok"\r\n3,fine\r\n';
+    for (const size of [1, 3, 1 << 20]) {
+      const { rows, rejected } = await decode(text, {}, size);
+      assert.deepEqual(
+        rows.map((r) => [r.line, r.value]),
+        [
+          [3, { id: '2', name: 'ok' }],
+          [4, { id: '3', name: 'fine' }],
+        ],
+        `chunks of ${size}`,
+      );
+      assert.equal(rejected.length, 1);
+      const r = rejected[0]!;
+      assert.equal(r.raw, '1,"unclosed');
+      assert.deepEqual(r.position, { partition: 'in.csv', offset: 2 });
+      assert.match(
+        r.error.message,
+        /^in\.csv:2 \(row 1\): malformed CSV: unexpected character "o".*resumes on line 3/,
+      );
+      assert.equal(r.error.details?.row, 1);
+      assert.equal(r.error.details?.line, 2);
+    }
+  });
+
+  it('re-reads the lines after an open quote that makes a record of the wrong width or type', async () => {
+    // The quote opened on line 2 closes on line 3 and gives a record with three fields; the
+    // quote opened on line 5 makes a (too long) integer of two lines.
+    const text = 'a,b\n1,"x\n2,y",z\n3,4\n5,"6\n7"\n8,9\n';
+    const { rows, rejected } = await decode(text, { columns: { b: 'integer' } });
+    assert.deepEqual(
+      rows.map((r) => [r.line, r.value]),
+      [
+        [4, { a: '3', b: 4 }],
+        [7, { a: '8', b: 9 }],
+      ],
+    );
+    assert.deepEqual(
+      rejected.map((r) => [r.position?.offset, r.error.details?.row, r.raw]),
+      [
+        [2, 1, '1,"x'],
+        [3, 2, '2,y",z'],
+        [5, 4, '5,"6'],
+        [6, 5, '7"'],
+      ],
+    );
+    assert.match(rejected[0]!.error.message, /\(row 1\): expected 2 fields, found 3; .*resumes on line 3/);
+    assert.match(
+      rejected[2]!.error.message,
+      /\(row 4\): column "b" .* is not a valid integer; .*resumes on line 6/,
+    );
   });
 
   it('reads headerless input, naming columns by the declared map or column0..n', async () => {

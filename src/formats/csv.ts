@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordSchema, RecordValue, SourceBatch } from '../sdk/types.ts';
 import { BatchBuilder, type DecodeOptions, decodeRejection, excerpt, untilAborted } from './batch.ts';
-import { CsvTokenizer } from './csv-tokenizer.ts';
+import { type CsvProblem, CsvTokenizer } from './csv-tokenizer.ts';
 import { JsonEncoder } from './jsonl.ts';
 
 // ---------------------------------------------------------------- config
@@ -288,9 +288,10 @@ export interface CsvDecodeOptions extends DecodeOptions {
 /**
  * Decodes CSV. Records are objects keyed by column name; an empty field (any of `null_values`)
  * is null. Malformed input (a bad quote, a wrong number of fields) and values that do not convert
- * to their declared type become SLUICE_DECODE rejections carrying the raw record text, and
- * decoding carries on with the next line. Positions: `{ partition, offset: the line the record
- * starts on }`.
+ * to their declared type become SLUICE_DECODE rejections carrying the raw record text, its file
+ * line and its data row number, and decoding carries on with the next line (see CsvTokenizer for
+ * a bad record that runs over several lines). Positions: `{ partition, offset: the line the
+ * record starts on }`.
  */
 export async function* decodeCsv(
   chunks: AsyncIterable<Buffer | string>,
@@ -327,12 +328,14 @@ export async function* decodeCsv(
     converters = types.map((type) => (type ? CONVERTERS[type] : undefined));
   };
 
+  /** Data rows read so far (bad ones included, the header and empty lines not). */
+  let rows = 0;
   const handler = {
-    row(fields: string[], line: number, text: string, start: number, end: number): void {
+    row(fields: string[], line: number): CsvProblem | undefined {
       if (names === undefined) {
         if (csv.header) {
           setColumns(headerNames(fields), line);
-          return;
+          return undefined;
         }
         setColumns(
           declared.length ? declared.map(([name]) => name) : fields.map((_, i) => `column${i}`),
@@ -341,18 +344,11 @@ export async function* decodeCsv(
       }
       const columns = names!;
       const n = fields.length;
-      if (n !== columns.length) {
-        batches.reject(
-          decodeRejection(
-            `${partition}:${line}: expected ${columns.length} fields, found ${n}`,
-            partition,
-            line,
-            text.slice(start, end),
-            { expected_fields: columns.length, found_fields: n },
-          ),
-        );
-        return;
-      }
+      if (n !== columns.length)
+        return {
+          message: `expected ${columns.length} fields, found ${n}`,
+          details: { expected_fields: columns.length, found_fields: n },
+        };
       const value: RecordValue = {};
       for (let i = 0; i < n; i++) {
         const field = fields[i]!;
@@ -369,24 +365,30 @@ export async function* decodeCsv(
         if (converted === BAD) {
           const column = columns[i]!;
           const type = types[i]!;
-          batches.reject(
-            decodeRejection(
-              `${partition}:${line}: column "${column}" (field ${i + 1}): ${JSON.stringify(excerpt(field))} is not a valid ${type}`,
-              partition,
-              line,
-              text.slice(start, end),
-              { column, field: i + 1, value: field, expected: type },
-            ),
-          );
-          return;
+          return {
+            message: `column "${column}" (field ${i + 1}): ${JSON.stringify(excerpt(field))} is not a valid ${type}`,
+            details: { column, field: i + 1, value: field, expected: type },
+          };
         }
         value[columns[i]!] = converted;
       }
+      rows++;
       batches.add({ value, meta: { position: { partition, offset: line } } });
+      return undefined;
     },
-    malformed(message: string, line: number, raw: string): void {
+    bad(problem: CsvProblem, line: number, raw: string, resumeLine?: number): void {
+      const row = names === undefined && csv.header ? 0 : ++rows;
+      const where = row ? `${partition}:${line} (row ${row})` : `${partition}:${line} (header)`;
+      const message = problem.details ? problem.message : `malformed CSV: ${problem.message}`;
+      const resumed = resumeLine
+        ? `; the record runs over several lines through a quoted field, so only line ${line} is rejected and reading resumes on line ${resumeLine}`
+        : '';
       batches.reject(
-        decodeRejection(`${partition}:${line}: malformed CSV: ${message}`, partition, line, raw),
+        decodeRejection(`${where}: ${message}${resumed}`, partition, line, raw, {
+          row,
+          ...problem.details,
+          ...(resumeLine ? { resumed_at_line: resumeLine } : {}),
+        }),
       );
     },
   };

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RecordValue, Rejection, SourceBatch } from '../sdk/types.ts';
 import { createLineEncoder, encodeBatch } from './encode.ts';
+import { mayHoldInexactNumber } from './json-numbers.ts';
 import { decodeJsonl, decodeLines, isoString, JsonEncoder } from './jsonl.ts';
 
 async function* chunked(text: string, size: number): AsyncGenerator<Buffer> {
@@ -42,6 +43,36 @@ describe('decodeJsonl', () => {
     );
     assert.match(rejected[0]!.error.message, /^in\.jsonl:4: invalid JSON: .*property name/);
     assert.match(rejected[1]!.error.message, /^in\.jsonl:5: expected a JSON object per line, found an array/);
+  });
+
+  it('keeps integers beyond 2^53 exact; other numbers are doubles, 1e400 Infinity as in DuckDB', async () => {
+    const input = [
+      '{"n":9007199254740993,"m":-12345678901234567890,"s":"12345678901234567890","f":1.0,"e":1e300}',
+      '{"nested":{"list":[123456789012345678901234567890123456789012,1]},"safe":9007199254740991}',
+      '{"big":1e400,"small":-1E+400,"n":12345678901234567}',
+    ].join('\n');
+    const { rows, rejected } = await collect(
+      decodeJsonl(chunked(input, 7), { partition: 'p', batchSize: 10 }),
+    );
+    assert.deepEqual(rejected, []);
+    assert.deepEqual(
+      rows.map((r) => r.value),
+      [
+        { n: 9007199254740993n, m: -12345678901234567890n, s: '12345678901234567890', f: 1, e: 1e300 },
+        { nested: { list: [123456789012345678901234567890123456789012n, 1] }, safe: 9007199254740991 },
+        { big: Infinity, small: -Infinity, n: 12345678901234567n },
+      ],
+    );
+    // Written back, every digit is as it was.
+    const encoder = new JsonEncoder();
+    assert.equal(
+      encoder.encode(rows[0]!.value),
+      '{"n":9007199254740993,"m":-12345678901234567890,"s":"12345678901234567890","f":1,"e":1e+300}',
+    );
+    assert.equal(
+      encoder.encode(rows[1]!.value),
+      '{"nested":{"list":[123456789012345678901234567890123456789012,1]},"safe":9007199254740991}',
+    );
   });
 
   it('splits multi-byte characters and lines across any chunk boundary', async () => {
@@ -128,5 +159,23 @@ describe('JsonEncoder', () => {
     assert.equal(rejected.length, 1);
     assert.equal(rejected[0]!.record?.value, circular);
     assert.equal(rejected[0]!.error.code, 'SLUICE_SINK_REJECTED');
+  });
+});
+
+describe('mayHoldInexactNumber', () => {
+  it('finds every run of 16 digits wherever it starts, inside bounds', () => {
+    for (let pad = 0; pad < 40; pad++)
+      for (const len of [15, 16, 17, 40]) {
+        const text = `${'x'.repeat(pad)}${'7'.repeat(len)}${'y'.repeat(pad % 5)}`;
+        assert.equal(mayHoldInexactNumber(text), len >= 16, `pad ${pad}, ${len} digits`);
+      }
+    assert.equal(mayHoldInexactNumber(`${'1'.repeat(15)},${'2'.repeat(15)}`), false);
+    assert.equal(mayHoldInexactNumber(`{"n":1733600000000,"m":12.125,"k":123456}`), false);
+    // Only the line's own digits count, not those of its neighbours in the chunk.
+    const chunk = `${'1'.repeat(10)}\n{"n":123456}\n${'2'.repeat(10)}`;
+    assert.equal(mayHoldInexactNumber(chunk, 11, 23), false);
+    assert.equal(mayHoldInexactNumber(chunk), false);
+    assert.equal(mayHoldInexactNumber(`${'1'.repeat(10)}${'2'.repeat(10)}`, 2, 18), true);
+    assert.equal(mayHoldInexactNumber(`${'1'.repeat(10)}${'2'.repeat(10)}`, 2, 17), false);
   });
 });

@@ -6,6 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SourceBatch } from '../sdk/types.ts';
 import { BatchBuilder, type DecodeOptions, decodeRejection, untilAborted } from './batch.ts';
+import { bigintAsNumber, mayHoldInexactNumber, parseJsonExactSlow } from './json-numbers.ts';
 
 /** A line longer than this (in characters) fails the read: it is almost surely not line-delimited. */
 export const MAX_LINE_LENGTH = 256 * 1024 * 1024;
@@ -75,8 +76,8 @@ function isBlank(text: string, start: number, end: number): boolean {
 
 /**
  * Decodes JSON Lines: one JSON object per line. Blank lines are skipped. A line that is not valid
- * JSON, or not an object, becomes a SLUICE_DECODE rejection (raw = the line) and decoding carries
- * on. Positions: `{ partition, offset: line number }`.
+ * JSON, or not an object, becomes a SLUICE_DECODE rejection (raw = the line) and decoding
+ * carries on. An integer beyond ±2^53 is a bigint, exact; other numbers are doubles. Positions: `{ partition, offset: line number }`.
  */
 export async function* decodeJsonl(
   chunks: AsyncIterable<Buffer | string>,
@@ -88,7 +89,7 @@ export async function* decodeJsonl(
     const raw = text.slice(start, end);
     let value: unknown;
     try {
-      value = JSON.parse(raw);
+      value = mayHoldInexactNumber(text, start, end) ? parseJsonExactSlow(raw) : JSON.parse(raw);
     } catch (err) {
       if (isBlank(text, start, end)) return;
       const reason = err instanceof Error ? err.message : String(err);
@@ -144,13 +145,6 @@ async function* byLine(
 }
 
 // ---------------------------------------------------------------- encoding
-
-/** `JSON.rawJSON` (Node 21+; not in the ES2024 typings): a value JSON.stringify writes verbatim. */
-const rawJSON = (JSON as unknown as { rawJSON: (text: string) => unknown }).rawJSON;
-
-function bigintReplacer(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? rawJSON(value.toString()) : value;
-}
 
 const pad2 = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
 const pad3 = (n: number): string => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
@@ -230,7 +224,7 @@ export class JsonEncoder {
       }
     }
     try {
-      return JSON.stringify(input, bigintReplacer);
+      return JSON.stringify(input, bigintAsNumber);
     } catch (err) {
       throw rejectedEncoding(err);
     }

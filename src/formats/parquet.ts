@@ -15,6 +15,7 @@ import {
   quotedIdentifier,
   quotedString,
 } from '@duckdb/node-api';
+import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SourceBatch } from '../sdk/types.ts';
 import { sqlValueConverter } from '../sql/values.ts';
 import { BatchBuilder, type DecodeOptions } from './batch.ts';
@@ -261,6 +262,29 @@ function fits(declared: string, node: TypeNode): boolean {
   return false;
 }
 
+/** DECIMAL(38,0), the widest integer Parquet holds, takes up to 38 digits. */
+const DECIMAL38_LIMIT = 10n ** 38n;
+/** A JSON text that may hold an integer of more than 38 digits. */
+const DIGITS_39 = /\d{39}/;
+
+/** The dotted path of the first integer in `v` that DECIMAL(38,0) cannot hold, if any. */
+function tooWideInteger(v: unknown, path: string): string | undefined {
+  if (typeof v === 'bigint') return v >= DECIMAL38_LIMIT || v <= -DECIMAL38_LIMIT ? path : undefined;
+  if (v === null || typeof v !== 'object' || v instanceof Date) return undefined;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const found = tooWideInteger(v[i], `${path}[${i}]`);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  for (const key in v) {
+    const found = tooWideInteger((v as Record<string, unknown>)[key], path ? `${path}.${key}` : key);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 /**
  * Tracks the exact types of the fields of the records staged for one Parquet file, in the order
  * fields were first seen, and names the DuckDB type each column gets:
@@ -282,6 +306,21 @@ export class TypeTracker {
       if (had === undefined) this.#declared.set(name, type);
       else if (had !== null && had !== type) this.#declared.set(name, null);
     }
+  }
+
+  /**
+   * Throws SLUICE_SINK_REJECTED, naming the field, when the record holds an integer Parquet cannot
+   * hold exactly (more than 38 digits); `json` is the record's JSON text, a cheap first check.
+   */
+  refuseUnwritable(value: RecordValue, json: string): void {
+    if (!DIGITS_39.test(json)) return;
+    const field = tooWideInteger(value, '');
+    if (field)
+      throw new SluiceError(
+        'SLUICE_SINK_REJECTED',
+        `field "${field}" holds an integer of more than 38 digits, which Parquet cannot hold exactly (its widest integer is DECIMAL(38,0))`,
+        { details: { field } },
+      );
   }
 
   observe(value: RecordValue): void {

@@ -13,7 +13,7 @@ import { type Lookups, loadLookups } from './lookups.ts';
 import { CONDITION_PREFIX, duckMessage } from './plan.ts';
 import { mergeShapes, type Shape, ShapeError, shapeKey, shapeOf, shapeSql } from './shape.ts';
 import { appendRecords, type Column, quoteIdent } from './table.ts';
-import { fromDuckDB, sqlValueConverter, UnsafeIntegerError } from './values.ts';
+import { fromDuckDB, holdsUnsafeInteger, sqlValueConverter, UnsafeIntegerError } from './values.ts';
 
 export const ROW = '__sluice_row';
 /** Shapes kept (a temp table each); beyond it the oldest are dropped. */
@@ -213,9 +213,16 @@ export class BatchQuery {
       }
       let value: Record<string, unknown>;
       try {
-        value = toRecord(result.names, row, rowAt);
+        value = toRecord(result.names, row, rowAt, false);
       } catch (err) {
         if (!(err instanceof UnsafeIntegerError)) throw err;
+        if (holdsUnsafeInteger(input.value)) {
+          // A record with a big integer of its own: only DuckDB can take it, and keeps it exact.
+          const rows = out[i] ?? [];
+          rows.push({ value: toRecord(result.names, row, rowAt, true), meta: input.meta });
+          out[i] = rows;
+          continue;
+        }
         out[i] = undefined;
         rejected[i] = this.#reject(input, err.message);
         continue;
@@ -407,11 +414,16 @@ function mergeAll(a: Shape[], b: Shape[]): Shape[] | undefined {
   return out;
 }
 
-function toRecord(names: string[], row: unknown[], skip: number): Record<string, unknown> {
+function toRecord(
+  names: string[],
+  row: unknown[],
+  skip: number,
+  exactBigints: boolean,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (let i = 0; i < names.length; i++) {
     if (i === skip) continue;
-    out[names[i]!] = fromDuckDB(row[i]);
+    out[names[i]!] = fromDuckDB(row[i], exactBigints);
   }
   return out;
 }

@@ -3,6 +3,8 @@
  * compiler needs from DuckDB once per process: its keywords (for DuckDB's column names) and its
  * function names (to tell "not supported here" from "no such function").
  */
+
+import { parseJsonExact } from '../formats/json-numbers.ts';
 import { SluiceError } from '../sdk/errors.ts';
 import { getDuckDB } from './duckdb.ts';
 
@@ -77,21 +79,6 @@ export function byteToChar(text: string, byteOffset: number): number {
   return text.length;
 }
 
-/** JSON.parse keeping integers beyond 2^53 exact (as bigint). */
-function parseJson(text: string): unknown {
-  return JSON.parse(text, (_key, value, context?: { source?: string }) => {
-    if (
-      typeof value === 'number' &&
-      !Number.isSafeInteger(value) &&
-      context?.source &&
-      /^-?\d+$/.test(context.source)
-    ) {
-      return BigInt(context.source);
-    }
-    return value;
-  });
-}
-
 export interface Parsed {
   /** The SELECT_NODE of the single statement. */
   node: AstNode;
@@ -121,7 +108,7 @@ export async function parseSelect(sql: string, opts: ParseOptions): Promise<Pars
     const r = await db.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [sql]);
     return String(r.getRowsJS()[0]?.[0]);
   });
-  const json = parseJson(raw) as AstNode;
+  const json = parseJsonExact(raw) as AstNode;
   const toUser = (loc: unknown): number | undefined => {
     const n = typeof loc === 'string' ? Number(loc) : loc;
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return undefined;

@@ -17,7 +17,7 @@ import { type Lookups, loadLookups } from './lookups.ts';
 import { duckMessage } from './plan.ts';
 import { mergeShapes, type Shape, shapeKey, shapeSql, showShape } from './shape.ts';
 import { appendRecords, type Column, quoteIdent } from './table.ts';
-import { fromDuckDB, sqlValueConverter, UnsafeIntegerError } from './values.ts';
+import { fromDuckDB, sqlValueConverter } from './values.ts';
 
 const TABLE = '__sluice_set';
 const MAX_MISSING = 200;
@@ -67,7 +67,6 @@ export class SetQuery {
     const result = await this.#start();
     const names = result.columnNames();
     let records: SluiceRecord[] = [];
-    let rejected: Rejection[] = [];
     for (;;) {
       let chunk: Awaited<ReturnType<typeof result.fetchChunk>>;
       try {
@@ -77,29 +76,17 @@ export class SetQuery {
       }
       if (!chunk || chunk.rowCount === 0) break;
       for (const row of chunk.convertRows(sqlValueConverter)) {
-        try {
-          const value: Record<string, unknown> = {};
-          for (let i = 0; i < names.length; i++) value[names[i]!] = fromDuckDB(row[i]);
-          records.push({ value, meta: {} });
-        } catch (err) {
-          if (!(err instanceof UnsafeIntegerError)) throw err;
-          rejected.push({
-            raw: JSON.stringify(Object.fromEntries(names.map((n, i) => [n, row[i]])), (_k, v) =>
-              typeof v === 'bigint' ? String(v) : v,
-            ),
-            error: new SluiceError('SLUICE_EXPR_EVAL', `${err.message} (in ${this.#sql})`, {
-              details: { expression: this.#sql },
-            }),
-          });
-        }
-        if (records.length + rejected.length >= this.#batchSize) {
-          yield rejected.length ? { records, rejected } : { records };
+        // Set-level SQL has no compiled counterpart: an integer beyond ±2^53 stays an exact bigint.
+        const value: Record<string, unknown> = {};
+        for (let i = 0; i < names.length; i++) value[names[i]!] = fromDuckDB(row[i], true);
+        records.push({ value, meta: {} });
+        if (records.length >= this.#batchSize) {
+          yield { records };
           records = [];
-          rejected = [];
         }
       }
     }
-    if (records.length || rejected.length) yield rejected.length ? { records, rejected } : { records };
+    if (records.length) yield { records };
   }
 
   async close(): Promise<void> {

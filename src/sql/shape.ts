@@ -10,6 +10,7 @@ import {
   DuckDBTimestampValue,
   type DuckDBType,
   type DuckDBValue,
+  HUGEINT,
   INTEGER,
   LIST,
   listValue,
@@ -20,13 +21,14 @@ import {
 } from '@duckdb/node-api';
 
 export type Shape =
-  | { k: 'NULL' | 'BIGINT' | 'DOUBLE' | 'VARCHAR' | 'BOOLEAN' | 'TIMESTAMP' }
+  | { k: 'NULL' | 'BIGINT' | 'HUGEINT' | 'DOUBLE' | 'VARCHAR' | 'BOOLEAN' | 'TIMESTAMP' }
   | { k: 'LIST'; e: Shape }
   | { k: 'STRUCT'; f: [string, Shape][] };
 
 const NULL_S: Shape = { k: 'NULL' };
 const PRIM: Record<string, Shape> = {
   BIGINT: { k: 'BIGINT' },
+  HUGEINT: { k: 'HUGEINT' },
   DOUBLE: { k: 'DOUBLE' },
   VARCHAR: { k: 'VARCHAR' },
   BOOLEAN: { k: 'BOOLEAN' },
@@ -35,6 +37,8 @@ const PRIM: Record<string, Shape> = {
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
+const INT128_MIN = -(2n ** 127n);
+const INT128_MAX = 2n ** 127n - 1n;
 
 /** A value DuckDB cannot hold in a typed column (an empty object, a list mixing strings and numbers). */
 export class ShapeError extends Error {}
@@ -47,7 +51,7 @@ export class ShapeError extends Error {}
  */
 export type MergeMode = 'exact' | 'list' | 'widen';
 
-const NUM_RANK: Record<string, number> = { BOOLEAN: 0, BIGINT: 1, DOUBLE: 2 };
+const NUM_RANK: Record<string, number> = { BOOLEAN: 0, BIGINT: 1, HUGEINT: 2, DOUBLE: 3 };
 
 export function mergeShapes(a: Shape, b: Shape, mode: MergeMode): Shape | undefined {
   if (a.k === 'NULL') return b;
@@ -85,8 +89,9 @@ export function shapeOf(v: unknown): Shape {
     case 'number':
       return Number.isSafeInteger(v) ? PRIM.BIGINT! : PRIM.DOUBLE!;
     case 'bigint':
-      if (v < INT64_MIN || v > INT64_MAX) throw new ShapeError(`the integer ${v} does not fit a BIGINT`);
-      return PRIM.BIGINT!;
+      if (v >= INT64_MIN && v <= INT64_MAX) return PRIM.BIGINT!;
+      if (v >= INT128_MIN && v <= INT128_MAX) return PRIM.HUGEINT!;
+      throw new ShapeError(`the integer ${v} does not fit a HUGEINT (128 bits)`);
     case 'string':
       return PRIM.VARCHAR!;
     case 'boolean':
@@ -152,6 +157,8 @@ export function duckType(s: Shape): DuckDBType {
       return INTEGER;
     case 'BIGINT':
       return BIGINT;
+    case 'HUGEINT':
+      return HUGEINT;
     case 'DOUBLE':
       return DOUBLE;
     case 'VARCHAR':
@@ -174,6 +181,7 @@ export function duckValue(v: unknown, s: Shape): DuckDBValue {
     case 'NULL':
       return null;
     case 'BIGINT':
+    case 'HUGEINT':
       return typeof v === 'bigint' ? v : BigInt(typeof v === 'boolean' ? Number(v) : (v as number));
     case 'DOUBLE':
       return Number(v);

@@ -33,20 +33,38 @@ export const sqlValueConverter: DuckDBValueConverter<unknown> = (
 /** A BIGINT/HUGEINT result beyond ±2^53, which a JavaScript number cannot hold exactly. */
 export class UnsafeIntegerError extends Error {}
 
-/** bigint → number (refusing what would lose digits); nested lists and structs likewise. */
-export function fromDuckDB(v: unknown): unknown {
+/**
+ * bigint → number; nested lists and structs likewise. An integer beyond ±2^53 stays an exact
+ * bigint with `exactBigints`, else is refused (UnsafeIntegerError): compiled SQL computes
+ * BIGINT in JavaScript numbers and fails such a result, and the DuckDB path must agree with it
+ * for every record the compiled path could have taken.
+ */
+export function fromDuckDB(v: unknown, exactBigints = false): unknown {
   if (typeof v === 'bigint') {
     const n = Number(v);
     if (!Number.isSafeInteger(n)) {
+      if (exactBigints) return v;
       throw new UnsafeIntegerError(`the integer ${v} is beyond ±2^53, the exact range of JavaScript numbers`);
     }
     return n;
   }
   if (v === null || typeof v !== 'object' || v instanceof Date || v instanceof Uint8Array) return v;
-  if (Array.isArray(v)) return v.map(fromDuckDB);
+  if (Array.isArray(v)) return v.map((x) => fromDuckDB(x, exactBigints));
   const out: Record<string, unknown> = {};
-  for (const k of Object.keys(v)) out[k] = fromDuckDB((v as Record<string, unknown>)[k]);
+  for (const k of Object.keys(v)) out[k] = fromDuckDB((v as Record<string, unknown>)[k], exactBigints);
   return out;
+}
+
+/**
+ * Whether a record holds an integer beyond ±2^53 (a bigint, as JSON Lines gives it): compiled SQL
+ * cannot take such a record, so its DuckDB results may hold exact bigints too.
+ */
+export function holdsUnsafeInteger(v: unknown): boolean {
+  if (typeof v === 'bigint') return !Number.isSafeInteger(Number(v));
+  if (v === null || typeof v !== 'object' || v instanceof Date || v instanceof Uint8Array) return false;
+  if (Array.isArray(v)) return v.some(holdsUnsafeInteger);
+  for (const k in v) if (holdsUnsafeInteger((v as Record<string, unknown>)[k])) return true;
+  return false;
 }
 
 /**

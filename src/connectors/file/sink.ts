@@ -402,6 +402,7 @@ class FileSink implements SinkInstance {
       let line: string;
       try {
         line = part.encoder.encode(value);
+        part.tracker?.refuseUnwritable(value, line);
       } catch (err) {
         rejected.push({ record: records[i]!, error: toSluiceError(err, 'SLUICE_SINK_REJECTED') });
         continue;

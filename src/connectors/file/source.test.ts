@@ -66,7 +66,7 @@ describe('file source: CSV', () => {
     assert.deepEqual(rejected[0]!.position, { partition: 'typed.txt', offset: 3 });
     assert.match(
       rejected[0]!.error.message,
-      /typed\.txt:3: column "id" \(field 1\): "x" is not a valid integer/,
+      /typed\.txt:3 \(row 2\): column "id" \(field 1\): "x" is not a valid integer/,
     );
   });
 

@@ -1,5 +1,6 @@
 import { type MessageToProduce, Producer } from '@platformatic/kafka';
 import { z } from 'zod';
+import { stringifyJsonExact } from '../../formats/json-numbers.ts';
 import { JsonEncoder } from '../../formats/jsonl.ts';
 import { defineSink } from '../../sdk/define.ts';
 import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
@@ -72,11 +73,7 @@ function toBytes(value: unknown): Buffer | null {
   if (Buffer.isBuffer(value)) return value;
   if (value instanceof Uint8Array) return Buffer.from(value);
   if (value instanceof Date) return Buffer.from(value.toISOString(), 'utf8');
-  if (typeof value === 'object')
-    return Buffer.from(
-      JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)),
-      'utf8',
-    );
+  if (typeof value === 'object') return Buffer.from(stringifyJsonExact(value), 'utf8');
   return Buffer.from(String(value), 'utf8');
 }
 

@@ -350,6 +350,43 @@ describe('postgres sink', () => {
   });
 
   for (const method of ['insert', 'copy'])
+    it(`keeps integers beyond 2^53 exact: bigint within 64 bits, numeric beyond, in jsonb too (method: ${method})`, async () => {
+      const table = `made.big_${method}`;
+      const out = await sink({ table, create_table: true, method });
+      await out.write(
+        records([
+          {
+            id: 1,
+            small: 9007199254740993n,
+            wide: 12345678901234567890n,
+            doc: { n: -123456789012345678901234567890n },
+          },
+          { id: 2, small: -9223372036854775808n, wide: -123456789012345678901234567890n, doc: { n: 1 } },
+          { id: 3, small: 5, wide: 5, doc: null },
+        ]),
+      );
+      await out.commit();
+      await out.close();
+      const cols = await sql(
+        `SELECT column_name AS c, data_type AS t FROM information_schema.columns
+          WHERE table_schema = 'made' AND table_name = $1 ORDER BY ordinal_position`,
+        [`big_${method}`],
+      );
+      assert.deepEqual(
+        cols.map((r) => `${r.c} ${r.t}`),
+        ['id bigint', 'small bigint', 'wide numeric', 'doc jsonb'],
+      );
+      assert.deepEqual(
+        await sql(`SELECT small::text AS s, wide::text AS w, doc::text AS d FROM ${table} ORDER BY id`),
+        [
+          { s: '9007199254740993', w: '12345678901234567890', d: '{"n": -123456789012345678901234567890}' },
+          { s: '-9223372036854775808', w: '-123456789012345678901234567890', d: '{"n": 1}' },
+          { s: '5', w: '5', d: null },
+        ],
+      );
+    });
+
+  for (const method of ['insert', 'copy'])
     it(`commits in one transaction with its positions, and skips what the table already holds (method: ${method})`, async () => {
       const once = `once_${method}`;
       await sql(`CREATE TABLE ${once} (id int)`);

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { z } from 'zod';
+import { stringifyJsonExact } from '../../formats/json-numbers.ts';
 import { defineSink } from '../../sdk/define.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import type {
@@ -102,13 +103,21 @@ interface Column {
 const MAX_PARAMS = 30_000;
 const CHECKPOINTS = 'sluice_checkpoints';
 
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
 /** The column type `create_table` gives a field, from its values in the first batch. */
 export function inferType(values: unknown[]): string {
   const present = values.filter((v) => v !== null && v !== undefined);
   if (!present.length) return 'text';
   if (present.every((v) => typeof v === 'boolean')) return 'boolean';
-  if (present.every((v) => typeof v === 'number' || typeof v === 'bigint'))
-    return present.every((v) => typeof v === 'bigint' || Number.isInteger(v)) ? 'bigint' : 'double precision';
+  if (present.every((v) => typeof v === 'number' || typeof v === 'bigint')) {
+    if (!present.every((v) => typeof v === 'bigint' || Number.isInteger(v))) return 'double precision';
+    // An integer beyond 64 bits (from JSON Lines) is kept exact in numeric.
+    return present.some((v) => typeof v === 'bigint' && (v < INT64_MIN || v > INT64_MAX))
+      ? 'numeric'
+      : 'bigint';
+  }
   if (present.every((v) => v instanceof Date)) return 'timestamptz';
   if (present.every((v) => typeof v === 'object' && !(v instanceof Date) && !(v instanceof Uint8Array)))
     return 'jsonb';
@@ -119,7 +128,7 @@ export function inferType(values: unknown[]): string {
 /** A record value as the parameter for its column. */
 function encode(value: unknown, column: Column): unknown {
   if (value === null || value === undefined) return null;
-  if (column.json) return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  if (column.json) return stringifyJsonExact(value);
   if (column.bytea && typeof value === 'string') return Buffer.from(value, 'base64');
   if (column.byteaArray && Array.isArray(value)) return base64Elements(value);
   if (typeof value === 'bigint') return value.toString();
@@ -129,7 +138,7 @@ function encode(value: unknown, column: Column): unknown {
     !(value instanceof Date) &&
     !(value instanceof Uint8Array)
   )
-    return JSON.stringify(value);
+    return stringifyJsonExact(value);
   return value;
 }
 

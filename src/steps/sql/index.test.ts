@@ -321,6 +321,41 @@ describe('sql step on DuckDB micro-batches', () => {
     assert.match(out[0]!.rejected![0]!.error.message, /beyond ±2\^53/);
   });
 
+  test('integers beyond ±2^53 (as JSON Lines gives them) pass through and compare exactly', async () => {
+    const step = await make(
+      'SELECT id, n, n > 9007199254740992 AS above, n = 9007199254740993 AS eq, n + 1 AS next FROM input WHERE n <> 0',
+    );
+    const batch = [
+      rec({ id: 1, n: 9007199254740993n }, 1),
+      rec({ id: 2, n: -12345678901234567890n }, 2),
+      rec({ id: 3, n: 123456789012345678901234567890n }, 3),
+      rec({ id: 4, n: 5 }, 4),
+      rec({ id: 5, n: 2n ** 130n }, 5),
+    ];
+    const { out } = await runAll(step, [batch]);
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.value),
+      [
+        { id: 1, n: 9007199254740993n, above: true, eq: true, next: 9007199254740994n },
+        { id: 2, n: -12345678901234567890n, above: false, eq: false, next: -12345678901234567889n },
+        {
+          id: 3,
+          n: 123456789012345678901234567890n,
+          above: true,
+          eq: false,
+          next: 123456789012345678901234567891n,
+        },
+        { id: 4, n: 5, above: false, eq: false, next: 6 },
+      ],
+    );
+    // Beyond 128 bits DuckDB has no integer type: the record fails, naming the value.
+    assert.deepEqual(
+      out[0]!.rejected!.map((r) => r.record?.value.id),
+      [5],
+    );
+    assert.match(out[0]!.rejected![0]!.error.message, /does not fit a HUGEINT/);
+  });
+
   test('lookup tables: LEFT JOIN keeps unmatched records, INNER JOIN filters them', async () => {
     const batch = [
       rec({ id: 1, country: 'DE' }, 1),
@@ -443,6 +478,21 @@ describe('set-level SQL', () => {
         { country: 'US', n: 1, total: null },
       ],
     );
+  });
+
+  test('set-level results beyond ±2^53 are exact bigints; BIGINT and HUGEINT unify to HUGEINT', async () => {
+    const step = await make(
+      'SELECT sum(n) AS total, max(n) AS top, sum(id) * 4611686018427387904 AS big FROM input',
+    );
+    const { tail } = await runAll(step, [
+      [rec({ id: 1, n: 9007199254740993n }, 1), rec({ id: 2, n: 5 }, 2)],
+      [rec({ id: 3, n: -123456789012345678901234567890n }, 3)],
+    ]);
+    assert.deepEqual(tail[0]!.records[0]!.value, {
+      total: -123456789012345678901234567890n + 9007199254740993n + 5n,
+      top: 9007199254740993n,
+      big: 6n * 4611686018427387904n,
+    });
   });
 
   test('count(*), a window function and the output in batches of batchSize', async () => {
