@@ -41,8 +41,28 @@ export function sluice(
 }
 
 /**
+ * Resolves once `ready` returns true, polling every 25 ms. Fails with `what` once `seconds` have
+ * passed (a generous bound for a loaded machine, not a guess at how long it takes) or as soon as
+ * `gone` returns a reason it can never happen (the process it waits on has exited).
+ */
+export async function waitUntil(
+  what: string,
+  ready: () => boolean | Promise<boolean>,
+  { seconds = 120, gone }: { seconds?: number; gone?: () => string | undefined } = {},
+): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    if (await ready()) return;
+    const reason = gone?.();
+    if (reason) assert.fail(`${what} never happened: ${reason}`);
+    if (Date.now() > deadline) assert.fail(`${what}: not after ${seconds} s`);
+    await sleep(25);
+  }
+}
+
+/**
  * Runs `sluice run NAME.yaml` in `cwd` (with `args`) and SIGKILLs it once `load` returns a
- * checkpoint past 2,000 records of the generate source.
+ * checkpoint past 2,000 records of the generate source; fails if none comes.
  */
 export async function runAndKillAfterCheckpoint(
   cwd: string,
@@ -51,13 +71,18 @@ export async function runAndKillAfterCheckpoint(
   args: string[] = [],
 ): Promise<void> {
   let child: ChildProcess | undefined;
+  let ended: CliResult | undefined;
   const result = sluice(['run', `${name}.yaml`, '--progress', 'none', ...args], cwd, (c) => {
     child = c;
   });
-  for (let i = 0; i < 400; i++) {
-    if (((await load())?.positions.generate ?? 0) > 2000) break;
-    await sleep(25);
-  }
+  void result.then((r) => {
+    ended = r;
+  });
+  await waitUntil(
+    `a checkpoint of ${name} past 2,000 records`,
+    async () => ((await load())?.positions.generate ?? 0) > 2000,
+    { gone: () => ended && `the run ended first (exit ${ended.code}): ${ended.stderr}` },
+  );
   child!.kill('SIGKILL');
   const killed = await result;
   assert.equal(killed.code, null, `the run was killed before it ended: ${killed.stderr}`);

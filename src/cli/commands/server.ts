@@ -81,10 +81,9 @@ export async function server(argv: string[]): Promise<number> {
     ...(options['checkpoint-store'] ? { checkpointStore: options['checkpoint-store'] } : {}),
     logger,
   });
-  process.stderr.write(`sluice server: listening on ${running.url} (store: ${running.store})\n`);
-  if (running.adminToken) {
-    process.stderr.write(`sluice server: admin token (shown once): ${running.adminToken}\n`);
-  }
+  // One write: whoever reads stderr up to the URL has the token line too (a pipe write is atomic).
+  const token = running.adminToken ? `sluice server: admin token (shown once): ${running.adminToken}\n` : '';
+  process.stderr.write(`sluice server: listening on ${running.url} (store: ${running.store})\n${token}`);
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       process.stderr.write(
