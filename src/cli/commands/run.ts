@@ -258,7 +258,8 @@ export async function run(argv: string[]): Promise<number> {
     if (options.json) report.write(`${JSON.stringify(summary, null, 2)}\n`);
     else report.write(`${describeSummary(summary, summaryFile)}\n`);
     if (summary.status === 'succeeded') return EXIT.ok;
-    if (summary.status === 'interrupted') return EXIT.interrupted;
+    if (summary.status === 'interrupted')
+      return summary.failure?.code === 'SLUICE_OUTPUT_CLOSED' ? EXIT.outputClosed : EXIT.interrupted;
     return EXIT.failed;
   } finally {
     await checkpoints.close?.();
@@ -328,7 +329,9 @@ export function describeSummary(s: RunSummary, summaryFile: string): string {
   }
   if (s.engine === 'duckdb-pushdown')
     lines.push('engine: duckdb-pushdown (one DuckDB COPY; docs/pushdown.md)');
-  if (s.failure) lines.push(`failure: ${s.failure.code}: ${s.failure.message}`);
+  if (s.failure?.code === 'SLUICE_OUTPUT_CLOSED')
+    lines.push('stdout was closed by its reader: the run stopped reading (not an error)');
+  else if (s.failure) lines.push(`failure: ${s.failure.code}: ${s.failure.message}`);
   for (const [sink, files] of Object.entries(s.outputs)) {
     if (files.length)
       lines.push(`${sink}: ${files.length === 1 ? files[0] : `${files.length} files, e.g. ${files[0]}`}`);
