@@ -16,6 +16,7 @@ import { formatCount, formatDuration, formatRate, renderTable } from '../format.
 import { createLogger, isLogLevel } from '../logger.ts';
 import { defineCommand, PARAM_OPTION, parseCommand, parseParams } from '../options.ts';
 import { ProgressReporter } from '../progress.ts';
+import { onStopSignal, type StopSignal } from '../signals.ts';
 
 export const runCommand = defineCommand({
   name: 'run',
@@ -171,7 +172,7 @@ export async function run(argv: string[]): Promise<number> {
 
     let signals = 0;
     const stopped = new AbortController();
-    const onSignal = (signal: NodeJS.Signals) => {
+    const onSignal = (signal: StopSignal) => {
       signals++;
       clearLive();
       stopped.abort();
@@ -187,8 +188,7 @@ export async function run(argv: string[]): Promise<number> {
         else pushdownRun?.abort();
       }
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const offSignals = onStopSignal(['SIGINT', 'SIGTERM'], onSignal);
 
     let summary: RunSummary | undefined;
     try {
@@ -249,8 +249,7 @@ export async function run(argv: string[]): Promise<number> {
     } finally {
       if (timer) clearInterval(timer);
       clearLive();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      offSignals();
     }
     const summaryFile = path.join(runDir, 'run.json');
     await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
