@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunSummary } from '../engine/run.ts';
 import { EXIT } from './exit-codes.ts';
-import { BIN, waitUntil } from './test-util.ts';
+import { BIN, inTerminal, waitUntil } from './test-util.ts';
 
 /** A Node the launcher re-runs itself from (older than 22.18), if this machine has one. */
 function olderNode(): string | undefined {
@@ -108,13 +108,8 @@ describe('the launcher on an older Node', { skip }, () => {
 
   it('stops a run once on Ctrl-C in a terminal, where both processes get SIGINT', async () => {
     const { args, runDir } = await endlessRun('terminal');
-    const command = [OLD_NODE!, ...args].map((a) => `'${a}'`).join(' ');
-    // `script` runs the command on a pseudo-terminal; ^C written to it is the terminal's Ctrl-C,
-    // a SIGINT to the whole foreground process group.
-    const terminal = spawn('script', ['-qefc', command, '/dev/null'], {
-      cwd: work,
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    // ^C written to the terminal is a SIGINT to the whole foreground process group.
+    const terminal = inTerminal([OLD_NODE!, ...args], work);
     const { output: screen, exited } = await flowing(terminal);
     terminal.stdin!.write('\x03');
     const { code } = await exited;

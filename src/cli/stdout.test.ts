@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunSummary } from '../engine/run.ts';
 import { EXIT } from './exit-codes.ts';
-import { BIN } from './test-util.ts';
+import { BIN, inTerminal } from './test-util.ts';
 
 let work: string;
 before(async () => {
@@ -106,5 +106,52 @@ describe('sluice run | head -2', () => {
   it('stops an unbounded run when head leaves', async () => {
     await writeFile(path.join(work, 'unbounded.yaml'), stdoutSpec('unbounded', 'rate: 20000/s'));
     assertStoppedQuietly(await pipedIntoHead('unbounded'));
+  });
+});
+
+describe('sluice run on a terminal, with the stdout sink writing to it', () => {
+  const COUNT = 6000;
+
+  /** The screen's lines; fails the test if one holds a record and anything else. */
+  async function screenOf(name: string, progress: string[]): Promise<string[]> {
+    await writeFile(
+      path.join(work, `${name}.yaml`),
+      `${stdoutSpec(name, `count: ${COUNT}, rate: 2000/s`)}settings: { batch_size: 50 }\n`,
+    );
+    const terminal = inTerminal(
+      [process.execPath, BIN, 'run', `${name}.yaml`, '--run-dir', `${name}-runs`, ...progress],
+      work,
+    );
+    let screen = '';
+    terminal.stdout!.on('data', (d) => {
+      screen += d;
+    });
+    const code = await new Promise((resolve) => terminal.on('exit', resolve));
+    assert.equal(code, EXIT.ok, screen.slice(-2000));
+    const lines = screen.split(/\r?\n/);
+    const records = lines.filter((l) => l.includes('{"id":'));
+    for (const line of records) {
+      assert.match(line, /^\{"id":\d+,"name":"[^"]*"\}$/, `a record glued to more: ${JSON.stringify(line)}`);
+    }
+    assert.equal(records.length, COUNT, 'every record is on a line of its own');
+    return lines;
+  }
+
+  it('shows no progress by default, so no progress line is glued to a record', async () => {
+    const lines = await screenOf('auto', []);
+    assert.ok(!lines.some((l) => /elapsed/.test(l) && !/^interrupted|^succeeded/.test(l)));
+    assert.ok(
+      lines.some((l) => /^succeeded in .*6,000 read/.test(l)),
+      'the summary is shown',
+    );
+  });
+
+  it('prints whole progress lines when asked for live progress', async () => {
+    const lines = await screenOf('live', ['--progress', 'live', '--progress-interval', '0.5']);
+    assert.ok(
+      lines.some((l) => /^progress: .*[\d,]+ read · /.test(l)),
+      'progress lines of their own',
+    );
+    assert.ok(!lines.some((l) => l.includes('\x1b[2K')), 'no line is redrawn over records');
   });
 });

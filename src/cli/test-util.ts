@@ -41,6 +41,16 @@ export function sluice(
 }
 
 /**
+ * Runs `argv` on a pseudo-terminal (util-linux `script`), as from a shell in a terminal: its
+ * stdin, stdout and stderr are the terminal, whose screen is the child's stdout; ^C written to its
+ * stdin is a Ctrl-C (SIGINT to the foreground process group).
+ */
+export function inTerminal(argv: string[], cwd: string): ChildProcess {
+  const command = argv.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ');
+  return spawn('script', ['-qefc', command, '/dev/null'], { cwd, stdio: ['pipe', 'pipe', 'inherit'] });
+}
+
+/**
  * Resolves once `ready` returns true, polling every 25 ms. Fails with `what` once `seconds` have
  * passed (a generous bound for a loaded machine, not a guess at how long it takes) or as soon as
  * `gone` returns a reason it can never happen (the process it waits on has exited).

@@ -60,7 +60,9 @@ export const runCommand = defineCommand({
       type: 'string',
       value: 'MODE',
       default: 'auto',
-      description: 'auto (a live line on a terminal, plain lines otherwise), live, plain or none.',
+      description:
+        'auto (a live line on a terminal, plain lines otherwise; none when the stdout sink writes to the terminal), ' +
+        'live (whole lines instead when the stdout sink writes to a terminal, so that no record is glued to it), plain or none.',
     },
     'progress-interval': {
       type: 'string',
@@ -137,8 +139,17 @@ export async function run(argv: string[]): Promise<number> {
     let { id: runId, dir: runDir } = newRun();
     await mkdir(runDir, { recursive: true });
 
-    const live = progressMode === 'live' || (progressMode === 'auto' && process.stderr.isTTY === true);
-    const plain = progressMode === 'plain' || (progressMode === 'auto' && !process.stderr.isTTY);
+    // A redrawn line and records on one terminal glue together (`… elapsed 2.8s{"id":54,…}`): when
+    // the stdout sink writes to a terminal, auto shows no progress (the records are the progress,
+    // as curl hides its meter then) and live prints whole lines, which never split a record.
+    const recordsOnTerminal = usesStdout && process.stdout.isTTY === true;
+    const live =
+      !recordsOnTerminal &&
+      (progressMode === 'live' || (progressMode === 'auto' && process.stderr.isTTY === true));
+    const plain =
+      progressMode === 'plain' ||
+      (progressMode === 'live' && recordsOnTerminal) ||
+      (progressMode === 'auto' && !process.stderr.isTTY);
     let liveShown = false;
     const clearLive = () => {
       if (liveShown) process.stderr.write('\r\x1b[2K');
