@@ -6,8 +6,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { RunSummary } from '../engine/run.ts';
+import { waitUntil } from '../sdk/testing.ts';
 import { EXIT } from './exit-codes.ts';
-import { ROOT, sluice, waitUntil } from './test-util.ts';
+import { ROOT, sluice } from './test-util.ts';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);

@@ -14,8 +14,9 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { writeKillStep } from '../engine/test-util.ts';
+import { waitUntil } from '../sdk/testing.ts';
 import { rng } from '../sql/fuzz.ts';
-import { ROOT, sluice, waitUntil } from './test-util.ts';
+import { ROOT, sluice } from './test-util.ts';
 
 const execFileAsync = promisify(execFile);
 const PG_URL = process.env.SLUICE_TEST_POSTGRES_URL ?? 'postgres://sluice@127.0.0.1:54329/sluice_test';

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunSummary } from '../engine/run.ts';
+import { waitUntil } from '../sdk/testing.ts';
 import { EXIT } from './exit-codes.ts';
-import { BIN, inTerminal, waitUntil } from './test-util.ts';
+import { BIN, inTerminal } from './test-util.ts';
 
 /** A Node the launcher re-runs itself from (older than 22.18), if this machine has one. */
 function olderNode(): string | undefined {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitUntil } from '../sdk/testing.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'bin/sluice.js');
@@ -48,26 +48,6 @@ export function sluice(
 export function inTerminal(argv: string[], cwd: string): ChildProcess {
   const command = argv.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ');
   return spawn('script', ['-qefc', command, '/dev/null'], { cwd, stdio: ['pipe', 'pipe', 'inherit'] });
-}
-
-/**
- * Resolves once `ready` returns true, polling every 25 ms. Fails with `what` once `seconds` have
- * passed (a generous bound for a loaded machine, not a guess at how long it takes) or as soon as
- * `gone` returns a reason it can never happen (the process it waits on has exited).
- */
-export async function waitUntil(
-  what: string,
-  ready: () => boolean | Promise<boolean>,
-  { seconds = 120, gone }: { seconds?: number; gone?: () => string | undefined } = {},
-): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    if (await ready()) return;
-    const reason = gone?.();
-    if (reason) assert.fail(`${what} never happened: ${reason}`);
-    if (Date.now() > deadline) assert.fail(`${what}: not after ${seconds} s`);
-    await sleep(25);
-  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { testContext } from '../../sdk/testing.ts';
+import { testContext, waitUntil } from '../../sdk/testing.ts';
 import type { SluiceRecord } from '../../sdk/types.ts';
 import { createStdinSource, createStdoutSink, stdinSourceConfig, stdoutSinkConfig } from './index.ts';
 
@@ -72,7 +72,7 @@ describe('stdin source', () => {
     const reading = (async () => {
       for await (const b of source.read()) seen.push(b.records.length);
     })();
-    await new Promise((r) => setTimeout(r, 50));
+    await waitUntil('the first batch read', () => seen.length === 1);
     controller.abort();
     await reading;
     await source.close();
