@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { RunSummary } from '../engine/run.ts';
 import { assertCountsAddUp } from '../engine/test-util.ts';
+import { waitUntil } from '../sdk/testing.ts';
 import { EXIT } from './exit-codes.ts';
 import { ROOT, sluice } from './test-util.ts';
 
@@ -170,15 +171,11 @@ describe('sluice run', () => {
         child = c;
       },
     );
-    // Wait until records are flowing (a progress line with a non-zero count), then interrupt.
-    const deadline = Date.now() + 20_000;
-    let seen = false;
-    while (!seen && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      const tmp = (await filesUnder(out)).filter((f) => f.endsWith('.inprogress'));
-      seen = tmp.length > 0 && (await filesUnder(out)).length > 1;
-    }
-    assert.ok(seen, 'the run started writing');
+    // Wait until records are flowing (a part file committed and the next one open), then interrupt.
+    await waitUntil('the run writing its second part file', async () => {
+      const files = await filesUnder(out);
+      return files.some((f) => f.endsWith('.inprogress')) && files.length > 1;
+    });
     child!.kill('SIGINT');
     const result = await running;
     assert.equal(result.code, EXIT.interrupted, result.stderr);

@@ -40,7 +40,10 @@ async function startServer(dir: string): Promise<{ url: string; token: string }>
     { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the server did not start:\n${serverLog}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`the server did not start in 120 s:\n${serverLog}`)),
+      120_000,
+    );
     server.stderr!.on('data', (d) => {
       serverLog += d;
       const url = /listening on (http:\/\/\S+)/.exec(serverLog)?.[1];

@@ -10,4 +10,10 @@ export const EXIT = {
   usage: 64,
   /** The run was stopped by SIGINT or SIGTERM; what was read was drained and committed. */
   interrupted: 130,
+  /**
+   * The reader of the stdout sink closed the pipe (`sluice run spec.yaml | head`): the run stopped
+   * reading and ended quietly at its last checkpoint, exiting as a tool killed by SIGPIPE does
+   * (128 + 13), so that a script can tell a cut-off run from a complete one.
+   */
+  outputClosed: 141,
 } as const;

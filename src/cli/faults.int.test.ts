@@ -11,10 +11,10 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { writeKillStep } from '../engine/test-util.ts';
+import { waitUntil } from '../sdk/testing.ts';
 import { rng } from '../sql/fuzz.ts';
 import { ROOT, sluice } from './test-util.ts';
 
@@ -190,17 +190,13 @@ function startRun(name: string, file: string) {
   const done = sluice(['run', file, '--progress', 'none', '--run-dir', `.runs/${name}`], work);
   const checkpoint = path.join(work, '.sluice/checkpoints', name, 'checkpoint.json');
   /** Resolves once a saved checkpoint has read past `records` in total. */
-  const pastRecords = async (records: number) => {
-    for (let i = 0; i < 2400; i++) {
+  const pastRecords = (records: number) =>
+    waitUntil(`${name}: a checkpoint past ${records} records`, async () => {
       const text = await readFile(checkpoint, 'utf8').catch(() => '');
-      if (text) {
-        const cp = JSON.parse(text) as { positions: Record<string, number> };
-        if (Object.values(cp.positions).reduce((a, b) => a + b, 0) > records) return;
-      }
-      await sleep(25);
-    }
-    assert.fail(`${name}: no checkpoint past ${records} records within a minute`);
-  };
+      if (!text) return false;
+      const cp = JSON.parse(text) as { positions: Record<string, number> };
+      return Object.values(cp.positions).reduce((a, b) => a + b, 0) > records;
+    });
   return { done, pastRecords };
 }
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitUntil } from '../sdk/testing.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'bin/sluice.js');
@@ -41,8 +41,18 @@ export function sluice(
 }
 
 /**
+ * Runs `argv` on a pseudo-terminal (util-linux `script`), as from a shell in a terminal: its
+ * stdin, stdout and stderr are the terminal, whose screen is the child's stdout; ^C written to its
+ * stdin is a Ctrl-C (SIGINT to the foreground process group).
+ */
+export function inTerminal(argv: string[], cwd: string): ChildProcess {
+  const command = argv.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ');
+  return spawn('script', ['-qefc', command, '/dev/null'], { cwd, stdio: ['pipe', 'pipe', 'inherit'] });
+}
+
+/**
  * Runs `sluice run NAME.yaml` in `cwd` (with `args`) and SIGKILLs it once `load` returns a
- * checkpoint past 2,000 records of the generate source.
+ * checkpoint past 2,000 records of the generate source; fails if none comes.
  */
 export async function runAndKillAfterCheckpoint(
   cwd: string,
@@ -51,13 +61,18 @@ export async function runAndKillAfterCheckpoint(
   args: string[] = [],
 ): Promise<void> {
   let child: ChildProcess | undefined;
+  let ended: CliResult | undefined;
   const result = sluice(['run', `${name}.yaml`, '--progress', 'none', ...args], cwd, (c) => {
     child = c;
   });
-  for (let i = 0; i < 400; i++) {
-    if (((await load())?.positions.generate ?? 0) > 2000) break;
-    await sleep(25);
-  }
+  void result.then((r) => {
+    ended = r;
+  });
+  await waitUntil(
+    `a checkpoint of ${name} past 2,000 records`,
+    async () => ((await load())?.positions.generate ?? 0) > 2000,
+    { gone: () => ended && `the run ended first (exit ${ended.code}): ${ended.stderr}` },
+  );
   child!.kill('SIGKILL');
   const killed = await result;
   assert.equal(killed.code, null, `the run was killed before it ended: ${killed.stderr}`);

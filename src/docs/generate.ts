@@ -133,6 +133,8 @@ function cliPage(): string {
     specInvalid: 'the spec is invalid; nothing ran',
     usage: 'wrong command line',
     interrupted: 'stopped by SIGINT/SIGTERM after draining and committing',
+    outputClosed:
+      'the reader of the stdout sink closed the pipe (`sluice run spec.yaml \\| head`): reading stopped, no error records; what followed the last checkpoint is read again on resume (as a tool killed by SIGPIPE exits)',
   };
   for (const [key, code] of Object.entries(EXIT))
     out.push(`| ${code} | ${meaning[key as keyof typeof EXIT]} |`);

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { defineSink, defineSource, defineStep, mapRecords } from '../sdk/define.ts';
 import { SluiceError } from '../sdk/errors.ts';
+import { waitUntil } from '../sdk/testing.ts';
 import type {
   RecordValue,
   SinkDefinition,
@@ -396,7 +397,7 @@ describe('PipelineRun', () => {
     });
     const run = runOf(p);
     const done = run.run();
-    await sleep(60);
+    await waitUntil('a batch written', () => sink.written.length > 0);
     run.stop();
     const summary = await done;
     assert.equal(summary.status, 'interrupted');
@@ -417,7 +418,7 @@ describe('PipelineRun', () => {
     });
     const run = runOf(p);
     const done = run.run();
-    await sleep(50);
+    await waitUntil('a batch written', () => sink.written.length > 0);
     run.abort();
     const summary = await done;
     assert.equal(summary.status, 'interrupted');
@@ -465,12 +466,19 @@ describe('PipelineRun', () => {
   });
 
   describe('a step with batches in flight (inFlight)', () => {
+    interface IoSeen {
+      maxConcurrent: number;
+      concurrent: number;
+      emittedBatches: number[];
+    }
+
     /**
-     * A step that waits on I/O: batch k (1-based, by its first record) takes `delay(k)` ms, and the
+     * A step that waits on I/O: batch k (1-based, by its first record) takes `delay(k)` ms, or
+     * until the promise `delay` returns settles (an event, where a test needs an order), and the
      * step notes how many batches it holds at once and which records a checkpoint could see.
      */
-    function ioStep(ordered: boolean, delay: (batch: number) => number) {
-      const seen = { maxConcurrent: 0, concurrent: 0, emittedBatches: [] as number[] };
+    function ioStep(ordered: boolean, delay: (batch: number, seen: IoSeen) => number | Promise<void>) {
+      const seen: IoSeen = { maxConcurrent: 0, concurrent: 0, emittedBatches: [] };
       const def = defineStep({
         name: 'io',
         summary: 'test',
@@ -482,7 +490,8 @@ describe('PipelineRun', () => {
             const k = Math.ceil((batch[0]!.value.n as number) / 10);
             seen.concurrent++;
             seen.maxConcurrent = Math.max(seen.maxConcurrent, seen.concurrent);
-            await sleep(delay(k));
+            const wait = delay(k, seen);
+            await (typeof wait === 'number' ? sleep(wait) : wait);
             seen.concurrent--;
             seen.emittedBatches.push(k);
             const rejected = batch
@@ -498,8 +507,11 @@ describe('PipelineRun', () => {
     it('ordered: runs up to 4 batches at once and emits them in input order; counts stay exact', async () => {
       const sink = memorySink();
       const errors = memorySink();
-      // Early batches are the slowest: finished later ones must wait for them.
-      const io = ioStep(true, (k) => (k % 4 === 1 ? 40 : 5));
+      // The first four batches end only once the step holds all four; after them, early batches
+      // are the slowest: finished later ones must wait for them.
+      const io = ioStep(true, (k, seen) =>
+        k <= 4 ? waitUntil('four batches in the step', () => seen.maxConcurrent === 4) : k % 4 === 1 ? 40 : 5,
+      );
       const summary = await runOf(
         pipeline({
           source: countingSource(200),
@@ -522,7 +534,10 @@ describe('PipelineRun', () => {
 
     it('unordered: a slow batch does not hold back the batches behind it', async () => {
       const sink = memorySink();
-      const io = ioStep(false, (k) => (k === 1 ? 150 : 5));
+      // Batch 1 ends only once a later batch has left the step.
+      const io = ioStep(false, (k, seen) =>
+        k === 1 ? waitUntil('a later batch done', () => seen.emittedBatches.length > 0) : 5,
+      );
       const summary = await runOf(
         pipeline({
           source: countingSource(60),

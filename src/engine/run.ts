@@ -231,7 +231,7 @@ export class PipelineRun {
       const save = !this.#interrupted || !this.#notResumable();
       await this.#commitAll(new Map(this.#positions), save ? { final: !this.#interrupted } : undefined, true);
     } catch (err) {
-      if (!this.#failure) this.#failure = toSluiceError(err);
+      this.#recordFailure(err);
       await this.#cleanUpAfterFailure();
     } finally {
       await Promise.allSettled(steps.map((s) => s.close?.()));
@@ -346,8 +346,18 @@ export class PipelineRun {
     if (this.#failure) throw this.#failure;
   }
 
+  /**
+   * Keeps the first failure. A sink whose reader went away (SLUICE_OUTPUT_CLOSED) is a stop, not
+   * a failure of the records: the run ends interrupted at its last checkpoint, like a kill.
+   */
+  #recordFailure(reason: unknown): void {
+    if (this.#failure) return;
+    this.#failure = toSluiceError(reason);
+    if (this.#failure.code === 'SLUICE_OUTPUT_CLOSED') this.#interrupted = true;
+  }
+
   #fail(reason: unknown): void {
-    if (!this.#failure) this.#failure = toSluiceError(reason);
+    this.#recordFailure(reason);
     this.#stopSource.abort();
     this.#hardStop.abort(this.#failure);
     for (const q of this.#queues) q.fail(this.#failure);
@@ -607,9 +617,15 @@ export class PipelineRun {
         return;
       } catch (err) {
         const error = toSluiceError(err, 'SLUICE_SINK_IO');
-        // Records of earlier batches are gone with the sink's transaction: retrying this batch, or
-        // sending it to the errors sink, would let the next checkpoint commit past the lost ones.
-        if (this.#hardStop.signal.aborted || error.code === 'SLUICE_SINK_ROLLED_BACK') throw error;
+        // Rolled back: records of earlier batches are gone with the sink's transaction; retrying
+        // this batch, or sending it to the errors sink, would let the next checkpoint commit past
+        // the lost ones. Output closed: nobody reads it any more, and the records are not in error.
+        if (
+          this.#hardStop.signal.aborted ||
+          error.code === 'SLUICE_SINK_ROLLED_BACK' ||
+          error.code === 'SLUICE_OUTPUT_CLOSED'
+        )
+          throw error;
         // Out of retries, a retriable error is the sink's trouble (a broker or database away), not
         // the records': the run fails and is restarted from its checkpoint (settings.restart)
         // instead of sending good records to the errors sink.

@@ -43,6 +43,11 @@ export const ERROR_CODES = {
     retriable: false,
     description: 'A sink refused a record, for example a value its format cannot hold.',
   },
+  SLUICE_OUTPUT_CLOSED: {
+    retriable: false,
+    description:
+      "A sink's reader went away for good: whatever read stdout closed the pipe (`sluice run spec.yaml | head`). The run stops reading and ends as interrupted, with no error records for what it could not write; its last saved checkpoint stays, so a resume writes again what followed it. `sluice run` exits 141, like a tool killed by SIGPIPE.",
+  },
   SLUICE_EXPR_INVALID: {
     retriable: false,
     description:

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { z } from 'zod';
 import { ERROR_CODES } from './errors.ts';
 import type {
@@ -25,6 +26,26 @@ const silentLogger: Logger = {
   warn() {},
   error() {},
 };
+
+/**
+ * Resolves once `ready` returns true, polling every 25 ms. Fails with `what` once `seconds` have
+ * passed (a generous bound for a loaded machine, not a guess at how long it takes) or as soon as
+ * `gone` returns a reason it can never happen (the process it waits on has exited).
+ */
+export async function waitUntil(
+  what: string,
+  ready: () => boolean | Promise<boolean>,
+  { seconds = 120, gone }: { seconds?: number; gone?: () => string | undefined } = {},
+): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    if (await ready()) return;
+    const reason = gone?.();
+    if (reason) assert.fail(`${what} never happened: ${reason}`);
+    if (Date.now() > deadline) assert.fail(`${what}: not after ${seconds} s`);
+    await sleep(25);
+  }
+}
 
 /** A context for tests: a fresh AbortSignal, a silent logger, baseDir = cwd, batch size 100. */
 /** A config's validation problems as "path: message" lines (empty when it is valid). */

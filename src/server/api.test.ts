@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { waitUntil } from '../sdk/testing.ts';
 import type { ApiJob } from './jobs.ts';
 import type { RunningServer } from './server.ts';
 import { type Api, generateSpec, startTestServer, waitForJob } from './test-util.ts';
@@ -222,8 +223,7 @@ sink:
       const strict = `${generateSpec('hooked', { count: 3 })}checks:\n  - row_count: { min: 10 }\n`;
       const job = await waitForJob(api, (await submit(strict)).id);
       assert.equal(job.state, 'failed');
-      const deadline = Date.now() + 10_000;
-      while (received.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await waitUntil('the webhook delivered after one failed attempt', () => received.length >= 2);
       assert.equal(received.length, 2, 'one failed attempt, then the delivery');
       const [first, second] = received as [(typeof received)[0], (typeof received)[0]];
       assert.equal(

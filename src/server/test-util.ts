@@ -82,7 +82,7 @@ export async function spawnServer(
   for (;;) {
     const url = /listening on (http:\/\/\S+)/.exec(stderr)?.[1];
     if (url) {
-      await sleep(50); // the token line follows the listening line
+      // `sluice server` writes the token line with the listening line, in one write.
       const token = /admin token \(shown once\): (\S+)/.exec(stderr)?.[1];
       return { child, url, token, stderr: () => stderr };
     }

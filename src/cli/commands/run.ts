@@ -16,6 +16,7 @@ import { formatCount, formatDuration, formatRate, renderTable } from '../format.
 import { createLogger, isLogLevel } from '../logger.ts';
 import { defineCommand, PARAM_OPTION, parseCommand, parseParams } from '../options.ts';
 import { ProgressReporter } from '../progress.ts';
+import { onStopSignal, type StopSignal } from '../signals.ts';
 
 export const runCommand = defineCommand({
   name: 'run',
@@ -59,7 +60,9 @@ export const runCommand = defineCommand({
       type: 'string',
       value: 'MODE',
       default: 'auto',
-      description: 'auto (a live line on a terminal, plain lines otherwise), live, plain or none.',
+      description:
+        'auto (a live line on a terminal, plain lines otherwise; none when the stdout sink writes to the terminal), ' +
+        'live (whole lines instead when the stdout sink writes to a terminal, so that no record is glued to it), plain or none.',
     },
     'progress-interval': {
       type: 'string',
@@ -136,8 +139,17 @@ export async function run(argv: string[]): Promise<number> {
     let { id: runId, dir: runDir } = newRun();
     await mkdir(runDir, { recursive: true });
 
-    const live = progressMode === 'live' || (progressMode === 'auto' && process.stderr.isTTY === true);
-    const plain = progressMode === 'plain' || (progressMode === 'auto' && !process.stderr.isTTY);
+    // A redrawn line and records on one terminal glue together (`… elapsed 2.8s{"id":54,…}`): when
+    // the stdout sink writes to a terminal, auto shows no progress (the records are the progress,
+    // as curl hides its meter then) and live prints whole lines, which never split a record.
+    const recordsOnTerminal = usesStdout && process.stdout.isTTY === true;
+    const live =
+      !recordsOnTerminal &&
+      (progressMode === 'live' || (progressMode === 'auto' && process.stderr.isTTY === true));
+    const plain =
+      progressMode === 'plain' ||
+      (progressMode === 'live' && recordsOnTerminal) ||
+      (progressMode === 'auto' && !process.stderr.isTTY);
     let liveShown = false;
     const clearLive = () => {
       if (liveShown) process.stderr.write('\r\x1b[2K');
@@ -171,7 +183,7 @@ export async function run(argv: string[]): Promise<number> {
 
     let signals = 0;
     const stopped = new AbortController();
-    const onSignal = (signal: NodeJS.Signals) => {
+    const onSignal = (signal: StopSignal) => {
       signals++;
       clearLive();
       stopped.abort();
@@ -187,8 +199,7 @@ export async function run(argv: string[]): Promise<number> {
         else pushdownRun?.abort();
       }
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const offSignals = onStopSignal(['SIGINT', 'SIGTERM'], onSignal);
 
     let summary: RunSummary | undefined;
     try {
@@ -249,8 +260,7 @@ export async function run(argv: string[]): Promise<number> {
     } finally {
       if (timer) clearInterval(timer);
       clearLive();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      offSignals();
     }
     const summaryFile = path.join(runDir, 'run.json');
     await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
@@ -258,7 +268,8 @@ export async function run(argv: string[]): Promise<number> {
     if (options.json) report.write(`${JSON.stringify(summary, null, 2)}\n`);
     else report.write(`${describeSummary(summary, summaryFile)}\n`);
     if (summary.status === 'succeeded') return EXIT.ok;
-    if (summary.status === 'interrupted') return EXIT.interrupted;
+    if (summary.status === 'interrupted')
+      return summary.failure?.code === 'SLUICE_OUTPUT_CLOSED' ? EXIT.outputClosed : EXIT.interrupted;
     return EXIT.failed;
   } finally {
     await checkpoints.close?.();
@@ -333,7 +344,9 @@ export function describeSummary(s: RunSummary, summaryFile: string): string {
   }
   if (s.engine === 'duckdb-pushdown')
     lines.push('engine: duckdb-pushdown (one DuckDB COPY; docs/pushdown.md)');
-  if (s.failure) lines.push(`failure: ${s.failure.code}: ${s.failure.message}`);
+  if (s.failure?.code === 'SLUICE_OUTPUT_CLOSED')
+    lines.push('stdout was closed by its reader: the run stopped reading (not an error)');
+  else if (s.failure) lines.push(`failure: ${s.failure.code}: ${s.failure.message}`);
   for (const [sink, files] of Object.entries(s.outputs)) {
     if (files.length)
       lines.push(`${sink}: ${files.length === 1 ? files[0] : `${files.length} files, e.g. ${files[0]}`}`);

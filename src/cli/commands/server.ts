@@ -3,6 +3,7 @@ import { startServer } from '../../server/server.ts';
 import { EXIT } from '../exit-codes.ts';
 import { createLogger, isLogLevel } from '../logger.ts';
 import { defineCommand, parseCommand } from '../options.ts';
+import { onStopSignal } from '../signals.ts';
 
 export const serverCommand = defineCommand({
   name: 'server',
@@ -81,21 +82,17 @@ export async function server(argv: string[]): Promise<number> {
     ...(options['checkpoint-store'] ? { checkpointStore: options['checkpoint-store'] } : {}),
     logger,
   });
-  process.stderr.write(`sluice server: listening on ${running.url} (store: ${running.store})\n`);
-  if (running.adminToken) {
-    process.stderr.write(`sluice server: admin token (shown once): ${running.adminToken}\n`);
-  }
+  // One write: whoever reads stderr up to the URL has the token line too (a pipe write is atomic).
+  const token = running.adminToken ? `sluice server: admin token (shown once): ${running.adminToken}\n` : '';
+  process.stderr.write(`sluice server: listening on ${running.url} (store: ${running.store})\n${token}`);
   await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
+    const offSignals = onStopSignal(['SIGINT', 'SIGTERM'], (signal) => {
       process.stderr.write(
         `sluice server: ${signal}: stopping; running jobs checkpoint and resume on the next start\n`,
       );
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      offSignals();
       resolve();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    });
   });
   await running.close();
   return EXIT.ok;

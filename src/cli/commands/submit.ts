@@ -8,6 +8,7 @@ import { type ApiClient, type ApiJob, CLIENT_OPTIONS, clientFrom, specIssues } f
 import { EXIT } from '../exit-codes.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
 import { defineCommand, PARAM_OPTION, parseCommand, parseParams } from '../options.ts';
+import { onStopSignal } from '../signals.ts';
 import { describeChecks, describeJobSummary, type JobDetails } from './job.ts';
 import { jobCounts } from './jobs.ts';
 
@@ -108,8 +109,7 @@ function submittedTable(job: ApiJob): string {
 export async function waitForJob(client: ApiClient, id: string): Promise<JobDetails | undefined> {
   const live = process.stderr.isTTY === true;
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  process.once('SIGINT', onSignal);
+  const offSignal = onStopSignal(['SIGINT'], () => stop.abort());
   let lastState = '';
   let lastPlainAt = 0;
   let unreachableSince: number | undefined;
@@ -151,7 +151,7 @@ export async function waitForJob(client: ApiClient, id: string): Promise<JobDeta
       }
     }
   } finally {
-    process.off('SIGINT', onSignal);
+    offSignal();
     if (shown) process.stderr.write('\n');
   }
 }

@@ -406,7 +406,8 @@ describe('kafka source', () => {
     setTimeout(() => controller.abort(), 100);
     const started = performance.now();
     assert.equal((await pending).done, true);
-    assert.ok(performance.now() - started < 1500);
+    // Without the abort it would wait for records forever; the bound is for a loaded machine.
+    assert.ok(performance.now() - started < 10_000, 'the abort ended the read');
     await source.close();
     await source.close();
   });

@@ -15,6 +15,15 @@ export const stdoutSinkConfig = z
 
 export type StdoutSinkConfig = z.output<typeof stdoutSinkConfig>;
 
+/**
+ * Whether an output error means the reader went away for good: a closed pipe (`| head`), or the
+ * stream closed or destroyed under us. Nothing written after it can reach anyone.
+ */
+function readerGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED';
+}
+
 /** Resolves on 'drain'; rejects if the stream fails or closes first. */
 function drained(out: Writable): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -27,7 +36,8 @@ function drained(out: Writable): Promise<void> {
     };
     const onDrain = () => done();
     const onError = (err: unknown) => done(err);
-    const onClose = () => done(new Error('the output was closed'));
+    const onClose = () =>
+      done(Object.assign(new Error('the output was closed'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
     out.on('drain', onDrain);
     out.on('error', onError);
     out.on('close', onClose);
@@ -46,7 +56,8 @@ class StdoutSink implements SinkInstance {
   constructor(config: StdoutSinkConfig, out: Writable) {
     this.#out = out;
     this.#encoder = createLineEncoder(config.format, config.csv);
-    // An EPIPE (`| head`) must fail the run, not crash the process.
+    // An output error (EPIPE after `| head`) must end the run, not crash the process. The listener
+    // stays once an error came: a failed stream may report more.
     out.on('error', this.#onError);
   }
 
@@ -55,6 +66,12 @@ class StdoutSink implements SinkInstance {
   }
 
   #failure(): SluiceError {
+    if (readerGone(this.#error))
+      return new SluiceError(
+        'SLUICE_OUTPUT_CLOSED',
+        'the reader of stdout closed it: nothing more can be written, so the run stops',
+        { cause: this.#error },
+      );
     const reason = this.#error instanceof Error ? this.#error.message : String(this.#error);
     return new SluiceError('SLUICE_SINK_IO', `cannot write to stdout: ${reason}`, {
       cause: this.#error,
@@ -103,7 +120,7 @@ class StdoutSink implements SinkInstance {
       await this.commit();
     } finally {
       this.#state = 'closed';
-      this.#out.off('error', this.#onError);
+      if (!this.#error) this.#out.off('error', this.#onError);
     }
   }
 
@@ -111,7 +128,7 @@ class StdoutSink implements SinkInstance {
   async abort(): Promise<void> {
     if (this.#state !== 'open') return;
     this.#state = 'closed';
-    this.#out.off('error', this.#onError);
+    if (!this.#error) this.#out.off('error', this.#onError);
   }
 }
 
@@ -123,7 +140,10 @@ export function createStdoutSink(config: StdoutSinkConfig, out: Writable = proce
 export const stdoutSink = defineSink({
   name: 'stdout',
   summary: 'Writes records to standard output as JSON Lines or CSV.',
-  description: 'Output is written batch by batch, waiting when the reader is slow; stdout is never closed.',
+  description:
+    'Output is written batch by batch, waiting when the reader is slow; stdout is never closed. When the reader ' +
+    'closes the pipe (`| head`), the run stops reading and ends quietly (SLUICE_OUTPUT_CLOSED, exit 141), ' +
+    'without error records.',
   config: stdoutSinkConfig,
   shorthand: 'format',
   examples: [

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { testContext } from '../../sdk/testing.ts';
+import { testContext, waitUntil } from '../../sdk/testing.ts';
 import type { SluiceRecord } from '../../sdk/types.ts';
 import { createStdinSource, createStdoutSink, stdinSourceConfig, stdoutSinkConfig } from './index.ts';
 
@@ -72,7 +72,7 @@ describe('stdin source', () => {
     const reading = (async () => {
       for await (const b of source.read()) seen.push(b.records.length);
     })();
-    await new Promise((r) => setTimeout(r, 50));
+    await waitUntil('the first batch read', () => seen.length === 1);
     controller.abort();
     await reading;
     await source.close();
@@ -121,19 +121,30 @@ describe('stdout sink', () => {
     assert.equal(result?.rejected?.[0]?.error.code, 'SLUICE_SINK_REJECTED');
   });
 
-  it('turns an output error (EPIPE) into SLUICE_SINK_IO instead of crashing', async () => {
-    const out = new Writable({
+  /** A stream whose every write fails with `code`. */
+  const failingOutput = (code: string) =>
+    new Writable({
       highWaterMark: 1,
       write(_chunk, _enc, cb) {
-        cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+        cb(Object.assign(new Error(`write ${code}`), { code }));
       },
     });
+
+  it('says the reader is gone (SLUICE_OUTPUT_CLOSED) on EPIPE, instead of crashing', async () => {
+    const out = failingOutput('EPIPE');
     const sink = createStdoutSink(stdoutSinkConfig.parse({}), out);
-    await assert.rejects(
-      sink.write(toRecords([{ a: 1 }])),
-      /SLUICE_SINK_IO|cannot write to stdout: write EPIPE/,
-    );
+    await assert.rejects(sink.write(toRecords([{ a: 1 }])), { code: 'SLUICE_OUTPUT_CLOSED' });
     await sink.abort();
+    await sink.abort();
+    out.emit('error', new Error('a failed stream may report more'));
+  });
+
+  it('turns any other output error into SLUICE_SINK_IO', async () => {
+    const sink = createStdoutSink(stdoutSinkConfig.parse({}), failingOutput('ENOSPC'));
+    await assert.rejects(sink.write(toRecords([{ a: 1 }])), {
+      code: 'SLUICE_SINK_IO',
+      message: 'cannot write to stdout: write ENOSPC',
+    });
     await sink.abort();
   });
 });

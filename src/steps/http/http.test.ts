@@ -647,7 +647,8 @@ describe('http: concurrency and order', () => {
       pending,
       (err: unknown) => err instanceof SluiceError && err.code === 'SLUICE_INTERRUPTED',
     );
-    assert.ok(performance.now() - started < 1000);
+    // A bound for a loaded machine, still well before the 5 s answer or the 10 s retry backoff.
+    assert.ok(performance.now() - started < 4000, 'stopped before the answer or the backoff');
   });
 });
 
