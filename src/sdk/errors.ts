@@ -155,6 +155,11 @@ export const ERROR_CODES = {
     description:
       'The request conflicts with what the server holds: an `Idempotency-Key` reused with a different body, a pipeline name already taken.',
   },
+  SLUICE_LAST_ADMIN_TOKEN: {
+    retriable: false,
+    description:
+      'The API refuses to revoke the last live admin token (409): create another admin token first. With no admin token left, `sluice server token create` on the server writes one into the job store.',
+  },
   SLUICE_BAD_REQUEST: {
     retriable: false,
     description: 'The API request is malformed: the message names the field and what would be valid.',
