@@ -45,14 +45,15 @@ curl -sf -H "Authorization: Bearer $token" "$url/v1/openapi.json" -o "$work/open
 # (src/server/suite.ts tests that route). One worker: hypothesis's source parsing is not
 # thread-safe on Python 3.11 ("AST constructor recursion depth mismatch").
 status=0
-"$venv/bin/schemathesis" run "$work/openapi.json" --url "$url" \
+# From the temp dir: schemathesis keeps a crash cache (.schemathesis/) in its working directory.
+(cd "$work" && "$venv/bin/schemathesis" run openapi.json --url "$url" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,unsupported_method,allow_header_conformance \
   --phases examples,coverage,fuzzing \
   --exclude-path '/v1/tokens/{id}' \
   --max-examples "${FUZZ_EXAMPLES:-25}" --seed "${FUZZ_SEED:-1}" \
   --generation-with-security-parameters false --generation-database none --workers 1 --request-timeout 20 --no-color \
-  --report junit --report-dir "$root/.sluice/fuzz-api" || status=$?
+  --report junit --report-dir "$root/.sluice/fuzz-api") || status=$?
 if [[ $status -ne 0 ]] && grep -q '"level":50' "$work/server.log"; then
   echo "fuzz-api: the server logged errors:" >&2
   grep '"level":50' "$work/server.log" | tail -20 >&2
