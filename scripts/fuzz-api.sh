@@ -39,14 +39,45 @@ url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/server.log")
 token=$(sed -n 's/.*admin token (shown once): \(.*\)$/\1/p' "$work/server.log")
 [[ -n $url && -n $token ]] || { echo "fuzz-api: the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 
-curl -sf -H "Authorization: Bearer $token" "$url/v1/openapi.json" -o "$work/openapi.json"
+api() { # METHOD PATH [JSON BODY]: the response body; fails on an HTTP error
+  curl -sf -X "$1" -H "Authorization: Bearer $token" ${3:+-H 'Content-Type: application/json' -d "$3"} "$url$2"
+}
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+api GET /v1/openapi.json >"$work/openapi.json"
+
+# Real things to aim at, so that the routes with an id reach their handlers instead of a 404: a
+# pipeline, a finished job of it (with runs, logs and a summary), a schedule and a webhook.
+spec='apiVersion: sluice/v1\nkind: Pipeline\nmetadata: { name: fuzzed }\nsource:\n  generate: { count: 20, fields: { id: seq } }\nsink:\n  file: { path: out/fuzzed/, format: jsonl }\n'
+job=$(api POST /v1/jobs "{\"spec\": \"$spec\"}" | field "['job']['id']")
+for _ in $(seq 1 600); do
+  state=$(api GET "/v1/jobs/$job" | field "['job']['state']")
+  [[ $state == succeeded || $state == failed || $state == cancelled ]] && break
+  sleep 0.1
+done
+[[ $state == succeeded ]] || { echo "fuzz-api: the seed job is $state" >&2; cat "$work/server.log" >&2; exit 1; }
+schedule=$(api POST /v1/schedules '{"pipeline": "fuzzed", "cron": "0 3 * * *"}' | field "['schedule']['id']")
+webhook=$(api POST /v1/webhooks '{"url": "http://127.0.0.1:9/fuzz", "events": ["job.failed"]}' | field "['webhook']['id']")
+cat >"$work/schemathesis.toml" <<TOML
+[[operations]]
+include-path-regex = "^/v1/jobs/"
+parameters = { "path.id" = "$job" }
+[[operations]]
+include-path-regex = "^/v1/pipelines/[{]ref[}]"
+parameters = { "path.ref" = "fuzzed", "path.version" = 1 }
+[[operations]]
+include-path-regex = "^/v1/schedules/"
+parameters = { "path.id" = "$schedule" }
+[[operations]]
+include-path-regex = "^/v1/webhooks/"
+parameters = { "path.id" = "$webhook" }
+TOML
 # DELETE /v1/tokens/{id} is left out: with ids from GET /v1/tokens and an admin token of its own
 # making, the fuzzer revokes the token it runs with, and every later request is a 401
 # (src/server/suite.ts tests that route). One worker: hypothesis's source parsing is not
 # thread-safe on Python 3.11 ("AST constructor recursion depth mismatch").
 status=0
 # From the temp dir: schemathesis keeps a crash cache (.schemathesis/) in its working directory.
-(cd "$work" && "$venv/bin/schemathesis" run openapi.json --url "$url" \
+(cd "$work" && "$venv/bin/schemathesis" --config-file schemathesis.toml run openapi.json --url "$url" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,unsupported_method,allow_header_conformance \
   --phases examples,coverage,fuzzing \

@@ -180,7 +180,8 @@ describe('v1 API conformance', () => {
       '414',
     ]);
     assert.deepEqual(statuses('/healthz', 'get'), ['200']);
-    assert.deepEqual(Object.keys(doc.paths['/metrics']!.get!.responses['200']!.content!), ['text/plain']);
+    for (const text of ['/metrics', '/v1/jobs/{id}/logs'])
+      assert.deepEqual(Object.keys(doc.paths[text]!.get!.responses['200']!.content!), ['text/plain'], text);
     const ref = doc.paths['/v1/jobs']!.post!.responses['409']!.content!['application/json']!.schema;
     assert.deepEqual(ref, { $ref: '#/components/schemas/ApiError' });
     const shape = doc.components.schemas.ApiError!;

@@ -264,6 +264,13 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
           .default('false')
           .transform((v) => v === 'true'),
       }),
+      response: {
+        200: {
+          description:
+            'JSON lines from `offset` on; the `Sluice-Log-Offset` header is where the next read starts.',
+          content: { 'text/plain': { schema: z.string() } },
+        },
+      },
     },
     handler: async (req, reply) => {
       const job = await ctx.store.requireJob(req.params.id);
@@ -274,7 +281,8 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
         const start = Math.min(req.query.offset, size);
         reply.header('sluice-log-offset', String(size));
         if (start >= size) return '';
-        return reply.send(createReadStream(file, { start, end: size - 1 }));
+        // The documented string, streamed (fastify sends a stream as it is, unserialized).
+        return reply.send(createReadStream(file, { start, end: size - 1 }) as unknown as string);
       }
       reply.hijack();
       const res = reply.raw;
