@@ -10,7 +10,7 @@ import { logs, logsCommand } from './commands/logs.ts';
 import { query, queryCommand } from './commands/query.ts';
 import { run, runCommand } from './commands/run.ts';
 import { schema, schemaCommand } from './commands/schema.ts';
-import { server, serverCommand } from './commands/server.ts';
+import { server, serverCommand, serverTokenCreate, serverTokenCreateCommand } from './commands/server.ts';
 import { submit, submitCommand } from './commands/submit.ts';
 import { validate, validateCommand } from './commands/validate.ts';
 import { EXIT } from './exit-codes.ts';
@@ -24,6 +24,7 @@ export const COMMANDS: { spec: CommandSpec; handler: (argv: string[]) => Promise
   { spec: componentsCommand, handler: components },
   { spec: queryCommand, handler: query },
   { spec: serverCommand, handler: server },
+  { spec: serverTokenCreateCommand, handler: serverTokenCreate },
   { spec: submitCommand, handler: submit },
   { spec: jobsCommand, handler: jobs },
   { spec: jobCommand, handler: job },
@@ -45,12 +46,17 @@ function overview(): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  const first = argv[0];
+  if (!first || first === '--help' || first === '-h' || first === 'help') {
     process.stdout.write(`${overview()}\n`);
-    return name ? EXIT.ok : EXIT.usage;
+    return first ? EXIT.ok : EXIT.usage;
   }
-  const command = COMMANDS.find((c) => c.spec.name === name);
+  // A command's name may have several words (`server token create`): the longest that matches wins.
+  const command = COMMANDS.map((c) => ({ ...c, words: c.spec.name.split(' ') }))
+    .filter((c) => c.words.every((w, i) => argv[i] === w))
+    .sort((a, b) => b.words.length - a.words.length)[0];
+  const name = command?.spec.name ?? first;
+  const rest = argv.slice(command?.words.length ?? 1);
   if (!command) {
     process.stderr.write(`sluice: unknown command "${name}"\n\n${overview()}\n`);
     return EXIT.usage;

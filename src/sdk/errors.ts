@@ -160,6 +160,21 @@ export const ERROR_CODES = {
     description:
       'The request conflicts with what the server holds: an `Idempotency-Key` reused with a different body, a pipeline name already taken.',
   },
+  SLUICE_LAST_ADMIN_TOKEN: {
+    retriable: false,
+    description:
+      'The API refuses to revoke the last live admin token (409): create another admin token first. With no admin token left, `sluice server token create` on the server writes one into the job store.',
+  },
+  SLUICE_METHOD_NOT_ALLOWED: {
+    retriable: false,
+    description:
+      'The API path exists but not with this HTTP method (405); the `Allow` header and the message list the methods it takes.',
+  },
+  SLUICE_UNSUPPORTED_MEDIA_TYPE: {
+    retriable: false,
+    description:
+      'The request body has a Content-Type the API does not read (415): send application/json, or a spec as YAML (application/yaml, text/yaml, text/plain).',
+  },
   SLUICE_BAD_REQUEST: {
     retriable: false,
     description: 'The API request is malformed: the message names the field and what would be valid.',

@@ -172,14 +172,18 @@ sink:
     assert.equal(missing.status, 404);
     const badState = await api.call<ErrorBody>('GET', '/v1/jobs?state=runing');
     assert.equal(badState.status, 400);
-    assert.match(badState.body.error.message, /unknown state runing; valid: pending, running/);
+    assert.match(
+      badState.body.error.message,
+      /^querystring\.state: unknown state; valid: .*pending, running/,
+    );
     const noJob = await api.call<ErrorBody>('GET', '/v1/jobs/job_nope');
     assert.equal(noJob.status, 404);
     assert.equal(noJob.body.error.code, 'SLUICE_NOT_FOUND');
   });
 
-  it('publishes the OpenAPI document without a token, and metrics only with one', async () => {
-    const doc = (await (await fetch(`${api.url}/v1/openapi.json`)).json()) as {
+  it('publishes the OpenAPI document and metrics only with a token', async () => {
+    assert.equal((await fetch(`${api.url}/v1/openapi.json`)).status, 401);
+    const doc = (await api.call('GET', '/v1/openapi.json')).body as {
       openapi: string;
       paths: Record<string, unknown>;
     };

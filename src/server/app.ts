@@ -16,12 +16,20 @@ import Fastify, {
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
+  jsonSchemaTransformObject,
   serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import { type ERROR_CODES, SluiceError, toSluiceError } from '../sdk/errors.ts';
+import { type ERROR_CODES, type ErrorCode, SluiceError, toSluiceError } from '../sdk/errors.ts';
 import { SpecInvalidError } from '../spec/validate.ts';
+import {
+  type ApiErrorBody,
+  clientErrorHandler,
+  type RouteErrorStatus,
+  RouteTable,
+  withDeclaredErrors,
+} from './api-errors.ts';
 import type { ServerContext } from './context.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -43,6 +51,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The least scope a token needs for this route; `public` routes need none (health only). */
     scope?: TokenScope | 'public';
+    /** Error statuses this route may answer besides the ones every route of its kind has (api-errors.ts). */
+    errors?: RouteErrorStatus[];
   }
   interface FastifyRequest {
     token?: TokenRecord;
@@ -62,8 +72,14 @@ const STATUS_BY_CODE: Partial<Record<keyof typeof ERROR_CODES, number>> = {
   SLUICE_FORBIDDEN: 403,
   SLUICE_CONFLICT: 409,
   SLUICE_JOB_STATE: 409,
+  SLUICE_LAST_ADMIN_TOKEN: 409,
   SLUICE_QUERY_FAILED: 400,
+  SLUICE_METHOD_NOT_ALLOWED: 405,
+  SLUICE_UNSUPPORTED_MEDIA_TYPE: 415,
 };
+
+/** Parsers besides fastify's JSON one; a body of another Content-Type is refused with 415. */
+const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'];
 
 export interface AppOptions {
   /** Largest request body accepted, in bytes (specs are small; a larger body is refused with 413). */
@@ -71,15 +87,24 @@ export interface AppOptions {
 }
 
 export async function buildApp(ctx: ServerContext, options: AppOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: options.bodyLimit ?? 1024 * 1024 });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    // A bad percent-escape or an overlong path segment, found by the router: answered in our shape.
+    frameworkErrors: (err, req, reply) => sendError(ctx, err, req, reply),
+    clientErrorHandler,
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   // YAML specs may be sent as they are, not only inside JSON.
-  app.addContentTypeParser(
-    ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'],
-    { parseAs: 'string' },
-    (_req, body, done) => done(null, body),
-  );
+  app.addContentTypeParser(YAML_TYPES, { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  // Before swagger's own onRoute hook, so the document shows the error answers added here.
+  const routes = new RouteTable();
+  app.addHook('onRoute', (route) => {
+    routes.add(route.url, route.method);
+    withDeclaredErrors(route);
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -97,6 +122,8 @@ export async function buildApp(ctx: ServerContext, options: AppOptions = {}): Pr
       security: [{ bearer: [] }],
     },
     transform: jsonSchemaTransform,
+    // Emits the schemas registered with an id (the error shape) once, under components.schemas.
+    transformObject: jsonSchemaTransformObject,
   });
 
   app.addHook('onRequest', async (req: FastifyRequest) => authenticate(ctx, req));
@@ -108,10 +135,12 @@ export async function buildApp(ctx: ServerContext, options: AppOptions = {}): Pr
       reply.elapsedTime,
     );
   });
-  app.setErrorHandler((err, req, reply) => sendError(ctx, err, req, reply));
-  app.setNotFoundHandler((req, reply) =>
-    sendError(ctx, new SluiceError('SLUICE_NOT_FOUND', `no route ${req.method} ${req.url}`), req, reply),
+  app.setErrorHandler((err, req, reply) =>
+    // A request no route matches may still fail before the not-found handler (a QUERY without a
+    // Content-Type, a body of an unknown type): it is a 404 or 405 all the same.
+    req.is404 && !isFrameworkUrlError(err) ? sendMiss(routes, req, reply) : sendError(ctx, err, req, reply),
   );
+  app.setNotFoundHandler((req, reply) => sendMiss(routes, req, reply));
 
   const zapp = app.withTypeProvider<ZodTypeProvider>();
   healthRoutes(zapp, ctx);
@@ -120,7 +149,7 @@ export async function buildApp(ctx: ServerContext, options: AppOptions = {}): Pr
   scheduleRoutes(zapp, ctx);
   webhookRoutes(zapp, ctx);
   tokenRoutes(zapp, ctx);
-  app.get('/v1/openapi.json', { config: { scope: 'public' }, schema: { hide: true } as never }, async () =>
+  app.get('/v1/openapi.json', { config: { scope: 'read' }, schema: { hide: true } as never }, async () =>
     app.swagger(),
   );
   await app.ready();
@@ -128,6 +157,8 @@ export async function buildApp(ctx: ServerContext, options: AppOptions = {}): Pr
 }
 
 async function authenticate(ctx: ServerContext, req: FastifyRequest): Promise<void> {
+  // No route: the not-found handler answers 404 or 405 (which paths exist is in the docs anyway).
+  if (req.is404) return;
   const scope = req.routeOptions.config?.scope ?? 'admin';
   if (scope === 'public') return;
   const header = req.headers.authorization ?? '';
@@ -152,8 +183,24 @@ async function authenticate(ctx: ServerContext, req: FastifyRequest): Promise<vo
   ctx.store.touchToken(token.id).catch(() => {});
 }
 
-export interface ApiError {
-  error: { code: string; message: string; details?: unknown };
+const isFrameworkUrlError = (err: unknown) =>
+  ['FST_ERR_BAD_URL', 'FST_ERR_MAX_PARAM_LENGTH'].includes((err as { code?: string }).code ?? '');
+
+function send(reply: FastifyReply, status: number, code: ErrorCode, message: string): FastifyReply {
+  return reply.status(status).send({ error: { code, message } } satisfies ApiErrorBody);
+}
+
+/** 405 with `Allow` when the path exists under other methods, else 404. */
+function sendMiss(routes: RouteTable, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const allowed = routes.allowed(req.url);
+  if (!allowed.length) return send(reply, 404, 'SLUICE_NOT_FOUND', `no route ${req.method} ${req.url}`);
+  reply.header('allow', allowed.join(', '));
+  return send(
+    reply,
+    405,
+    'SLUICE_METHOD_NOT_ALLOWED',
+    `${req.method} is not a method of ${req.url.split('?')[0]}; it takes ${allowed.join(', ')}`,
+  );
 }
 
 function sendError(ctx: ServerContext, err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
@@ -166,17 +213,31 @@ function sendError(ctx: ServerContext, err: unknown, req: FastifyRequest, reply:
       error: { code: 'SLUICE_BAD_REQUEST', message: problems.join('; '), details: err.validation },
     });
   }
-  const fastifyCode = (err as { code?: string; statusCode?: number }).code;
-  if (fastifyCode === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-    return reply.status(413).send({
-      error: { code: 'SLUICE_BAD_REQUEST', message: `the request body is larger than the server accepts` },
-    });
+  const { code: fastifyCode, statusCode } = err as { code?: string; statusCode?: number };
+  const path = req.url.split('?')[0] ?? req.url;
+  switch (fastifyCode) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return send(reply, 413, 'SLUICE_BAD_REQUEST', 'the request body is larger than the server accepts');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return send(
+        reply,
+        415,
+        'SLUICE_UNSUPPORTED_MEDIA_TYPE',
+        `Content-Type ${req.headers['content-type'] ?? '(none)'} is not accepted; send application/json (a spec may also be sent as ${YAML_TYPES.join(', ')})`,
+      );
+    case 'FST_ERR_BAD_URL':
+      return send(reply, 400, 'SLUICE_BAD_REQUEST', `the path ${path} has an invalid percent-escape`);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return send(
+        reply,
+        414,
+        'SLUICE_BAD_REQUEST',
+        `a path segment of ${path.slice(0, 120)}… is longer than any id or name (at most 100 characters)`,
+      );
   }
-  if (typeof fastifyCode === 'string' && fastifyCode.startsWith('FST_ERR_CTP')) {
-    return reply.status(400).send({
-      error: { code: 'SLUICE_BAD_REQUEST', message: (err as Error).message },
-    });
-  }
+  // Any other refusal of fastify's (a malformed body, a missing Content-Type): its 4xx status, our shape.
+  if (fastifyCode?.startsWith('FST_') && statusCode && statusCode >= 400 && statusCode < 500)
+    return send(reply, statusCode, 'SLUICE_BAD_REQUEST', (err as Error).message);
   const error = toSluiceError(err);
   const status = STATUS_BY_CODE[error.code] ?? 500;
   if (status >= 500)

@@ -161,6 +161,10 @@ export class ServerMetrics {
     });
 
     collectDefaultMetrics({ register: this.#registry, prefix: 'sluice_server_' });
+    // prom-client names three gauges `…_total`, which Prometheus reserves for counters (promtool
+    // refuses them). Each is the sum of its per-type gauge beside it, so nothing is lost.
+    for (const kind of ['handles', 'requests', 'resources'])
+      this.#registry.removeSingleMetric(`sluice_server_nodejs_active_${kind}_total`);
   }
 
   /** `route` is the route template (`/v1/jobs/:id`), never the raw URL, so cardinality stays bounded. */

@@ -14,7 +14,7 @@ import { JobService } from './jobs.ts';
 import { ServerMetrics } from './metrics.ts';
 import { Scheduler } from './scheduler.ts';
 import { describeDbUrl, openDb } from './store/db.ts';
-import { JobStore } from './store/jobs.ts';
+import { JobStore, type TokenRecord, type TokenScope } from './store/jobs.ts';
 import { migrate } from './store/schema.ts';
 import { Supervisor } from './supervisor.ts';
 import { WebhookService } from './webhooks.ts';
@@ -48,9 +48,38 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(options: ServerOptions): Promise<RunningServer> {
+/** The store `sluice server` opens with these options: `--database`, else sluice.db in the state dir. */
+function storeOf(options: { database?: string | undefined; stateDir?: string | undefined }) {
   const stateDir = path.resolve(options.stateDir ?? '.sluice/server');
-  const database = options.database ?? path.join(stateDir, 'sluice.db');
+  return { stateDir, database: options.database ?? path.join(stateDir, 'sluice.db') };
+}
+
+/**
+ * Writes a new token straight into the job store, without the API: the recovery path when no
+ * admin token is left (or known). It needs what the server needs, access to its store, so only
+ * an operator with a shell on the server's side can use it. The secret is returned once.
+ */
+export async function createTokenInStore(options: {
+  database?: string | undefined;
+  stateDir?: string | undefined;
+  name: string;
+  scopes: TokenScope[];
+}): Promise<{ token: string; record: TokenRecord; store: string }> {
+  const { database } = storeOf(options);
+  const db = await openDb(database);
+  try {
+    await migrate(db);
+    return {
+      ...(await new JobStore(db).createToken(options.name, options.scopes)),
+      store: describeDbUrl(database),
+    };
+  } finally {
+    await db.close();
+  }
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { stateDir, database } = storeOf(options);
   const { logger } = options;
   const db = await openDb(database);
   await migrate(db);

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
+import { EXIT } from '../cli/exit-codes.ts';
+import { sluice } from '../cli/test-util.ts';
 import type { SluiceError } from '../sdk/errors.ts';
 import type { ApiJob } from './jobs.ts';
 import { jobPaths } from './jobs.ts';
@@ -306,6 +308,121 @@ export default defineStep({
           tokens.body.tokens.every((t) => !('hash' in t) && !('token' in t)),
           'no secret or hash is listed',
         );
+      });
+    });
+
+    describe('admin tokens', () => {
+      let tokens: TestStore;
+      let server: RunningServer;
+      let api: Api;
+      before(async () => {
+        tokens = await createTestStore(kind);
+        ({ server, api } = await startTestServer(tokens.url, path.join(tokens.dir, 'state')));
+      });
+      after(async () => {
+        await server.close();
+        await tokens.dispose();
+      });
+
+      type TokenList = {
+        tokens: { id: string; name: string; scopes: string[]; revoked_at: string | null }[];
+      };
+      const liveAdmins = async () =>
+        (await api.call<TokenList>('GET', '/v1/tokens')).body.tokens.filter(
+          (t) => t.revoked_at === null && t.scopes.includes('admin'),
+        );
+      const createAdmin = async (name: string) => {
+        const made = await api.call<{ token: string; record: { id: string } }>('POST', '/v1/tokens', {
+          name,
+          scopes: ['admin'],
+        });
+        assert.equal(made.status, 201, JSON.stringify(made.body));
+        return made.body;
+      };
+
+      it('refuses to revoke the last live admin token with 409 SLUICE_LAST_ADMIN_TOKEN, even at once from two admins', async () => {
+        const [first] = await liveAdmins();
+        assert.ok(first);
+        const own = await api.call<{ error: { code: string; message: string } }>(
+          'DELETE',
+          `/v1/tokens/${first.id}`,
+        );
+        assert.equal(own.status, 409, JSON.stringify(own.body));
+        assert.equal(own.body.error.code, 'SLUICE_LAST_ADMIN_TOKEN');
+        assert.match(own.body.error.message, /sluice server token create/);
+        assert.equal((await api.call('GET', '/v1/tokens')).status, 200, 'the token still works');
+
+        const viewer = await api.call<{ record: { id: string } }>('POST', '/v1/tokens', {
+          name: 'viewer',
+          scopes: ['read'],
+        });
+        assert.equal((await api.call('DELETE', `/v1/tokens/${viewer.body.record.id}`)).status, 200);
+
+        // Both admin tokens revoked at the same moment: one revoke wins, the other is refused (409,
+        // or 401 when the winner revoked the very token that authenticates it first); one stays.
+        const second = await createAdmin('second');
+        const both = await Promise.all([
+          api.call<{ error?: { code: string } }>('DELETE', `/v1/tokens/${second.record.id}`),
+          apiClient(api.url, second.token).call<{ error?: { code: string } }>(
+            'DELETE',
+            `/v1/tokens/${first.id}`,
+          ),
+        ]);
+        const outcome = JSON.stringify(both.map((r) => [r.status, r.body]));
+        assert.equal(both.filter((r) => r.status === 200).length, 1, outcome);
+        const loser = both.find((r) => r.status !== 200)!;
+        assert.ok(
+          (loser.status === 409 && loser.body.error?.code === 'SLUICE_LAST_ADMIN_TOKEN') ||
+            (loser.status === 401 && loser.body.error?.code === 'SLUICE_UNAUTHORIZED'),
+          outcome,
+        );
+        const live = (await server.ctx.store.listTokens()).filter(
+          (t) => t.revoked_at === null && t.scopes.includes('admin'),
+        );
+        assert.equal(live.length, 1, 'exactly one admin token is left');
+      });
+
+      it('`sluice server token create` writes a working admin token into the store when none is left', async () => {
+        // The state the API no longer allows, but an operator can reach: every admin token lost.
+        const db = await tokens.open();
+        try {
+          await db.run('UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL', [Date.now()]);
+        } finally {
+          await db.close();
+        }
+        assert.equal((await api.call('GET', '/v1/tokens')).status, 401);
+
+        const made = await sluice(
+          ['server', 'token', 'create', '--database', tokens.url, '--name', 'ops'],
+          tokens.dir,
+        );
+        assert.equal(made.code, 0, made.stderr);
+        const secret = made.stdout.trim();
+        assert.match(secret, /^sluice_\S+$/, 'stdout is the token alone');
+        assert.match(made.stderr, /token tok_\S+ \(ops, admin\) in (sqlite|postgres) /);
+        const recovered = apiClient(api.url, secret);
+        const list = await recovered.call<TokenList>('GET', '/v1/tokens');
+        assert.equal(list.status, 200, 'the running server accepts it at once');
+        assert.deepEqual(
+          list.body.tokens.filter((t) => t.revoked_at === null).map((t) => [t.name, t.scopes]),
+          [['ops', ['admin']]],
+        );
+
+        const reader = await sluice(
+          ['server', 'token', 'create', '--database', tokens.url, '--scope', 'read'],
+          tokens.dir,
+        );
+        assert.equal(reader.code, 0, reader.stderr);
+        const readApi = apiClient(api.url, reader.stdout.trim());
+        assert.equal((await readApi.call('GET', '/v1/jobs')).status, 200);
+        assert.equal((await readApi.call('GET', '/v1/tokens')).status, 403);
+
+        const wrong = await sluice(
+          ['server', 'token', 'create', '--database', tokens.url, '--scope', 'root'],
+          tokens.dir,
+        );
+        assert.equal(wrong.code, EXIT.usage);
+        assert.match(wrong.stderr, /--scope takes read, write, admin, got "root"/);
       });
     });
 

@@ -1,9 +1,24 @@
 import { SluiceError } from '../../sdk/errors.ts';
-import { startServer } from '../../server/server.ts';
+import { createTokenInStore, startServer } from '../../server/server.ts';
+import { TOKEN_SCOPES, type TokenScope } from '../../server/store/jobs.ts';
 import { EXIT } from '../exit-codes.ts';
 import { createLogger, isLogLevel } from '../logger.ts';
-import { defineCommand, parseCommand } from '../options.ts';
+import { defineCommand, type OptionSpec, parseCommand } from '../options.ts';
 import { onStopSignal } from '../signals.ts';
+
+const DATABASE_OPTION = {
+  type: 'string',
+  value: 'URL',
+  description:
+    'Job store: postgres://USER@HOST:PORT/DB for PostgreSQL; default: the embedded SQLite file sluice.db in --state-dir.',
+} as const satisfies OptionSpec;
+
+const STATE_DIR_OPTION = {
+  type: 'string',
+  value: 'DIR',
+  default: '.sluice/server',
+  description: "Where jobs keep their runs, checkpoints and logs (and the embedded store's file).",
+} as const satisfies OptionSpec;
 
 export const serverCommand = defineCommand({
   name: 'server',
@@ -18,18 +33,8 @@ export const serverCommand = defineCommand({
       default: '7878',
       description: 'Port to listen on; 0 picks a free one.',
     },
-    database: {
-      type: 'string',
-      value: 'URL',
-      description:
-        'Job store: postgres://USER@HOST:PORT/DB for PostgreSQL; default: the embedded SQLite file sluice.db in --state-dir.',
-    },
-    'state-dir': {
-      type: 'string',
-      value: 'DIR',
-      default: '.sluice/server',
-      description: "Where jobs keep their runs, checkpoints and logs (and the embedded store's file).",
-    },
+    database: DATABASE_OPTION,
+    'state-dir': STATE_DIR_OPTION,
     'checkpoint-store': {
       type: 'string',
       value: 'LOCATION',
@@ -95,5 +100,50 @@ export async function server(argv: string[]): Promise<number> {
     });
   });
   await running.close();
+  return EXIT.ok;
+}
+
+export const serverTokenCreateCommand = defineCommand({
+  name: 'server token create',
+  usage: 'sluice server token create [--scope SCOPE]... [--name NAME] [--database URL | --state-dir DIR]',
+  summary:
+    "Write a new API token straight into the server's job store and print it once: the way back in when no admin token is left.",
+  positionals: [],
+  options: {
+    scope: {
+      type: 'string',
+      multiple: true,
+      value: 'SCOPE',
+      default: 'admin',
+      description: 'read, write or admin.',
+    },
+    name: {
+      type: 'string',
+      value: 'NAME',
+      description: 'What the token is for, shown by GET /v1/tokens (default: recovery-<date>).',
+    },
+    database: DATABASE_OPTION,
+    'state-dir': STATE_DIR_OPTION,
+  },
+});
+
+/** Prints the token alone on stdout (so `$(sluice server token create)` captures it), the rest on stderr. */
+export async function serverTokenCreate(argv: string[]): Promise<number> {
+  const { options } = parseCommand(serverTokenCreateCommand, argv);
+  const scopes = options.scope ?? ['admin'];
+  for (const scope of scopes) {
+    if (!(TOKEN_SCOPES as readonly string[]).includes(scope))
+      throw new SluiceError('SLUICE_USAGE', `--scope takes ${TOKEN_SCOPES.join(', ')}, got "${scope}"`);
+  }
+  const { token, record, store } = await createTokenInStore({
+    database: options.database,
+    stateDir: options['state-dir'],
+    name: options.name ?? `recovery-${new Date().toISOString().slice(0, 10)}`,
+    scopes: [...new Set(scopes)] as TokenScope[],
+  });
+  process.stderr.write(
+    `sluice server token create: token ${record.id} (${record.name}, ${record.scopes.join(', ')}) in ${store}; shown once:\n`,
+  );
+  process.stdout.write(`${token}\n`);
   return EXIT.ok;
 }

@@ -45,7 +45,16 @@ export function healthRoutes(app: ZodApp, ctx: ServerContext): void {
     method: 'GET',
     url: '/metrics',
     config: { scope: 'read' },
-    schema: { tags: ['health'], summary: 'Prometheus metrics (text exposition format).' },
+    schema: {
+      tags: ['health'],
+      summary: 'Prometheus metrics (text exposition format).',
+      response: {
+        200: {
+          description: 'The text exposition format 0.0.4; docs/observability.md lists every metric.',
+          content: { 'text/plain': { schema: z.string() } },
+        },
+      },
+    },
     handler: async (_req, reply) => {
       reply.header('content-type', ctx.metrics.contentType);
       return ctx.metrics.render();

@@ -14,6 +14,9 @@ import { isTerminal, JOB_STATES, type JobState } from '../lifecycle.ts';
 import type { JobRecord } from '../store/jobs.ts';
 import { validateForSave } from './pipelines.ts';
 
+/** `?state=`: one or more job states, comma-separated (spaces around them allowed). */
+const STATE_LIST = new RegExp(`^\\s*(${JOB_STATES.join('|')})\\s*(,\\s*(${JOB_STATES.join('|')})\\s*)*$`);
+
 const iso = z.string().nullable();
 export const apiJobSchema = z.object({
   id: z.string(),
@@ -60,7 +63,7 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'POST',
     url: '/v1/jobs',
-    config: { scope: 'write' },
+    config: { scope: 'write', errors: [404, 409, 422] },
     schema: {
       tags: ['jobs'],
       summary:
@@ -137,6 +140,7 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
       querystring: z.object({
         state: z
           .string()
+          .regex(STATE_LIST, `unknown state; valid: a comma-separated list of ${JOB_STATES.join(', ')}`)
           .optional()
           .describe(`Comma-separated states: ${JOB_STATES.join(', ')}.`),
         pipeline: z.string().optional().describe('Pipeline id or name.'),
@@ -149,13 +153,6 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
     handler: async (req) => {
       const q = req.query;
       const states = q.state ? q.state.split(',').map((s) => s.trim()) : undefined;
-      const unknown = states?.filter((s) => !JOB_STATES.includes(s as JobState));
-      if (unknown?.length) {
-        throw new SluiceError(
-          'SLUICE_BAD_REQUEST',
-          `querystring.state: unknown state ${unknown.join(', ')}; valid: ${JOB_STATES.join(', ')}`,
-        );
-      }
       const jobs = await ctx.store.listJobs({
         ...(states ? { states: states as JobState[] } : {}),
         ...(q.pipeline ? { pipeline: q.pipeline } : {}),
@@ -210,7 +207,7 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'POST',
     url: '/v1/jobs/:id/cancel',
-    config: { scope: 'write' },
+    config: { scope: 'write', errors: [409] },
     schema: {
       tags: ['jobs'],
       summary:
@@ -224,7 +221,7 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'POST',
     url: '/v1/jobs/:id/restart',
-    config: { scope: 'write' },
+    config: { scope: 'write', errors: [409] },
     schema: {
       tags: ['jobs'],
       summary: 'Run a failed or cancelled job again, from its last checkpoint.',
@@ -267,6 +264,13 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
           .default('false')
           .transform((v) => v === 'true'),
       }),
+      response: {
+        200: {
+          description:
+            'JSON lines from `offset` on; the `Sluice-Log-Offset` header is where the next read starts.',
+          content: { 'text/plain': { schema: z.string() } },
+        },
+      },
     },
     handler: async (req, reply) => {
       const job = await ctx.store.requireJob(req.params.id);
@@ -277,7 +281,8 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
         const start = Math.min(req.query.offset, size);
         reply.header('sluice-log-offset', String(size));
         if (start >= size) return '';
-        return reply.send(createReadStream(file, { start, end: size - 1 }));
+        // The documented string, streamed (fastify sends a stream as it is, unserialized).
+        return reply.send(createReadStream(file, { start, end: size - 1 }) as unknown as string);
       }
       reply.hijack();
       const res = reply.raw;

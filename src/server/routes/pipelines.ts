@@ -80,7 +80,7 @@ export function pipelineRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'POST',
     url: '/v1/pipelines',
-    config: { scope: 'write' },
+    config: { scope: 'write', errors: [422] },
     schema: {
       tags: ['pipelines'],
       summary: 'Store a pipeline spec: a new pipeline, or a new version of the one with its metadata.name.',
@@ -97,7 +97,7 @@ export function pipelineRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'PUT',
     url: '/v1/pipelines/:ref',
-    config: { scope: 'write' },
+    config: { scope: 'write', errors: [409, 422] },
     schema: {
       tags: ['pipelines'],
       summary: 'Store a new version of a pipeline; earlier versions are kept.',
@@ -122,7 +122,7 @@ export function pipelineRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'POST',
     url: '/v1/pipelines/validate',
-    config: { scope: 'read' },
+    config: { scope: 'read', errors: [422] },
     schema: {
       tags: ['pipelines'],
       summary: 'Validate a spec as a dry run: nothing is stored. Refused specs answer 422 with every issue.',

@@ -51,13 +51,13 @@ const apiScheduleSchema = z.object({
 
 const scheduleReply = z.object({ schedule: apiScheduleSchema });
 const idParams = z.object({ id: z.string() });
-const date = z.string().describe('YYYY-MM-DD');
+const date = z.iso.date({ error: 'expected a date as YYYY-MM-DD, e.g. 2025-01-31' });
 
 export function scheduleRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'POST',
     url: '/v1/schedules',
-    config: { scope: 'write' },
+    config: { scope: 'write', errors: [404] },
     schema: {
       tags: ['schedules'],
       summary: 'Create a schedule: run a pipeline on a cron, with the fire date as a param.',
@@ -143,7 +143,7 @@ export function scheduleRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'POST',
     url: '/v1/backfills',
-    config: { scope: 'write' },
+    config: { scope: 'write', errors: [404] },
     schema: {
       tags: ['schedules'],
       summary: 'Backfill: one job per date from..to (both included), oldest first.',

@@ -60,7 +60,7 @@ export function tokenRoutes(app: ZodApp, ctx: ServerContext): void {
   app.route({
     method: 'DELETE',
     url: '/v1/tokens/:id',
-    config: { scope: 'admin' },
+    config: { scope: 'admin', errors: [409] },
     schema: {
       tags: ['tokens'],
       summary: 'Revoke a token: it stops working at once.',

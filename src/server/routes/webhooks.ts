@@ -44,7 +44,12 @@ export function webhookRoutes(app: ZodApp, ctx: ServerContext): void {
         'Each listed event of a job is POSTed to the URL as JSON, signed with HMAC-SHA256 in the ' +
         '`Sluice-Signature` header (see docs/webhooks.md). The secret is in this response only.',
       body: z.object({
-        url: z.string().describe('http:// or https:// URL that receives the POSTs.'),
+        url: z
+          .url({
+            protocol: /^https?$/,
+            error: (iss) => `${JSON.stringify(iss.input)} is not an http:// or https:// URL`,
+          })
+          .describe('http:// or https:// URL that receives the POSTs.'),
         events: z.array(eventName).min(1).describe("Events to send; '*' is every event."),
         secret: z
           .string()

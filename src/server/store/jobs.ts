@@ -459,16 +459,27 @@ export class JobStore {
     return Number(row?.n ?? 0);
   }
 
+  /**
+   * Revokes a token, unless it is the last live admin token: without one nobody could make tokens
+   * or webhooks again through the API. The live tokens are read under a row lock on PostgreSQL
+   * (SQLite runs one transaction at a time), so two admins revoking each other's token at once
+   * cannot both succeed.
+   */
   async revokeToken(id: string): Promise<TokenRecord> {
-    const changed = await this.db.run(
-      'UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL',
-      [Date.now(), id],
-    );
-    const row = await this.db.get('SELECT * FROM tokens WHERE id = $1', [id]);
-    if (!row) throw new SluiceError('SLUICE_NOT_FOUND', `no token with id "${id}"`);
-    if (!changed && row.revoked_at === null)
-      throw new SluiceError('SLUICE_INTERNAL', `token ${id} was not revoked`);
-    return tokenFromRow(row);
+    return this.db.tx(async (tx) => {
+      const lock = tx.kind === 'postgres' ? ' FOR UPDATE' : '';
+      const live = (await tx.all(`SELECT * FROM tokens WHERE revoked_at IS NULL${lock}`)).map(tokenFromRow);
+      const target = live.find((t) => t.id === id);
+      if (target?.scopes.includes('admin') && !live.some((t) => t.id !== id && t.scopes.includes('admin')))
+        throw new SluiceError(
+          'SLUICE_LAST_ADMIN_TOKEN',
+          `token ${id} is the last live admin token: create another admin token first (POST /v1/tokens, or \`sluice server token create\` on the server's machine)`,
+        );
+      if (target) await tx.run('UPDATE tokens SET revoked_at = $1 WHERE id = $2', [Date.now(), id]);
+      const row = await tx.get('SELECT * FROM tokens WHERE id = $1', [id]);
+      if (!row) throw new SluiceError('SLUICE_NOT_FOUND', `no token with id "${id}"`);
+      return tokenFromRow(row);
+    });
   }
 }
 
