@@ -316,6 +316,8 @@ export default defineStep({
         store.kind === 'sqlite' ? path.join(store.dir, 'restart.db') : store.url,
         '--state-dir',
         stateDir,
+        '--data-root',
+        work,
       ];
       if (store.kind === 'postgres') {
         // The API tests above already made this store's admin token: start from a clean schema.

@@ -961,6 +961,7 @@ export const fileSink = defineSink({
     'by embedded DuckDB with bounded memory: records are staged as JSON Lines and converted with exact column types.',
   config: fileSinkConfig,
   shorthand: 'path',
+  paths: (cfg) => (isS3Url(cfg.path) ? [] : [{ path: ['path'], value: cfg.path }]),
   examples: [
     {
       title: 'Parquet part files partitioned by country, rolled every million records',
