@@ -192,6 +192,27 @@ ${extra}sink:
       assert.deepEqual(rows.map((r) => r.name).sort(), ['a', 'b']);
     });
 
+    it('runs a SQL pipeline to Parquet inside its confinement (DuckDB writes into the data root)', async () => {
+      const spec = `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: pushed }
+source:
+  file: { path: in/rows.csv, csv: { columns: { id: integer, name: string } } }
+steps:
+  - sql: SELECT id, upper(name) AS n FROM input WHERE id > 1
+sink:
+  file: { path: out/pushed/, format: parquet }
+`;
+      const res = await submit(writer, spec);
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      const done = await waitForJob(writer, res.body.job.id);
+      assert.equal(done.state, 'succeeded', JSON.stringify(done));
+      const rows = await reader.call<{ rows: { n: string }[] }>('POST', `/v1/jobs/${done.id}/query`, {
+        sql: 'SELECT n FROM outputs',
+      });
+      assert.deepEqual(rows.body.rows, [{ n: 'B' }]);
+    });
+
     it('cannot read an absolute path', async () => {
       await assertForbidden(
         await submit(writer, csvToJsonl('abs', '/etc/passwd')),
