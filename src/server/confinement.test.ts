@@ -351,7 +351,7 @@ sink:
       assert.equal(existsSync(path.join(dataRoot, 'out', 'secret-denied')), false);
     });
 
-    it('cannot submit a stored pipeline that uses a secret not granted to it', async () => {
+    it('cannot submit, schedule or backfill a stored pipeline that uses a secret not granted to it', async () => {
       const extra = 'steps:\n  - sql: "SELECT *, \'${secret:db_password}\' AS s FROM input"\n';
       const spec = csvToJsonl('secret-stored', 'in/rows.csv', 'out/secret-stored/', extra);
       const stored = await admin.call('POST', '/v1/pipelines', { spec });
@@ -359,6 +359,24 @@ sink:
       const res = await writer.call<ErrorBody>('POST', '/v1/jobs', { pipeline: 'secret-stored' });
       assert.equal(res.status, 422, JSON.stringify(res.body));
       assert.equal(res.body.error.details?.issues?.[0]?.code, 'SLUICE_SPEC_FORBIDDEN');
+      // Nor have it run by a schedule or a backfill, which submit later without a token.
+      const scheduled = await writer.call<ErrorBody>('POST', '/v1/schedules', {
+        pipeline: 'secret-stored',
+        cron: '0 3 * * *',
+      });
+      assert.equal(scheduled.status, 422, JSON.stringify(scheduled.body));
+      assert.equal(scheduled.body.error.code, 'SLUICE_SPEC_FORBIDDEN');
+      const backfill = await writer.call<ErrorBody>('POST', '/v1/backfills', {
+        pipeline: 'secret-stored',
+        from: '2026-01-01',
+        to: '2026-01-02',
+      });
+      assert.equal(backfill.status, 422, JSON.stringify(backfill.body));
+      assert.equal(backfill.body.error.code, 'SLUICE_SPEC_FORBIDDEN');
+      assert.equal(
+        (await admin.call<{ jobs: unknown[] }>('GET', '/v1/jobs?pipeline=secret-stored')).body.jobs.length,
+        0,
+      );
     });
 
     it('uses a granted secret (a glob grant) and an admin token uses any', async () => {

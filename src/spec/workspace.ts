@@ -42,6 +42,11 @@ export function variableRefusal(ws: Workspace, provider: string, name: string): 
   return undefined;
 }
 
+/** The secrets a spec's text names (`${secret:NAME}`), for a check that needs no params. */
+export function secretsNamed(spec: string): string[] {
+  return [...new Set([...spec.matchAll(/\$\{secret:([A-Za-z_][A-Za-z0-9_.-]*)/g)].map((m) => m[1]!))];
+}
+
 /** The real path of `p`, or of its deepest existing ancestor joined with the rest. */
 function realish(p: string): string {
   const rest: string[] = [];

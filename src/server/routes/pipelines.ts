@@ -3,7 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SluiceError } from '../../sdk/errors.ts';
 import { SpecInvalidError, type SpecIssue, validatePipeline } from '../../spec/validate.ts';
-import { resolveBaseDir, type Workspace } from '../../spec/workspace.ts';
+import { resolveBaseDir, secretsNamed, variableRefusal, type Workspace } from '../../spec/workspace.ts';
 import type { ZodApp } from '../app.ts';
 import type { ServerContext } from '../context.ts';
 import type { PipelineRecord, TokenRecord } from '../store/jobs.ts';
@@ -74,6 +74,26 @@ export async function validateForSave(
 export function workspaceFor(ctx: ServerContext, token: TokenRecord | undefined): Workspace {
   const admin = token?.scopes.includes('admin') ?? false;
   return { ...ctx.workspace, secrets: admin ? undefined : (token?.secrets ?? []) };
+}
+
+/**
+ * Refuses a token that may not use every secret the latest version of `pipelineRef` names: what
+ * a schedule or a backfill later submits without a token is checked when they are made.
+ */
+export async function assertSecretsGranted(
+  ctx: ServerContext,
+  token: TokenRecord | undefined,
+  pipelineRef: string,
+): Promise<void> {
+  const workspace = workspaceFor(ctx, token);
+  const pipeline = await ctx.store.requirePipeline(pipelineRef);
+  const version = await ctx.store.getVersion(pipeline.id, pipeline.latest_version);
+  const refused = secretsNamed(version?.spec ?? '')
+    .map((name) => variableRefusal(workspace, 'secret', name))
+    .filter((r): r is string => r !== undefined);
+  if (refused.length) {
+    throw new SluiceError('SLUICE_SPEC_FORBIDDEN', `pipeline ${pipeline.name}: ${refused.join('; ')}`);
+  }
 }
 
 /** metadata.name of a spec that only failed on params it will get at submit. */
