@@ -105,7 +105,11 @@ export function controlPlaneSuite(kind: StoreKind): void {
       let server: RunningServer;
       let api: Api;
       before(async () => {
-        ({ server, api } = await startTestServer(store.url, path.join(work, 'state'), { maxJobs: 4 }));
+        ({ server, api } = await startTestServer(store.url, path.join(work, 'state'), {
+          maxJobs: 4,
+          // One test runs a script step (a plugin module in the test's folder).
+          allowScripts: true,
+        }));
       });
       after(() => server.close());
 
