@@ -32,6 +32,8 @@ async function startServer(dir: string): Promise<{ url: string; token: string }>
       '0',
       '--state-dir',
       path.join(dir, 'state'),
+      '--data-root',
+      dir,
       '--cancel-grace',
       '5',
       '--max-jobs',

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type DuckDBConnection, DuckDBInstance, quotedIdentifier, quotedString } from '@duckdb/node-api';
+import { type DuckDBConnection, type DuckDBInstance, quotedIdentifier, quotedString } from '@duckdb/node-api';
 import { fileSink } from '../connectors/file/index.ts';
 import { formatFromPath, type InputFile, listInputFiles } from '../connectors/file/paths.ts';
 import { type FileSinkConfig, isSingleFilePath } from '../connectors/file/sink.ts';
@@ -27,6 +27,7 @@ import { type CsvColumnType, csvSchema, headerNames } from '../formats/csv.ts';
 import { toSluiceError } from '../sdk/errors.ts';
 import type { ComponentContext, Logger, RecordSchema, SinkDefinition, SinkInstance } from '../sdk/types.ts';
 import type { Pipeline } from '../spec/validate.ts';
+import { createDuckDBInstance } from '../sql/duckdb.ts';
 import { planQuery, ResultSchema } from '../sql/index.ts';
 import { defaultErrorsConfig } from './errors-location.ts';
 import { cpuMs, type RunProgress, type RunSummary } from './run.ts';
@@ -108,7 +109,7 @@ export async function planPushdown(pipeline: Pipeline, options: PlanOptions = {}
   let connection = options.connection;
   try {
     if (!connection) {
-      const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+      const instance = await createDuckDBInstance({ threads: '1' });
       connection = await instance.connect();
       owned = { instance, connection };
     }
@@ -1108,7 +1109,7 @@ export class PushdownRun {
           if (!(await exists(finalPath)) && !(await exists(tempPath))) break;
         }
       }
-      const instance = await DuckDBInstance.create(':memory:', {
+      const instance = await createDuckDBInstance({
         threads: String(pushdownThreads(plan)),
         memory_limit: '256MB',
         temp_directory: os.tmpdir(),

@@ -17,6 +17,11 @@ export const ERROR_CODES = {
     description:
       'A `${env:NAME}` or `${param:NAME}` placeholder names a variable that is not set, or a `${secret:NAME}` names a file that is not in the secrets folder (`$SLUICE_SECRETS_DIR`, default /run/secrets).',
   },
+  SLUICE_SPEC_FORBIDDEN: {
+    retriable: false,
+    description:
+      "The control plane does not allow what the spec asks for (docs/server.md, Workspaces and confinement): a path outside the server's data root and allowed roots (absolute, `..`, a symbolic link out), an `${env:NAME}` not on the server's allow-list, a `${secret:NAME}` not granted to the API token, or a `script` step on a server that does not allow code.",
+  },
   SLUICE_USAGE: {
     retriable: false,
     description: 'The command line is wrong: an unknown command or option, or a missing argument.',

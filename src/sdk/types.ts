@@ -224,6 +224,19 @@ interface DefinitionBase<C extends z.ZodType> {
    * relative to the component's config.
    */
   check?(config: z.output<C>, ctx: { baseDir: string }): Promise<ConfigIssue[]>;
+  /**
+   * The local files, folders and globs the config names (not `s3://` URLs), so that the control
+   * plane can keep them inside its workspace before anything is read.
+   */
+  paths?(config: z.output<C>): ConfigPath[];
+  /** True for a component that runs code the spec names (a module): the control plane refuses it unless allowed. */
+  runsCode?: boolean;
+}
+
+export interface ConfigPath {
+  /** Where the path is, relative to the component's config. */
+  path: (string | number)[];
+  value: string;
 }
 
 export interface ConfigIssue {

@@ -1,5 +1,6 @@
 import type { Registry } from '../registry.ts';
 import type { Logger } from '../sdk/types.ts';
+import type { Workspace } from '../spec/workspace.ts';
 import type { JobService } from './jobs.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { Scheduler } from './scheduler.ts';
@@ -21,4 +22,11 @@ export interface ServerContext {
   webhooks: WebhookService;
   scheduler: Scheduler;
   metrics: ServerMetrics;
+  /**
+   * What a job may reach (docs/server.md, Workspaces and confinement). `secrets` is unset here:
+   * each token's grants narrow it (`workspaceFor`).
+   */
+  workspace: Workspace;
+  /** `POST /v1/jobs/:id/query` interrupts a query after this long. */
+  queryTimeoutMs: number;
 }

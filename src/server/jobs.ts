@@ -10,6 +10,7 @@ import type { Logger } from '../sdk/types.ts';
 import { parseDuration } from '../spec/duration.ts';
 import type { Check } from '../spec/schema.ts';
 import { loadPipeline, type Pipeline } from '../spec/validate.ts';
+import type { Workspace } from '../spec/workspace.ts';
 import type { JobState } from './lifecycle.ts';
 import type { LiveProgress } from './protocol.ts';
 import type { JobRecord, JobStore, PipelineVersion, RestartPolicy } from './store/jobs.ts';
@@ -25,6 +26,8 @@ export interface SubmitRequest {
   requestHash?: string;
   scheduleId?: string;
   scheduledFor?: string;
+  /** The submitting token's workspace (its secrets); default: the server's, every secret allowed. */
+  workspace?: Workspace;
 }
 
 export interface CheckResult {
@@ -42,6 +45,7 @@ export function jobPaths(stateDir: string, jobId: string) {
     log: path.join(dir, 'job.log'),
     checkpoints: path.join(dir, 'checkpoint'),
     runs: path.join(dir, 'runs'),
+    tmp: path.join(dir, 'tmp'),
   };
 }
 
@@ -55,8 +59,15 @@ export async function loadVersion(
   version: PipelineVersion,
   name: string,
   params: Record<string, string>,
+  workspace?: Workspace,
 ): Promise<Pipeline> {
-  return loadPipeline({ file: specFile(version, name), text: version.spec, params, registry });
+  return loadPipeline({
+    file: specFile(version, name),
+    text: version.spec,
+    params,
+    registry,
+    ...(workspace ? { workspace } : {}),
+  });
 }
 
 export function restartPolicyOf(pipeline: Pipeline): RestartPolicy {
@@ -75,6 +86,8 @@ export interface JobServiceOptions {
   /** Tells the supervisor a job is waiting, so it need not wait for its next tick. */
   wake: () => void;
   cancel: (job: JobRecord, reason: string) => Promise<JobRecord>;
+  /** The server's workspace: every job's spec is checked against it at submit. */
+  workspace: Workspace;
 }
 
 export class JobService {
@@ -98,7 +111,13 @@ export class JobService {
     }
     const params = req.params ?? {};
     // A job whose spec does not validate with its params is refused before it is stored.
-    const loaded = await loadVersion(registry, version, pipeline.name, params);
+    const loaded = await loadVersion(
+      registry,
+      version,
+      pipeline.name,
+      params,
+      req.workspace ?? this.#o.workspace,
+    );
     const result = await store.createJob({
       pipelineId: pipeline.id,
       version: versionNo,

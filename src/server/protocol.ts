@@ -1,6 +1,7 @@
 /** Messages between `sluice server` and a job's process (IPC, JSON). */
 import type { RunSummary } from '../engine/run.ts';
 import type { Check } from '../spec/schema.ts';
+import type { Workspace } from '../spec/workspace.ts';
 import type { PipelineVersion } from './store/jobs.ts';
 import type { JobMetricsSnapshot } from './worker-metrics.ts';
 
@@ -18,6 +19,10 @@ export interface StartMessage {
   /** `sluice server --checkpoint-store`: where checkpoints live instead of checkpointDir (key `job-<id>`). */
   checkpointStore?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** What the job may reach: its paths are checked again, and its DuckDB confined, before a record moves. */
+  workspace: Workspace;
+  /** The job's own temporary folder (its TMPDIR), which its DuckDB may use too. */
+  tmpDir: string;
 }
 
 export interface LiveProgress {

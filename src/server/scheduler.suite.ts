@@ -3,7 +3,9 @@
  * on PostgreSQL). Jobs go through a real JobService over a real JobStore, and the clock is
  * injected: every tick names its `now`, so nothing sleeps and nothing depends on the wall clock.
  */
+
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { defaultRegistry } from '../registry.ts';
 import { SluiceError } from '../sdk/errors.ts';
@@ -13,6 +15,7 @@ import { MAX_CATCH_UP_FIRES, Scheduler, type SchedulerOptions } from './schedule
 import type { Db } from './store/db.ts';
 import { type JobRecord, JobStore } from './store/jobs.ts';
 import { createTestStore, type StoreKind, type TestStore } from './store/test-util.ts';
+import { testWorkspace } from './test-util.ts';
 
 export const NIGHTLY_SPEC = `apiVersion: sluice/v1
 kind: Pipeline
@@ -65,6 +68,8 @@ export function jobService(store: JobStore, logger: Logger): JobService {
     store,
     registry: defaultRegistry(),
     logger,
+    // The tests' stores and specs live in the system's temporary folder.
+    workspace: testWorkspace(tmpdir()),
     wake: () => {},
     cancel: async () => {
       throw new Error('the scheduler never cancels a job');

@@ -11,6 +11,7 @@ import type { Db } from './store/db.ts';
 import { JobStore } from './store/jobs.ts';
 import { createTestStore, type TestStore } from './store/test-util.ts';
 import { Supervisor } from './supervisor.ts';
+import { testWorkspace } from './test-util.ts';
 import { WebhookService } from './webhooks.ts';
 
 schedulerSuite('sqlite');
@@ -39,6 +40,7 @@ describe('schedule routes', () => {
       metrics,
       webhooks,
       stateDir: ts.dir,
+      workspace: testWorkspace(ts.dir),
       maxJobs: 1,
       cancelGraceMs: 1000,
     });
@@ -61,6 +63,8 @@ describe('schedule routes', () => {
       webhooks,
       scheduler,
       metrics,
+      workspace: testWorkspace(ts.dir),
+      queryTimeoutMs: 30_000,
     };
     await store.savePipeline('nightly', NIGHTLY_SPEC, ts.dir);
     writeToken = (await store.createToken('writer', ['write'])).token;

@@ -4,10 +4,13 @@
  * serves the v1 API while the supervisor, the scheduler and the webhook sender run beside it.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { defaultRegistry } from '../registry.ts';
 import type { Logger } from '../sdk/types.ts';
+import { type Workspace, workspaceRoots } from '../spec/workspace.ts';
+import { confineProcessDuckDB } from '../sql/duckdb.ts';
 import { buildApp } from './app.ts';
 import type { ServerContext } from './context.ts';
 import { JobService } from './jobs.ts';
@@ -35,6 +38,16 @@ export interface ServerOptions {
   /** Poll intervals, shortened by tests. */
   pollMs?: number;
   webhookRetry?: { attempts: number; baseMs: number; maxMs: number };
+  /** `POST /v1/jobs/:id/query` interrupts a query after this long; default 30 s. */
+  queryTimeoutMs?: number;
+  /** Where every job's relative paths resolve, and the folder its paths must stay in; default `<stateDir>/data`. */
+  dataRoot?: string;
+  /** Other folders a job's paths may reach (absolute paths inside them are accepted). */
+  allowRoots?: string[];
+  /** Names or glob patterns of the environment variables `${env:…}` may read; default none. */
+  allowEnv?: string[];
+  /** Let specs use the `script` step (code from a module). Off by default. */
+  allowScripts?: boolean;
 }
 
 export interface RunningServer {
@@ -85,6 +98,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await migrate(db);
   const store = new JobStore(db);
   const registry = defaultRegistry();
+  const workspace: Workspace = {
+    dataRoot: path.resolve(options.dataRoot ?? path.join(stateDir, 'data')),
+    extraRoots: (options.allowRoots ?? []).map((r) => path.resolve(r)),
+    env: options.allowEnv ?? [],
+    scripts: options.allowScripts ?? false,
+  };
+  await mkdir(workspace.dataRoot, { recursive: true });
+  // Validation binds users' SQL in this process: its DuckDB reaches the workspace only.
+  await confineProcessDuckDB({ allowedDirectories: workspaceRoots(workspace) });
 
   const metrics = new ServerMetrics({ jobCounts: () => store.countByState() });
   const webhooks = new WebhookService({
@@ -99,6 +121,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     metrics,
     webhooks,
     stateDir,
+    workspace,
     maxJobs: options.maxJobs ?? 8,
     cancelGraceMs: options.cancelGraceMs ?? 30_000,
     ...(options.checkpointStore ? { checkpointStore: options.checkpointStore } : {}),
@@ -108,6 +131,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     store,
     registry,
     logger,
+    workspace,
     wake: () => supervisor.wake(),
     cancel: (job, reason) => supervisor.cancel(job, reason),
   });
@@ -129,6 +153,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     webhooks,
     scheduler,
     metrics,
+    workspace,
+    queryTimeoutMs: options.queryTimeoutMs ?? 30_000,
   };
 
   // The first start of a store makes the admin token; it is shown once and kept only as a hash.

@@ -107,7 +107,11 @@ export function controlPlaneSuite(kind: StoreKind): void {
       let server: RunningServer;
       let api: Api;
       before(async () => {
-        ({ server, api } = await startTestServer(store.url, path.join(work, 'state'), { maxJobs: 4 }));
+        ({ server, api } = await startTestServer(store.url, path.join(work, 'state'), {
+          maxJobs: 4,
+          // One test runs a script step (a plugin module in the test's folder).
+          allowScripts: true,
+        }));
       });
       after(() => server.close());
 
@@ -433,6 +437,8 @@ export default defineStep({
         store.kind === 'sqlite' ? path.join(store.dir, 'restart.db') : store.url,
         '--state-dir',
         stateDir,
+        '--data-root',
+        work,
       ];
       if (store.kind === 'postgres') {
         // The API tests above already made this store's admin token: start from a clean schema.

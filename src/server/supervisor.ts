@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { RunSummary } from '../engine/run.ts';
 import type { Logger } from '../sdk/types.ts';
 import type { Check } from '../spec/schema.ts';
+import type { Workspace } from '../spec/workspace.ts';
 import { apiJob, evaluateChecks, eventFor, jobPaths } from './jobs.ts';
 import { IllegalTransitionError, isTerminal, type JobState } from './lifecycle.ts';
 import type { ServerMetrics } from './metrics.ts';
@@ -36,6 +37,8 @@ export interface SupervisorOptions {
   jobLogLevel?: StartMessage['logLevel'];
   /** A state store for the jobs' checkpoints (s3://…, postgres://…) instead of each job's folder. */
   checkpointStore?: string;
+  /** The server's workspace; secrets were checked against the submitting token already. */
+  workspace: Workspace;
 }
 
 interface LiveJob {
@@ -148,6 +151,7 @@ export class Supervisor {
     if (!job) return; // cancelled meanwhile
     const paths = jobPaths(stateDir, job.id);
     await mkdir(paths.runs, { recursive: true });
+    await mkdir(paths.tmp, { recursive: true });
     // The job's stdout and stderr (its JSON log lines) go to its log file, kept across restarts.
     const logFd = openSync(paths.log, 'a');
     let child: ChildProcess;
@@ -160,6 +164,8 @@ export class Supervisor {
         env: {
           ...process.env,
           SLUICE_JOB_ID: job.id,
+          // The job's temporary files (DuckDB's spills, the pushdown's profile) stay in its own folder.
+          TMPDIR: paths.tmp,
           NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(tmpdir(), 'node-compile-cache'),
         },
       });
@@ -207,6 +213,8 @@ export class Supervisor {
       checkpointDir: paths.checkpoints,
       ...(this.#o.checkpointStore ? { checkpointStore: this.#o.checkpointStore } : {}),
       logLevel: this.#o.jobLogLevel ?? 'info',
+      workspace: { ...this.#o.workspace, secrets: undefined },
+      tmpDir: paths.tmp,
     };
     child.send(start, (err) => {
       if (err) logger.warn('could not hand the job to its process (it died at once)', { job_id: job.id });

@@ -5,8 +5,14 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BIN } from '../cli/test-util.ts';
 import type { Logger } from '../sdk/types.ts';
+import type { Workspace } from '../spec/workspace.ts';
 import type { ApiJob } from './jobs.ts';
 import { type RunningServer, type ServerOptions, startServer } from './server.ts';
+
+/** A workspace over `dataRoot` as `sluice server` makes it by default: no env, no scripts. */
+export function testWorkspace(dataRoot: string): Workspace {
+  return { dataRoot, extraRoots: [], env: [], scripts: false };
+}
 
 export const quietLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -55,6 +61,8 @@ export async function startTestServer(
   const server = await startServer({
     database,
     stateDir,
+    // Tests keep their specs' files beside the state folder.
+    dataRoot: path.dirname(stateDir),
     port: 0,
     logger: quietLogger,
     pollMs: 100,

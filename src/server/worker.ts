@@ -13,6 +13,8 @@ import { type CheckpointStore, FileCheckpointStore, saveCheckpointsTo } from '..
 import { inputFraction, PipelineRun } from '../engine/run.ts';
 import { defaultRegistry, openCheckpointStore } from '../registry.ts';
 import { toSluiceError } from '../sdk/errors.ts';
+import { workspaceRoots } from '../spec/workspace.ts';
+import { confineProcessDuckDB } from '../sql/duckdb.ts';
 import { loadVersion } from './jobs.ts';
 import { type LiveProgress, type StartMessage, WORKER_EXIT, type WorkerMessage } from './protocol.ts';
 import { takeSnapshot } from './worker-metrics.ts';
@@ -34,11 +36,16 @@ async function runJob(start: StartMessage): Promise<number> {
     bindings: { job_id: start.jobId, attempt: start.attempt, run_id: runId },
   });
   let invalid = '';
+  // The job's user SQL (sql steps, lookups, the pushdown) reaches only its folders (src/sql/confined.ts).
+  await confineProcessDuckDB({
+    allowedDirectories: [...workspaceRoots(start.workspace), start.runsDir, start.tmpDir],
+  });
   const pipeline = await loadVersion(
     defaultRegistry(),
     start.version,
     start.pipelineName,
     start.params,
+    start.workspace,
   ).catch((err) => {
     invalid = toSluiceError(err).message;
     logger.error('the spec no longer validates', { error: invalid });

@@ -4,12 +4,19 @@ import { readSecret } from './secrets.ts';
 export interface Variables {
   env: Record<string, string | undefined>;
   params: Record<string, string>;
+  /**
+   * Why `${provider:name}` may not be used here (the control plane's allow-lists), or undefined.
+   * A refused placeholder is never read, and its default is not used either.
+   */
+  refuse?: (provider: string, name: string) => string | undefined;
 }
 
 export interface InterpolationIssue {
   /** Offset of the scalar in the YAML text. */
   offset: number;
   message: string;
+  /** Set for a placeholder the workspace does not allow. */
+  forbidden?: true;
 }
 
 const PROVIDERS = ['env', 'param', 'secret'] as const;
@@ -33,6 +40,11 @@ export function interpolate(doc: Document, vars: Variables): InterpolationIssue[
         PLACEHOLDER,
         (match, provider: string, name: string, fallback?: string) => {
           if (match.startsWith('$$')) return match.slice(1);
+          const refusal = vars.refuse?.(provider, name);
+          if (refusal) {
+            issues.push({ offset, message: refusal, forbidden: true });
+            return match;
+          }
           if (provider === 'secret') {
             const secret = readSecret(name, vars.env);
             if ('value' in secret) return secret.value;

@@ -17,6 +17,7 @@ import { compileCondition } from '../sql/index.ts';
 import { interpolate } from './interpolate.ts';
 import { type Check, envelopeSchema, type Settings, SLOT_EXTRA_KEYS } from './schema.ts';
 import { formatPath, SourceMap, type SpecPath } from './source-map.ts';
+import { pathRefusal, variableRefusal, type Workspace } from './workspace.ts';
 
 export interface SpecIssue {
   code: ErrorCode;
@@ -60,6 +61,11 @@ export interface LoadOptions {
   params?: Record<string, string>;
   env?: Record<string, string | undefined>;
   registry: Registry;
+  /**
+   * Set when the control plane validates a spec for a token holder: paths must stay inside it,
+   * and `${env:…}`, `${secret:…}` and code-running steps are limited to what it allows.
+   */
+  workspace?: Workspace;
 }
 
 export class SpecInvalidError extends SluiceError {
@@ -114,10 +120,16 @@ export async function validatePipeline(
   }
   if (issues.length) return { issues };
 
-  for (const issue of interpolate(doc, { env: options.env ?? process.env, params: options.params ?? {} })) {
+  const ws = options.workspace;
+  const vars = {
+    env: options.env ?? process.env,
+    params: options.params ?? {},
+    ...(ws ? { refuse: (provider: string, name: string) => variableRefusal(ws, provider, name) } : {}),
+  };
+  for (const issue of interpolate(doc, vars)) {
     const pos = lineCounter.linePos(issue.offset);
     issues.push({
-      code: 'SLUICE_SPEC_VARIABLE',
+      code: issue.forbidden ? 'SLUICE_SPEC_FORBIDDEN' : 'SLUICE_SPEC_VARIABLE',
       path: [],
       line: pos.line,
       col: pos.col,
@@ -175,8 +187,10 @@ export async function validatePipeline(
   nameUses(steps, sinks, at);
 
   const baseDir = path.dirname(path.resolve(options.file));
+  // In a workspace, a component whose paths leave it is not checked either: its check would read them.
+  const confined = ws ? uses.filter((use) => !refuseOutside(ws, baseDir, use, map, issues)) : uses;
   await Promise.all(
-    uses.map(async (use) => {
+    confined.map(async (use) => {
       if (!use.def.check) return;
       let found: ConfigIssue[];
       try {
@@ -202,13 +216,11 @@ export async function validatePipeline(
   );
 
   // A value whose placeholder could not be resolved fails its schema too: report the cause once.
-  const unresolved = new Set(
-    issues.filter((i) => i.code === 'SLUICE_SPEC_VARIABLE').map((i) => `${i.line}:${i.col}`),
-  );
+  const isVariable = (i: SpecIssue) =>
+    i.code === 'SLUICE_SPEC_VARIABLE' || i.code === 'SLUICE_SPEC_FORBIDDEN';
+  const unresolved = new Set(issues.filter(isVariable).map((i) => `${i.line}:${i.col}`));
   if (unresolved.size) {
-    const kept = issues.filter(
-      (i) => i.code === 'SLUICE_SPEC_VARIABLE' || !unresolved.has(`${i.line}:${i.col}`),
-    );
+    const kept = issues.filter((i) => isVariable(i) || !unresolved.has(`${i.line}:${i.col}`));
     issues.splice(0, issues.length, ...kept);
   }
   if (issues.length || !envelope.success || !source) {
@@ -238,6 +250,33 @@ export async function validatePipeline(
       bounded,
     },
   };
+}
+
+/**
+ * Reports the paths of `use` that leave the workspace, and a code-running step the workspace does
+ * not allow. True when something was reported.
+ */
+function refuseOutside(
+  ws: Workspace,
+  baseDir: string,
+  use: ComponentUse<ComponentDefinition>,
+  map: SourceMap,
+  issues: SpecIssue[],
+): boolean {
+  const before = issues.length;
+  const refuse = (p: SpecPath, message: string) =>
+    issues.push({ code: 'SLUICE_SPEC_FORBIDDEN', path: p, ...map.locate(p), message });
+  if (use.def.runsCode && !ws.scripts) {
+    refuse(
+      [...use.path, use.component],
+      `the ${use.component} step runs code and is not allowed on this server; an admin allows it with \`sluice server --allow-scripts\``,
+    );
+  }
+  for (const p of use.def.paths?.(use.config as never) ?? []) {
+    const problem = pathRefusal(ws, baseDir, p.value);
+    if (problem) refuse([...use.path, use.component, ...p.path], problem);
+  }
+  return issues.length > before;
 }
 
 /**

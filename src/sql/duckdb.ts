@@ -1,20 +1,87 @@
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { confine, confinedInstanceOptions, type DuckDBConfinement } from './confined.ts';
 
 /**
  * One in-process DuckDB for the whole process, created on first use. It parses SQL for the
  * per-record compiler, serves as the differential-test oracle, and runs set-level SQL. Callers
  * that run their own statements should open their own connection with `newDuckDBConnection()`:
  * the shared connection is for short, stateless queries.
+ *
+ * In a process of the control plane (the server, a job process), user SQL reaches this instance
+ * (validation binds it, the sql step runs it), so `confineProcessDuckDB` confines it, and every
+ * instance made with `createDuckDBInstance`, to the job's folders (src/sql/confined.ts).
  */
 let instance: Promise<DuckDBInstance> | undefined;
 let shared: Promise<DuckDBConnection> | undefined;
+let processConfinement: DuckDBConfinement | undefined;
+
+/**
+ * Confines every DuckDB of this process to `c`: the shared instance (at once if it exists) and
+ * the ones `createDuckDBInstance` makes from now on. Confinement cannot be widened afterwards.
+ */
+export async function confineProcessDuckDB(c: DuckDBConfinement): Promise<void> {
+  if (processConfinement) {
+    // Two servers in one process (tests) share the process's DuckDB: only the same roots work.
+    if (JSON.stringify(processConfinement) === JSON.stringify(c)) return;
+    throw new Error(
+      `this process's DuckDB is confined to ${JSON.stringify(processConfinement.allowedDirectories)} already; a second confinement (${JSON.stringify(c.allowedDirectories)}) cannot widen it`,
+    );
+  }
+  processConfinement = c;
+  if (instance) {
+    const conn = await (await instance).connect();
+    try {
+      await confine(conn, c);
+    } finally {
+      conn.closeSync();
+    }
+  }
+}
+
+/** The confinement `confineProcessDuckDB` set, if any. */
+export function duckDBConfinement(): DuckDBConfinement | undefined {
+  return processConfinement;
+}
+
+/**
+ * A new in-memory instance with `options`, confined like the process when it is confined (its
+ * settings stay unlocked, for callers that change them between statements; files stay confined).
+ */
+export async function createDuckDBInstance(options: Record<string, string> = {}): Promise<DuckDBInstance> {
+  const c = processConfinement;
+  if (!c) return DuckDBInstance.create(':memory:', options);
+  const created = await DuckDBInstance.create(':memory:', { ...confinedInstanceOptions(c), ...options });
+  const conn = await created.connect();
+  try {
+    await confine(conn, { ...c, lock: false });
+  } catch (err) {
+    created.closeSync();
+    throw err;
+  } finally {
+    conn.closeSync();
+  }
+  return created;
+}
 
 export function getDuckDBInstance(): Promise<DuckDBInstance> {
-  instance ??= DuckDBInstance.create(':memory:').catch((err: unknown) => {
+  instance ??= createShared().catch((err: unknown) => {
     instance = undefined;
     throw err;
   });
   return instance;
+}
+
+async function createShared(): Promise<DuckDBInstance> {
+  const c = processConfinement;
+  if (!c) return DuckDBInstance.create(':memory:');
+  const created = await DuckDBInstance.create(':memory:', confinedInstanceOptions(c));
+  const conn = await created.connect();
+  try {
+    await confine(conn, c);
+  } finally {
+    conn.closeSync();
+  }
+  return created;
 }
 
 /** The shared connection: for short stateless queries (parsing, metadata, small lookups). */

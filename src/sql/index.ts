@@ -10,7 +10,7 @@ import { getCatalog, invalid, parseSelect } from './parse.ts';
 import { Program } from './program.ts';
 
 export { BatchQuery, type BatchQueryOptions } from './batch.ts';
-export { getDuckDB, newDuckDBConnection } from './duckdb.ts';
+export { confineProcessDuckDB, createDuckDBInstance, getDuckDB, newDuckDBConnection } from './duckdb.ts';
 export { describeSubset } from './functions.ts';
 export { checkLookups, type LookupConfig, type Lookups, lookupSchema, lookupsSchema } from './lookups.ts';
 export { type PlanOptions, planQuery, type QueryPath, type QueryPlan } from './plan.ts';

@@ -24,6 +24,7 @@ import {
 import { DEFAULT_ERRORS_DIR, isErrorsPartFile } from '../../engine/errors-location.ts';
 import type { RunSummary } from '../../engine/run.ts';
 import { SluiceError } from '../../sdk/errors.ts';
+import { openConfinedDuckDB, withStatementTimeout } from '../../sql/confined.ts';
 import { newDuckDBConnection } from '../../sql/duckdb.ts';
 import { EXIT } from '../exit-codes.ts';
 import { renderTable } from '../format.ts';
@@ -216,7 +217,7 @@ export async function query(argv: string[]): Promise<number> {
 
   const conn = await newDuckDBConnection();
   try {
-    const tables = await buildTables(conn, tableRuns, dataRuns, notes);
+    const { tables } = await buildTables(conn, tableRuns, dataRuns, notes);
     for (const note of notes) process.stderr.write(`note: ${note}\n`);
     await execute(conn, sql, tables, format, limit);
   } finally {
@@ -225,21 +226,43 @@ export async function query(argv: string[]): Promise<number> {
   return EXIT.ok;
 }
 
+/** Limits of a query the control plane runs for a token holder. */
+export interface ConfinedQueryOptions {
+  /** Interrupt the query after this long (default 30 s). */
+  timeoutMs?: number;
+  /** DuckDB's memory_limit (default 256MB). */
+  memoryLimit?: string;
+}
+
 /**
  * The same tables over every run under `runDir`, as JSON rows (at most `limit`): what the control
- * plane's `POST /v1/jobs/:id/query` answers with, over one job's attempts.
+ * plane's `POST /v1/jobs/:id/query` answers with, over one job's attempts. The SQL runs in its own
+ * confined DuckDB: it sees these tables and the files they read, and no other file, URL,
+ * database or extension (src/sql/confined.ts); it is stopped after `timeoutMs`.
  */
 export async function queryRunsDir(
   runDir: string,
   sql: string,
   limit: number,
+  options: ConfinedQueryOptions = {},
 ): Promise<{ columns: string[]; rows: Record<string, unknown>[]; total: number; notes: string[] }> {
   const notes: string[] = [];
   const found = await discoverRuns(runDir, notes);
-  const conn = await newDuckDBConnection();
+  let tables = [...BASE_TABLES];
+  const confined = await openConfinedDuckDB(
+    { memoryLimit: options.memoryLimit ?? '256MB', threads: 2 },
+    async (conn) => {
+      const built = await buildTables(conn, found, found, notes);
+      tables = built.tables;
+      // The views read these files when a query uses them: the only files the SQL may open.
+      return { allowedPaths: built.files };
+    },
+  ).catch((err: unknown) => {
+    throw err instanceof SluiceError ? err : queryError(err, tables);
+  });
+  const conn = confined.connection;
   try {
-    const tables = await buildTables(conn, found, found, notes);
-    try {
+    return await withStatementTimeout(conn, options.timeoutMs ?? 30_000, async () => {
       const extracted = await conn.extractStatements(sql);
       if (extracted.count === 0) throw new SluiceError('SLUICE_USAGE', 'the SQL holds no statement');
       for (let i = 0; i < extracted.count - 1; i++) await (await extracted.prepare(i)).run();
@@ -262,12 +285,12 @@ export async function queryRunsDir(
         }
       }
       return { columns, rows, total, notes };
-    } catch (err) {
-      if (err instanceof SluiceError) throw err;
-      throw queryError(err, tables);
-    }
+    });
+  } catch (err) {
+    if (err instanceof SluiceError) throw err;
+    throw queryError(err, tables);
   } finally {
-    conn.closeSync();
+    confined.close();
   }
 }
 
@@ -490,6 +513,11 @@ async function filesOf(run: RunInfo): Promise<FileRow[]> {
   return rows;
 }
 
+interface BuiltTables {
+  tables: string[];
+  files: string[];
+}
+
 /** A SQL identifier for a sink's view: lower case letters, digits and `_`, unique. */
 function viewName(sink: string, taken: Set<string>): string {
   const base = `output_${
@@ -524,14 +552,15 @@ function readerSelect(format: string, files: string[]): string {
 
 /**
  * Creates runs, operators and files (from tableRuns) and errors, outputs and output_<sink> views
- * (over dataRuns). Views read files only when a query uses them. Returns the table names.
+ * (over dataRuns). Views read files only when a query uses them. Returns the table names and the
+ * files the views read.
  */
 async function buildTables(
   conn: DuckDBConnection,
   tableRuns: RunInfo[],
   dataRuns: RunInfo[],
   notes: string[],
-): Promise<string[]> {
+): Promise<BuiltTables> {
   // Sluice writes every timestamp in UTC; date functions on TIMESTAMPTZ should agree.
   await conn.run(`SET SESSION TimeZone = 'UTC'`);
   await loadTable(conn, 'runs', RUN_COLUMNS, tableRuns.map(runRow));
@@ -599,7 +628,8 @@ async function buildTables(
     ? sinkViews.map((v) => `SELECT * FROM ${quoteIdent(v)}`).join(' UNION ALL BY NAME ')
     : `SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS sink WHERE false`;
   await conn.run(`CREATE TEMP VIEW outputs AS ${outputs}`);
-  return [...BASE_TABLES, ...sinkViews];
+  const files = [...jsonlErrors, ...[...sinks.values()].flat().flatMap((f) => (f.bytes ? [f.path] : []))];
+  return { tables: [...BASE_TABLES, ...sinkViews], files };
 }
 
 /** Runs the statements; the last one's result is printed, streamed chunk by chunk. */

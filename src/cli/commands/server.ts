@@ -22,7 +22,8 @@ const STATE_DIR_OPTION = {
 
 export const serverCommand = defineCommand({
   name: 'server',
-  usage: 'sluice server [--host HOST] [--port PORT] [--database URL] [--state-dir DIR] [--max-jobs N]',
+  usage:
+    'sluice server [--host HOST] [--port PORT] [--database URL] [--state-dir DIR] [--data-root DIR] [--max-jobs N]',
   summary: 'Run the control plane: the v1 API, job processes, schedules, webhooks and metrics.',
   positionals: [],
   options: {
@@ -35,6 +36,29 @@ export const serverCommand = defineCommand({
     },
     database: DATABASE_OPTION,
     'state-dir': STATE_DIR_OPTION,
+    'data-root': {
+      type: 'string',
+      value: 'DIR',
+      description:
+        "The jobs' workspace: relative paths in specs resolve here and no path may leave it (docs/server.md); default: data/ in --state-dir.",
+    },
+    'allow-root': {
+      type: 'string',
+      value: 'DIR',
+      multiple: true,
+      description: 'Another folder jobs may read and write (absolute paths inside it are accepted).',
+    },
+    'allow-env': {
+      type: 'string',
+      value: 'NAME',
+      multiple: true,
+      description:
+        'An environment variable (or glob, e.g. PUBLIC_*) that `${env:…}` in specs may read; none by default.',
+    },
+    'allow-scripts': {
+      type: 'boolean',
+      description: 'Let specs run `script` steps (code from a module in the workspace); refused by default.',
+    },
     'checkpoint-store': {
       type: 'string',
       value: 'LOCATION',
@@ -85,6 +109,10 @@ export async function server(argv: string[]): Promise<number> {
     maxJobs: number('max-jobs', 1),
     cancelGraceMs: number('cancel-grace', 0) * 1000,
     ...(options['checkpoint-store'] ? { checkpointStore: options['checkpoint-store'] } : {}),
+    ...(options['data-root'] ? { dataRoot: options['data-root'] } : {}),
+    allowRoots: options['allow-root'] ?? [],
+    allowEnv: options['allow-env'] ?? [],
+    allowScripts: options['allow-scripts'] ?? false,
     logger,
   });
   // One write: whoever reads stderr up to the URL has the token line too (a pipe write is atomic).

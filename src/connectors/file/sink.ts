@@ -965,6 +965,7 @@ export const fileSink = defineSink({
     'by embedded DuckDB with bounded memory: records are staged as JSON Lines and converted with exact column types: a column keeps the type its batches declare (a CSV `date`, `CAST(x AS INTEGER)` in a sql step; see docs/concepts.md) when its values fit it, else the type of its values.',
   config: fileSinkConfig,
   shorthand: 'path',
+  paths: (cfg) => (isS3Url(cfg.path) ? [] : [{ path: ['path'], value: cfg.path }]),
   examples: [
     {
       title: 'Parquet part files partitioned by country, rolled every million records',

@@ -276,6 +276,7 @@ export const fileSource = defineSource({
     'goes to the errors sink with the file, line and raw text, and reading carries on.',
   config: fileSourceConfig,
   shorthand: 'path',
+  paths: (cfg) => (isS3Url(cfg.path) ? [] : [{ path: ['path'], value: cfg.path }]),
   examples: [
     {
       title: 'Gzipped CSV files matched by a glob, with typed columns',

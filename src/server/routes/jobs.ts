@@ -12,7 +12,7 @@ import type { ServerContext } from '../context.ts';
 import { apiJob, jobPaths } from '../jobs.ts';
 import { isTerminal, JOB_STATES, type JobState } from '../lifecycle.ts';
 import type { JobRecord } from '../store/jobs.ts';
-import { validateForSave } from './pipelines.ts';
+import { validateForSave, workspaceFor } from './pipelines.ts';
 
 /** `?state=`: one or more job states, comma-separated (spaces around them allowed). */
 const STATE_LIST = new RegExp(`^\\s*(${JOB_STATES.join('|')})\\s*(,\\s*(${JOB_STATES.join('|')})\\s*)*$`);
@@ -109,7 +109,7 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
           spec: body.spec,
           ...(body.base_dir !== undefined ? { base_dir: body.base_dir } : {}),
         };
-        const { name, baseDir } = await validateForSave(ctx, saveBody, body.params ?? {});
+        const { name, baseDir } = await validateForSave(ctx, saveBody, body.params ?? {}, req.token);
         if (pipeline !== undefined && pipeline !== name) {
           throw new SluiceError(
             'SLUICE_BAD_REQUEST',
@@ -125,6 +125,7 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
         ...(version !== undefined ? { version } : {}),
         ...(body.params ? { params: body.params } : {}),
         ...(key ? { idempotencyKey: key, requestHash } : {}),
+        workspace: workspaceFor(ctx, req.token),
       });
       return reply.status(created ? 201 : 200).send({ job: showJob(ctx, job) });
     },
@@ -330,7 +331,7 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
     schema: {
       tags: ['jobs'],
       summary:
-        "DuckDB SQL over the job's record-level stats: tables runs, operators, files, errors, outputs (docs/query.md).",
+        "DuckDB SQL over the job's record-level stats: tables runs, operators, files, errors, outputs (docs/query.md). The SQL sees these tables only: no other file, URL, database or extension; it is stopped after the server's query timeout.",
       params: idParams,
       body: z.object({ sql: z.string().min(1), limit: z.number().int().min(1).max(100_000).default(1000) }),
       response: {
@@ -344,7 +345,9 @@ export function jobRoutes(app: ZodApp, ctx: ServerContext): void {
     },
     handler: async (req) => {
       const job = await ctx.store.requireJob(req.params.id);
-      return queryRunsDir(jobPaths(ctx.stateDir, job.id).runs, req.body.sql, req.body.limit);
+      return queryRunsDir(jobPaths(ctx.stateDir, job.id).runs, req.body.sql, req.body.limit, {
+        timeoutMs: ctx.queryTimeoutMs,
+      });
     },
   });
 }

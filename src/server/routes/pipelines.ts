@@ -3,9 +3,10 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SluiceError } from '../../sdk/errors.ts';
 import { SpecInvalidError, type SpecIssue, validatePipeline } from '../../spec/validate.ts';
+import { resolveBaseDir, secretsNamed, variableRefusal, type Workspace } from '../../spec/workspace.ts';
 import type { ZodApp } from '../app.ts';
 import type { ServerContext } from '../context.ts';
-import type { PipelineRecord } from '../store/jobs.ts';
+import type { PipelineRecord, TokenRecord } from '../store/jobs.ts';
 
 export const specBody = z.object({
   spec: z.string().min(1).describe('The pipeline spec, YAML (apiVersion: sluice/v1, kind: Pipeline).'),
@@ -13,7 +14,7 @@ export const specBody = z.object({
     .string()
     .optional()
     .describe(
-      "Directory that relative paths in the spec resolve against, on the server's machine (`sluice submit` sends the spec file's directory). Default: the server's working directory.",
+      "Folder that relative paths in the spec resolve against, on the server's machine: relative to the server's data root, or an absolute folder inside the data root or an allowed root (`sluice submit` sends the spec file's directory). Default: the data root.",
     ),
 });
 
@@ -44,15 +45,20 @@ export function toApiPipeline(p: PipelineRecord): z.infer<typeof apiPipeline> {
 export async function validateForSave(
   ctx: ServerContext,
   body: { spec: string; base_dir?: string | undefined },
-  params?: Record<string, string>,
+  params: Record<string, string> | undefined,
+  token: TokenRecord | undefined,
 ): Promise<{ name: string; baseDir: string }> {
-  const baseDir = path.resolve(body.base_dir ?? process.cwd());
+  const workspace = workspaceFor(ctx, token);
+  const base = resolveBaseDir(workspace, body.base_dir);
+  if ('problem' in base) throw new SluiceError('SLUICE_SPEC_FORBIDDEN', base.problem);
+  const baseDir = base.dir;
   const file = path.join(baseDir, 'pipeline.yaml');
   const { pipeline, issues } = await validatePipeline({
     file,
     text: body.spec,
     params: params ?? {},
     registry: ctx.registry,
+    workspace,
   });
   const lines = body.spec.split('\n');
   const blocking = params
@@ -62,6 +68,32 @@ export async function validateForSave(
   const name = pipeline?.metadata.name ?? nameFromText(body.spec);
   if (!name) throw new SpecInvalidError(file, issues);
   return { name, baseDir };
+}
+
+/** The server's workspace with the secrets `token` was granted (an admin token: every secret). */
+export function workspaceFor(ctx: ServerContext, token: TokenRecord | undefined): Workspace {
+  const admin = token?.scopes.includes('admin') ?? false;
+  return { ...ctx.workspace, secrets: admin ? undefined : (token?.secrets ?? []) };
+}
+
+/**
+ * Refuses a token that may not use every secret the latest version of `pipelineRef` names: what
+ * a schedule or a backfill later submits without a token is checked when they are made.
+ */
+export async function assertSecretsGranted(
+  ctx: ServerContext,
+  token: TokenRecord | undefined,
+  pipelineRef: string,
+): Promise<void> {
+  const workspace = workspaceFor(ctx, token);
+  const pipeline = await ctx.store.requirePipeline(pipelineRef);
+  const version = await ctx.store.getVersion(pipeline.id, pipeline.latest_version);
+  const refused = secretsNamed(version?.spec ?? '')
+    .map((name) => variableRefusal(workspace, 'secret', name))
+    .filter((r): r is string => r !== undefined);
+  if (refused.length) {
+    throw new SluiceError('SLUICE_SPEC_FORBIDDEN', `pipeline ${pipeline.name}: ${refused.join('; ')}`);
+  }
 }
 
 /** metadata.name of a spec that only failed on params it will get at submit. */
@@ -88,7 +120,7 @@ export function pipelineRoutes(app: ZodApp, ctx: ServerContext): void {
       response: { 201: saved },
     },
     handler: async (req, reply) => {
-      const { name, baseDir } = await validateForSave(ctx, req.body);
+      const { name, baseDir } = await validateForSave(ctx, req.body, undefined, req.token);
       const result = await ctx.store.savePipeline(name, req.body.spec, baseDir);
       return reply.status(201).send({ pipeline: toApiPipeline(result.pipeline), version: result.version });
     },
@@ -107,7 +139,7 @@ export function pipelineRoutes(app: ZodApp, ctx: ServerContext): void {
     },
     handler: async (req) => {
       const existing = await ctx.store.requirePipeline(req.params.ref);
-      const { name, baseDir } = await validateForSave(ctx, req.body);
+      const { name, baseDir } = await validateForSave(ctx, req.body, undefined, req.token);
       if (name !== existing.name) {
         throw new SluiceError(
           'SLUICE_CONFLICT',
@@ -130,7 +162,7 @@ export function pipelineRoutes(app: ZodApp, ctx: ServerContext): void {
       response: { 200: z.object({ valid: z.literal(true), pipeline: z.string() }) },
     },
     handler: async (req) => {
-      const { name } = await validateForSave(ctx, req.body, req.body.params);
+      const { name } = await validateForSave(ctx, req.body, req.body.params, req.token);
       return { valid: true as const, pipeline: name };
     },
   });

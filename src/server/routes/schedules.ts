@@ -3,6 +3,7 @@ import type { ZodApp } from '../app.ts';
 import type { ServerContext } from '../context.ts';
 import { CATCH_UP_POLICIES, MAX_BACKFILL_DATES } from '../scheduler.ts';
 import { apiJobSchema, showJob } from './jobs.ts';
+import { assertSecretsGranted } from './pipelines.ts';
 
 const params = z
   .record(z.string(), z.string())
@@ -72,7 +73,10 @@ export function scheduleRoutes(app: ZodApp, ctx: ServerContext): void {
       }),
       response: { 201: scheduleReply },
     },
-    handler: async (req, reply) => reply.status(201).send({ schedule: await ctx.scheduler.create(req.body) }),
+    handler: async (req, reply) => {
+      await assertSecretsGranted(ctx, req.token, req.body.pipeline);
+      return reply.status(201).send({ schedule: await ctx.scheduler.create(req.body) });
+    },
   });
 
   app.route({
@@ -121,7 +125,10 @@ export function scheduleRoutes(app: ZodApp, ctx: ServerContext): void {
       }),
       response: { 200: scheduleReply },
     },
-    handler: async (req) => ({ schedule: await ctx.scheduler.update(req.params.id, req.body) }),
+    handler: async (req) => {
+      if (req.body.pipeline !== undefined) await assertSecretsGranted(ctx, req.token, req.body.pipeline);
+      return { schedule: await ctx.scheduler.update(req.params.id, req.body) };
+    },
   });
 
   app.route({
@@ -158,6 +165,7 @@ export function scheduleRoutes(app: ZodApp, ctx: ServerContext): void {
       response: { 201: z.object({ jobs: z.array(apiJobSchema) }) },
     },
     handler: async (req, reply) => {
+      await assertSecretsGranted(ctx, req.token, req.body.pipeline);
       const jobs = await ctx.scheduler.backfill(req.body);
       return reply.status(201).send({ jobs: jobs.map((job) => showJob(ctx, job)) });
     },

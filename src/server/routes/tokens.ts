@@ -7,6 +7,7 @@ const apiToken = z.object({
   id: z.string(),
   name: z.string(),
   scopes: z.array(z.enum(TOKEN_SCOPES)),
+  secrets: z.array(z.string()),
   created_at: z.string(),
   revoked_at: z.string().nullable(),
   last_used_at: z.string().nullable(),
@@ -36,11 +37,18 @@ export function tokenRoutes(app: ZodApp, ctx: ServerContext): void {
           .array(z.enum(TOKEN_SCOPES))
           .min(1)
           .describe('read: look; write: also submit, cancel, restart; admin: also tokens and webhooks.'),
+        secrets: z
+          .array(z.string().min(1).max(200))
+          .max(1000)
+          .default([])
+          .describe(
+            'Secrets (names, or glob patterns such as `team_a_*`) that `${secret:…}` may read in specs this token saves, validates or submits. An admin token may use every secret.',
+          ),
       }),
       response: { 201: z.object({ token: z.string(), record: apiToken }) },
     },
     handler: async (req, reply) => {
-      const { token, record } = await ctx.store.createToken(req.body.name, req.body.scopes);
+      const { token, record } = await ctx.store.createToken(req.body.name, req.body.scopes, req.body.secrets);
       return reply.status(201).send({ token, record: toApiToken(record) });
     },
   });

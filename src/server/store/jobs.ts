@@ -114,6 +114,8 @@ export interface TokenRecord {
   id: string;
   name: string;
   scopes: TokenScope[];
+  /** Secret names or glob patterns `${secret:…}` may read in specs this token sends (admin: all). */
+  secrets: string[];
   created_at: number;
   revoked_at: number | null;
   last_used_at: number | null;
@@ -130,7 +132,11 @@ function jobFromRow(row: Record<string, unknown>): JobRecord {
 
 function tokenFromRow(row: Record<string, unknown>): TokenRecord {
   const { hash: _hash, ...rest } = row;
-  return { ...rest, scopes: JSON.parse(row.scopes as string) } as TokenRecord;
+  return {
+    ...rest,
+    scopes: JSON.parse(row.scopes as string),
+    secrets: JSON.parse((row.secrets as string | null) ?? '[]'),
+  } as TokenRecord;
 }
 
 export class JobStore {
@@ -421,20 +427,21 @@ export class JobStore {
   // ------------------------------------------------------------ tokens
 
   /** Creates a token; the secret is returned once and only its hash is kept. */
-  async createToken(name: string, scopes: TokenScope[]): Promise<{ token: string; record: TokenRecord }> {
+  async createToken(
+    name: string,
+    scopes: TokenScope[],
+    secrets: string[] = [],
+  ): Promise<{ token: string; record: TokenRecord }> {
     const id = newId('tok');
     const token = `sluice_${randomBytes(24).toString('base64url')}`;
     const now = Date.now();
-    await this.db.run('INSERT INTO tokens (id, name, hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)', [
-      id,
-      name,
-      sha256(token),
-      JSON.stringify(scopes),
-      now,
-    ]);
+    await this.db.run(
+      'INSERT INTO tokens (id, name, hash, scopes, secrets, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
+      [id, name, sha256(token), JSON.stringify(scopes), JSON.stringify(secrets), now],
+    );
     return {
       token,
-      record: { id, name, scopes, created_at: now, revoked_at: null, last_used_at: null },
+      record: { id, name, scopes, secrets, created_at: now, revoked_at: null, last_used_at: null },
     };
   }
 

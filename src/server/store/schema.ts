@@ -105,6 +105,8 @@ const MIGRATIONS: string[][] = [
     )`,
     'CREATE INDEX schedules_due ON schedules (next_fire_at)',
   ],
+  // The secrets a token may use in specs (names or globs, JSON); an admin token may use every one.
+  ["ALTER TABLE tokens ADD COLUMN secrets TEXT NOT NULL DEFAULT '[]'"],
 ];
 
 export async function migrate(db: Db): Promise<void> {

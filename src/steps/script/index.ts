@@ -114,6 +114,8 @@ config:
     },
     { title: 'A module with no config', yaml: 'module: ./steps/normalise.mjs\n' },
   ],
+  runsCode: true,
+  paths: (cfg) => [{ path: ['module'], value: cfg.module }],
   async check(cfg, { baseDir }): Promise<ConfigIssue[]> {
     let def: StepDefinition;
     try {

@@ -155,6 +155,11 @@ export const sqlStep = defineStep({
       yaml: 'SELECT country, count(*) AS payments, sum(amount) AS total FROM input GROUP BY country ORDER BY total DESC',
     },
   ],
+  paths: (cfg) =>
+    Object.entries(cfg.lookups ?? {}).map(([name, lookup]) => ({
+      path: ['lookups', name, 'path'],
+      value: lookup.path,
+    })),
   async check(cfg, ctx) {
     if (cfg.lookups) {
       const conn = await newDuckDBConnection();

@@ -161,6 +161,7 @@ The schema is given inline (\`schema\`) or in a JSON or YAML file (\`schema_file
 `,
     },
   ],
+  paths: (cfg) => (cfg.schema_file === undefined ? [] : [{ path: ['schema_file'], value: cfg.schema_file }]),
   async check(cfg, { baseDir }): Promise<ConfigIssue[]> {
     try {
       const { schema, at } = await loadSchema(cfg, baseDir);
