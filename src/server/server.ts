@@ -40,7 +40,7 @@ export interface ServerOptions {
   webhookRetry?: { attempts: number; baseMs: number; maxMs: number };
   /** `POST /v1/jobs/:id/query` interrupts a query after this long; default 30 s. */
   queryTimeoutMs?: number;
-  /** Where every job's relative paths resolve, and the folder its paths must stay in; default `<stateDir>/data`. */
+  /** Where every job's relative paths resolve, and the folder its paths must stay in; default the process's working directory. */
   dataRoot?: string;
   /** Other folders a job's paths may reach (absolute paths inside them are accepted). */
   allowRoots?: string[];
@@ -99,8 +99,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = new JobStore(db);
   const registry = defaultRegistry();
   const workspace: Workspace = {
-    dataRoot: path.resolve(options.dataRoot ?? path.join(stateDir, 'data')),
+    // The folder the server started in, as on a laptop: `sluice submit` from that folder works.
+    dataRoot: path.resolve(options.dataRoot ?? process.cwd()),
     extraRoots: (options.allowRoots ?? []).map((r) => path.resolve(r)),
+    hidden: [path.resolve(stateDir)],
     env: options.allowEnv ?? [],
     scripts: options.allowScripts ?? false,
   };

@@ -12,6 +12,12 @@ export interface Workspace {
   dataRoot: string;
   /** Other folders an admin allowed paths into, besides the data root. */
   extraRoots: readonly string[];
+  /**
+   * Folders inside the roots that no spec may reach: the server's own state (its store, every
+   * job's runs, checkpoints and logs), which lies in the data root when that is the folder the
+   * server started in.
+   */
+  hidden?: readonly string[];
   /** Names or glob patterns of the environment variables `${env:…}` may read. */
   env: readonly string[];
   /** Names or glob patterns of the secrets `${secret:…}` may read; undefined: every secret. */
@@ -91,6 +97,10 @@ export function pathRefusal(ws: Workspace, baseDir: string, value: string): stri
   const real = realish(resolved);
   if (!roots.some((r) => inside(realish(r), real))) {
     return `path ${JSON.stringify(value)} leads through a symbolic link to ${real}, outside ${where}`;
+  }
+  const hidden = (ws.hidden ?? []).find((h) => inside(realish(path.resolve(h)), real));
+  if (hidden) {
+    return `path ${JSON.stringify(value)} resolves to ${real}, inside ${hidden}, the server's own state (its store, jobs' runs, checkpoints and logs), which no spec may read or write`;
   }
   return undefined;
 }

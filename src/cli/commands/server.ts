@@ -40,7 +40,7 @@ export const serverCommand = defineCommand({
       type: 'string',
       value: 'DIR',
       description:
-        "The jobs' workspace: relative paths in specs resolve here and no path may leave it (docs/server.md); default: data/ in --state-dir.",
+        "The jobs' workspace: relative paths in specs resolve here and no path may leave it, nor reach --state-dir (docs/server.md); default: the current directory.",
     },
     'allow-root': {
       type: 'string',
