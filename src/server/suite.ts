@@ -321,7 +321,10 @@ export default defineStep({
       let api: Api;
       before(async () => {
         tokens = await createTestStore(kind);
-        ({ server, api } = await startTestServer(tokens.url, path.join(tokens.dir, 'state')));
+        // The same data root as the suite's other server: DuckDB's confinement is per process.
+        ({ server, api } = await startTestServer(tokens.url, path.join(tokens.dir, 'state'), {
+          dataRoot: work,
+        }));
       });
       after(async () => {
         await server.close();
