@@ -415,9 +415,21 @@ export class HttpCaller {
         this.#opts.redactor.redact(
           `${req.method} ${this.#url(req)} answered ${status} with a body that is not valid JSON: ${(err as Error).message}`,
         ),
-        { details: { ...this.#where(req, attempts), status, ...excerpt, content_type: contentType ?? null } },
+        {
+          details: {
+            ...this.#where(req, attempts),
+            status,
+            ...excerpt,
+            content_type: this.#contentType(contentType),
+          },
+        },
       );
     }
+  }
+
+  /** The response's Content-Type for an error record: an upstream may echo request headers in it too. */
+  #contentType(contentType: string | undefined): string | null {
+    return contentType === undefined ? null : this.#opts.redactor.redact(contentType);
   }
 
   #url(req: PreparedRequest): string {
@@ -444,7 +456,12 @@ export class HttpCaller {
       {
         // Worth replaying later: the server was overloaded or failing, not refusing the record.
         retriable: status === 408 || status === 429 || status >= 500,
-        details: { ...this.#where(req, attempts), status, ...excerpt, content_type: contentType ?? null },
+        details: {
+          ...this.#where(req, attempts),
+          status,
+          ...excerpt,
+          content_type: this.#contentType(contentType),
+        },
       },
     );
   }

@@ -167,7 +167,9 @@ export function createHttpStep(
   });
   const limit = cfg.rate_limit ? rateLimitOf(cfg.rate_limit) : undefined;
   const limiter = limit ? new TokenBucket(limit.perSecond, limit.burst) : undefined;
-  const breaker = cfg.breaker ? new CircuitBreaker(origin, cfg.breaker, ctx.logger) : undefined;
+  const breaker = cfg.breaker
+    ? new CircuitBreaker(redactor.redact(origin), cfg.breaker, ctx.logger)
+    : undefined;
   const cache = cfg.cache
     ? new ResponseCache<CallOutcome>({ ttlMs: ms(cfg.cache.ttl), maxEntries: cfg.cache.max_entries })
     : undefined;
