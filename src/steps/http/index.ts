@@ -9,13 +9,14 @@ import type {
   StepResult,
 } from '../../sdk/types.ts';
 import { parseDuration } from '../../spec/duration.ts';
+import { parseSize } from '../../spec/size.ts';
 import { compileSelect, planQuery, type QueryPlan } from '../../sql/index.ts';
 import { sqlIssues } from '../filter/index.ts';
 import { authSecrets, createAuth, redactorFor } from './auth.ts';
 import { CircuitBreaker } from './breaker.ts';
 import { bulkProcess } from './bulk.ts';
 import { ResponseCache } from './cache.ts';
-import { type CallOutcome, HttpCaller, type PreparedRequest } from './client.ts';
+import { acceptEncoding, type CallOutcome, HttpCaller, type PreparedRequest } from './client.ts';
 import { type HttpConfig, httpConfig } from './config.ts';
 import { rateLimitOf, TokenBucket } from './rate-limit.ts';
 import {
@@ -101,6 +102,8 @@ function requestBuilder(cfg: HttpConfig): (value: RecordValue) => PreparedReques
   if (auth?.basic)
     staticHeaders.authorization = `Basic ${Buffer.from(`${auth.basic.username}:${auth.basic.password}`).toString('base64')}`;
   if (auth?.header) staticHeaders[auth.header.name.toLowerCase()] = auth.header.value;
+  if (!dynamicHeaders.some(([k]) => k === 'accept-encoding'))
+    acceptEncoding(staticHeaders, cfg.response.decompress);
   const joiner = url.hasQuery ? '&' : '?';
   return (value) => {
     let path = url.target(value);
@@ -196,6 +199,10 @@ export function createHttpStep(
     },
     onStatus: cfg.on_status,
     as: cfg.response.as,
+    maxBytes: parseSize(cfg.response.max_bytes),
+    decompress: cfg.response.decompress,
+    redirects: { max: cfg.redirects.max, crossOrigin: cfg.redirects.cross_origin },
+    ...(cfg.auth?.header ? { credentialHeaders: [cfg.auth.header.name.toLowerCase()] } : {}),
     signal: ctx.signal,
     redactor,
     ...(limiter ? { limiter } : {}),
