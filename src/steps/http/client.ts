@@ -77,6 +77,8 @@ export function acceptEncoding(headers: Record<string, string>, decompress: bool
   if (decompress && !('accept-encoding' in headers)) headers['accept-encoding'] = ACCEPT_ENCODING;
 }
 
+type Dispatch = Dispatcher['dispatch'];
+
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** Codes of node:zlib's errors (gzip and deflate, brotli, zstd): a body its Content-Encoding does not describe. */
 const DECODE_ERROR = /^(?:Z_|ERR__ERROR_|ZSTD_error_)/;
@@ -168,13 +170,13 @@ const ACTION_NAMES = [undefined, 'keep', 'drop', 'error'] as const;
 export class HttpCaller {
   /** Every connection made so far (one undici Client each), and those not carrying a call now. */
   readonly #clients: Client[] = [];
-  /** Connections not carrying a call now, as dispatched to (with the decompress interceptor). */
-  readonly #free: Dispatcher[] = [];
+  /** Connections not carrying a call now, as their dispatch functions (through the decompress interceptor). */
+  readonly #free: Dispatch[] = [];
   readonly #clientOptions: Client.Options;
   readonly #decode: Dispatcher.DispatcherComposeInterceptor | undefined;
   /** Connections to other origins, for cross-origin redirects only (made on the first). */
   #agent: Agent | undefined;
-  #agentDispatcher: Dispatcher | undefined;
+  #agentDispatch: Dispatch | undefined;
   readonly #stripped: ReadonlySet<string>;
   #closed = false;
   readonly #slots: Slots;
@@ -376,7 +378,7 @@ export class HttpCaller {
         resolve(handler);
       });
       try {
-        client.dispatch(
+        client(
           {
             ...(elsewhere ? { origin: req.origin } : {}),
             path: req.path,
@@ -481,19 +483,28 @@ export class HttpCaller {
   }
 
   /** A new connection to the origin (it connects on its first call, and again after a failure). */
-  #connection(): Dispatcher {
+  #connection(): Dispatch {
     const client = new Client(this.#opts.origin, this.#clientOptions);
     this.#clients.push(client);
-    return this.#decode ? client.compose(this.#decode) : client;
+    return this.#intercepted(client);
+  }
+
+  /**
+   * The dispatcher's dispatch through the interceptor, applied as compose() does but without its
+   * Proxy and per-call copy of the options: this is every call's path.
+   */
+  #intercepted(dispatcher: Dispatcher): Dispatch {
+    const dispatch: Dispatch = dispatcher.dispatch.bind(dispatcher);
+    return this.#decode ? (this.#decode(dispatch) as Dispatch) : dispatch;
   }
 
   /** Connections to the origins cross-origin redirects lead to (rare: pooled by undici's Agent). */
-  #otherOrigins(): Dispatcher {
-    if (!this.#agentDispatcher) {
+  #otherOrigins(): Dispatch {
+    if (!this.#agentDispatch) {
       this.#agent = new Agent(this.#clientOptions);
-      this.#agentDispatcher = this.#decode ? this.#agent.compose(this.#decode) : this.#agent;
+      this.#agentDispatch = this.#intercepted(this.#agent);
     }
-    return this.#agentDispatcher;
+    return this.#agentDispatch;
   }
 
   /** Whether a 301, 302, 303, 307 or 308 is followed rather than taken as the final response. */

@@ -349,6 +349,8 @@ Every call is independent: a call that fails after its retries sends that record
 
 Retries (\`retry\`) use exponential backoff with full jitter, on the statuses and conditions listed in \`retry.on\`, and honour \`Retry-After\` (seconds or an HTTP date, up to \`retry.max\`). While a record waits to retry it holds no connection: other records' calls use it. Credentials (\`auth\`: bearer, basic, an API key header, or OAuth2 client credentials with the token cached, refreshed before expiry and on a 401) come from \`\${env:...}\` or \`\${secret:...}\` and are redacted from everything Sluice records. \`rate_limit\` (a token bucket per host), \`breaker\` (a circuit breaker on the failure rate, holding or failing calls while open) and \`cache\` (LRU with a TTL and single flight, keyed by a template) protect the API; the step's metrics (requests by status class, latency, retries, cache, limiter, breaker) are in the run summary. See docs/http.md.
 
+Responses compressed with gzip, deflate, br or zstd are decoded (\`Accept-Encoding\` is sent; \`response.decompress\`), redirects are followed up to \`redirects.max\` hops on the same origin (\`redirects.cross_origin\` allows others, without credentials), and a body larger than \`response.max_bytes\` once decoded (10 MiB) fails its record with SLUICE_HTTP_BODY_TOO_LARGE.
+
 Calls of several batches run at once, up to \`concurrency\` in flight; a checkpoint waits for every call before it. \`ordered: false\` lets a batch whose calls have all finished pass one still waiting on a slow call.`,
   config: httpConfig,
   examples: [
