@@ -796,6 +796,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
       }
     } else if (
       this.#action === 'keep' &&
+      this.#req.method !== 'HEAD' && // its Content-Length is that of a GET's body: it has none
       Number(headerText(headers['content-length'])) > this.#caller.maxBytes
     ) {
       // Announced too large (a decoded body has no Content-Length: it is counted as it comes).

@@ -71,8 +71,14 @@ async function startServer(): Promise<{ origin: string; seen: Seen[]; close: () 
           res.writeHead(302, { location: `/chain/${n - 1}` });
           return res.end();
         }
-        case 'big':
-          return json(200, { pad: 'x'.repeat(Number(url.searchParams.get('bytes')) - 10) });
+        case 'big': {
+          const text = JSON.stringify({ pad: 'x'.repeat(Number(url.searchParams.get('bytes')) - 10) });
+          res.writeHead(200, {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(text),
+          });
+          return res.end(req.method === 'HEAD' ? undefined : text);
+        }
         case 'bomb':
           res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
           return res.end(BOMB);
@@ -278,6 +284,19 @@ describe('http step: response size cap', () => {
       /\/big\?bytes=70000 .*more than response\.max_bytes \(65536 bytes, counted after decoding\)/,
     );
     assert.equal(error.details?.max_bytes, 65536);
+  });
+
+  it('a HEAD whose Content-Length is over the cap is kept: it has no body', async () => {
+    const s = step({
+      request: { method: 'HEAD', url: `${a.origin}/big?bytes=70000` },
+      response: { max_bytes: '64KiB', include: ['status', 'headers'] },
+      retry: { attempts: 1 },
+    });
+    const result = await one(s, {});
+    assert.equal(result.rejected, undefined, result.rejected?.[0]?.error.message);
+    const response = result.records[0]!.value.response as { status: number; headers: Record<string, string> };
+    assert.equal(response.status, 200);
+    assert.equal(response.headers['content-length'], '70000');
   });
 
   it('caps the decoded size: a gzip bomb fails at the default 10 MiB', async () => {
