@@ -93,7 +93,18 @@ export const ERROR_CODES = {
   },
   SLUICE_HTTP_RESPONSE: {
     retriable: false,
-    description: "An `http` step's response body is not valid JSON where JSON was asked for (`response.as`).",
+    description:
+      "An `http` step's response body is not valid JSON where JSON was asked for (`response.as`), or does not decode as its Content-Encoding says (a corrupt gzip, br, deflate or zstd stream).",
+  },
+  SLUICE_HTTP_REDIRECT: {
+    retriable: false,
+    description:
+      "An `http` step's, source's or sink's call was redirected where it may not follow: more than `redirects.max` times, to another origin while `redirects.cross_origin` is false, or to a Location that is not an http(s) URL. Details name the status, the Location and the hops followed; nothing is sent to the refused URL.",
+  },
+  SLUICE_HTTP_BODY_TOO_LARGE: {
+    retriable: false,
+    description:
+      "An `http` step's, source's or sink's response body was larger than `response.max_bytes` (10 MiB by default), counted after Content-Encoding is decoded, so a compressed bomb is stopped too. Reading stops at the limit; details hold `max_bytes`.",
   },
   SLUICE_HTTP_TEMPLATE: {
     retriable: false,

@@ -1,5 +1,5 @@
 import { type Document, parse as parseYaml, Scalar, visit } from 'yaml';
-import { readSecret } from './secrets.ts';
+import { readSecret, registerEnvValue } from './secrets.ts';
 
 export interface Variables {
   env: Record<string, string | undefined>;
@@ -53,7 +53,11 @@ export function interpolate(doc: Document, vars: Variables): InterpolationIssue[
             return match;
           }
           const value = lookup(provider, name, vars);
-          if (value !== undefined) return value;
+          if (value !== undefined) {
+            // Provenance: a value from the environment may be a credential, whatever it is used for.
+            if (provider === 'env') registerEnvValue(value);
+            return value;
+          }
           if (fallback !== undefined) return fallback;
           issues.push({ offset, message: describeMissing(provider, name, vars) });
           return match;

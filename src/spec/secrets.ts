@@ -1,7 +1,7 @@
 /**
  * `${secret:NAME}`: a value read from a file `NAME` in the secrets folder, as Kubernetes and
- * Docker mount secrets (`$SLUICE_SECRETS_DIR`, default `/run/secrets`). Every value read is
- * remembered for the life of the process, so that components which record text (the http step's
+ * Docker mount secrets (`$SLUICE_SECRETS_DIR`, default `/run/secrets`). Every value read, and
+ * every value `${env:...}` interpolated (registerEnvValue), is remembered for the life of the process, so that components which record text (the http step's
  * error records and logs) can redact it wherever it was used.
  */
 import { readFileSync } from 'node:fs';
@@ -52,6 +52,20 @@ export function readSecret(
 /** Remembers a value to redact (a secret read by `${secret:...}`, or any other the caller knows of). */
 export function registerSecret(value: string): void {
   if (value) seen.add(value);
+}
+
+/**
+ * Env values shorter than this are not redacted: `${env:DEBUG}` = `1` or a port such as `8080`
+ * would otherwise blank every such digit run in every message. A credential is longer.
+ */
+export const MIN_REDACTED_ENV_LENGTH = 6;
+
+/**
+ * Remembers a value interpolated from `${env:...}` to redact, as a secret is: the spec does not say
+ * which variables hold credentials, so every one of at least MIN_REDACTED_ENV_LENGTH characters is.
+ */
+export function registerEnvValue(value: string): void {
+  if (value.length >= MIN_REDACTED_ENV_LENGTH) seen.add(value);
 }
 
 /** Every secret value read so far in this process. */

@@ -18,6 +18,7 @@ import type {
   SinkWriteResult,
   SluiceRecord,
 } from '../../sdk/types.ts';
+import { parseSize, sizeSchema } from '../../spec/size.ts';
 import {
   checkS3Fields,
   isS3Url,
@@ -33,24 +34,7 @@ import {
 import { encodePartitionValue, type FileFormat, FORMATS, formatFromPath } from './paths.ts';
 import { TextFileWriter } from './writer.ts';
 
-const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$/i;
-const SIZE_UNITS: Record<string, number> = {
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  kib: 1024,
-  mib: 1024 ** 2,
-  gib: 1024 ** 3,
-};
-
-/** Bytes from `1048576`, `"64MB"` or `"1GiB"`. */
-export function parseSize(size: number | string): number {
-  if (typeof size === 'number') return size;
-  const m = SIZE_RE.exec(size);
-  if (!m) throw new RangeError(`not a size: ${size}`);
-  return Math.floor(Number(m[1]) * (SIZE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? 1));
-}
+export { parseSize } from '../../spec/size.ts';
 
 /** A path ending in a known data-file extension names one file; anything else is a directory. */
 export function isSingleFilePath(p: string): boolean {
@@ -108,11 +92,7 @@ export const fileSinkConfig = z
           .min(1)
           .optional()
           .describe('Start a new part file after this many records.'),
-        max_bytes: z
-          .union([
-            z.number().int().min(1),
-            z.string().regex(SIZE_RE, 'a size such as 134217728, "128MB" or "1GiB"'),
-          ])
+        max_bytes: sizeSchema
           .optional()
           .describe(
             'Start a new part file once this many bytes were written to it (before compression; for Parquet, of ' +

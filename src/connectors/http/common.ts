@@ -4,12 +4,13 @@
  * caller (HttpCaller: pool, bounded concurrency, per-attempt timeouts, retries honouring
  * Retry-After), and redaction of credentials.
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { ComponentContext } from '../../sdk/types.ts';
 import { parseDuration } from '../../spec/duration.ts';
+import { parseSize } from '../../spec/size.ts';
 import { type Auth, authConfig, authHeaderName, createAuth, redactorFor } from '../../steps/http/auth.ts';
 import { type CallerOptions, HttpCaller, type Redactor } from '../../steps/http/client.ts';
-import { httpConfig } from '../../steps/http/config.ts';
+import { DEFAULT_MAX_BYTES, decompress, httpConfig, maxBytes } from '../../steps/http/config.ts';
 import {
   type RateLimitConfig,
   rateLimitConfig,
@@ -27,10 +28,22 @@ export const retrySchema = stepShape.retry;
 export const authSchema = authConfig.optional();
 /** `rate_limit`: the step's per-host token bucket. */
 export const rateLimitSchema = rateLimitConfig.optional();
+/** `redirects: { max, cross_origin }`, exactly as the step has it. */
+export const redirectsSchema = stepShape.redirects;
+/** `response: { max_bytes, decompress }`: the step's cap on a body and decoding of it. */
+export const responseSchema = z
+  .object({ max_bytes: maxBytes, decompress })
+  .strict()
+  .default({ max_bytes: DEFAULT_MAX_BYTES, decompress: true })
+  .describe(
+    'How response bodies are read: decoded (Content-Encoding) and capped in size, as in the http step.',
+  );
 
 export type TimeoutConfig = z.output<typeof timeoutSchema>;
 export type RetryConfig = z.output<typeof retrySchema>;
 export type AuthConfig = z.output<typeof authSchema>;
+export type RedirectsConfig = z.output<typeof redirectsSchema>;
+export type ResponseConfig = z.output<typeof responseSchema>;
 
 export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // As the step: header and query names whose fixed values are treated as secrets and redacted.
@@ -116,6 +129,8 @@ export function connect(opts: {
   retry: RetryConfig;
   auth: AuthConfig;
   rateLimit: RateLimitConfig | undefined;
+  redirects: RedirectsConfig;
+  response: ResponseConfig;
   as: CallerOptions['as'];
   signal: AbortSignal;
   redactor: Redactor;
@@ -141,6 +156,10 @@ export function connect(opts: {
     // 2xx is a success, every other final status a failure the connector classifies itself.
     onStatus: {},
     as: opts.as,
+    maxBytes: parseSize(opts.response.max_bytes),
+    decompress: opts.response.decompress,
+    redirects: { max: opts.redirects.max, crossOrigin: opts.redirects.cross_origin },
+    ...(opts.auth?.header ? { credentialHeaders: [opts.auth.header.name.toLowerCase()] } : {}),
     signal: opts.signal,
     redactor: opts.redactor,
     ...(limiter ? { limiter } : {}),

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import zlib from 'node:zlib';
 import type { SluiceError } from '../../sdk/errors.ts';
 import { configIssues, sinkConformance, testContext } from '../../sdk/testing.ts';
 import type { RecordValue, SluiceRecord } from '../../sdk/types.ts';
@@ -144,6 +145,32 @@ describe('http sink', () => {
     );
     assert.equal(first.error.details?.body, '{"error":"id 5 is invalid","auth":"Bearer [REDACTED]"}');
     assert.equal(server.requests.length, 12);
+  });
+
+  it('follows a 307 with the same POST and body, and decodes a compressed error body for the excerpt', async () => {
+    server.handler = (req) => {
+      if (req.path.startsWith('/old/'))
+        return { status: 307, headers: { location: `/things/${req.path.slice(5)}` } };
+      if (req.path === '/things/2')
+        return {
+          status: 422,
+          headers: { 'content-type': 'application/json', 'content-encoding': 'br' },
+          body: zlib.brotliCompressSync(Buffer.from(JSON.stringify({ error: 'id 2 is invalid' }))),
+        };
+      return { status: 201 };
+    };
+    const s = sink({ url: `${server.origin}/old/{{ id }}`, retry: fast });
+    const result = await s.write(records([{ id: 1 }, { id: 2 }]));
+    await s.close();
+    const things = server.requests.filter((r) => r.path.startsWith('/things/'));
+    assert.deepEqual(things.map((r) => [r.method, r.path, r.body]).sort(), [
+      ['POST', '/things/1', '{"id":1}'],
+      ['POST', '/things/2', '{"id":2}'],
+    ]);
+    assert.equal(things[0]!.headers['accept-encoding'], 'gzip, deflate, br, zstd');
+    const rejected = result?.rejected ?? [];
+    assert.equal(rejected.length, 1);
+    assert.equal(rejected[0]!.error.details?.body, '{"error":"id 2 is invalid"}');
   });
 
   it('rejects every record of a refused batch, saying so', async () => {

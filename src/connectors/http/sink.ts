@@ -15,7 +15,13 @@ import type {
   SinkWriteResult,
   SluiceRecord,
 } from '../../sdk/types.ts';
-import type { CallOutcome, HttpCaller, PreparedRequest, Redactor } from '../../steps/http/client.ts';
+import {
+  acceptEncoding,
+  type CallOutcome,
+  type HttpCaller,
+  type PreparedRequest,
+  type Redactor,
+} from '../../steps/http/client.ts';
 import {
   type CompiledUrl,
   compileJsonBody,
@@ -39,6 +45,8 @@ import {
   HEADER_NAME,
   type RetryConfig,
   rateLimitSchema,
+  redirectsSchema,
+  responseSchema,
   retryOptions,
   retrySchema,
   timeoutSchema,
@@ -119,6 +127,8 @@ export const httpSinkConfig = z
     retry: retrySchema,
     auth: authSchema,
     rate_limit: rateLimitSchema,
+    redirects: redirectsSchema,
+    response: responseSchema,
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -219,6 +229,8 @@ export class HttpSink implements SinkInstance {
       retry: cfg.retry,
       auth: cfg.auth,
       rateLimit: cfg.rate_limit,
+      redirects: cfg.redirects,
+      response: cfg.response,
       as: 'text',
       signal: AbortSignal.any([ctx.signal, this.#stop.signal]),
       redactor: this.#redactor,
@@ -235,6 +247,8 @@ export class HttpSink implements SinkInstance {
     if (!('content-type' in this.#staticHeaders) && !this.#dynamicHeaders.some(([k]) => k === 'content-type'))
       this.#staticHeaders['content-type'] = 'application/json';
     Object.assign(this.#staticHeaders, this.#connection.authHeaders);
+    if (!this.#dynamicHeaders.some(([k]) => k === 'accept-encoding'))
+      acceptEncoding(this.#staticHeaders, cfg.response.decompress);
     const item =
       cfg.body !== undefined ? compileJsonBody(cfg.body) : cfg.json ? compileJsonField(cfg.json) : undefined;
     this.#item = item

@@ -1,6 +1,7 @@
 /** The `http` source against a real local HTTP server: each pagination mode, resume, polling, failures. */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import zlib from 'node:zlib';
 import type { SluiceError } from '../../sdk/errors.ts';
 import { configIssues, readAll, sourceConformance, testContext } from '../../sdk/testing.ts';
 import type { ComponentContext, SluiceRecord, SourceBatch } from '../../sdk/types.ts';
@@ -268,6 +269,64 @@ describe('http source', () => {
       return true;
     });
     await s.close();
+  });
+
+  it('decodes compressed pages (gzip, br, zstd), asking for them with Accept-Encoding', async () => {
+    const encoders = [zlib.gzipSync, zlib.brotliCompressSync, zlib.zstdCompressSync];
+    const names = ['gzip', 'br', 'zstd'];
+    server.handler = (req) => {
+      const page = route(req);
+      const k = Number(req.query.get('offset')) / PAGE;
+      return {
+        headers: { 'content-type': 'application/json', 'content-encoding': names[k % 3]! },
+        body: encoders[k % 3]!(Buffer.from(JSON.stringify(page.body))),
+      };
+    };
+    const records = await readRecords(source(modes.offset()));
+    assert.deepEqual(ids(records), range(1, 23));
+    assert.equal(server.requests[0]!.headers['accept-encoding'], 'gzip, deflate, br, zstd');
+  });
+
+  it('follows a redirect on the same origin, and refuses one to another origin', async () => {
+    server.handler = (req) =>
+      req.path === '/old' ? { status: 301, headers: { location: `/offset${req.url.slice(4)}` } } : route(req);
+    const records = await readRecords(source({ ...modes.offset(), url: `${server.origin}/old` }));
+    assert.deepEqual(ids(records), range(1, 23));
+
+    server.handler = () => ({ status: 302, headers: { location: 'http://localhost:1/elsewhere' } });
+    const s = source(modes.offset());
+    await assert.rejects(readAll(s), (err: SluiceError) => {
+      assert.equal(err.code, 'SLUICE_SOURCE_IO');
+      assert.equal(err.details?.code, 'SLUICE_HTTP_REDIRECT');
+      assert.match(err.message, /redirected to another origin \(http:\/\/localhost:1\/elsewhere\)/);
+      return true;
+    });
+    await s.close();
+  });
+
+  it('fails on a page larger than response.max_bytes, naming the limit', async () => {
+    server.handler = (req) =>
+      req.query.get('offset') === '5'
+        ? {
+            headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+            body: zlib.gzipSync(Buffer.from(JSON.stringify({ results: items, pad: ' '.repeat(5000) }))),
+          }
+        : route(req);
+    const s = source({ ...modes.offset(), response: { max_bytes: 4096 } });
+    const got: SluiceRecord[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const batch of s.read()) got.push(...batch.records);
+      })(),
+      (err: SluiceError) => {
+        assert.equal(err.code, 'SLUICE_SOURCE_IO');
+        assert.equal(err.details?.code, 'SLUICE_HTTP_BODY_TOO_LARGE');
+        assert.match(err.message, /the page at offset 5: .* more than response\.max_bytes \(4096 bytes/);
+        return true;
+      },
+    );
+    await s.close();
+    assert.deepEqual(ids(got), range(1, 5));
   });
 
   it('fails naming the fields found when `records` points nowhere', async () => {

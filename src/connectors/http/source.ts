@@ -23,7 +23,7 @@ import type {
   SourceInstance,
 } from '../../sdk/types.ts';
 import { durationSchema } from '../../spec/duration.ts';
-import type { HttpCaller, Redactor } from '../../steps/http/client.ts';
+import { acceptEncoding, type HttpCaller, type Redactor } from '../../steps/http/client.ts';
 import {
   type FieldRef,
   hasPlaceholder,
@@ -41,6 +41,8 @@ import {
   HEADER_NAME,
   ms,
   rateLimitSchema,
+  redirectsSchema,
+  responseSchema,
   retrySchema,
   timeoutSchema,
 } from './common.ts';
@@ -158,6 +160,8 @@ export const httpSourceConfig = z
     retry: retrySchema,
     auth: authSchema,
     rate_limit: rateLimitSchema,
+    redirects: redirectsSchema,
+    response: responseSchema,
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -263,6 +267,7 @@ export class HttpSource implements SourceInstance {
     this.#base = withParams(url.pathname + url.search, Object.entries(cfg.query ?? {}));
     this.#headers = { accept: 'application/json' };
     for (const [name, value] of Object.entries(cfg.headers ?? {})) this.#headers[name.toLowerCase()] = value;
+    acceptEncoding(this.#headers, cfg.response.decompress);
     this.#records = cfg.records === undefined ? undefined : parseFieldRef(cfg.records);
     this.#cursorPath = p?.cursor ? parseFieldRef(p.cursor.path) : undefined;
     this.#redactor = connectorRedactor(cfg.auth, { headers: cfg.headers, query: cfg.query, url: cfg.url });
@@ -274,6 +279,8 @@ export class HttpSource implements SourceInstance {
       retry: cfg.retry,
       auth: cfg.auth,
       rateLimit: cfg.rate_limit,
+      redirects: cfg.redirects,
+      response: cfg.response,
       as: 'json',
       signal: ctx.signal,
       redactor: this.#redactor,

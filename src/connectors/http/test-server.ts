@@ -21,7 +21,7 @@ export interface Arrived {
 export interface Answer {
   status?: number;
   headers?: http.OutgoingHttpHeaders;
-  /** JSON-encoded unless it is a string (sent as is). */
+  /** JSON-encoded unless it is a string or a Buffer (sent as is). */
   body?: unknown;
 }
 
@@ -81,14 +81,11 @@ export async function startPageServer(): Promise<PageServer> {
         req.socket.destroy();
         return;
       }
+      const raw = typeof answer.body === 'string' || Buffer.isBuffer(answer.body);
       const body =
-        answer.body === undefined
-          ? ''
-          : typeof answer.body === 'string'
-            ? answer.body
-            : JSON.stringify(answer.body);
+        answer.body === undefined ? '' : raw ? (answer.body as string | Buffer) : JSON.stringify(answer.body);
       res.writeHead(answer.status ?? 200, {
-        ...(typeof answer.body === 'string' ? {} : { 'content-type': 'application/json' }),
+        ...(raw ? {} : { 'content-type': 'application/json' }),
         ...answer.headers,
       });
       res.end(body);

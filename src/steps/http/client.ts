@@ -1,12 +1,13 @@
 /**
  * The calls of the `http` step: keep-alive connections to the step's origin (undici Clients on a free list), a
  * bound on calls in flight, per-attempt timeouts, retries with full jitter honouring Retry-After,
- * and the classification of every final outcome. Each record's call is independent: a call that
+ * decoded Content-Encoding (undici's decompress interceptor), redirects followed under a policy,
+ * a cap on the body size, and the classification of every final outcome. Each record's call is independent: a call that
  * fails becomes that record's outcome and never holds up the others.
  */
 import { STATUS_CODES } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, type Dispatcher } from 'undici';
+import { Agent, Client, type Dispatcher, interceptors } from 'undici';
 import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
 import type { OAuth2Client } from './auth.ts';
 import type { Admission, CircuitBreaker } from './breaker.ts';
@@ -20,6 +21,8 @@ type IncomingHttpHeaders = Dispatcher.ResponseData['headers'];
 
 /** A request rendered for one record. */
 export interface PreparedRequest {
+  /** Another origin than the caller's: only on a request a cross-origin redirect made. */
+  origin?: string;
   method: string;
   /** Path and query, percent-encoded: `/v1/users/42?full=1`. */
   path: string;
@@ -56,7 +59,30 @@ export interface CallerOptions {
   breaker?: CircuitBreaker;
   /** Sends `Authorization: Bearer <token>`; a 401 fetches a new token and sends the call once more. */
   oauth2?: OAuth2Client;
+  /** Most bytes of a body kept, counted after Content-Encoding is decoded (response.max_bytes). */
+  maxBytes: number;
+  /** Decodes gzip, deflate, br and zstd bodies (the request asks for them: ACCEPT_ENCODING). */
+  decompress: boolean;
+  /** Redirects followed per attempt, and whether to other origins. */
+  redirects: { max: number; crossOrigin: boolean };
+  /** Header names (lowercase) besides Authorization, Cookie and Proxy-Authorization never sent to another origin. */
+  credentialHeaders?: readonly string[];
 }
+
+/** What a request asks for when responses are decoded: every encoding undici's decompress interceptor reads. */
+export const ACCEPT_ENCODING = 'gzip, deflate, br, zstd';
+
+/** Adds Accept-Encoding to a request's headers (names in lowercase) unless they set it. */
+export function acceptEncoding(headers: Record<string, string>, decompress: boolean): void {
+  if (decompress && !('accept-encoding' in headers)) headers['accept-encoding'] = ACCEPT_ENCODING;
+}
+
+type Dispatch = Dispatcher['dispatch'];
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** Codes of node:zlib's errors (gzip and deflate, brotli, zstd): a body its Content-Encoding does not describe. */
+const DECODE_ERROR = /^(?:Z_|ERR__ERROR_|ZSTD_error_)/;
+const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
 
 /** What became of one record's call, after its retries. */
 export type CallOutcome =
@@ -132,7 +158,10 @@ type AttemptResult =
   | { kind: 'final'; outcome: CallOutcome }
   | { kind: 'network'; message: string; cause: string }
   | { kind: 'timeout'; phase: 'connect' | 'headers' | 'total'; ms: number }
-  | { kind: 'invalid'; message: string };
+  | { kind: 'invalid'; message: string }
+  | { kind: 'redirect'; status: number; location: string }
+  | { kind: 'too-large'; status: number }
+  | { kind: 'undecodable'; status: number; message: string };
 
 const ACTIONS = { keep: 1, drop: 2, error: 3 } as const;
 const ABORTED: CallOutcome = Object.freeze({ kind: 'aborted' });
@@ -141,8 +170,14 @@ const ACTION_NAMES = [undefined, 'keep', 'drop', 'error'] as const;
 export class HttpCaller {
   /** Every connection made so far (one undici Client each), and those not carrying a call now. */
   readonly #clients: Client[] = [];
-  readonly #free: Client[] = [];
+  /** Connections not carrying a call now, as their dispatch functions (through the decompress interceptor). */
+  readonly #free: Dispatch[] = [];
   readonly #clientOptions: Client.Options;
+  readonly #decode: Dispatcher.DispatcherComposeInterceptor | undefined;
+  /** Connections to other origins, for cross-origin redirects only (made on the first). */
+  #agent: Agent | undefined;
+  #agentDispatch: Dispatch | undefined;
+  readonly #stripped: ReadonlySet<string>;
   #closed = false;
   readonly #slots: Slots;
   readonly #opts: CallerOptions;
@@ -165,6 +200,12 @@ export class HttpCaller {
       headersTimeout: opts.timeouts.headers + 1000,
       bodyTimeout: opts.timeouts.total + 1000,
     };
+    // Error bodies too: their excerpt is meant to be read. maxSize also bounds each stage of a
+    // chained encoding (gzip, br), which the handler's own count of the decoded body cannot see.
+    this.#decode = opts.decompress
+      ? interceptors.decompress({ skipErrorResponses: false, maxSize: opts.maxBytes })
+      : undefined;
+    this.#stripped = new Set([...CREDENTIAL_HEADERS, ...(opts.credentialHeaders ?? [])]);
     for (let status = 100; status < 600; status++) {
       const action =
         opts.onStatus[String(status)] ??
@@ -176,6 +217,7 @@ export class HttpCaller {
     }
     this.#onAbort = () => {
       for (const client of this.#clients) client.destroy().catch(() => {});
+      this.#agent?.destroy().catch(() => {});
     };
     opts.signal.addEventListener('abort', this.#onAbort, { once: true });
   }
@@ -185,9 +227,11 @@ export class HttpCaller {
     if (this.#closed) return;
     this.#closed = true;
     const aborted = this.#opts.signal.aborted;
-    await Promise.all(
-      this.#clients.map((c) => (c.destroyed || c.closed ? undefined : aborted ? c.destroy() : c.close())),
-    );
+    const agent = this.#agent;
+    await Promise.all([
+      ...this.#clients.map((c) => (c.destroyed || c.closed ? undefined : aborted ? c.destroy() : c.close())),
+      agent && !agent.destroyed && !agent.closed ? (aborted ? agent.destroy() : agent.close()) : undefined,
+    ]);
   }
 
   /**
@@ -223,6 +267,8 @@ export class HttpCaller {
       let result: AttemptResult;
       let status = 0;
       let token: string | undefined;
+      /** The request the final response answered: the configured one, or where redirects led. */
+      let answered = req;
       const started = performance.now();
       try {
         if (limiter) {
@@ -235,15 +281,16 @@ export class HttpCaller {
           token = typeof got === 'string' ? got : await got;
           headers = { ...req.headers, authorization: `Bearer ${token}` };
         }
-        const handler = await this.#attempt(
+        const sent = await this.#send(
           req,
           headers,
           attempt,
           attempt - free < retry.attempts,
           !!oauth2 && !reauthed,
         );
-        result = handler.result;
-        status = handler.status;
+        result = sent.result;
+        status = sent.status;
+        answered = sent.req;
       } catch (err) {
         // No request was sent: stopped while waiting for a token, or no OAuth2 token could be had.
         if (admission) breaker!.release(admission);
@@ -275,7 +322,7 @@ export class HttpCaller {
         result.kind === 'retry-status' ||
         (result.kind === 'network' && retry.network) ||
         (result.kind === 'timeout' && retry.timeout);
-      if (!retried || attempt - free >= retry.attempts) return this.#failure(req, result, attempt);
+      if (!retried || attempt - free >= retry.attempts) return this.#failure(answered, result, attempt);
       const delay = this.#backoff(
         attempt - free,
         result.kind === 'retry-status' ? result.retryAfterMs : undefined,
@@ -322,16 +369,18 @@ export class HttpCaller {
     mayRetry: boolean,
     mayReauth: boolean,
   ): Promise<AttemptHandler> {
+    const elsewhere = req.origin !== undefined;
     // Every attempt holds a slot, and there are as many connections as slots: one is free.
-    const client = this.#free.pop() ?? this.#connection();
+    const client = elsewhere ? this.#otherOrigins() : (this.#free.pop() ?? this.#connection());
     return new Promise((resolve) => {
       const handler = new AttemptHandler(this, req, attempt, mayRetry, mayReauth, () => {
-        this.#free.push(client);
+        if (!elsewhere) this.#free.push(client);
         resolve(handler);
       });
       try {
-        client.dispatch(
+        client(
           {
+            ...(elsewhere ? { origin: req.origin } : {}),
             path: req.path,
             method: req.method as Dispatcher.HttpMethod,
             headers,
@@ -345,11 +394,126 @@ export class HttpCaller {
     });
   }
 
+  /**
+   * One attempt with the redirects it meets: each hop is sent under the redirect policy, on a
+   * connection to its origin, with its own timeouts. The result is the last hop's.
+   */
+  async #send(
+    req: PreparedRequest,
+    headers: Record<string, string>,
+    attempt: number,
+    mayRetry: boolean,
+    mayReauth: boolean,
+  ): Promise<{ result: AttemptResult; status: number; req: PreparedRequest }> {
+    let sent: PreparedRequest = headers === req.headers ? req : { ...req, headers };
+    for (let hops = 1; ; hops++) {
+      const started = performance.now();
+      const handler = await this.#attempt(sent, sent.headers, attempt, mayRetry, mayReauth);
+      const result = handler.result;
+      if (result.kind !== 'redirect') return { result, status: handler.status, req: sent };
+      this.metrics.attempt('3xx', performance.now() - started);
+      const next = this.#follow(req, sent, result, hops);
+      if (next instanceof SluiceError)
+        return {
+          result: { kind: 'final', outcome: { kind: 'failed', error: next, attempts: attempt } },
+          status: result.status,
+          req: sent,
+        };
+      sent = next;
+    }
+  }
+
+  /** The request a redirect asks for, or why it is not followed (SLUICE_HTTP_REDIRECT). */
+  #follow(
+    first: PreparedRequest,
+    from: PreparedRequest,
+    redirect: { status: number; location: string },
+    hops: number,
+  ): PreparedRequest | SluiceError {
+    const { redactor, redirects, origin } = this.#opts;
+    const { status, location } = redirect;
+    const fromUrl = this.#url(from);
+    let to: URL | undefined;
+    try {
+      to = new URL(location, fromUrl);
+    } catch {}
+    const refuse = (why: string) =>
+      new SluiceError('SLUICE_HTTP_REDIRECT', redactor.redact(`${first.method} ${this.#url(first)} ${why}`), {
+        details: {
+          method: first.method,
+          url: redactor.redact(this.#url(first)),
+          status,
+          location: redactor.redact(location),
+          redirects: hops - 1,
+        },
+      });
+    const hop = `${fromUrl} answered ${status} with Location ${to?.href ?? location}`;
+    if (!to || (to.protocol !== 'http:' && to.protocol !== 'https:'))
+      return refuse(`was redirected to a Location that is not an http(s) URL: ${hop}`);
+    if (hops > redirects.max)
+      return refuse(
+        `was redirected more than ${redirects.max} times (redirects.max): ${hop}, which was not followed`,
+      );
+    const crosses = to.origin !== origin;
+    if (crosses && !redirects.crossOrigin)
+      return refuse(
+        `was redirected to another origin (${to.href}): ${hop}, which was not followed; set redirects.cross_origin: true to follow redirects to other origins (credentials are not sent there)`,
+      );
+    // 303, and 301/302 after a POST, become a GET without a body (RFC 9110 15.4, as fetch does).
+    const toGet =
+      (status === 303 && from.method !== 'HEAD') ||
+      ((status === 301 || status === 302) && from.method === 'POST');
+    let headers = from.headers;
+    if (toGet || crosses) {
+      headers = {};
+      for (const [name, value] of Object.entries(from.headers)) {
+        if (toGet && name.startsWith('content-')) continue;
+        if (crosses && this.#stripped.has(name)) continue;
+        headers[name] = value;
+      }
+    }
+    const next: PreparedRequest = {
+      method: toGet ? 'GET' : from.method,
+      path: to.pathname + to.search,
+      headers,
+    };
+    if (crosses) next.origin = to.origin;
+    if (!toGet && from.body !== undefined) next.body = from.body;
+    return next;
+  }
+
   /** A new connection to the origin (it connects on its first call, and again after a failure). */
-  #connection(): Client {
+  #connection(): Dispatch {
     const client = new Client(this.#opts.origin, this.#clientOptions);
     this.#clients.push(client);
-    return client;
+    return this.#intercepted(client);
+  }
+
+  /**
+   * The dispatcher's dispatch through the interceptor, applied as compose() does but without its
+   * Proxy and per-call copy of the options: this is every call's path.
+   */
+  #intercepted(dispatcher: Dispatcher): Dispatch {
+    const dispatch: Dispatch = dispatcher.dispatch.bind(dispatcher);
+    return this.#decode ? (this.#decode(dispatch) as Dispatch) : dispatch;
+  }
+
+  /** Connections to the origins cross-origin redirects lead to (rare: pooled by undici's Agent). */
+  #otherOrigins(): Dispatch {
+    if (!this.#agentDispatch) {
+      this.#agent = new Agent(this.#clientOptions);
+      this.#agentDispatch = this.#intercepted(this.#agent);
+    }
+    return this.#agentDispatch;
+  }
+
+  /** Whether a 301, 302, 303, 307 or 308 is followed rather than taken as the final response. */
+  get followsRedirects(): boolean {
+    return this.#opts.redirects.max > 0;
+  }
+
+  get maxBytes(): number {
+    return this.#opts.maxBytes;
   }
 
   /** What a final status means for the record (keep, drop, error), or retry when it is retried and may be. */
@@ -415,13 +579,25 @@ export class HttpCaller {
         this.#opts.redactor.redact(
           `${req.method} ${this.#url(req)} answered ${status} with a body that is not valid JSON: ${(err as Error).message}`,
         ),
-        { details: { ...this.#where(req, attempts), status, ...excerpt, content_type: contentType ?? null } },
+        {
+          details: {
+            ...this.#where(req, attempts),
+            status,
+            ...excerpt,
+            content_type: this.#contentType(contentType),
+          },
+        },
       );
     }
   }
 
+  /** The response's Content-Type for an error record: an upstream may echo request headers in it too. */
+  #contentType(contentType: string | undefined): string | null {
+    return contentType === undefined ? null : this.#opts.redactor.redact(contentType);
+  }
+
   #url(req: PreparedRequest): string {
-    return this.#opts.origin + req.path;
+    return (req.origin ?? this.#opts.origin) + req.path;
   }
 
   #where(req: PreparedRequest, attempts: number): Record<string, unknown> {
@@ -444,7 +620,12 @@ export class HttpCaller {
       {
         // Worth replaying later: the server was overloaded or failing, not refusing the record.
         retriable: status === 408 || status === 429 || status >= 500,
-        details: { ...this.#where(req, attempts), status, ...excerpt, content_type: contentType ?? null },
+        details: {
+          ...this.#where(req, attempts),
+          status,
+          ...excerpt,
+          content_type: this.#contentType(contentType),
+        },
       },
     );
   }
@@ -484,6 +665,28 @@ export class HttpCaller {
           { details: { ...this.#where(req, attempts), phase: result.phase, timeout_ms: result.ms } },
         );
         break;
+      case 'too-large': {
+        const { maxBytes } = this.#opts;
+        error = new SluiceError(
+          'SLUICE_HTTP_BODY_TOO_LARGE',
+          redactor.redact(
+            `${at} answered ${result.status} with a body of more than response.max_bytes (${maxBytes} bytes, counted after decoding): reading stopped there`,
+          ),
+          { details: { ...this.#where(req, attempts), status: result.status, max_bytes: maxBytes } },
+        );
+        break;
+      }
+      case 'undecodable':
+        error = new SluiceError(
+          'SLUICE_HTTP_RESPONSE',
+          redactor.redact(
+            `${at} answered ${result.status} with a body that does not decode as its Content-Encoding says: ${result.message}`,
+          ),
+          { details: { ...this.#where(req, attempts), status: result.status } },
+        );
+        break;
+      case 'redirect':
+        throw new Error('unreachable: a redirect is followed or refused by #send');
       case 'invalid':
         error = new SluiceError('SLUICE_HTTP_TEMPLATE', redactor.redact(`request: ${result.message}`), {
           details: this.#where(req, 0),
@@ -514,8 +717,9 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   #timer: NodeJS.Timeout;
   #status = 0;
   #headers: IncomingHttpHeaders = {};
-  #action: 'retry' | 'reauth' | StatusAction = 'keep';
+  #action: 'retry' | 'reauth' | 'redirect' | StatusAction = 'keep';
   #retryAfterMs: number | undefined;
+  #location = '';
   #chunks: Buffer[] = [];
   #size = 0;
 
@@ -584,6 +788,22 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.#headers = headers;
     this.#action = status === 401 && this.#mayReauth ? 'reauth' : this.#caller.decide(status, this.#mayRetry);
     if (this.#action === 'retry') this.#retryAfterMs = parseRetryAfter(headers['retry-after']);
+    else if (REDIRECT_STATUSES.has(status) && this.#caller.followsRedirects) {
+      const location = headerText(headers.location);
+      if (location) {
+        this.#action = 'redirect';
+        this.#location = location;
+      }
+    } else if (
+      this.#action === 'keep' &&
+      this.#req.method !== 'HEAD' && // its Content-Length is that of a GET's body: it has none
+      Number(headerText(headers['content-length'])) > this.#caller.maxBytes
+    ) {
+      // Announced too large (a decoded body has no Content-Length: it is counted as it comes).
+      this.#settle({ kind: 'too-large', status });
+      this.#abort(new Error('body too large'));
+      return;
+    }
     const { headers: headersMs, total } = this.#caller.timeouts;
     if (headersMs < total) {
       clearTimeout(this.#timer);
@@ -595,9 +815,14 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#settled) return;
     const action = this.#action;
-    if (action === 'retry' || action === 'drop' || action === 'reauth') return; // read and discarded: the connection is reused
+    if (action === 'retry' || action === 'drop' || action === 'reauth' || action === 'redirect') return; // read and discarded: the connection is reused
     this.#chunks.push(chunk);
     this.#size += chunk.length;
+    if (action === 'keep' && this.#size > this.#caller.maxBytes) {
+      this.#settle({ kind: 'too-large', status: this.#status });
+      this.#abort(new Error('body too large'));
+      return;
+    }
     if (action === 'error' && this.#size >= EXCERPT_READ) {
       // Enough for the excerpt: stop reading (the connection is closed rather than drained).
       this.#settle(this.#final(true));
@@ -610,11 +835,18 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     if (this.#action === 'retry')
       this.#settle({ kind: 'retry-status', status: this.#status, retryAfterMs: this.#retryAfterMs });
     else if (this.#action === 'reauth') this.#settle({ kind: 'reauth' });
+    else if (this.#action === 'redirect')
+      this.#settle({ kind: 'redirect', status: this.#status, location: this.#location });
     else this.#settle(this.#final(false));
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    this.#settle(classify(error));
+    // The decompress interceptor's cap on a stage of a chained encoding.
+    const code = (error as { code?: string }).code ?? '';
+    if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') this.#settle({ kind: 'too-large', status: this.#status });
+    else if (DECODE_ERROR.test(code))
+      this.#settle({ kind: 'undecodable', status: this.#status, message: `${error.message} (${code})` });
+    else this.#settle(classify(error));
   }
 
   #final(more: boolean): AttemptResult {

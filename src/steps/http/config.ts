@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationSchema } from '../../spec/duration.ts';
+import { sizeSchema } from '../../spec/size.ts';
 import { authConfig, authHeaderName } from './auth.ts';
 import { breakerConfig } from './breaker.ts';
 import { cacheConfig } from './cache.ts';
@@ -122,6 +123,56 @@ const retry = z
   .strict()
   .describe('Retries with backoff and full jitter. Retries resend the request: make the call idempotent.');
 
+/** The default of `response.max_bytes`. */
+export const DEFAULT_MAX_BYTES = '10MiB';
+
+export const maxBytes = sizeSchema
+  .default(DEFAULT_MAX_BYTES)
+  .describe(
+    'Largest response body read, after Content-Encoding is decoded (so a small compressed body that expands ' +
+      'past it, a zip bomb, is stopped too): a number of bytes or `"512KiB"`, `"10MiB"`, `"1GB"`. A larger body ' +
+      'fails the call with SLUICE_HTTP_BODY_TOO_LARGE (not retried) and reading stops at the limit.',
+  );
+
+export const decompress = z
+  .boolean()
+  .default(true)
+  .describe(
+    'Sends `Accept-Encoding: gzip, deflate, br, zstd` (unless the request headers set Accept-Encoding) and ' +
+      'decodes a response whose Content-Encoding is gzip, x-gzip, deflate, br or zstd, error bodies included. ' +
+      'false: asks for no encoding and takes the body as it comes.',
+  );
+
+export const redirects = z
+  .object({
+    max: z
+      .number()
+      .int()
+      .min(0)
+      .max(20)
+      .default(5)
+      .describe(
+        'Most redirects (301, 302, 303, 307, 308 with a Location) followed per attempt; one more fails the call ' +
+          'with SLUICE_HTTP_REDIRECT. 0 follows none: a 3xx is then the final response, handled by `on_status`.',
+      ),
+    cross_origin: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Whether a redirect to another origin (scheme, host or port) is followed. false (default): such a call ' +
+          'fails with SLUICE_HTTP_REDIRECT and nothing is sent there. true: it is followed without the ' +
+          'credentials (Authorization, Cookie, Proxy-Authorization and the `auth.header` header are not sent ' +
+          'to the other origin).',
+      ),
+  })
+  .strict()
+  .default({ max: 5, cross_origin: false })
+  .describe(
+    'How redirects are followed. 303 turns the request into a GET without a body, and so do 301 and 302 after ' +
+      'a POST (as browsers and fetch do); 307 and 308 resend the same method and body. Retries start again ' +
+      'from the configured URL.',
+  );
+
 const response = z
   .object({
     into: z
@@ -144,6 +195,8 @@ const response = z
         'What is written: with just `body` (the default) the field holds the body itself; otherwise an object ' +
           'with the listed keys, e.g. `{ status: 200, headers: { content-type: ... }, body: ... }`.',
       ),
+    max_bytes: maxBytes,
+    decompress,
     sql: z
       .string()
       .min(1)
@@ -197,7 +250,14 @@ export const httpConfig = z
       max: '10s',
       on: [429, 502, 503, 504, 'network', 'timeout'],
     }),
-    response: response.default({ into: 'response', as: 'auto', include: ['body'] }),
+    response: response.default({
+      into: 'response',
+      as: 'auto',
+      include: ['body'],
+      max_bytes: DEFAULT_MAX_BYTES,
+      decompress: true,
+    }),
+    redirects,
     on_status: onStatus,
     auth: authConfig.optional(),
     rate_limit: rateLimitConfig.optional(),

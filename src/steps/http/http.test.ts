@@ -97,6 +97,7 @@ describe('http: config', () => {
       'on_status',
       'ordered',
       'rate_limit',
+      'redirects',
       'request',
       'response',
       'retry',
@@ -121,7 +122,14 @@ describe('http: config', () => {
       max: '10s',
       on: [429, 502, 503, 504, 'network', 'timeout'],
     });
-    assert.deepEqual(cfg.response, { into: 'response', as: 'auto', include: ['body'] });
+    assert.deepEqual(cfg.response, {
+      into: 'response',
+      as: 'auto',
+      include: ['body'],
+      max_bytes: '10MiB',
+      decompress: true,
+    });
+    assert.deepEqual(cfg.redirects, { max: 5, cross_origin: false });
     assert.deepEqual(cfg.on_status, {});
   });
 

@@ -9,13 +9,14 @@ import type {
   StepResult,
 } from '../../sdk/types.ts';
 import { parseDuration } from '../../spec/duration.ts';
+import { parseSize } from '../../spec/size.ts';
 import { compileSelect, planQuery, type QueryPlan } from '../../sql/index.ts';
 import { sqlIssues } from '../filter/index.ts';
 import { authSecrets, createAuth, redactorFor } from './auth.ts';
 import { CircuitBreaker } from './breaker.ts';
 import { bulkProcess } from './bulk.ts';
 import { ResponseCache } from './cache.ts';
-import { type CallOutcome, HttpCaller, type PreparedRequest } from './client.ts';
+import { acceptEncoding, type CallOutcome, HttpCaller, type PreparedRequest } from './client.ts';
 import { type HttpConfig, httpConfig } from './config.ts';
 import { rateLimitOf, TokenBucket } from './rate-limit.ts';
 import {
@@ -101,6 +102,8 @@ function requestBuilder(cfg: HttpConfig): (value: RecordValue) => PreparedReques
   if (auth?.basic)
     staticHeaders.authorization = `Basic ${Buffer.from(`${auth.basic.username}:${auth.basic.password}`).toString('base64')}`;
   if (auth?.header) staticHeaders[auth.header.name.toLowerCase()] = auth.header.value;
+  if (!dynamicHeaders.some(([k]) => k === 'accept-encoding'))
+    acceptEncoding(staticHeaders, cfg.response.decompress);
   const joiner = url.hasQuery ? '&' : '?';
   return (value) => {
     let path = url.target(value);
@@ -167,7 +170,9 @@ export function createHttpStep(
   });
   const limit = cfg.rate_limit ? rateLimitOf(cfg.rate_limit) : undefined;
   const limiter = limit ? new TokenBucket(limit.perSecond, limit.burst) : undefined;
-  const breaker = cfg.breaker ? new CircuitBreaker(origin, cfg.breaker, ctx.logger) : undefined;
+  const breaker = cfg.breaker
+    ? new CircuitBreaker(redactor.redact(origin), cfg.breaker, ctx.logger)
+    : undefined;
   const cache = cfg.cache
     ? new ResponseCache<CallOutcome>({ ttlMs: ms(cfg.cache.ttl), maxEntries: cfg.cache.max_entries })
     : undefined;
@@ -194,6 +199,10 @@ export function createHttpStep(
     },
     onStatus: cfg.on_status,
     as: cfg.response.as,
+    maxBytes: parseSize(cfg.response.max_bytes),
+    decompress: cfg.response.decompress,
+    redirects: { max: cfg.redirects.max, crossOrigin: cfg.redirects.cross_origin },
+    ...(cfg.auth?.header ? { credentialHeaders: [cfg.auth.header.name.toLowerCase()] } : {}),
     signal: ctx.signal,
     redactor,
     ...(limiter ? { limiter } : {}),
@@ -339,6 +348,8 @@ export const httpStep = defineStep({
 Every call is independent: a call that fails after its retries sends that record alone to the errors sink (\`SLUICE_HTTP_STATUS\` with the status, attempt count and the first KiB of the body; \`SLUICE_HTTP_NETWORK\`; \`SLUICE_HTTP_TIMEOUT\`; \`SLUICE_HTTP_RESPONSE\` for a body that is not the JSON asked for) while the other records of its batch go on. A placeholder naming a field the record lacks fails that record with \`SLUICE_HTTP_TEMPLATE\` and sends nothing. \`on_status\` decides, per status class or code, whether a record whose final response is not 2xx is kept (with the response mapped), dropped or sent to the errors sink.
 
 Retries (\`retry\`) use exponential backoff with full jitter, on the statuses and conditions listed in \`retry.on\`, and honour \`Retry-After\` (seconds or an HTTP date, up to \`retry.max\`). While a record waits to retry it holds no connection: other records' calls use it. Credentials (\`auth\`: bearer, basic, an API key header, or OAuth2 client credentials with the token cached, refreshed before expiry and on a 401) come from \`\${env:...}\` or \`\${secret:...}\` and are redacted from everything Sluice records. \`rate_limit\` (a token bucket per host), \`breaker\` (a circuit breaker on the failure rate, holding or failing calls while open) and \`cache\` (LRU with a TTL and single flight, keyed by a template) protect the API; the step's metrics (requests by status class, latency, retries, cache, limiter, breaker) are in the run summary. See docs/http.md.
+
+Responses compressed with gzip, deflate, br or zstd are decoded (\`Accept-Encoding\` is sent; \`response.decompress\`), redirects are followed up to \`redirects.max\` hops on the same origin (\`redirects.cross_origin\` allows others, without credentials), and a body larger than \`response.max_bytes\` once decoded (10 MiB) fails its record with SLUICE_HTTP_BODY_TOO_LARGE.
 
 Calls of several batches run at once, up to \`concurrency\` in flight; a checkpoint waits for every call before it. \`ordered: false\` lets a batch whose calls have all finished pass one still waiting on a slow call.`,
   config: httpConfig,

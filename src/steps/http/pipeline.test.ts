@@ -195,3 +195,49 @@ settings: { batch_size: 10 }
       assert.ok(!(result.stdout + result.stderr).includes(secret));
   });
 });
+
+describe('http step redaction of interpolated values in a pipeline run', () => {
+  it('an ${env:...} value in a header named X-Tenant, echoed by a 500, is in no error record, errors file or log', async () => {
+    const runs = path.join(work, 'runs-tenant');
+    const out = path.join(work, 'out-tenant');
+    const spec = path.join(work, 'tenant.yaml');
+    const tenant = 'tenant-4f2a-private';
+    await writeFile(
+      spec,
+      `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: tenant }
+source:
+  generate: { count: 3, fields: { id: seq } }
+steps:
+  - name: echo
+    http:
+      request:
+        url: "${server.origin}/echo/{{ id }}?status=500&t=\${env:TENANT_ID}"
+        headers: { X-Tenant: "\${env:TENANT_ID}", X-Debug: "\${env:DEBUG_LEVEL}" }
+      retry: { attempts: 1 }
+sink:
+  file: { path: ${out}/, format: jsonl }
+`,
+    );
+    const result = await sluice(['run', spec, '--run-dir', runs, '--progress', 'none'], work, undefined, {
+      TENANT_ID: tenant,
+      DEBUG_LEVEL: '1',
+    });
+    assert.equal(result.code, EXIT.ok, result.stderr + result.stdout);
+    assert.ok(
+      server.requests.some((r) => r.headers['x-tenant'] === tenant),
+      'the header reached the server, which echoed it',
+    );
+    const runFiles = await filesUnder(runs);
+    const errors = await jsonLines<ErrorRecordValue>(runFiles.filter((f) => /[\\/]errors[\\/]/.test(f)));
+    assert.equal(errors.length, 3);
+    const body = String(errors[0]!.details?.body);
+    assert.match(body, /"x-tenant":"\[REDACTED\]"/);
+    assert.match(body, /"x-debug":"1"/, 'a value shorter than 6 characters is not redacted');
+    assert.match(errors[0]!.message, /\/echo\/1\?status=500&t=\[REDACTED\] answered 500/);
+    for (const file of runFiles)
+      assert.ok(!(await readFile(file, 'utf8')).includes(tenant), `the env value is in ${file}`);
+    assert.ok(!(result.stdout + result.stderr).includes(tenant));
+  });
+});

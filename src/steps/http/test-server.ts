@@ -1,7 +1,8 @@
 /**
  * A real HTTP server on 127.0.0.1 for the `http` step's tests. Routes misbehave on request:
  *
- * - `/echo/...`: 200, JSON `{ method, url, headers, body }` (url is the raw request target)
+ * - `/echo/...?status=n`: n (default 200), JSON `{ method, url, headers, body }` (url is the raw
+ *   request target); the request headers are echoed in the Content-Type's parameters too
  * - `/score/:id`: 200, JSON `{ id, score }`
  * - `/enrich/:id` (for pipeline runs; 401 unless `Authorization: Bearer <server.token>`): 404 when
  *   id % 10 is 0, 500 (echoing the credentials) when id % 25 is 7, 503 on the first hit when
@@ -167,7 +168,11 @@ export async function startTestServer(): Promise<TestServer> {
       const q = (name: string) => url.searchParams.get(name);
       switch (route) {
         case 'echo':
-          return json(200, { method: req.method, url: req.url, headers: req.headers, body });
+          return json(
+            Number(q('status') ?? 200),
+            { method: req.method, url: req.url, headers: req.headers, body },
+            { 'content-type': `application/json; echo="${encodeURIComponent(JSON.stringify(req.headers))}"` },
+          );
         case 'enrich': {
           const id = Number(a);
           if (req.headers.authorization !== `Bearer ${state.token}`)
