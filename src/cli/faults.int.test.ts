@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +18,40 @@ import { writeKillStep } from '../engine/test-util.ts';
 import { waitUntil } from '../sdk/testing.ts';
 import { rng } from '../sql/fuzz.ts';
 import { ROOT, sluice } from './test-util.ts';
+
+/**
+ * A step that holds the records from id SLUICE_TEST_GATE_AT on until the file `open` exists in
+ * SLUICE_TEST_GATE_DIR, and says so with a file `held` there: a test can then break a service
+ * while the run is surely mid-way, whatever the machine's speed.
+ */
+async function writeGateStep(dir: string): Promise<void> {
+  const sdk = JSON.stringify(new URL('../sdk/index.ts', import.meta.url).href);
+  await writeFile(
+    path.join(dir, 'gate.ts'),
+    `import { defineStep, z } from ${sdk};
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+const at = Number(process.env.SLUICE_TEST_GATE_AT ?? Number.POSITIVE_INFINITY);
+const dir = process.env.SLUICE_TEST_GATE_DIR ?? '.';
+export default defineStep({
+  name: 'gate',
+  summary: 'Holds records from id SLUICE_TEST_GATE_AT on until SLUICE_TEST_GATE_DIR/open exists (tests only).',
+  config: z.object({}).strict(),
+  examples: [],
+  create: () => ({
+    async process(batch) {
+      if (batch.some((r) => Number(r.value.id) >= at) && !existsSync(path.join(dir, 'open'))) {
+        writeFileSync(path.join(dir, 'held'), '');
+        while (!existsSync(path.join(dir, 'open'))) await sleep(20);
+      }
+      return { records: batch };
+    },
+  }),
+});
+`,
+  );
+}
 
 const execFileAsync = promisify(execFile);
 const PG_URL = process.env.SLUICE_TEST_POSTGRES_URL ?? 'postgres://sluice@127.0.0.1:54329/sluice_test';
@@ -186,8 +221,13 @@ settings: { batch_size: 5000 }
 });
 
 /** Starts `sluice run FILE` in `work` and returns its outcome and a way to wait on its checkpoints. */
-function startRun(name: string, file: string) {
-  const done = sluice(['run', file, '--progress', 'none', '--run-dir', `.runs/${name}`], work);
+function startRun(name: string, file: string, env?: NodeJS.ProcessEnv) {
+  const done = sluice(
+    ['run', file, '--progress', 'none', '--run-dir', `.runs/${name}`],
+    work,
+    undefined,
+    env,
+  );
   const checkpoint = path.join(work, '.sluice/checkpoints', name, 'checkpoint.json');
   /** Resolves once a saved checkpoint has read past `records` in total. */
   const pastRecords = (records: number) =>
@@ -322,6 +362,8 @@ kind: Pipeline
 metadata: { name: ${name} }
 source:
   kafka: { bootstrap_servers: "${broker}", group: ${name}-${suffix}, topics: [${input}], stop_at_end: true }
+steps:
+  - script: { module: gate.ts }
 sinks:
   - kafka: { bootstrap_servers: "${broker}", topic: ${output} }
 settings:
@@ -331,9 +373,23 @@ settings:
   restart: { attempts: 8, backoff: 1s, max_backoff: 4s }
 `,
     );
-    const run = startRun(name, `${name}.yaml`);
-    await run.pastRecords(COUNT_MSGS / 10);
+    // The broker goes away while the run is held a tenth of the way in, then the run goes on.
+    const gate = path.join(work, `gate-${suffix}`);
+    await mkdir(gate);
+    await writeGateStep(work);
+    const run = startRun(name, `${name}.yaml`, {
+      SLUICE_TEST_GATE_AT: String(COUNT_MSGS / 10),
+      SLUICE_TEST_GATE_DIR: gate,
+    });
+    let ended = false;
+    void run.done.finally(() => {
+      ended = true;
+    });
+    await waitUntil(`${name}: the run held at the gate`, () => existsSync(path.join(gate, 'held')), {
+      gone: () => (ended ? 'the run ended first' : undefined),
+    });
     await kafka('stop');
+    await writeFile(path.join(gate, 'open'), '');
     await kafka('start');
     const { code, stderr } = await run.done;
     assert.equal(code, 0, stderr);
