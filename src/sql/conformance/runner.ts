@@ -6,7 +6,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { type DuckDBConnection, type DuckDBInstance, LIST, listValue, VARCHAR } from '@duckdb/node-api';
 import { SluiceError } from '../../sdk/errors.ts';
 import type { RecordValue } from '../../sdk/types.ts';
 import { BatchQuery, shapesOf } from '../batch.ts';
@@ -196,8 +196,12 @@ async function loadCatalog(conn: DuckDBConnection): Promise<Catalog> {
 
 /** The state of one test file's database that decides whether a query is in scope. */
 interface FileState {
-  /** The first SET/PRAGMA that changed a setting: later queries are out of scope. */
+  /** Settings that differ from their defaults now (lambda_syntax apart): queries are out of scope. */
   setting?: string;
+  /** lambda_syntax differs from its default: queries with `->` are out of scope. */
+  lambdaSyntax?: boolean;
+  /** The settings of a fresh database, to tell a change from setting a default (`SET Calendar='gregorian'`). */
+  defaults: Map<string, string>;
   /** Macros, functions and types the file created (lower case): queries naming them are out of scope. */
   userNames: Set<string>;
 }
@@ -239,6 +243,7 @@ function scope(sql: string, ast: Ast, cat: Catalog, state: FileState): Scoped | 
   else return { out: `FROM ${from.type.toLowerCase().replace(/_/g, ' ')}` };
   if (kind === 'constant' && node.where_clause) return { out: 'WHERE without FROM' };
   if (state.setting) return { out: `after SET/PRAGMA ${state.setting}` };
+  if (state.lambdaSyntax && sql.includes('->')) return { out: 'a `->` lambda after SET lambda_syntax' };
   const why = expressionScope(
     { select: node.select_list, where: node.where_clause, mods: node.modifiers },
     cat,
@@ -298,14 +303,25 @@ function expressionScope(root: unknown, cat: Catalog): string | undefined {
   return why;
 }
 
-/** DuckDB's AST of a SELECT (`{ error: true }` for another statement or a syntax error). */
-async function parse(conn: DuckDBConnection, sql: string): Promise<Ast> {
-  try {
-    const r = await timed('parse', () => conn.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [sql]));
-    return JSON.parse(String(r.getRowsJS()[0]?.[0]));
-  } catch {
-    return { error: true };
-  }
+/**
+ * DuckDB's ASTs of a file's statements (`{ error: true }` for a statement that is not a SELECT or
+ * does not parse), in one round trip: parsing needs none of the file's state.
+ */
+async function parseAll(conn: DuckDBConnection, sqls: string[]): Promise<Map<string, Ast>> {
+  const unique = [...new Set(sqls.filter((q) => !SETUP.test(q)))];
+  const out = new Map<string, Ast>();
+  if (!unique.length) return out;
+  const r = await timed('parse', () =>
+    conn.runAndReadAll(
+      'SELECT json_serialize_sql(s) FROM unnest($1) WITH ORDINALITY AS t(s, i) ORDER BY i',
+      [listValue(unique)],
+      [LIST(VARCHAR)],
+    ),
+  );
+  r.getRowsJS().forEach(([json], i) => {
+    out.set(unique[i]!, JSON.parse(String(json)));
+  });
+  return out;
 }
 
 /** Names of the functions, operators and casts a query uses (for grouping disagreements). */
@@ -438,16 +454,21 @@ async function sluice(sql: string, records: RecordValue[]): Promise<{ path: Path
 async function fallback(sql: string, records: RecordValue[]): Promise<Outcome[]> {
   const q = await BatchQuery.open(sql);
   try {
+    // one batch, as a step gives it; each record's index rides in its metadata key
     const work = (async () => {
-      const outcomes: Outcome[] = [];
-      for (const value of records) {
-        const r = await q.process([{ value, meta: {} }]);
-        const rej = r.rejected?.[0];
-        if (rej) outcomes.push({ kind: 'error', message: `${rej.error.code}: ${rej.error.message}` });
-        else if (!r.records.length) outcomes.push({ kind: 'filtered' });
-        else if (r.records.length > 1)
-          outcomes.push({ kind: 'error', message: `${r.records.length} records for one` });
-        else outcomes.push({ kind: 'value', value: r.records[0]!.value });
+      const r = await q.process(records.map((value, i) => ({ value, meta: { key: i } })));
+      const outcomes: Outcome[] = records.map(() => ({ kind: 'filtered' }));
+      const seen = new Set<number>();
+      for (const rej of r.rejected ?? []) {
+        const i = rej.record?.meta.key as number;
+        outcomes[i] = { kind: 'error', message: `${rej.error.code}: ${rej.error.message}` };
+      }
+      for (const out of r.records) {
+        const i = out.meta.key as number;
+        outcomes[i] = seen.has(i)
+          ? { kind: 'error', message: 'several output records for one input record' }
+          : { kind: 'value', value: out.value };
+        seen.add(i);
       }
       return outcomes;
     })();
@@ -650,6 +671,8 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
     phases: {},
   };
   let catalog: Catalog | undefined;
+  // the next file's database is created while this file runs (creating one takes a while)
+  let next: Promise<DuckDBInstance> | undefined;
   for (const file of await listTests(TEST_ROOT)) {
     if (opts.filter && !file.includes(opts.filter)) continue;
     const t0 = Date.now();
@@ -662,12 +685,18 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
     const dir = file.split('/')[0]!;
     report.byDirectory[dir] ??= emptyCounts();
     const counts = report.byDirectory[dir];
-    const db: DuckDBInstance = await timed('open', () => createDuckDBInstance());
+    const db: DuckDBInstance = await timed('open', () => next ?? createDuckDBInstance());
+    next = createDuckDBInstance();
     const conn = await db.connect();
     try {
       await conn.run('SET threads = 1');
       catalog ??= await loadCatalog(conn);
-      const state: FileState = { userNames: new Set() };
+      const asts = await parseAll(
+        conn,
+        records.flatMap((r) => (r.kind === 'command' ? [] : [r.sql])),
+      );
+      const tables = new Map<string, Awaited<ReturnType<typeof tableRecords>>>();
+      const state: FileState = { userNames: new Set(), defaults: await readSettings(conn) };
       const input = new OracleInput(conn);
       const pending: Promise<void>[] = [];
       for (const rec of records) {
@@ -683,11 +712,11 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
           count('outOfScope');
           report.outOfScopeReasons[reason] = (report.outOfScopeReasons[reason] ?? 0) + 1;
         };
-        let ast: Ast = { error: true };
-        if (!SETUP.test(rec.sql)) ast = await parse(conn, rec.sql);
+        const ast: Ast = asts.get(rec.sql) ?? { error: true };
         if (ast.error) {
           // not a SELECT: a statement that sets the file's state up
           await timed('setup', () => execute(conn, rec.sql, state));
+          tables.clear();
           if (rec.kind === 'query') outOfScope('not a SELECT');
           continue;
         }
@@ -696,7 +725,7 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
           outOfScope(s.out);
           continue;
         }
-        const verdict = await judgeQuery(conn, input, file, rec, s, ast);
+        const verdict = await judgeQuery(conn, input, tables, file, rec, s, ast);
         if ('out' in verdict) {
           outOfScope(verdict.out);
           continue;
@@ -739,6 +768,7 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
   report.stale = exceptions.filter(
     (e) => !used.has(exceptionKey(e.file, e.sql)) && (!opts.filter || e.file.includes(opts.filter)),
   );
+  if (next) (await next).closeSync();
   report.disagreements.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
   report.ms = Date.now() - started;
   for (const [k, v] of Object.entries(timings)) {
@@ -770,13 +800,28 @@ async function execute(conn: DuckDBConnection, sql: string, state: FileState): P
   } catch {
     return;
   }
-  if (setting) state.setting ??= setting;
+  if (setting) await noteSettings(conn, state);
   else if (/^\s*(ATTACH|USE)\b/i.test(sql)) state.setting ??= 'ATTACH/USE';
   for (const m of sql.matchAll(
     /\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:MACRO|FUNCTION|TYPE)\s+(?:IF\s+NOT\s+EXISTS\s+)?((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))*)/gi,
   )) {
     state.userNames.add(m[1]!.split('.').at(-1)!.replace(/"/g, '').toLowerCase());
   }
+}
+
+async function readSettings(conn: DuckDBConnection): Promise<Map<string, string>> {
+  const r = await conn.runAndReadAll('SELECT name, value FROM duckdb_settings()');
+  return new Map(r.getRowsJS().map(([n, v]) => [String(n), String(v)]));
+}
+
+/** After a SET/RESET/PRAGMA: which settings now differ from a fresh database's (so scope follows RESET too). */
+async function noteSettings(conn: DuckDBConnection, state: FileState): Promise<void> {
+  const now = await readSettings(conn);
+  const changed = [...now]
+    .filter(([n, v]) => state.defaults.get(n) !== v && !HARMLESS_SETTINGS.has(n.toLowerCase()))
+    .map(([n]) => n);
+  state.lambdaSyntax = changed.includes('lambda_syntax');
+  state.setting = changed.filter((n) => n !== 'lambda_syntax').join(', ') || undefined;
 }
 
 type Judged = { path: Path; truncated: boolean; untypedNull?: number; disagreement?: Disagreement };
@@ -816,6 +861,8 @@ function untypedNull(record: RecordValue, theirs: Outcome): boolean {
 async function judgeQuery(
   conn: DuckDBConnection,
   input: OracleInput,
+  /** Records per table, read once until a statement may have changed them. */
+  tables: Map<string, Awaited<ReturnType<typeof tableRecords>>>,
   file: string,
   rec: Extract<SltRecord, { sql: string }>,
   s: Scoped,
@@ -824,13 +871,16 @@ async function judgeQuery(
   let records: RecordValue[] = [{}];
   let truncated = false;
   if (s.kind === 'table') {
-    let got: Awaited<ReturnType<typeof tableRecords>>;
-    try {
-      got = await timed('records', () => tableRecords(conn, s.table!));
-    } catch (err) {
-      return {
-        out: err instanceof Interrupted ? 'reading the table took too long' : 'the table cannot be read',
-      };
+    let got = tables.get(s.table!);
+    if (!got) {
+      try {
+        got = await timed('records', () => tableRecords(conn, s.table!));
+      } catch (err) {
+        got = {
+          out: err instanceof Interrupted ? 'reading the table took too long' : 'the table cannot be read',
+        };
+      }
+      tables.set(s.table!, got);
     }
     if ('out' in got) return got;
     if (!got.records.length) return { out: 'the table is empty' };
