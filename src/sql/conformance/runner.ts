@@ -631,6 +631,10 @@ function settingName(sql: string): string | undefined {
 export interface RunOptions {
   /** Only files whose path (relative to the test root) contains this. */
   filter?: string;
+  /** The test files' folder (default: DuckDB's files under src/sql/conformance/duckdb/). */
+  root?: string;
+  /** The exceptions file (default: src/sql/conformance/exceptions.json). */
+  exceptionsFile?: string;
   /** Called after each file, for progress. */
   onFile?: (file: string, ms: number) => void;
 }
@@ -639,12 +643,12 @@ async function listTests(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries
     .filter((e) => e.isFile() && e.name.endsWith('.test'))
-    .map((e) => relative(TEST_ROOT, join(e.parentPath, e.name)).split(sep).join('/'))
+    .map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join('/'))
     .sort();
 }
 
-export async function loadExceptions(): Promise<Exception[]> {
-  const doc = JSON.parse(await readFile(EXCEPTIONS_FILE, 'utf8')) as { exceptions: Exception[] };
+export async function loadExceptions(path = EXCEPTIONS_FILE): Promise<Exception[]> {
+  const doc = JSON.parse(await readFile(path, 'utf8')) as { exceptions: Exception[] };
   return doc.exceptions;
 }
 
@@ -655,7 +659,8 @@ export function exceptionKey(file: string, sql: string): string {
 /** Runs every test file and classifies every query; see Report. */
 export async function runConformance(opts: RunOptions = {}): Promise<Report> {
   const started = Date.now();
-  const exceptions = await loadExceptions();
+  const root = opts.root ?? TEST_ROOT;
+  const exceptions = await loadExceptions(opts.exceptionsFile);
   const byKey = new Map(exceptions.map((e) => [exceptionKey(e.file, e.sql), e]));
   const used = new Set<string>();
   const report: Report = {
@@ -673,11 +678,12 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
   let catalog: Catalog | undefined;
   // the next file's database is created while this file runs (creating one takes a while)
   let next: Promise<DuckDBInstance> | undefined;
-  for (const file of await listTests(TEST_ROOT)) {
+  for (const file of await listTests(root)) {
     if (opts.filter && !file.includes(opts.filter)) continue;
     const t0 = Date.now();
-    const records = parseSlt(await readFile(join(TEST_ROOT, file), 'utf8'));
-    const skip = fileSkipReason(records, await readFile(join(TEST_ROOT, file), 'utf8'));
+    const text = await readFile(join(root, file), 'utf8');
+    const records = parseSlt(text);
+    const skip = fileSkipReason(records, text);
     if (skip) {
       report.skippedFiles.push({ file, reason: skip });
       continue;
@@ -821,7 +827,8 @@ async function noteSettings(conn: DuckDBConnection, state: FileState): Promise<v
     .filter(([n, v]) => state.defaults.get(n) !== v && !HARMLESS_SETTINGS.has(n.toLowerCase()))
     .map(([n]) => n);
   state.lambdaSyntax = changed.includes('lambda_syntax');
-  state.setting = changed.filter((n) => n !== 'lambda_syntax').join(', ') || undefined;
+  // one name is enough for the reason (an alias such as null_order changes with its setting)
+  state.setting = changed.find((n) => n !== 'lambda_syntax');
 }
 
 type Judged = { path: Path; truncated: boolean; untypedNull?: number; disagreement?: Disagreement };
