@@ -589,7 +589,23 @@ function categoryOf(kind: string, mine: Outcome, theirs: Outcome, fns: string[])
     return `Sluice errors: ${messageClass(mine.message)}`;
   if (kind === 'DuckDB errors, Sluice gives a value' && theirs.kind === 'error')
     return `DuckDB errors: ${messageClass(theirs.message)}`;
+  if (kind === 'column names differ' && mine.kind === 'value' && theirs.kind === 'value')
+    return `column names differ: ${nameDifference(Object.keys(mine.value), Object.keys(theirs.value))}`;
   return `${kind}: ${fns.filter((f) => !f.startsWith('COMPARE_') && !f.startsWith('CONJUNCTION_')).join(', ') || '(none)'}`;
+}
+
+/** The part of the first differing column name that differs: Sluice's text, then DuckDB's. */
+function nameDifference(mine: string[], theirs: string[]): string {
+  if (mine.length !== theirs.length) return `${mine.length} columns where DuckDB has ${theirs.length}`;
+  const i = mine.findIndex((n, k) => n !== theirs[k]);
+  const a = mine[i]!;
+  const b = theirs[i]!;
+  let start = 0;
+  while (start < a.length && a[start] === b[start]) start++;
+  let end = 0;
+  while (end < a.length - start && end < b.length - start && a.at(-1 - end) === b.at(-1 - end)) end++;
+  const cut = (t: string) => JSON.stringify(t.slice(start, t.length - end).slice(0, 40));
+  return `Sluice ${cut(a)} where DuckDB ${cut(b)}`;
 }
 
 /** The records a table's rows make, as Sluice's DuckDB readers give them. */
@@ -836,7 +852,7 @@ type Judged = { path: Path; truncated: boolean; untypedNull?: number; disagreeme
 type Verdict = { out: string } | { finish: Promise<Judged> };
 
 /** How many queries' Sluice side run at once: each waits mostly on DuckDB's threads. */
-const SLUICE_CONCURRENCY = 4;
+const SLUICE_CONCURRENCY = Number(process.env.SLUICE_CONFORMANCE_CONCURRENCY ?? 4);
 let running = 0;
 const waiting: (() => void)[] = [];
 
