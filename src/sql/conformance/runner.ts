@@ -961,7 +961,7 @@ async function compareSluice(
         record: JSON.parse(show(records[i])),
         sluice: showOutcome(mine.outcomes[i]!),
         duckdb: showOutcome(theirs[i]!),
-        category: categoryOf(kind, mine.outcomes[i]!, theirs[i]!, functionsOf(ast)),
+        category: `[${mine.path}] ${categoryOf(kind, mine.outcomes[i]!, theirs[i]!, functionsOf(ast))}`,
       },
     };
   }
