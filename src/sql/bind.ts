@@ -587,7 +587,9 @@ export class Binder {
     // the compiled subset first; any other DuckDB function runs on DuckDB
     let near = nearest(FUNCTION_NAMES);
     if (!near.length) {
-      const scalar = [...this.#ctx.catalog.functions].filter(([, t]) => t !== 'aggregate').map(([n]) => n);
+      const scalar = [...this.#ctx.catalog.functions]
+        .filter(([, t]) => t === 'scalar' || t === 'macro')
+        .map(([n]) => n);
       near = nearest(scalar.filter((n) => /^[a-z][a-z0-9_]*$/.test(n)));
     }
     const hint = near.length
