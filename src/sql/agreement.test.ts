@@ -103,3 +103,73 @@ describe('the function catalog', () => {
     await agrees('formatreadabledecimalsize(1500)', ROW, 'duckdb-batch');
   });
 });
+
+describe('lists and structs', () => {
+  test('< <= > >= order lists element by element and structs field by field, NULLs last', async () => {
+    for (const expr of [
+      '[1,2] < [1,3]',
+      'l < [1,3]',
+      'l >= [1, 2, 3, 0]',
+      '[1, NULL] < [1, 2]',
+      '[1, 2] <= [1, NULL]',
+      "['b'] > ['a', 'c']",
+      "st < {'a': 2, 'B': 'y'}",
+      "{'a': 2} < {'b': 1}",
+      "{'a': 1, 'b': 2} < {'b': 3, 'a': 1}",
+      '[[1,2],[3]] < [[1,2],[4]]',
+      "[1,2] < ['1', '3']",
+    ]) {
+      await agrees(expr);
+    }
+  });
+  test('contains() on a list is list_contains', async () => {
+    for (const expr of [
+      "contains(tags, 'vip')",
+      "contains(tags, 'zz')",
+      'contains(l, 2)',
+      "contains(l, '2')",
+      'contains(l, 2.0)',
+      'contains([1, 2, NULL], NULL)',
+      "contains(['a', 'b'], 2)",
+      "contains([1, 2], 'a')",
+      "contains([{'a': 1}], {'a': 1})",
+    ]) {
+      await agrees(expr);
+    }
+  });
+  test('contains() where DuckDB cannot choose an overload is refused with its reason', async () => {
+    await agrees('contains(NULL, NULL)', ROW, 'refused');
+    await agrees("contains('abc', NULL)", ROW, 'refused');
+    await agrees('contains(s, NULL)', ROW, 'compiled');
+    await agrees("contains(NULL, 'a')", ROW, 'compiled');
+  });
+  test('+ on lists concatenates them; || with NULL is NULL', async () => {
+    for (const expr of ['[1,2] + [3,4]', '[1] + NULL', 'NULL + [1]', 'l + l', '[1] + [2.5]', "['a'] + [1]"]) {
+      await agrees(expr);
+    }
+    for (const expr of ['[1] || NULL', 'l || NULL', 'NULL || [1]']) await agrees(expr);
+  });
+  test('concat() of a list and a string is refused, as DuckDB refuses it', async () => {
+    await agrees("concat([1], 'hello')", ROW, 'refused');
+    await agrees("concat('a', 'b', [1])", ROW, 'refused');
+    await agrees('concat(l, [7], NULL)', ROW, 'compiled');
+  });
+  test('a list of structs with different keys gets every key', async () => {
+    for (const expr of [
+      "[{'foo':1}, {'bar':2}]",
+      "[{'foo':1}, {'FOO':2}]",
+      "[{'a':1,'b':2}, {'b':3,'a':4}]",
+      "[{'x': {'a':1}}, {'x': {'b':2}}]",
+      "[[{'a':1}], [{'b':2}]]",
+      "[st, {'c': 3}]",
+    ]) {
+      await agrees(expr, ROW, 'compiled');
+    }
+    await agrees("[{'a':1}, {'a':'x'}]", ROW, 'refused');
+  });
+  test('struct fields and columns are found whatever their case', async () => {
+    for (const expr of ['st.b', "st['b']", 'ST.A', 'S', 'I + 1', "struct_extract({'Ab': 1}, 'ab')"]) {
+      await agrees(expr, ROW, 'compiled');
+    }
+  });
+});

@@ -114,9 +114,10 @@ export interface ProgramSpec {
 function leafCode(path: PathSeg[], text: string): string {
   const [first, ...rest] = path as [string, ...PathSeg[]];
   const name = JSON.stringify(first);
+  // DuckDB finds a column whatever the case it is written in: an exact match first, as JSON keys may differ only in case
   let code = R.needsOwnCheck(first)
-    ? `(Object.hasOwn(row, ${name}) ? row[${name}] : undefined)`
-    : `row[${name}]`;
+    ? `(Object.hasOwn(row, ${name}) ? row[${name}] : fieldCi(row, ${name}))`
+    : `(row[${name}] ?? fieldCi(row, ${name}))`;
   const x = JSON.stringify(text);
   for (const seg of rest) {
     code =

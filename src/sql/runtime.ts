@@ -75,9 +75,9 @@ export function field(v: unknown, name: string, expression: string): unknown {
   if (typeof v !== 'object' || Array.isArray(v) || v instanceof Date) {
     return evalError(`Cannot extract field '${name}' from a value of type ${typeOfValue(v)}`, expression, v);
   }
-  if (PROTO_KEYS.has(name) && !Object.hasOwn(v, name)) return null;
+  if (PROTO_KEYS.has(name) && !Object.hasOwn(v, name)) return fieldCi(v, name);
   const r = (v as Record<string, unknown>)[name];
-  return r === undefined ? null : r;
+  return r === undefined ? fieldCi(v, name) : r;
 }
 
 /** A list element (1-based, negative from the end) or a character of a string; out of range is NULL. */
@@ -1146,17 +1146,119 @@ export function deepEq(a: unknown, b: unknown): boolean {
     for (let i = 0; i < a.length; i++) if (!deepEq(a[i], b[i])) return false;
     return true;
   }
-  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b)) {
-    // STRUCTs compare field by field, matched by name
-    const ka = Object.keys(a);
-    if (ka.length !== Object.keys(b).length) return false;
-    for (const k of ka) {
-      if (!Object.hasOwn(b, k)) return false;
-      if (!deepEq((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
-    }
+  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b) && !(b instanceof Date)) {
+    // STRUCTs compare field by field, matched by name without regard to case (a field one lacks is NULL)
+    for (const k of structKeys(a, b)) if (!deepEq(fieldCi(a, k), fieldCi(b, k))) return false;
     return true;
   }
   return false;
+}
+
+/** A struct's field by name, an exact match first, else without regard to case, as DuckDB finds struct keys. */
+export function fieldCi(v: object, name: string): unknown {
+  if (Object.hasOwn(v, name)) return (v as Record<string, unknown>)[name] ?? null;
+  const lower = name.toLowerCase();
+  for (const k in v) if (k.toLowerCase() === lower) return (v as Record<string, unknown>)[k] ?? null;
+  return null;
+}
+
+/** The field names of two structs unified as DuckDB unifies struct types: a's, then b's others (case-insensitive). */
+function structKeys(a: object, b: object): string[] {
+  const keys = Object.keys(a);
+  const seen = new Set(keys.map((k) => k.toLowerCase()));
+  for (const k of Object.keys(b)) if (!seen.has(k.toLowerCase())) keys.push(k);
+  return keys;
+}
+
+/**
+ * Orders two record-representation values as DuckDB orders LISTs and STRUCTs: element by element
+ * (a list that is a prefix of the other is smaller), struct fields by name, a NULL inside after
+ * every value and equal to another NULL.
+ */
+export function nestedCmp(a: unknown, b: unknown, x: string): number {
+  if (a == null || b == null) return a == null ? (b == null ? 0 : 1) : -1;
+  if (typeof a === 'number' || typeof a === 'boolean') {
+    if (typeof b === 'number' || typeof b === 'boolean') return dblCmp(Number(a), Number(b));
+  } else if (typeof a === 'string') {
+    if (typeof b === 'string') return strCmp(a, b);
+  } else if (a instanceof Date) {
+    if (b instanceof Date) return dblCmp(a.getTime(), b.getTime());
+  } else if (Array.isArray(a)) {
+    if (Array.isArray(b)) {
+      const n = Math.min(a.length, b.length);
+      for (let i = 0; i < n; i++) {
+        const c = nestedCmp(a[i], b[i], x);
+        if (c !== 0) return c;
+      }
+      return a.length < b.length ? -1 : a.length > b.length ? 1 : 0;
+    }
+  } else if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b) && !(b instanceof Date)) {
+    for (const k of structKeys(a, b)) {
+      const c = nestedCmp(fieldCi(a, k), fieldCi(b, k), x);
+      if (c !== 0) return c;
+    }
+    return 0;
+  }
+  return evalError(
+    `Cannot compare values of type ${typeOfValue(a)} and type ${typeOfValue(b)} - an explicit cast is required`,
+    x,
+    a,
+  );
+}
+
+/**
+ * contains(list, x) / list_contains: NULL for a NULL list or x, else whether an element equals x.
+ * `lit` is x as a string constant, which DuckDB casts to the list's element type.
+ */
+export function listHas(list: unknown[], x: unknown, lit: boolean, expression: string): boolean {
+  for (const e of list) {
+    if (e == null) continue;
+    if (lit && typeof e === 'number' && typeof x === 'string') {
+      const n = strToDbl(x);
+      if (n === undefined) return evalError(`Could not convert string '${x}' to DOUBLE`, expression, x);
+      if (dblEq(e, n)) return true;
+    } else if (deepEq(e, x)) return true;
+  }
+  return false;
+}
+
+/**
+ * The elements of a list literal with their STRUCT keys unified, as DuckDB types `[{'a': 1}, {'b': 2}]`
+ * STRUCT(a, b)[]: every struct gets every key (case-insensitive, first spelling), a missing one NULL.
+ */
+export function unifyStructs(items: unknown[]): unknown[] {
+  let keys: string[] | undefined;
+  let differ = false;
+  for (const v of items) {
+    if (v == null) continue;
+    if (Array.isArray(v)) {
+      // lists of structs: unify all their elements together
+      const flat = unifyStructs(items.flatMap((l) => (Array.isArray(l) ? l : [])));
+      let at = 0;
+      return items.map((l) => (Array.isArray(l) ? flat.slice(at, (at += l.length)) : l));
+    }
+    if (typeof v !== 'object' || v instanceof Date) return items;
+    const own = Object.keys(v);
+    if (!keys) {
+      keys = own;
+      continue;
+    }
+    if (own.length !== keys.length || own.some((k, i) => k !== keys![i])) differ = true;
+    const seen = new Set(keys.map((k) => k.toLowerCase()));
+    for (const k of own) if (!seen.has(k.toLowerCase())) keys = [...keys, k];
+  }
+  if (!keys) return items;
+  const all = keys;
+  const columns = all.map((k) =>
+    unifyStructs(items.map((v) => (v == null ? null : fieldCi(v as object, k)))),
+  );
+  if (
+    !differ &&
+    columns.every((c, j) => c.every((e, i) => items[i] == null || e === fieldCi(items[i] as object, all[j]!)))
+  ) {
+    return items;
+  }
+  return items.map((v, i) => (v == null ? v : Object.fromEntries(all.map((k, j) => [k, columns[j]![i]]))));
 }
 
 /** A value in record representation turned to boolean for AND/OR/WHERE when its type is only known at run time. */
