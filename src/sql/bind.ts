@@ -395,6 +395,14 @@ export class Binder {
       const { width, scale } = t.type_info ?? { width: 18, scale: 3 };
       if (width > 38 || scale > width)
         throw this.error(`DECIMAL(${width},${scale}) is not a valid type`, ast);
+      // compiled SQL holds a DECIMAL as a scaled integer in a JavaScript number: with more than 15
+      // fractional digits not even 1 is exact there, so DuckDB runs the query
+      if (scale > 15) {
+        throw this.beyond(
+          `DECIMAL(${width},${scale}) has more fractional digits than JavaScript numbers hold exactly (15)`,
+          ast,
+        );
+      }
       return {
         type: decimal(width, scale),
         text: scale === 0 ? `DECIMAL(${width})` : `DECIMAL(${width}, ${scale})`,

@@ -27,9 +27,12 @@ import {
 /** A type or constant problem found while generating code: a bind error in DuckDB's terms. */
 export class CompileError extends Error {
   readonly node: Node;
-  /** 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind error. */
-  readonly kind: 'type' | 'value';
-  constructor(message: string, node: Node, kind: 'type' | 'value' = 'type') {
+  /**
+   * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind
+   * error; 'beyond': a constant the compiled path cannot hold exactly (the query runs on DuckDB).
+   */
+  readonly kind: 'type' | 'value' | 'beyond';
+  constructor(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type') {
     super(message);
     this.name = 'CompileError';
     this.node = node;
@@ -291,7 +294,7 @@ export class Gen {
           case 'DOUBLE':
             return { tpl: (c) => `dblStr(${c})`, fails: false };
           case 'DECIMAL':
-            return { tpl: (c) => `decStr(${c}, ${from.scale})`, fails: false };
+            return { tpl: (c) => `decStr(${c}, ${from.scale}, ${from.width})`, fails: false };
           case 'BOOLEAN':
             return { tpl: (c) => `(${c} ? "true" : "false")`, fails: false };
           case 'DATE':
@@ -317,7 +320,7 @@ export class Gen {
         }
         switch (from.id) {
           case 'VARCHAR':
-            return { tpl: (c) => `strToInt(${c}, ${lo}, ${hi})`, fails: true };
+            return { tpl: (c) => `strToInt(${c}, ${lo}, ${hi}, ${JSON.stringify(node.text)})`, fails: true };
           case 'DOUBLE':
             return { tpl: (c) => `dblToInt(${c}, ${lo}, ${hi})`, fails: true };
           case 'DECIMAL':
@@ -350,17 +353,30 @@ export class Gen {
               fails: false,
             };
           }
-          return { tpl: (c) => `decToDec(${c}, 0, ${width}, ${scale})`, fails: true };
+          return {
+            tpl: (c) => `decToDec(${c}, 0, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+            fails: true,
+          };
         }
         switch (from.id) {
           case 'VARCHAR':
-            return { tpl: (c) => `strToDec(${c}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `strToDec(${c}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'DOUBLE':
-            return { tpl: (c) => `dblToDec(${c}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `dblToDec(${c}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'DECIMAL':
-            return { tpl: (c) => `decToDec(${c}, ${from.scale}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `decToDec(${c}, ${from.scale}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'BOOLEAN':
-            return { tpl: (c) => `(${c} ? ${pow10(scale)} : 0)`, fails: false };
+            // DuckDB's quirk: true is the smallest unit of a type without integer digits (DECIMAL(4,4) .0001)
+            return { tpl: (c) => `(${c} ? ${width === scale ? 1 : pow10(scale)} : 0)`, fails: false };
           default:
             throw err();
         }
@@ -413,7 +429,14 @@ export class Gen {
     if (sameType(v.type, to)) return v;
     const { tpl, fails } = this.castPlan(v.type, to, node);
     if (v.isConst) {
-      const r = evalTemplate(tpl, v.cv);
+      let r: unknown;
+      try {
+        r = evalTemplate(tpl, v.cv);
+      } catch (err) {
+        if (err instanceof Error && err.message.includes('beyond ±2^53'))
+          throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond');
+        throw err;
+      }
       if (r === undefined) {
         if (isTry) return this.nullOf(to, true);
         const message = Gen.castMessage(v.type, to, v.cv);
@@ -1110,7 +1133,12 @@ function arith(op: string): CallImpl {
     const cb = g.convert(b, decimal(db.width, db.scale), node, why);
     if (op === '*') {
       const scale = da.scale + db.scale;
-      if (scale > 38) throw new CompileError('DECIMAL multiplication would need a scale above 38', node);
+      if (scale > 38) {
+        throw new CompileError(
+          `Needed scale ${scale} to accurately represent the multiplication result, but this is out of range of the DECIMAL type. Max scale is 38; could not perform an accurate multiplication. Either add a cast to DOUBLE, or add an explicit cast to a decimal with a lower scale.`,
+          node,
+        );
+      }
       const rt = decimal(Math.min(38, da.width + db.width), scale);
       return g.op([ca, cb], rt, `${ca.code} * ${cb.code}`, {
         check: (r) => `if (!Number.isSafeInteger(${r})) chkDec(${r}, ${x(g, node)});`,
@@ -1317,7 +1345,7 @@ function regexFn(mode: 'search' | 'full'): CallImpl {
       Val | undefined,
     ];
     const options = o === undefined ? '' : g.constString(o);
-    if (options === undefined) throw new CompileError('regex options must be a constant string', node);
+    if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
     const pattern = g.constString(p);
     let code: string;
     if (pattern !== undefined && pattern !== null) {
@@ -1342,7 +1370,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
     node,
   ) as [Val, Val, Val, Val | undefined];
   const options = o === undefined ? '' : g.constString(o);
-  if (options === undefined) throw new CompileError('regex options must be a constant string', node);
+  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
   const pattern = g.constString(p);
   const repl = g.constString(r);
   let reCode: string;
@@ -1495,11 +1523,9 @@ function roundFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   }
   if (t.id === 'DOUBLE') return g.op([a, n], T.DOUBLE, `roundDbl(${a.code}, ${n.code})`);
   if (t.id === 'DECIMAL') {
+    if (g.isNull(n)) return g.nullOf(t, n.isConst === true);
     if (!n.isConst || typeof n.cv !== 'number') {
-      throw new CompileError(
-        'round(DECIMAL, n) needs a constant n in per-record SQL; cast to DOUBLE first',
-        node,
-      );
+      throw new CompileError('ROUND(DECIMAL, INTEGER) with non-constant precision is not supported', node);
     }
     const k = n.cv;
     if (k >= t.scale) return a;
@@ -1824,7 +1850,11 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     // DuckDB takes an ASCII-only path for a column its statistics show ASCII (here: a field whose value is
     // ASCII), its Unicode path otherwise; they differ for negative offsets reaching before the start
     const unicode = node.args[0]!.k !== 'leaf';
-    return g.op([s, start, len], T.VARCHAR, `substr(${s.code}, ${start.code}, ${len.code}, ${unicode})`);
+    return g.op(
+      [s, start, len],
+      T.VARCHAR,
+      `substr(${s.code}, ${start.code}, ${len.code}, ${unicode}, ${x(g, node)})`,
+    );
   },
   replace: (g, args, node) => {
     const [s, f, r] = g.params('replace', args, [T.VARCHAR, T.VARCHAR, T.VARCHAR], node) as [Val, Val, Val];
@@ -1861,7 +1891,7 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   left: (g, args, node) => {
     const [s] = g.params('left', [args[0]!], [T.VARCHAR], node) as [Val];
     const n = intParam(g, 'left', args, 1, node);
-    return g.op([s, n], T.VARCHAR, `leftStr(${s.code}, ${n.code})`);
+    return g.op([s, n], T.VARCHAR, `leftStr(${s.code}, ${n.code}, ${x(g, node)})`);
   },
   right: (g, args, node) => {
     const [s] = g.params('right', [args[0]!], [T.VARCHAR], node) as [Val];
@@ -1903,8 +1933,7 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   log: (g, args, node) => {
     if (args.length === 1) return mathDbl('log', (c) => `Math.log10(${c})`, logCheck)(g, args, node);
     const [b, v] = g.params('log', args, [T.DOUBLE, T.DOUBLE], node) as [Val, Val];
-    if (!g.isNull(v)) g.emit(logCheck(v.code, x(g, node)));
-    return g.op([b, v], T.DOUBLE, `Math.log(${v.code}) / Math.log(${b.code})`);
+    return g.op([b, v], T.DOUBLE, `logBase(${b.code}, ${v.code}, ${x(g, node)})`);
   },
   exp: mathDbl('exp', (c) => `Math.exp(${c})`),
   sign: signFn,

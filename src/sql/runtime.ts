@@ -7,6 +7,7 @@
  * CAST can throw and TRY_CAST can yield NULL.
  */
 import { SluiceError } from '../sdk/errors.ts';
+import { parseDuckInt } from './int-parse.ts';
 
 /** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
 export function nullProto<T extends object>(o: T): T {
@@ -89,7 +90,10 @@ export function elem(v: unknown, index: number, expression: string): unknown {
     const r = v[i];
     return r === undefined ? null : r;
   }
-  if (typeof v === 'string') return strElem(v, index);
+  if (typeof v === 'string') {
+    if (index > 4294967295 || index < -4294967296) substrRange(index, 1, expression);
+    return strElem(v, index);
+  }
   if (typeof v === 'object' && !(v instanceof Date) && typeof index === 'number') {
     return evalError(`Cannot extract element ${index} from a STRUCT: use a field name`, expression, v);
   }
@@ -202,7 +206,10 @@ export function roundAway(x: number): number {
   return r === 0 && x < 0 ? -0 : r;
 }
 
-/** round(double, n): DuckDB computes round(x * 10^n) / 10^n, keeping x when that overflows. */
+/**
+ * round(double, n): DuckDB computes round(x * 10^n) / 10^n, keeping x when that is not finite; for
+ * n < 0, round(x / 10^-n) * 10^-n, giving 0 when that is not finite (round(42, -1000) is 0).
+ */
 export function roundDbl(x: number, n: number): number {
   if (n === 0) return roundAway(x);
   if (n > 0) {
@@ -212,7 +219,20 @@ export function roundDbl(x: number, n: number): number {
   }
   const m = 10 ** -n;
   const r = roundAway(x / m) * m;
-  return Number.isFinite(r) ? r : x;
+  return Number.isFinite(r) ? r : 0;
+}
+
+/** log(b, x): DuckDB's log10(x) / log10(b), checking b first; a base of 1 divides by zero. */
+export function logBase(b: number, x: number, expression: string): number {
+  const d = log10Checked(b, expression);
+  if (d === 0) return evalError('divison by zero in based logarithm', expression, b);
+  return log10Checked(x, expression) / d;
+}
+
+function log10Checked(v: number, expression: string): number {
+  if (v < 0) return evalError('cannot take logarithm of a negative number', expression, v);
+  if (v === 0) return evalError('cannot take logarithm of zero', expression, v);
+  return Math.log10(v);
 }
 
 /** Round half to even, as C's nearbyint (DuckDB's DOUBLE → integer cast). */
@@ -242,10 +262,11 @@ export function dblStr(x: number): string {
   return `${e.slice(0, i)}e${exp < 0 ? '-' : '+'}${ae < 10 ? '0' : ''}${ae}`;
 }
 
-export function decStr(n: number, scale: number): string {
+/** A DECIMAL's text; DuckDB writes no integer digit for a type that has none: DECIMAL(3,3) 0.1 is `.100`. */
+export function decStr(n: number, scale: number, width = 38): string {
   if (scale === 0) return String(n === 0 ? 0 : n);
   const neg = n < 0;
-  const digits = String(Math.abs(n)).padStart(scale + 1, '0');
+  const digits = String(Math.abs(n)).padStart(width === scale ? scale : scale + 1, '0');
   const cut = digits.length - scale;
   return `${neg ? '-' : ''}${digits.slice(0, cut)}.${digits.slice(cut)}`;
 }
@@ -320,30 +341,33 @@ function quoteNested(s: string, value = false): string {
 
 // ---------------------------------------------------------------- casts from VARCHAR
 
-const INT_RE = /^[+-]?(?:\d(?:_?\d)*)?(?:\.(?:\d(?:_?\d)*)?)?(?:[eE][+-]?\d+)?$/;
-
 function trimSpace(s: string): string {
   return s.trim();
 }
 
-/** VARCHAR → integer (DuckDB accepts spaces, a sign, `_` separators, 0x/0b, decimals and exponents, rounding). */
-export function strToInt(s: string, lo: number, hi: number): number | undefined {
-  const t = trimSpace(s);
-  if (t === '') return undefined;
-  let v: number;
-  const hex = /^([+-]?)0([xXbB])([0-9a-fA-F_]+)$/.exec(t);
-  if (hex) {
-    const digits = hex[3]!.replace(/_/g, '');
-    const binary = hex[2] === 'b' || hex[2] === 'B';
-    if (binary ? !/^[01]+$/.test(digits) : !/^[0-9a-fA-F]+$/.test(digits)) return undefined;
-    v = Number.parseInt(digits, binary ? 2 : 16) * (hex[1] === '-' ? -1 : 1);
-  } else {
-    if (!INT_RE.test(t) || !/\d/.test(t)) return undefined;
-    v = roundAway(Number(t.replace(/_/g, '')));
+const PLAIN_INT = /^[ \t\n\v\f\r]*([+-]?\d{1,15})[ \t\n\v\f\r]*$/;
+const I64_MAX = 2n ** 63n - 1n;
+
+/**
+ * VARCHAR → integer in [lo, hi] as DuckDB converts it (see int-parse.ts); plain digits take a fast
+ * path. A value DuckDB accepts beyond ±2^53 fails with the documented limit, not as unconvertible.
+ */
+export function strToInt(s: string, lo: number, hi: number, x: string): number | undefined {
+  const m = PLAIN_INT.exec(s);
+  if (m) {
+    const v = Number(m[1]);
+    return v >= lo && v <= hi ? v + 0 : undefined;
   }
-  if (!(v >= lo && v <= hi)) return undefined;
-  if (!Number.isSafeInteger(v)) return undefined;
-  return v === 0 ? 0 : v;
+  const r = parseDuckInt(s, BigInt(lo), hi >= 2 ** 63 ? I64_MAX : BigInt(hi));
+  if (r === undefined) return undefined;
+  const n = Number(r);
+  if (!Number.isSafeInteger(n)) return beyondExact(`the integer ${r}`, x, s);
+  return n;
+}
+
+/** Fails a value DuckDB holds exactly but a JavaScript number cannot (a documented limit of compiled SQL). */
+export function beyondExact(what: string, x: string, value: unknown): never {
+  return evalError(`${what} is beyond ±2^53, the exact range of JavaScript numbers`, x, value);
 }
 
 const DBL_RE = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?$/;
@@ -359,22 +383,22 @@ export function strToDbl(s: string): number | undefined {
 }
 
 /** VARCHAR → DECIMAL(w,s) as the scaled integer, rounding half away from zero (exact on the digits). */
-export function strToDec(s: string, width: number, scale: number): number | undefined {
+export function strToDec(s: string, width: number, scale: number, x: string): number | undefined {
   const raw = trimSpace(s);
   if (/(^|[^0-9])_|_($|[^0-9])/.test(raw)) return undefined; // `_` only between digits
   const t = raw.replace(/_/g, '');
   const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(t);
   if (!m || (m[2] === '' && (m[3] ?? '') === '')) {
     const d = DBL_RE.test(t) ? Number(t) : undefined;
-    return d === undefined ? undefined : dblToDec(d, width, scale);
+    return d === undefined ? undefined : dblToDec(d, width, scale, x);
   }
   const int = m[2] || '0';
   const frac = m[3] ?? '';
-  let digits = int + frac.slice(0, scale).padEnd(scale, '0');
+  const digits = int + frac.slice(0, scale).padEnd(scale, '0');
   let n = Number(digits);
   if (frac.length > scale && frac.charCodeAt(scale) >= 53 /* '5' */) n += 1;
-  digits = String(n);
-  if (!Number.isSafeInteger(n) || n >= POW10[width]!) return undefined;
+  if (n >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(n)) return beyondExact(`the DECIMAL(${width},${scale}) value ${s.trim()}`, x, s);
   return m[1] === '-' && n !== 0 ? -n : n;
 }
 
@@ -453,16 +477,25 @@ export function decToInt(n: number, scale: number, lo: number, hi: number): numb
   return r < lo || r > hi ? undefined : r;
 }
 
-export function dblToDec(x: number, width: number, scale: number): number | undefined {
-  if (!Number.isFinite(x)) return undefined;
-  const r = roundAway(x * POW10[scale]!);
-  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+export function dblToDec(v: number, width: number, scale: number, x: string): number | undefined {
+  if (!Number.isFinite(v)) return undefined;
+  const r = roundAway(v * POW10[scale]!);
+  if (Math.abs(r) >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(r)) return beyondExact(`the DECIMAL(${width},${scale}) value ${dblStr(v)}`, x, v);
   return r === 0 ? 0 : r;
 }
 
-export function decToDec(n: number, from: number, width: number, scale: number): number | undefined {
+export function decToDec(
+  n: number,
+  from: number,
+  width: number,
+  scale: number,
+  x: string,
+): number | undefined {
   const r = scale >= from ? n * POW10[scale - from]! : decDown(n, from - scale);
-  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+  if (Math.abs(r) >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(r))
+    return beyondExact(`the DECIMAL(${width},${scale}) value ${decStr(n, from)}`, x, n);
   return r;
 }
 
@@ -547,7 +580,19 @@ export function trimChars(s: string, chars: string, left: boolean, right: boolea
 }
 
 /** DuckDB's substring on code points (negative offsets count from the end, negative lengths go backwards). */
-export function substr(s: string, offset: number, length: number, unicodeOnly = false): string {
+/** DuckDB's substring takes 32-bit offsets and lengths (beyond, an Out of Range Error). */
+export function substrRange(offset: number, length: number, x: string): void {
+  if (offset > 4294967295) evalError('Substring offset outside of supported range (> 4294967295)', x, offset);
+  if (offset < -4294967296)
+    evalError('Substring offset outside of supported range (< -4294967296)', x, offset);
+  if (length > 4294967295) evalError('Substring length outside of supported range (> 4294967295)', x, length);
+  if (length < -4294967296)
+    evalError('Substring length outside of supported range (< -4294967296)', x, length);
+}
+
+export function substr(s: string, offset: number, length: number, unicodeOnly: boolean, x: string): string {
+  if (offset > 4294967295 || offset < -4294967296 || length > 4294967295 || length < -4294967296)
+    substrRange(offset, length, x);
   if (length === 0) return '';
   if (offset < 0 && !unicodeOnly && !NON_ASCII.test(s)) {
     // DuckDB's ASCII-only path counts a negative offset differently when it reaches before the start
@@ -603,7 +648,8 @@ export function substr(s: string, offset: number, length: number, unicodeOnly = 
   return slice(start, Math.min(end, n));
 }
 
-export function leftStr(s: string, k: number): string {
+export function leftStr(s: string, k: number, x: string): string {
+  if (k > 4294967295) substrRange(1, k, x);
   const cps = hasSurrogates(s) ? Array.from(s) : null;
   const n = cps ? cps.length : s.length;
   const e = k >= 0 ? Math.min(k, n) : Math.max(0, n + k);
