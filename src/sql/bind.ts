@@ -4,6 +4,7 @@
  */
 import { closest, distance } from 'fastest-levenshtein';
 import type { SluiceError } from '../sdk/errors.ts';
+import { constantSubtree } from './codegen.ts';
 import { describeSubset, FUNCTION_NAMES, FUNCTIONS } from './functions.ts';
 import { type BoundQuery, children, type Node, type OutColumn, type PathSeg } from './ir.ts';
 import { type AstNode, type Catalog, invalid, type Parsed } from './parse.ts';
@@ -60,6 +61,8 @@ const CAST_TYPES: Record<string, SqlType> = nullProto({
   BOOLEAN: T.BOOLEAN,
   DATE: T.DATE,
   TIMESTAMP: T.TIMESTAMP,
+  INTERVAL: T.INTERVAL,
+  TIME: T.TIME,
 });
 
 const TYPE_TEXT: Record<string, string> = nullProto({
@@ -415,6 +418,15 @@ export class Binder {
   #cast(ast: AstNode, loc: number | undefined): Node {
     const arg = this.expr(ast.child);
     const { type, text: typeText } = this.castType(ast.cast_type, ast);
+    // INTERVAL and TIME text is parsed here only when constant (its common forms); DuckDB takes the rest
+    if (
+      (type.id === 'INTERVAL' || type.id === 'TIME') &&
+      !(arg.k === 'const' && (arg.type.id === 'VARCHAR' || arg.type.id === 'NULL'))
+    )
+      throw this.beyond(
+        `a cast to ${type.id} of a value that is not a constant string is not allowed in per-record SQL`,
+        ast,
+      );
     const fn = ast.try_cast ? 'try_cast' : 'cast';
     return {
       k: 'call',
@@ -563,6 +575,16 @@ export class Binder {
     }
     if (info.name === 'array_extract' || info.name === 'struct_extract') {
       return this.#extract(args[0]!, args[1]!, text, ast, loc);
+    }
+    if ((info.name === 'date_part' || info.name === 'date_trunc') && !constantSubtree(args[0]!)) {
+      throw this.beyond(
+        `${info.name}() with a part that is not a constant is not allowed in per-record SQL`,
+        ast,
+      );
+    }
+    if (info.name === 'strftime' && !constantSubtree(args[0]!) && !constantSubtree(args[1]!)) {
+      // DuckDB's own refusal, at bind time
+      throw this.error('strftime format must be a constant', ast);
     }
     return { k: 'call', fn: info.name, args, text, loc };
   }

@@ -169,7 +169,11 @@ export class Program {
       this.#body(g);
     } catch (err) {
       if (!(err instanceof CompileError)) throw err;
-      if (strict) throw invalid(err.message, err.node.loc, this.#spec.userText);
+      if (strict) {
+        const e = invalid(err.message, err.node.loc, this.#spec.userText);
+        if (err.kind === 'beyond' && e.details) e.details.beyondSubset = true;
+        throw e;
+      }
       return evalFailure(err);
     }
     return buildFunction(['row', ...this.#leaves.map((_, i) => `L${i}`)], g);
@@ -200,7 +204,9 @@ export class Program {
     }
     // values first, in select-list order
     const vals = cols.map((c) =>
-      c.kind === 'expr' ? [g.toOut(g.gen(c.node))] : c.replace.map((r) => g.toOut(g.gen(r.node))),
+      c.kind === 'expr'
+        ? [g.toOut(g.gen(c.node), c.node)]
+        : c.replace.map((r) => g.toOut(g.gen(r.node), r.node)),
     );
     if (!cols.some((c) => c.kind === 'star')) {
       const parts = cols.map((c, i) => {
