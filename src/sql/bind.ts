@@ -80,7 +80,7 @@ const BARE_FUNCTIONS: Record<string, string> = nullProto({
 
 export class Binder {
   readonly #ctx: BindContext;
-  /** Alias of `input` in FROM (also `input` itself), for qualified references. */
+  /** Alias of `input` in FROM (also `input` itself), lower case (DuckDB's names ignore case). */
   #tableNames = new Set(['input']);
   /** Offsets of the expressions being bound, innermost last: the position of a node DuckDB does not place. */
   #where: number[] = [];
@@ -203,11 +203,11 @@ export class Binder {
     }
     if (from.sample || from.at_clause || from.column_name_alias?.length)
       throw this.unsupported('this FROM clause', from);
-    if (from.alias) this.#tableNames.add(String(from.alias));
+    if (from.alias) this.#tableNames.add(String(from.alias).toLowerCase());
   }
 
   #star(item: AstNode): OutColumn {
-    if (item.relation_name && !this.#tableNames.has(String(item.relation_name))) {
+    if (item.relation_name && !this.#tableNames.has(String(item.relation_name).toLowerCase())) {
       throw this.error(`unknown table "${item.relation_name}" in ${item.relation_name}.*`, item);
     }
     if (item.columns || item.expr) throw this.unsupported('COLUMNS(...)', item);
@@ -388,7 +388,7 @@ export class Binder {
       if (bare) return { k: 'call', fn: bare, args: [], text: names[0]!, loc };
     }
     const text = names.map((n) => this.quoteIdent(n)).join('.');
-    if (names.length > 1 && this.#tableNames.has(names[0]!)) names = names.slice(1);
+    if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
     return { k: 'leaf', path: names, text, loc };
   }
 

@@ -1046,7 +1046,20 @@ function narrowLiteral(lit: Val, other: Val): Val {
 }
 
 /** Arithmetic on dates, timestamps, times and intervals, or undefined for other operands. */
-function temporalArith(g: Gen, op: string, a: Val, b: Val, ta: SqlType, tb: SqlType): Val | undefined {
+function temporalArith(g: Gen, op: string, a: Val, b: Val, node: Node): Val | undefined {
+  const ta = a.type.id === 'NULL' ? b.type : a.type;
+  const tb = b.type.id === 'NULL' ? a.type : b.type;
+  if (op === '*' && (ta.id === 'INTERVAL' || tb.id === 'INTERVAL')) {
+    const [iv, n] = ta.id === 'INTERVAL' ? [a, b] : [b, a];
+    if (g.isNull(n) || g.isNull(iv)) return g.op([iv, n], T.INTERVAL, 'null');
+    if (isInt(n.type)) return g.op([iv, n], T.INTERVAL, `intervalMulInt(${iv.code}, ${n.code}, ${x(g, node)})`);
+    if (n.type.id === 'DOUBLE' || n.type.id === 'DECIMAL') {
+      const f = g.convert(n, T.DOUBLE, node, () => g.mismatch(op, [a, b], node).message);
+      return g.op([iv, f], T.INTERVAL, `intervalMulDbl(${iv.code}, ${f.code}, ${x(g, node)})`);
+    }
+  }
+  if ((ta.id === 'INTERVAL' || tb.id === 'INTERVAL') && op !== '+' && op !== '-')
+    throw g.beyond(`the operator ${op} on an INTERVAL`, node);
   if (op !== '+' && op !== '-') return undefined;
   const ts = (t: SqlType) => t.id === 'TIMESTAMP' || t.id === 'TIMESTAMPTZ';
   const stamp = (t: SqlType) => (t.id === 'TIMESTAMPTZ' ? T.TIMESTAMPTZ : T.TIMESTAMP);
@@ -1091,7 +1104,7 @@ function arith(op: string): CallImpl {
     b = narrowLiteral(b, a);
     const ta = a.type.id === 'NULL' ? b.type : a.type;
     const tb = b.type.id === 'NULL' ? a.type : b.type;
-    const temporal = temporalArith(g, op, a, b, ta, tb);
+    const temporal = temporalArith(g, op, a, b, node);
     if (temporal) return temporal;
     if (ta.id === 'DATE' && isInt(tb) && (op === '+' || op === '-')) {
       return g.op([a, b], T.DATE, `${a.code} ${op} ${b.code} * 86400000000`);

@@ -3,6 +3,7 @@
  * microseconds (each kept apart: a month is not a fixed number of days); a TIME is microseconds
  * since midnight. Both reach records as DuckDB's text of them, as on the DuckDB path.
  */
+import { evalError } from './runtime.ts';
 import { civilFromDays, daysFromCivil, monthDays, US_PER_DAY } from './runtime-temporal.ts';
 
 export interface Interval {
@@ -76,6 +77,48 @@ export function intervalAdd(a: Interval, b: Interval): Interval {
 
 export function intervalNeg(a: Interval): Interval {
   return { m: -a.m, d: -a.d, us: -a.us };
+}
+
+function int32(v: number, x: string): number {
+  if (!(Math.abs(v) <= 2147483647)) evalError('Overflow in multiplication of INTERVAL.', x);
+  return v;
+}
+
+/** INTERVAL × BIGINT: each part multiplied (DuckDB's MultiplyOperator). */
+export function intervalMulInt(a: Interval, n: number, x: string): Interval {
+  const us = a.us * n;
+  if (!Number.isSafeInteger(us)) evalError('Overflow in multiplication of INTERVAL.', x);
+  return { m: int32(a.m * n, x), d: int32(a.d * n, x), us: us === 0 ? 0 : us };
+}
+
+/** Rounds half to even, as C's nearbyint. */
+function nearbyint(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * INTERVAL × DOUBLE, as DuckDB (after PostgreSQL's interval_mul): whole months and days, their
+ * fractions cascaded down into days and microseconds.
+ */
+export function intervalMulDbl(a: Interval, f: number, x: string): Interval {
+  const md = a.m * f;
+  if (Number.isNaN(md) || Math.abs(md) > 2147483647) evalError('Overflow in multiplication of INTERVAL.', x);
+  const m = Math.trunc(md);
+  const dd = a.d * f;
+  if (Number.isNaN(dd) || Math.abs(dd) > 2147483647) evalError('Overflow in multiplication of INTERVAL.', x);
+  let d = Math.trunc(dd);
+  const monthRemainder = nearbyint((md - m) * DAYS_PER_MONTH * 1e6) / 1e6;
+  const dayRemainder = Math.trunc(monthRemainder);
+  let secRemainder = nearbyint((dd - d + monthRemainder - dayRemainder) * 86400 * 1e6) / 1e6;
+  if (Math.abs(secRemainder) >= 86400) {
+    d += Math.trunc(secRemainder / 86400);
+    secRemainder -= Math.trunc(secRemainder / 86400) * 86400;
+  }
+  d += dayRemainder;
+  const us = nearbyint(a.us * f + secRemainder * 1e6);
+  if (!Number.isSafeInteger(us)) evalError('Overflow in multiplication of INTERVAL.', x);
+  return { m: m === 0 ? 0 : m, d: d === 0 ? 0 : d, us: us === 0 ? 0 : us };
 }
 
 /** TIMESTAMP − TIMESTAMP: the difference in days and microseconds (Interval::FromMicro). */

@@ -126,6 +126,12 @@ const AGREE = [
   "INTERVAL '1 day' < INTERVAL '24 hours'",
   "INTERVAL '25 hours' > INTERVAL '1 day'",
   "INTERVAL '1 day' + INTERVAL '3 hours'",
+  "INTERVAL '1 day' * 0.5::DOUBLE",
+  "1.5 * INTERVAL '1 month 1 day 1 hour'",
+  "INTERVAL '1 month' * x",
+  "to_days(n) * 2",
+  "n * INTERVAL '1 year 3 days 00:00:01'",
+  'make_date(19000)',
   "ts - ts = INTERVAL '0 seconds'",
   'to_years(n)',
   'to_weeks(n)',
@@ -207,4 +213,20 @@ describe('SQL DuckDB refuses is refused at validation', () => {
         /strftime format must be a constant/.test(err.message),
     );
   });
+});
+
+describe('whole queries agree with DuckDB', () => {
+  const QUERIES = [
+    // a table alias is case-insensitive, as DuckDB's names are
+    `SELECT * FROM input AS "t1" WHERE date_trunc('DAY', T1.ts) < '2020-02-17T23:59:59.999Z'::TIMESTAMP`,
+    'SELECT T.ts, year(t.ts) FROM input AS t',
+  ];
+  for (const sql of QUERIES) {
+    test(sql, async () => {
+      for (const row of ROWS) {
+        const diff = await compare(sql, row);
+        assert.equal(diff, undefined, `${diff} for ${JSON.stringify(row)}`);
+      }
+    });
+  }
 });

@@ -154,6 +154,13 @@ function epochMs(g: Gen, args: Val[], node: Call): Val {
 }
 
 function makeDate(g: Gen, args: Val[], node: Call): Val {
+  if (args.length === 1) {
+    // make_date(days since 1970-01-01)
+    const [n] = args as [Val];
+    if (!isInt(n.type) && !g.isNull(n)) throw g.beyond('make_date() of a struct', node);
+    return g.op([n], T.DATE, `${n.code} * ${R.US_PER_DAY}`);
+  }
+  if (args.length !== 3) throw g.mismatch('make_date', args, node);
   const [y, m, d] = g.params('make_date', args, [T.BIGINT, T.BIGINT, T.BIGINT], node) as [Val, Val, Val];
   return g.op([y, m, d], T.DATE, `makeDate(${y.code}, ${m.code}, ${d.code}, ${JSON.stringify(node.text)})`);
 }
