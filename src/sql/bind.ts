@@ -576,7 +576,10 @@ export class Binder {
     if (info.name === 'array_extract' || info.name === 'struct_extract') {
       return this.#extract(args[0]!, args[1]!, text, ast, loc);
     }
-    if ((info.name === 'date_part' || info.name === 'date_trunc') && !constantSubtree(args[0]!)) {
+    if (
+      (info.name === 'date_part' || info.name === 'date_trunc' || info.name === 'date_diff') &&
+      !constantSubtree(args[0]!)
+    ) {
       throw this.beyond(
         `${info.name}() with a part that is not a constant is not allowed in per-record SQL`,
         ast,

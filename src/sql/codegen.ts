@@ -1052,7 +1052,8 @@ function temporalArith(g: Gen, op: string, a: Val, b: Val, node: Node): Val | un
   if (op === '*' && (ta.id === 'INTERVAL' || tb.id === 'INTERVAL')) {
     const [iv, n] = ta.id === 'INTERVAL' ? [a, b] : [b, a];
     if (g.isNull(n) || g.isNull(iv)) return g.op([iv, n], T.INTERVAL, 'null');
-    if (isInt(n.type)) return g.op([iv, n], T.INTERVAL, `intervalMulInt(${iv.code}, ${n.code}, ${x(g, node)})`);
+    if (isInt(n.type))
+      return g.op([iv, n], T.INTERVAL, `intervalMulInt(${iv.code}, ${n.code}, ${x(g, node)})`);
     if (n.type.id === 'DOUBLE' || n.type.id === 'DECIMAL') {
       const f = g.convert(n, T.DOUBLE, node, () => g.mismatch(op, [a, b], node).message);
       return g.op([iv, f], T.INTERVAL, `intervalMulDbl(${iv.code}, ${f.code}, ${x(g, node)})`);

@@ -81,6 +81,7 @@ const TABLE: [string[], number, number][] = [
   [['monthname'], 1, 1],
   [['last_day'], 1, 1],
   [['make_date'], 1, 3],
+  [['date_diff', 'datediff'], 3, 3],
   [['to_millennia'], 1, 1],
   [['to_centuries'], 1, 1],
   [['to_decades'], 1, 1],

@@ -723,3 +723,79 @@ export function makeDate(y: number, m: number, d: number, x: string): number {
   if (!validDate(y, m, d)) return evalError(`Date out of range: ${y}-${m}-${d}`, x);
   return daysFromCivil(y, m, d) * US_PER_DAY;
 }
+
+// ---------------------------------------------------------------- date_diff
+
+function floorDiv(v: number, unit: number): number {
+  return Math.floor(v / unit);
+}
+
+/** Canonical parts date_diff accepts (others are an error in DuckDB). */
+const DIFF_PARTS = new Set([
+  'year',
+  'month',
+  'day',
+  'dow',
+  'isodow',
+  'doy',
+  'julian',
+  'decade',
+  'century',
+  'millennium',
+  'quarter',
+  'week',
+  'yearweek',
+  'isoyear',
+  'microsecond',
+  'millisecond',
+  'second',
+  'epoch',
+  'minute',
+  'hour',
+]);
+
+export function diffPartValid(part: string): boolean {
+  return DIFF_PARTS.has(part);
+}
+
+/** date_diff(part, start, end): part boundaries between two finite values (DuckDB's DateDiff); NULL for an infinity. */
+export function dateDiff(part: string, a: number, b: number): number | null {
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return null;
+  const da = Math.floor(a / US_PER_DAY);
+  const db = Math.floor(b / US_PER_DAY);
+  switch (part) {
+    case 'year':
+      return civilFromDays(db)[0] - civilFromDays(da)[0];
+    case 'month':
+    case 'quarter': {
+      const [ya, ma] = civilFromDays(da);
+      const [yb, mb] = civilFromDays(db);
+      if (part === 'month') return yb * 12 + mb - 1 - (ya * 12 + ma - 1);
+      return Math.trunc((yb * 12 + mb - 1) / 3) - Math.trunc((ya * 12 + ma - 1) / 3);
+    }
+    case 'decade':
+      return Math.trunc(civilFromDays(db)[0] / 10) - Math.trunc(civilFromDays(da)[0] / 10);
+    case 'century':
+      return Math.trunc(civilFromDays(db)[0] / 100) - Math.trunc(civilFromDays(da)[0] / 100);
+    case 'millennium':
+      return Math.trunc(civilFromDays(db)[0] / 1000) - Math.trunc(civilFromDays(da)[0] / 1000);
+    case 'week':
+    case 'yearweek':
+      return Math.trunc((db - da) / 7);
+    case 'isoyear':
+      return isoWeek(db).year - isoWeek(da).year;
+    case 'microsecond':
+      return b - a;
+    case 'millisecond':
+      return floorDiv(b, 1000) - floorDiv(a, 1000);
+    case 'second':
+    case 'epoch':
+      return floorDiv(b, US_PER_SEC) - floorDiv(a, US_PER_SEC);
+    case 'minute':
+      return floorDiv(b, US_PER_MINUTE) - floorDiv(a, US_PER_MINUTE);
+    case 'hour':
+      return floorDiv(b, US_PER_HOUR) - floorDiv(a, US_PER_HOUR);
+    default:
+      return db - da; // day, dow, isodow, doy, julian
+  }
+}

@@ -10,13 +10,24 @@ import { isInt, isTemporal, type SqlType, T } from '../types.ts';
 type Call = Extract<Node, { k: 'call' }>;
 
 /** A timestamp-like argument: DATE, TIMESTAMP, TIMESTAMPTZ, or a string constant cast to TIMESTAMP. */
-export function temporalArg(g: Gen, name: string, args: Val[], i: number, node: Node): Val {
+export function temporalArg(
+  g: Gen,
+  name: string,
+  args: Val[],
+  i: number,
+  node: Node,
+  part?: string | null,
+): Val {
   const a = args[i]!;
   if (g.isNull(a) || isTemporal(a.type)) return a;
+  // a TIME has the time of day's parts (microseconds since midnight, as a timestamp on 1970-01-01)
+  if (a.type.id === 'TIME' && part && TIME_PARTS.has(part)) return a;
   if (a.lit && a.type.id === 'VARCHAR') return g.cast(a, T.TIMESTAMP, false, node);
   if (a.type.id === 'TIME' || a.type.id === 'INTERVAL') throw g.beyond(`${name}() of a ${a.type.id}`, node);
   throw g.mismatch(name, args, node);
 }
+
+const TIME_PARTS = new Set(['hour', 'minute', 'second', 'millisecond', 'microsecond', 'epoch']);
 
 /** The canonical part named by a constant (bind.ts sends a part that varies to DuckDB). */
 function constPart(g: Gen, v: Val, name: string, args: Val[], node: Call): string | null {
@@ -30,7 +41,6 @@ function constPart(g: Gen, v: Val, name: string, args: Val[], node: Call): strin
 }
 
 function datePart(g: Gen, args: Val[], node: Call): Val {
-  const ts = temporalArg(g, 'date_part', args, 1, node);
   const list = node.args[0]!;
   if (list.k === 'call' && list.fn === 'list_value') {
     // date_part(['year', 'month'], ts): a struct of the parts, named as given
@@ -46,12 +56,14 @@ function datePart(g: Gen, args: Val[], node: Call): Val {
       parts.push(part);
       fields.push([a.value, partType(part)]);
     }
+    const ts = temporalArg(g, 'date_part', args, 1, node);
     const body = parts.map(
       (p, i) => `${JSON.stringify(names[i])}: extractPart(${JSON.stringify(p)}, ${ts.code})`,
     );
     return g.op([ts], { id: 'STRUCT', fields }, `({${body.join(', ')}})`);
   }
   const part = constPart(g, args[0]!, 'date_part', args, node);
+  const ts = temporalArg(g, 'date_part', args, 1, node, part);
   if (part === null) return g.nullOf(T.BIGINT);
   return g.op([ts], partType(part), `extractPart(${JSON.stringify(part)}, ${ts.code})`, { nullable: true });
 }
@@ -93,7 +105,7 @@ function strftime(g: Gen, args: Val[], node: Call): Val {
 /** year(ts), month(ts), ...: date_part with the part in the name. */
 function partFn(name: string, part: string): CallImpl {
   return (g, args, node) => {
-    const ts = temporalArg(g, name, args, 0, node);
+    const ts = temporalArg(g, name, args, 0, node, part);
     return g.op([ts], partType(part), `extractPart(${JSON.stringify(part)}, ${ts.code})`, { nullable: true });
   };
 }
@@ -165,7 +177,19 @@ function makeDate(g: Gen, args: Val[], node: Call): Val {
   return g.op([y, m, d], T.DATE, `makeDate(${y.code}, ${m.code}, ${d.code}, ${JSON.stringify(node.text)})`);
 }
 
+function dateDiff(g: Gen, args: Val[], node: Call): Val {
+  const part = constPart(g, args[0]!, 'date_diff', args, node);
+  const a = temporalArg(g, 'date_diff', args, 1, node);
+  const b = temporalArg(g, 'date_diff', args, 2, node);
+  if (part === null) return g.nullOf(T.BIGINT);
+  if (!R.diffPartValid(part)) throw g.error('Specifier type not implemented for DATEDIFF', node);
+  return g.op([a, b], T.BIGINT, `dateDiff(${JSON.stringify(part)}, ${a.code}, ${b.code})`, {
+    nullable: true,
+  });
+}
+
 export const TEMPORAL_CALLS: Record<string, CallImpl> = {
+  date_diff: dateDiff,
   ...Object.fromEntries(Object.entries(PART_FUNCTIONS).map(([n, p]) => [n, partFn(n, p)])),
   epoch_ms: epochMs,
   epoch_us: (g, args, node) => {
