@@ -589,6 +589,9 @@ export class Binder {
       // DuckDB's own refusal, at bind time
       throw this.error('strftime format must be a constant', ast);
     }
+    if ((info.name === 'strptime' || info.name === 'try_strptime') && !constantSubtree(args[1]!)) {
+      throw this.error('strptime format must be a constant', ast);
+    }
     return { k: 'call', fn: info.name, args, text, loc };
   }
 

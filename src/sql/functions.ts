@@ -82,6 +82,8 @@ const TABLE: [string[], number, number][] = [
   [['last_day'], 1, 1],
   [['make_date'], 1, 3],
   [['date_diff', 'datediff'], 3, 3],
+  [['strptime'], 2, 2],
+  [['try_strptime'], 2, 2],
   [['to_millennia'], 1, 1],
   [['to_centuries'], 1, 1],
   [['to_decades'], 1, 1],

@@ -799,3 +799,208 @@ export function dateDiff(part: string, a: number, b: number): number | null {
       return db - da; // day, dow, isodow, doy, julian
   }
 }
+
+// ---------------------------------------------------------------- strptime
+
+/** A parsed strptime format: literals, and specifiers with their numeric width (0: a name). */
+export interface StrpFormat {
+  literals: string[];
+  specs: string[];
+}
+
+const STRP_WIDTH: Record<string, number> = table({
+  d: 2,
+  m: 2,
+  y: 2,
+  H: 2,
+  I: 2,
+  M: 2,
+  S: 2,
+  g: 3,
+  Y: 4,
+  f: 6,
+  p: 0,
+  b: 0,
+  h: 0,
+  B: 0,
+  a: 0,
+  A: 0,
+});
+
+/**
+ * Parses a strptime format as DuckDB's StrpTimeFormat does, for the specifiers the compiled path
+ * supports; returns undefined for any other (week numbers, ISO years, day of year, zones: those
+ * queries run on DuckDB). Throws RangeError with DuckDB's message for a malformed format.
+ */
+export function parseStrptime(format: string): StrpFormat | undefined {
+  const literals: string[] = [];
+  const specs: string[] = [];
+  let lit = '';
+  for (let i = 0; i < format.length; i++) {
+    const c = format[i]!;
+    if (c !== '%') {
+      lit += c;
+      continue;
+    }
+    if (i + 1 >= format.length) {
+      throw new RangeError(`Failed to parse format specifier ${format}: Trailing format character %`);
+    }
+    let spec = format[++i]!;
+    if (spec === '%') {
+      lit += '%';
+      continue;
+    }
+    if (spec === '-' && i + 1 < format.length) spec = format[++i]!;
+    if (!(spec in STRP_WIDTH)) return undefined;
+    literals.push(lit);
+    lit = '';
+    specs.push(spec);
+  }
+  literals.push(lit);
+  return { literals, specs };
+}
+
+function matchName(s: string, pos: number, names: readonly string[]): [number, number] {
+  for (let c = 0; c < names.length; c++) {
+    const n = names[c]!;
+    if (pos + n.length <= s.length && s.slice(pos, pos + n.length).toLowerCase() === n.toLowerCase())
+      return [c, pos + n.length];
+  }
+  return [-1, pos];
+}
+
+/**
+ * strptime of `s` (DuckDB's StrpTimeFormat::Parse, non-strict) as TIMESTAMP µs, or undefined when
+ * it does not match. `infinity`, `-infinity` and `epoch` are those values, except that DuckDB's
+ * try_strptime gives the parser's defaults (1900-01-01) for them (`tryParse`).
+ */
+export function strptime(s: string, f: StrpFormat, tryParse = false): number | undefined {
+  const size = s.length;
+  let pos = 0;
+  while (pos < size && isSpace(s[pos])) pos++;
+  if (size - pos > 4) {
+    let end = -1;
+    let v = 0;
+    if (s[pos] === '-') {
+      end = special(s, pos + 1, 'infinity', 3);
+      v = Number.NEGATIVE_INFINITY;
+    } else if (/[A-Za-z]/.test(s[pos]!)) {
+      end = special(s, pos, 'infinity', 3);
+      v = Number.POSITIVE_INFINITY;
+      if (end < 0) {
+        end = special(s, pos, 'epoch', 5);
+        v = 0;
+      }
+    }
+    if (end >= 0) {
+      while (end < size && isSpace(s[end])) end++;
+      if (end !== size) return undefined;
+      return tryParse ? daysFromCivil(1900, 1, 1) * US_PER_DAY : v;
+    }
+  }
+  let y = 1900;
+  let mo = 1;
+  let d = 1;
+  let h = 0;
+  let mi = 0;
+  let sec = 0;
+  let micros = 0;
+  let ampm = '';
+  for (let i = 0; ; i++) {
+    const literal = f.literals[i]!;
+    for (let l = 0; l < literal.length; ) {
+      if (isSpace(literal[l])) {
+        if (!isSpace(s[pos])) return undefined;
+        for (pos++; pos < size && isSpace(s[pos]); pos++);
+        for (l++; l < literal.length && isSpace(literal[l]); l++);
+        continue;
+      }
+      if (s[pos++] !== literal[l++]) return undefined;
+    }
+    if (i === f.specs.length) break;
+    const spec = f.specs[i]!;
+    const width = STRP_WIDTH[spec]!;
+    if (width > 0) {
+      const start = pos;
+      let n = 0;
+      while (pos < size && pos < start + width && isDigit(s[pos])) n = n * 10 + (s.charCodeAt(pos++) - 48);
+      if (pos === start) return undefined;
+      const digits = pos - start;
+      switch (spec) {
+        case 'd':
+          if (n < 1 || n > 31) return undefined;
+          d = n;
+          break;
+        case 'm':
+          if (n < 1 || n > 12) return undefined;
+          mo = n;
+          break;
+        case 'y':
+          if (n >= 100) return undefined;
+          y = n >= 69 ? 1900 + n : 2000 + n;
+          break;
+        case 'Y':
+          y = n;
+          break;
+        case 'H':
+          if (n >= 24) return undefined;
+          h = n;
+          break;
+        case 'I':
+          if (n < 1 || n > 12) return undefined;
+          h = n;
+          break;
+        case 'M':
+          if (n >= 60) return undefined;
+          mi = n;
+          break;
+        case 'S':
+          if (n >= 60) return undefined;
+          sec = n;
+          break;
+        default: {
+          // g, f: a fraction of the given width, padded on the right
+          const scaled = n * 10 ** (width - digits);
+          micros = spec === 'g' ? scaled * 1000 : scaled;
+        }
+      }
+      continue;
+    }
+    if (spec === 'p') {
+      if (pos + 2 > size || s[pos + 1]!.toLowerCase() !== 'm') return undefined;
+      const c = s[pos]!.toLowerCase();
+      if (c !== 'a' && c !== 'p') return undefined;
+      ampm = c;
+      pos += 2;
+      continue;
+    }
+    const names =
+      spec === 'a'
+        ? DAYS.map((n) => n.slice(0, 3))
+        : spec === 'A'
+          ? DAYS
+          : spec === 'B'
+            ? MONTHS
+            : MONTHS.map((n) => n.slice(0, 3));
+    const [c, end] = matchName(s, pos, names);
+    if (c < 0) return undefined;
+    pos = end;
+    if (spec === 'b' || spec === 'h' || spec === 'B') mo = c + 1;
+  }
+  while (pos < size && isSpace(s[pos])) pos++;
+  if (pos !== size) return undefined;
+  if (ampm) {
+    if (h > 12) return undefined;
+    if (ampm === 'a' && h === 12) h = 0;
+    else if (ampm === 'p' && h !== 12) h += 12;
+  }
+  if (!validDate(y, mo, d)) return undefined;
+  return daysFromCivil(y, mo, d) * US_PER_DAY + ((h * 60 + mi) * 60 + sec) * US_PER_SEC + micros;
+}
+
+export function strptimeOrFail(s: string, f: StrpFormat, format: string, x: string): number {
+  const r = strptime(s, f);
+  if (r === undefined)
+    return evalError(`Could not parse string "${s}" according to format specifier "${format}"`, x, s);
+  return r;
+}

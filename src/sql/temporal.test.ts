@@ -154,6 +154,24 @@ const AGREE = [
   "date_diff('doy', old, ts)",
   "date_diff('day', CAST('infinity' AS DATE), ts)",
   "date_diff('second', CAST(s AS TIMESTAMP), CAST(s2 AS TIMESTAMP))",
+  // strptime
+  "strptime('2024-05-17 13:14:15.123456', '%Y-%m-%d %H:%M:%S.%f')",
+  "strptime('  17/05/24 1:02 PM ', '%d/%m/%y %I:%M %p')",
+  "try_strptime('17 May 2024', '%d %B %Y')",
+  "try_strptime('Fri, 17 may 2024', '%a, %d %b %Y')",
+  "try_strptime('2024-02-30', '%Y-%m-%d')",
+  "try_strptime('2024-2-3', '%Y-%m-%d')",
+  "try_strptime('20240203', '%Y%m%d')",
+  "try_strptime('infinity', '%Y-%m-%d')",
+  "CAST(strptime('-infinity', '%Y-%m-%d') AS VARCHAR)",
+  "CAST(strptime('epoch', '%Y-%m-%d') AS VARCHAR)",
+  "try_strptime(s, '%Y-%m-%d')",
+  "try_strptime('2024  05', '%Y %m')",
+  "try_strptime('2024-05-17', '%Y-%m-%d %H')",
+  "try_strptime('12:00:00.5 AM', '%H:%M:%S.%g %p')",
+  "try_strptime(s, '%Y-%m-%d %H:%M:%S.%f')",
+  "strptime(s, '%Y-%m-%d')",
+  "strptime(d, '%Y/%m/%d')",
   // times
   "date_part('hour', TIME '12:34:56.5')",
   "date_part('epoch', TIME '12:34:56.5')",
@@ -188,6 +206,8 @@ const FALLBACK = [
   "date_part(p, TIMESTAMP '2024-05-17 13:14:15')",
   "date_trunc(p, TIMESTAMP '2024-05-17 13:14:15')",
   "date_diff(p, TIMESTAMP '2024-05-17 13:14:15', ts)",
+  "strptime('2024', '%G')",
+  "try_strptime(s, ['%Y', '%d'])",
   'CAST(ts AS TIME)',
   'CAST(s AS INTERVAL)',
   "INTERVAL '2 days ago'",
@@ -217,6 +237,13 @@ describe('temporal constructs outside the compiled subset run on DuckDB', () => 
 });
 
 describe('SQL DuckDB refuses is refused at validation', () => {
+  test('a strptime format that is not a constant', async () => {
+    const sql = 'SELECT try_strptime(s, f) AS v FROM input';
+    const theirs = await oracle(sql, { s: '2024', f: '%Y' }, 'table');
+    assert.ok(!theirs.ok && /strptime format must be a constant/.test(theirs.error), 'DuckDB refuses it');
+    await assert.rejects(planQuery(sql), /strptime format must be a constant/);
+  });
+
   test('a strftime format that is not a constant', async () => {
     const sql = 'SELECT strftime(ts, f) AS v FROM input';
     const theirs = await oracle(sql, { ts: new Date(0), f: '%Y' });

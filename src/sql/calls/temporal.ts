@@ -188,7 +188,36 @@ function dateDiff(g: Gen, args: Val[], node: Call): Val {
   });
 }
 
+/** strptime(text, format) with a constant format; `tryParse`: NULL instead of an error. */
+function strptime(tryParse: boolean): CallImpl {
+  const name = tryParse ? 'try_strptime' : 'strptime';
+  return (g, args, node) => {
+    if (args[1]!.type.id === 'LIST') throw g.beyond(`${name}() with a list of formats`, node);
+    const [s, f] = g.params(name, args, [T.VARCHAR, T.VARCHAR], node) as [Val, Val];
+    const format = g.constString(f);
+    if (format === undefined) throw g.beyond(`${name}() with a format that is not a constant string`, node);
+    if (format === null) return g.nullOf(T.TIMESTAMP);
+    let parsed: R.StrpFormat | undefined;
+    try {
+      parsed = R.parseStrptime(format);
+    } catch (err) {
+      throw g.error((err as Error).message, node);
+    }
+    if (!parsed) throw g.beyond(`${name}() with the format ${JSON.stringify(format)}`, node);
+    const k = g.k(parsed);
+    if (tryParse)
+      return g.op([s], T.TIMESTAMP, `(strptime(${s.code}, ${k}, true) ?? null)`, { nullable: true });
+    return g.op(
+      [s],
+      T.TIMESTAMP,
+      `strptimeOrFail(${s.code}, ${k}, ${JSON.stringify(format)}, ${JSON.stringify(node.text)})`,
+    );
+  };
+}
+
 export const TEMPORAL_CALLS: Record<string, CallImpl> = {
+  strptime: strptime(false),
+  try_strptime: strptime(true),
   date_diff: dateDiff,
   ...Object.fromEntries(Object.entries(PART_FUNCTIONS).map(([n, p]) => [n, partFn(n, p)])),
   epoch_ms: epochMs,
