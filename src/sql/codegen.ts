@@ -434,7 +434,15 @@ export class Gen {
     if (sameType(v.type, to)) return v;
     const { tpl, fails } = this.castPlan(v.type, to, node);
     if (v.isConst) {
-      const r = evalTemplate(tpl, v.cv);
+      let r: unknown;
+      try {
+        r = evalTemplate(tpl, v.cv);
+      } catch (err) {
+        // a value JavaScript numbers cannot hold exactly: DuckDB runs the query
+        if ((err as Error).message.includes('beyond ±2^53'))
+          throw this.beyond(`the constant ${JSON.stringify(v.cv)}`, node);
+        throw err;
+      }
       if (r === undefined) {
         if (to.id === 'INTERVAL' || to.id === 'TIME')
           throw this.beyond(`the ${to.id} text ${JSON.stringify(v.cv)}`, node);

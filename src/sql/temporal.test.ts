@@ -172,6 +172,14 @@ const AGREE = [
   "try_strptime(s, '%Y-%m-%d %H:%M:%S.%f')",
   "strptime(s, '%Y-%m-%d')",
   "strptime(d, '%Y/%m/%d')",
+  // far from 1970: DuckDB's whole calendar
+  "datediff('week', DATE '-5877641-06-25', DATE '5881580-07-10')",
+  "datediff('day', DATE '-5877641-06-25', DATE '5881580-07-10')",
+  "datediff('microsecond', DATE '-290000-01-01', DATE '290000-01-01')",
+  "CAST(DATE '5881580-07-10' AS VARCHAR)",
+  "CAST(TIMESTAMP '-99999-01-10 23:59:59.999' AS VARCHAR)",
+  "CAST(TIMESTAMP '294247-01-10 04:00:54' AS VARCHAR)",
+  "year(DATE '5881580-07-10')",
   // times
   "date_part('hour', TIME '12:34:56.5')",
   "date_part('epoch', TIME '12:34:56.5')",
@@ -208,6 +216,7 @@ const FALLBACK = [
   "date_diff(p, TIMESTAMP '2024-05-17 13:14:15', ts)",
   "strptime('2024', '%G')",
   "try_strptime(s, ['%Y', '%d'])",
+  "TRY_CAST('99999-01-10 04:00:54.123456' AS TIMESTAMP)",
   'CAST(ts AS TIME)',
   'CAST(s AS INTERVAL)',
   "INTERVAL '2 days ago'",

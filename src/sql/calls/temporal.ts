@@ -183,9 +183,14 @@ function dateDiff(g: Gen, args: Val[], node: Call): Val {
   const b = temporalArg(g, 'date_diff', args, 2, node);
   if (part === null) return g.nullOf(T.BIGINT);
   if (!R.diffPartValid(part)) throw g.error('Specifier type not implemented for DATEDIFF', node);
-  return g.op([a, b], T.BIGINT, `dateDiff(${JSON.stringify(part)}, ${a.code}, ${b.code})`, {
-    nullable: true,
-  });
+  return g.op(
+    [a, b],
+    T.BIGINT,
+    `exactInt(dateDiff(${JSON.stringify(part)}, ${a.code}, ${b.code}), ${JSON.stringify(node.text)})`,
+    {
+      nullable: true,
+    },
+  );
 }
 
 /** strptime(text, format) with a constant format; `tryParse`: NULL instead of an error. */
@@ -223,7 +228,7 @@ export const TEMPORAL_CALLS: Record<string, CallImpl> = {
   epoch_ms: epochMs,
   epoch_us: (g, args, node) => {
     const ts = temporalArg(g, 'epoch_us', args, 0, node);
-    return g.op([ts], T.BIGINT, ts.code);
+    return g.op([ts], T.BIGINT, `exactInt(${ts.code}, ${JSON.stringify(node.text)})`, { nullable: true });
   },
   dayname: (g, args, node) => {
     const ts = temporalArg(g, 'dayname', args, 0, node);
