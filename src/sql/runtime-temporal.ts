@@ -859,6 +859,7 @@ const STRP_WIDTH: Record<string, number> = table({
  * queries run on DuckDB). Throws RangeError with DuckDB's message for a malformed format.
  */
 export function parseStrptime(format: string): StrpFormat | undefined {
+  if (format === '') throw new RangeError('Failed to parse format specifier : Empty format string');
   const literals: string[] = [];
   const specs: string[] = [];
   let lit = '';

@@ -172,6 +172,8 @@ const AGREE = [
   "try_strptime(s, '%Y-%m-%d %H:%M:%S.%f')",
   "strptime(s, '%Y-%m-%d')",
   "strptime(d, '%Y/%m/%d')",
+  "try_strptime(NULL, '')",
+  "strptime(s, '')",
   // far from 1970: DuckDB's whole calendar
   "datediff('week', DATE '-5877641-06-25', DATE '5881580-07-10')",
   "datediff('day', DATE '-5877641-06-25', DATE '5881580-07-10')",
