@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SluiceRecord } from '../sdk/types.ts';
 import { BatchQuery } from './batch.ts';
-import { planQuery } from './index.ts';
+import { compileSelect, planQuery } from './index.ts';
 import { compare, oracle } from './oracle.ts';
 
 const ROWS: RecordValue[] = [
@@ -290,6 +290,29 @@ describe('whole queries agree with DuckDB', () => {
       for (const row of ROWS) {
         const diff = await compare(sql, row);
         assert.equal(diff, undefined, `${diff} for ${JSON.stringify(row)}`);
+      }
+    });
+  }
+});
+
+describe('record values are the same on the compiled and the DuckDB path', () => {
+  const SQL = [
+    "SELECT ts - TIMESTAMP '2023-01-01 00:00:00.5' AS iv, TIME '12:34:56.5' AS t, CAST(ts AS DATE) AS d, ts, old FROM input",
+    "SELECT -to_days(n) AS iv, CAST(s AS TIMESTAMP) AS s, date_part(['year', 'epoch'], ts) AS p FROM input",
+  ];
+  for (const sql of SQL) {
+    test(sql, async () => {
+      const compiled = await compileSelect(sql);
+      const batch = await BatchQuery.open(sql);
+      try {
+        const rows = [ROWS[0]!, ROWS[2]!];
+        const out = await batch.process(records(rows));
+        assert.deepEqual(
+          rows.map((r) => compiled(r)),
+          out.records.map((r) => r.value),
+        );
+      } finally {
+        await batch.close();
       }
     });
   }
