@@ -1038,3 +1038,34 @@ export function exactInt(v: number | null, x: string): number | null {
     return evalError(`BIGINT result ${v} is beyond ±2^53, the exact integer range of JavaScript numbers`, x);
   return v;
 }
+
+// ---------------------------------------------------------------- make_time, make_timestamp
+
+/** make_time(h, m, s): DuckDB's MakeTimeOperator (seconds may have a fraction) as µs since midnight. */
+export function makeTime(h: number, m: number, s: number, x: string): number {
+  if (Math.abs(h) > 2147483647 || Math.abs(m) > 2147483647 || !(Math.abs(s) <= 2147483647))
+    return evalError(
+      `Type DOUBLE with value ${s} can't be cast because the value is out of range for the destination type INT32`,
+      x,
+    );
+  const whole = Math.trunc(s);
+  const micros = Math.round((s - whole) * US_PER_SEC);
+  const valid =
+    h >= 0 && h < 24
+      ? m >= 0 && m < 60 && whole >= 0 && whole <= 60 && micros >= 0 && micros <= 1000000
+      : h === 24 && m === 0 && whole === 0 && micros === 0;
+  if (!valid) return evalError(`Time out of range: ${h}:${m}:${whole}.${micros}`, x);
+  return ((h * 60 + m) * 60 + whole) * US_PER_SEC + micros;
+}
+
+export function makeTimestamp(
+  y: number,
+  mo: number,
+  d: number,
+  h: number,
+  mi: number,
+  s: number,
+  x: string,
+): number {
+  return makeDate(y, mo, d, x) + makeTime(h, mi, s, x);
+}

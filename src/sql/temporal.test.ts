@@ -180,6 +180,17 @@ const AGREE = [
   "CAST(TIMESTAMP '-99999-01-10 23:59:59.999' AS VARCHAR)",
   "CAST(TIMESTAMP '294247-01-10 04:00:54' AS VARCHAR)",
   "year(DATE '5881580-07-10')",
+  // make_time, make_timestamp
+  'make_time(12, 34, 56.5)',
+  'make_time(24, 0, 0)',
+  'make_time(23, 59, 59.9999996)',
+  'make_time(12, 60, 0)',
+  'make_time(n, 0, x)',
+  'make_timestamp(2024, 2, 29, 12, 34, 56.123456)',
+  'make_timestamp(2023, 2, 29, 12, 34, 56)',
+  'make_timestamp(1704067200123456)',
+  'make_timestamp(n, 1, 1, 0, 0, 0)',
+  'make_timestamp(2024, 1, 1, 25, 0, 0)',
   // times
   "date_part('hour', TIME '12:34:56.5')",
   "date_part('epoch', TIME '12:34:56.5')",

@@ -220,7 +220,30 @@ function strptime(tryParse: boolean): CallImpl {
   };
 }
 
+function makeTime(g: Gen, args: Val[], node: Call): Val {
+  const [h, m, sec] = g.params('make_time', args, [T.BIGINT, T.BIGINT, T.DOUBLE], node) as [Val, Val, Val];
+  return g.op(
+    [h, m, sec],
+    T.TIME,
+    `makeTime(${h.code}, ${m.code}, ${sec.code}, ${JSON.stringify(node.text)})`,
+  );
+}
+
+function makeTimestamp(g: Gen, args: Val[], node: Call): Val {
+  const xs = JSON.stringify(node.text);
+  if (args.length === 1) {
+    const [us] = g.params('make_timestamp', args, [T.BIGINT], node) as [Val];
+    return g.op([us], T.TIMESTAMP, us.code);
+  }
+  if (args.length !== 6) throw g.mismatch('make_timestamp', args, node);
+  const types = [T.BIGINT, T.BIGINT, T.BIGINT, T.BIGINT, T.BIGINT, T.DOUBLE];
+  const v = g.params('make_timestamp', args, types, node);
+  return g.op(v, T.TIMESTAMP, `makeTimestamp(${v.map((a) => a.code).join(', ')}, ${xs})`);
+}
+
 export const TEMPORAL_CALLS: Record<string, CallImpl> = {
+  make_time: makeTime,
+  make_timestamp: makeTimestamp,
   strptime: strptime(false),
   try_strptime: strptime(true),
   date_diff: dateDiff,
