@@ -398,6 +398,14 @@ export class Binder {
       const { width, scale } = t.type_info ?? { width: 18, scale: 3 };
       if (width > 38 || scale > width)
         throw this.error(`DECIMAL(${width},${scale}) is not a valid type`, ast);
+      // compiled SQL holds a DECIMAL as a scaled integer in a JavaScript number: with more than 15
+      // fractional digits not even 1 is exact there, so DuckDB runs the query
+      if (scale > 15) {
+        throw this.beyond(
+          `DECIMAL(${width},${scale}) has more fractional digits than JavaScript numbers hold exactly (15)`,
+          ast,
+        );
+      }
       return {
         type: decimal(width, scale),
         text: scale === 0 ? `DECIMAL(${width})` : `DECIMAL(${width}, ${scale})`,
@@ -615,7 +623,9 @@ export class Binder {
     // the compiled subset first; any other DuckDB function runs on DuckDB
     let near = nearest(FUNCTION_NAMES);
     if (!near.length) {
-      const scalar = [...this.#ctx.catalog.functions].filter(([, t]) => t !== 'aggregate').map(([n]) => n);
+      const scalar = [...this.#ctx.catalog.functions]
+        .filter(([, t]) => t === 'scalar' || t === 'macro')
+        .map(([n]) => n);
       near = nearest(scalar.filter((n) => /^[a-z][a-z0-9_]*$/.test(n)));
     }
     const hint = near.length

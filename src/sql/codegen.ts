@@ -29,8 +29,9 @@ import {
 export class CompileError extends Error {
   readonly node: Node;
   /**
-   * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a
-   * bind error; 'beyond': outside the compiled subset (at validation, the query goes to DuckDB).
+   * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind
+   * error; 'beyond': outside the compiled subset, or a constant the compiled path cannot hold exactly
+   * (at validation, the query goes to DuckDB).
    */
   readonly kind: 'type' | 'value' | 'beyond';
   constructor(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type') {
@@ -107,7 +108,7 @@ const CMP_JS: Record<string, string> = {
   '>=': '>=',
 };
 
-type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep' | 'interval';
+type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep' | 'nested' | 'interval';
 
 /** Where a value comes from when a function is generated: a record leaf or a run-time site argument. */
 export interface Input {
@@ -302,7 +303,7 @@ export class Gen {
           case 'DOUBLE':
             return { tpl: (c) => `dblStr(${c})`, fails: false };
           case 'DECIMAL':
-            return { tpl: (c) => `decStr(${c}, ${from.scale})`, fails: false };
+            return { tpl: (c) => `decStr(${c}, ${from.scale}, ${from.width})`, fails: false };
           case 'BOOLEAN':
             return { tpl: (c) => `(${c} ? "true" : "false")`, fails: false };
           case 'DATE':
@@ -332,7 +333,7 @@ export class Gen {
         }
         switch (from.id) {
           case 'VARCHAR':
-            return { tpl: (c) => `strToInt(${c}, ${lo}, ${hi})`, fails: true };
+            return { tpl: (c) => `strToInt(${c}, ${lo}, ${hi}, ${JSON.stringify(node.text)})`, fails: true };
           case 'DOUBLE':
             return { tpl: (c) => `dblToInt(${c}, ${lo}, ${hi})`, fails: true };
           case 'DECIMAL':
@@ -365,17 +366,30 @@ export class Gen {
               fails: false,
             };
           }
-          return { tpl: (c) => `decToDec(${c}, 0, ${width}, ${scale})`, fails: true };
+          return {
+            tpl: (c) => `decToDec(${c}, 0, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+            fails: true,
+          };
         }
         switch (from.id) {
           case 'VARCHAR':
-            return { tpl: (c) => `strToDec(${c}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `strToDec(${c}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'DOUBLE':
-            return { tpl: (c) => `dblToDec(${c}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `dblToDec(${c}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'DECIMAL':
-            return { tpl: (c) => `decToDec(${c}, ${from.scale}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `decToDec(${c}, ${from.scale}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'BOOLEAN':
-            return { tpl: (c) => `(${c} ? ${pow10(scale)} : 0)`, fails: false };
+            // DuckDB's quirk: true is the smallest unit of a type without integer digits (DECIMAL(4,4) .0001)
+            return { tpl: (c) => `(${c} ? ${width === scale ? 1 : pow10(scale)} : 0)`, fails: false };
           default:
             throw err();
         }
@@ -438,9 +452,8 @@ export class Gen {
       try {
         r = evalTemplate(tpl, v.cv);
       } catch (err) {
-        // a value JavaScript numbers cannot hold exactly: DuckDB runs the query
-        if ((err as Error).message.includes('beyond ±2^53'))
-          throw this.beyond(`the constant ${JSON.stringify(v.cv)}`, node);
+        if (err instanceof Error && err.message.includes('beyond ±2^53'))
+          throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond');
         throw err;
       }
       if (r === undefined) {
@@ -763,8 +776,12 @@ export class Gen {
         }
       }),
     );
+    // `+` on lists is DuckDB's list_concat, which skips a NULL operand
+    const listConcat = node.fn === '+' && args.some((a) => a.type.id === 'LIST');
     const folds =
-      strict && args.some((a, i) => this.isNull(a) && (a.isConst || constantSubtree(node.args[i]!)));
+      strict &&
+      !listConcat &&
+      args.some((a, i) => this.isNull(a) && (a.isConst || constantSubtree(node.args[i]!)));
     if (failure) {
       if (!args.some((a) => a.isConst === true && a.cv === null)) throw failure;
       return this.nullOf(T.NULL, true);
@@ -893,17 +910,14 @@ export class Gen {
     if (ta.id === 'TIME' && tb.id === 'TIME') return { a, b, kind: 'num' };
     if (ta.id === 'INTERVAL' && tb.id === 'INTERVAL') return { a, b, kind: 'interval' };
     if ((ta.id === 'LIST' && tb.id === 'LIST') || (ta.id === 'STRUCT' && tb.id === 'STRUCT')) {
-      if (ordered)
-        throw new CompileError(
-          `Ordering comparisons of ${typeName(ta)} values are not supported in per-record SQL`,
-          node,
-        );
-      return { a, b, kind: 'deep' };
+      if (ordered && !nestedComparable(ta, tb)) fail();
+      return { a, b, kind: ordered ? 'nested' : 'deep' };
     }
     return fail();
   }
 
-  cmpCode(kind: CmpKind, op: string, a: string, b: string): string {
+  /** `x` is the expression's text as a JS literal, for a run-time error. */
+  cmpCode(kind: CmpKind, op: string, a: string, b: string, x = '""'): string {
     switch (kind) {
       case 'dbl':
         switch (op) {
@@ -925,6 +939,8 @@ export class Gen {
         return `strCmp(${a}, ${b}) ${op} 0`;
       case 'deep':
         return op === '=' ? `deepEq(${a}, ${b})` : `!deepEq(${a}, ${b})`;
+      case 'nested':
+        return `nestedCmp(${a}, ${b}, ${x}) ${op} 0`;
       case 'interval':
         return `intervalCmp(${a}, ${b}) ${CMP_JS[op]} 0`;
       default:
@@ -934,8 +950,28 @@ export class Gen {
 
   compare(op: string, a: Val, b: Val, node: Node): Val {
     const p = this.prepCmp(a, b, node, op !== '=' && op !== '<>');
-    return this.op([p.a, p.b], T.BOOLEAN, this.cmpCode(p.kind, op, p.a.code, p.b.code));
+    return this.op([p.a, p.b], T.BOOLEAN, this.cmpCode(p.kind, op, p.a.code, p.b.code, this.x(node)));
   }
+}
+
+/**
+ * Whether DuckDB compares LISTs or STRUCTs of these types without an explicit cast: their elements
+ * (fields, by name) must be comparable; an element type known only per record is checked then.
+ */
+function nestedComparable(a: SqlType, b: SqlType): boolean {
+  if (a.id === 'ANY' || b.id === 'ANY' || a.id === 'NULL' || b.id === 'NULL') return true;
+  if (a.id === 'LIST' && b.id === 'LIST') return nestedComparable(a.child, b.child);
+  if (a.id === 'STRUCT' && b.id === 'STRUCT') {
+    if (!a.fields || !b.fields) return true;
+    return a.fields.every(([k, t]) => {
+      const other = b.fields!.find(([n]) => n.toLowerCase() === k.toLowerCase());
+      return !other || nestedComparable(t, other[1]);
+    });
+  }
+  const scalar = (t: SqlType) => isNumeric(t) || t.id === 'BOOLEAN';
+  if (scalar(a) && scalar(b)) return true;
+  if (isTemporal(a) && isTemporal(b)) return true;
+  return a.id === b.id && a.id !== 'LIST' && a.id !== 'STRUCT' && a.id !== 'OTHER';
 }
 
 /** Calls whose result is NULL when any operand is NULL (DuckDB folds them on a constant NULL operand). */
@@ -1115,6 +1151,7 @@ function arith(op: string): CallImpl {
     b = narrowLiteral(b, a);
     const ta = a.type.id === 'NULL' ? b.type : a.type;
     const tb = b.type.id === 'NULL' ? a.type : b.type;
+    if (op === '+' && ta.id === 'LIST' && tb.id === 'LIST') return listConcatOp(g, a, b, node);
     const temporal = temporalArith(g, op, a, b, node);
     if (temporal) return temporal;
     if (ta.id === 'DATE' && isInt(tb) && (op === '+' || op === '-')) {
@@ -1181,7 +1218,12 @@ function arith(op: string): CallImpl {
     const cb = g.convert(b, decimal(db.width, db.scale), node, why);
     if (op === '*') {
       const scale = da.scale + db.scale;
-      if (scale > 38) throw new CompileError('DECIMAL multiplication would need a scale above 38', node);
+      if (scale > 38) {
+        throw new CompileError(
+          `Needed scale ${scale} to accurately represent the multiplication result, but this is out of range of the DECIMAL type. Max scale is 38; could not perform an accurate multiplication. Either add a cast to DOUBLE, or add an explicit cast to a decimal with a lower scale.`,
+          node,
+        );
+      }
       const rt = decimal(Math.min(38, da.width + db.width), scale);
       return g.op([ca, cb], rt, `${ca.code} * ${cb.code}`, {
         check: (r) => `if (!Number.isSafeInteger(${r})) chkDec(${r}, ${x(g, node)});`,
@@ -1201,9 +1243,37 @@ function arith(op: string): CallImpl {
   };
 }
 
+/** `l1 + l2`: DuckDB's list_concat, where a NULL list counts as empty. */
+function listConcatOp(g: Gen, a: Val, b: Val, node: Node): Val {
+  const ca = a.type.id === 'LIST' ? a.type.child : T.NULL;
+  const cb = b.type.id === 'LIST' ? b.type.child : T.NULL;
+  let child: SqlType;
+  try {
+    child = g.unify(
+      [
+        { ...a, type: ca },
+        { ...b, type: cb },
+      ],
+      'list concatenation',
+      node,
+    );
+  } catch {
+    throw new CompileError(
+      `Cannot concatenate lists of types ${typeName(a.type)} and ${typeName(b.type)} - an explicit cast is required`,
+      node,
+    );
+  }
+  const part = (v: Val) => (g.isNull(v) ? '' : v.nullable ? `...(${v.code} ?? [])` : `...${v.code}`);
+  const t = g.tmp();
+  g.emit(`const ${t} = [${[part(a), part(b)].filter(Boolean).join(', ')}];`);
+  return { code: t, type: { id: 'LIST', child }, nullable: false };
+}
+
 function concatOp(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   const [a, b] = args as [Val, Val];
   if (a.type.id === 'ANY' || b.type.id === 'ANY') return g.dynamic(node, args);
+  // `[1] || NULL` is NULL in DuckDB, as any operator over a NULL
+  if (g.isNull(a) || g.isNull(b)) return g.nullOf(T.VARCHAR, a.isConst === true || b.isConst === true);
   if (a.type.id === 'LIST' && b.type.id === 'LIST') {
     const t = g.unify(
       [
@@ -1360,7 +1430,7 @@ function regexFn(mode: 'search' | 'full'): CallImpl {
       Val | undefined,
     ];
     const options = o === undefined ? '' : g.constString(o);
-    if (options === undefined) throw new CompileError('regex options must be a constant string', node);
+    if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
     const pattern = g.constString(p);
     let code: string;
     if (pattern !== undefined && pattern !== null) {
@@ -1385,7 +1455,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
     node,
   ) as [Val, Val, Val, Val | undefined];
   const options = o === undefined ? '' : g.constString(o);
-  if (options === undefined) throw new CompileError('regex options must be a constant string', node);
+  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
   const pattern = g.constString(p);
   const repl = g.constString(r);
   let reCode: string;
@@ -1423,7 +1493,36 @@ function intParam(g: Gen, name: string, args: Val[], i: number, node: Node, targ
   throw g.mismatch(name, args, node);
 }
 
+/** contains(list, x), DuckDB's list_contains: x is brought to the element type; NULL elements never match. */
+function listContains(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
+  const [list, needle] = args as [Val, Val];
+  const child = (list.type as { child: SqlType }).child;
+  const lit = needle.lit === true && needle.type.id === 'VARCHAR';
+  let v = needle;
+  if (!g.isNull(v) && child.id !== 'ANY' && child.id !== 'NULL') {
+    if (lit) v = g.cast(v, child, false, node);
+    else if (!nestedComparable(child, v.type)) {
+      throw new CompileError(
+        "Cannot deduce template type 'T' in function: 'contains(T[], T) -> BOOLEAN'",
+        node,
+      );
+    }
+  }
+  // elements are in record representation, so is the value looked for (numbers compare by value)
+  const out = g.toOut(v);
+  const dynLit = lit && (child.id === 'ANY' || child.id === 'NULL');
+  return g.op([list, out], T.BOOLEAN, `listHas(${list.code}, ${out.code}, ${dynLit}, ${x(g, node)})`);
+}
+
 function concatFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
+  const typed = args.filter((a) => !g.isNull(a) && a.type.id !== 'ANY');
+  if (typed.some((a) => a.type.id === 'LIST') && typed.some((a) => a.type.id !== 'LIST')) {
+    const names = typed.map((a) => typeName(a.type));
+    throw new CompileError(
+      `Cannot concatenate types ${names.slice(0, -1).join(', ')} and ${names.at(-1)} - an explicit cast is required`,
+      node,
+    );
+  }
   const parts: string[] = [];
   for (const a of args) {
     if (g.isNull(a)) continue;
@@ -1509,11 +1608,9 @@ function roundFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   }
   if (t.id === 'DOUBLE') return g.op([a, n], T.DOUBLE, `roundDbl(${a.code}, ${n.code})`);
   if (t.id === 'DECIMAL') {
+    if (g.isNull(n)) return g.nullOf(t, n.isConst === true);
     if (!n.isConst || typeof n.cv !== 'number') {
-      throw new CompileError(
-        'round(DECIMAL, n) needs a constant n in per-record SQL; cast to DOUBLE first',
-        node,
-      );
+      throw new CompileError('ROUND(DECIMAL, INTEGER) with non-constant precision is not supported', node);
     }
     const k = n.cv;
     if (k >= t.scale) return a;
@@ -1623,10 +1720,53 @@ function structPack(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Va
 
 function listValue(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   const child = g.unify(args, 'list', node);
+  checkStructFields(
+    g,
+    args.map((a) => a.type),
+    node,
+  );
   const items = args.map((a) => g.toOut(g.convert(a, child, node, () => '')).code);
   const t = g.tmp();
-  g.emit(`const ${t} = [${items.join(', ')}];`);
+  // structs of different keys get every key, as DuckDB unifies them into one STRUCT type
+  const nested = (child.id === 'STRUCT' || child.id === 'LIST') && args.length > 1;
+  const unknown = (c: SqlType): boolean =>
+    (c.id === 'STRUCT' && !c.fields) || (c.id === 'LIST' && (c.child.id === 'ANY' || unknown(c.child)));
+  if (nested && (unknown(child) || !args.every((a) => sameType(a.type, child)))) {
+    g.emit(`const ${t} = unifyStructs([${items.join(', ')}]);`);
+  } else g.emit(`const ${t} = [${items.join(', ')}];`);
   return { code: t, type: { id: 'LIST', child }, nullable: false };
+}
+
+/** Struct values mixed in one list must have fields of compatible types, by name (DuckDB's binder). */
+function checkStructFields(g: Gen, types: SqlType[], node: Node): void {
+  const byName = new Map<string, SqlType[]>();
+  for (const t of types) {
+    if (t.id === 'LIST') {
+      checkStructFields(g, [t.child], node);
+      continue;
+    }
+    if (t.id !== 'STRUCT' || !t.fields) continue;
+    for (const [k, ft] of t.fields) {
+      const key = k.toLowerCase();
+      byName.set(key, [...(byName.get(key) ?? []), ft]);
+    }
+  }
+  for (const fieldTypes of byName.values()) {
+    if (fieldTypes.length < 2) continue;
+    try {
+      g.unify(
+        fieldTypes.map((type) => ({ code: 'null', type, nullable: true })),
+        'list',
+        node,
+      );
+    } catch {
+      throw new CompileError(
+        "Cannot deduce template type 'T' in function: 'list_value(T, [T...]) -> T[]'",
+        node,
+      );
+    }
+    checkStructFields(g, fieldTypes, node);
+  }
 }
 
 function arrayExtract(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
@@ -1738,7 +1878,11 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     // DuckDB takes an ASCII-only path for a column its statistics show ASCII (here: a field whose value is
     // ASCII), its Unicode path otherwise; they differ for negative offsets reaching before the start
     const unicode = node.args[0]!.k !== 'leaf';
-    return g.op([s, start, len], T.VARCHAR, `substr(${s.code}, ${start.code}, ${len.code}, ${unicode})`);
+    return g.op(
+      [s, start, len],
+      T.VARCHAR,
+      `substr(${s.code}, ${start.code}, ${len.code}, ${unicode}, ${x(g, node)})`,
+    );
   },
   replace: (g, args, node) => {
     const [s, f, r] = g.params('replace', args, [T.VARCHAR, T.VARCHAR, T.VARCHAR], node) as [Val, Val, Val];
@@ -1757,13 +1901,25 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     return g.op([s, p], T.BOOLEAN, `${s.code}.endsWith(${p.code})`);
   },
   contains: (g, args, node) => {
+    if (args[0]!.type.id === 'LIST') return listContains(g, args, node);
+    const [a0, a1] = args as [Val, Val];
+    if (a1.isConst && a1.type.id === 'NULL' && ((a0.isConst && a0.type.id === 'NULL') || a0.lit)) {
+      // DuckDB cannot choose between contains(VARCHAR, VARCHAR), contains(T[], T) and contains(MAP, K)
+      const first = a0.type.id === 'NULL' ? '"NULL"' : 'STRING_LITERAL';
+      throw new CompileError(
+        `Could not choose a best candidate function for the function call "contains(${first}, "NULL")". In order to select one, please add explicit type casts.`,
+        node,
+      );
+    }
+    // a NULL read from the record has no type here: a typed column in DuckDB gives NULL
+    if (g.isNull(a0) || g.isNull(a1)) return g.nullOf(T.BOOLEAN, a0.isConst === true || a1.isConst === true);
     const [s, p] = g.params('contains', args, [T.VARCHAR, T.VARCHAR], node) as [Val, Val];
     return g.op([s, p], T.BOOLEAN, `${s.code}.includes(${p.code})`);
   },
   left: (g, args, node) => {
     const [s] = g.params('left', [args[0]!], [T.VARCHAR], node) as [Val];
     const n = intParam(g, 'left', args, 1, node);
-    return g.op([s, n], T.VARCHAR, `leftStr(${s.code}, ${n.code})`);
+    return g.op([s, n], T.VARCHAR, `leftStr(${s.code}, ${n.code}, ${x(g, node)})`);
   },
   right: (g, args, node) => {
     const [s] = g.params('right', [args[0]!], [T.VARCHAR], node) as [Val];
@@ -1805,8 +1961,7 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   log: (g, args, node) => {
     if (args.length === 1) return mathDbl('log', (c) => `Math.log10(${c})`, logCheck)(g, args, node);
     const [b, v] = g.params('log', args, [T.DOUBLE, T.DOUBLE], node) as [Val, Val];
-    if (!g.isNull(v)) g.emit(logCheck(v.code, x(g, node)));
-    return g.op([b, v], T.DOUBLE, `Math.log(${v.code}) / Math.log(${b.code})`);
+    return g.op([b, v], T.DOUBLE, `logBase(${b.code}, ${v.code}, ${x(g, node)})`);
   },
   exp: mathDbl('exp', (c) => `Math.exp(${c})`),
   sign: signFn,

@@ -7,6 +7,7 @@
  * CAST can throw and TRY_CAST can yield NULL.
  */
 import { SluiceError } from '../sdk/errors.ts';
+import { parseDuckInt } from './int-parse.ts';
 import { tsStr } from './runtime-temporal.ts';
 
 export * from './runtime-interval.ts';
@@ -79,9 +80,9 @@ export function field(v: unknown, name: string, expression: string): unknown {
   if (typeof v !== 'object' || Array.isArray(v) || v instanceof Date) {
     return evalError(`Cannot extract field '${name}' from a value of type ${typeOfValue(v)}`, expression, v);
   }
-  if (PROTO_KEYS.has(name) && !Object.hasOwn(v, name)) return null;
+  if (PROTO_KEYS.has(name) && !Object.hasOwn(v, name)) return fieldCi(v, name);
   const r = (v as Record<string, unknown>)[name];
-  return r === undefined ? null : r;
+  return r === undefined ? fieldCi(v, name) : r;
 }
 
 /** A list element (1-based, negative from the end) or a character of a string; out of range is NULL. */
@@ -93,7 +94,10 @@ export function elem(v: unknown, index: number, expression: string): unknown {
     const r = v[i];
     return r === undefined ? null : r;
   }
-  if (typeof v === 'string') return strElem(v, index);
+  if (typeof v === 'string') {
+    if (index > 4294967295 || index < -4294967296) substrRange(index, 1, expression);
+    return strElem(v, index);
+  }
   if (typeof v === 'object' && !(v instanceof Date) && typeof index === 'number') {
     return evalError(`Cannot extract element ${index} from a STRUCT: use a field name`, expression, v);
   }
@@ -206,7 +210,10 @@ export function roundAway(x: number): number {
   return r === 0 && x < 0 ? -0 : r;
 }
 
-/** round(double, n): DuckDB computes round(x * 10^n) / 10^n, keeping x when that overflows. */
+/**
+ * round(double, n): DuckDB computes round(x * 10^n) / 10^n, keeping x when that is not finite; for
+ * n < 0, round(x / 10^-n) * 10^-n, giving 0 when that is not finite (round(42, -1000) is 0).
+ */
 export function roundDbl(x: number, n: number): number {
   if (n === 0) return roundAway(x);
   if (n > 0) {
@@ -216,7 +223,20 @@ export function roundDbl(x: number, n: number): number {
   }
   const m = 10 ** -n;
   const r = roundAway(x / m) * m;
-  return Number.isFinite(r) ? r : x;
+  return Number.isFinite(r) ? r : 0;
+}
+
+/** log(b, x): DuckDB's log10(x) / log10(b), checking b first; a base of 1 divides by zero. */
+export function logBase(b: number, x: number, expression: string): number {
+  const d = log10Checked(b, expression);
+  if (d === 0) return evalError('divison by zero in based logarithm', expression, b);
+  return log10Checked(x, expression) / d;
+}
+
+function log10Checked(v: number, expression: string): number {
+  if (v < 0) return evalError('cannot take logarithm of a negative number', expression, v);
+  if (v === 0) return evalError('cannot take logarithm of zero', expression, v);
+  return Math.log10(v);
 }
 
 /** Round half to even, as C's nearbyint (DuckDB's DOUBLE → integer cast). */
@@ -246,10 +266,11 @@ export function dblStr(x: number): string {
   return `${e.slice(0, i)}e${exp < 0 ? '-' : '+'}${ae < 10 ? '0' : ''}${ae}`;
 }
 
-export function decStr(n: number, scale: number): string {
+/** A DECIMAL's text; DuckDB writes no integer digit for a type that has none: DECIMAL(3,3) 0.1 is `.100`. */
+export function decStr(n: number, scale: number, width = 38): string {
   if (scale === 0) return String(n === 0 ? 0 : n);
   const neg = n < 0;
-  const digits = String(Math.abs(n)).padStart(scale + 1, '0');
+  const digits = String(Math.abs(n)).padStart(width === scale ? scale : scale + 1, '0');
   const cut = digits.length - scale;
   return `${neg ? '-' : ''}${digits.slice(0, cut)}.${digits.slice(cut)}`;
 }
@@ -296,30 +317,33 @@ function quoteNested(s: string, value = false): string {
 
 // ---------------------------------------------------------------- casts from VARCHAR
 
-const INT_RE = /^[+-]?(?:\d(?:_?\d)*)?(?:\.(?:\d(?:_?\d)*)?)?(?:[eE][+-]?\d+)?$/;
-
 function trimSpace(s: string): string {
   return s.trim();
 }
 
-/** VARCHAR → integer (DuckDB accepts spaces, a sign, `_` separators, 0x/0b, decimals and exponents, rounding). */
-export function strToInt(s: string, lo: number, hi: number): number | undefined {
-  const t = trimSpace(s);
-  if (t === '') return undefined;
-  let v: number;
-  const hex = /^([+-]?)0([xXbB])([0-9a-fA-F_]+)$/.exec(t);
-  if (hex) {
-    const digits = hex[3]!.replace(/_/g, '');
-    const binary = hex[2] === 'b' || hex[2] === 'B';
-    if (binary ? !/^[01]+$/.test(digits) : !/^[0-9a-fA-F]+$/.test(digits)) return undefined;
-    v = Number.parseInt(digits, binary ? 2 : 16) * (hex[1] === '-' ? -1 : 1);
-  } else {
-    if (!INT_RE.test(t) || !/\d/.test(t)) return undefined;
-    v = roundAway(Number(t.replace(/_/g, '')));
+const PLAIN_INT = /^[ \t\n\v\f\r]*([+-]?\d{1,15})[ \t\n\v\f\r]*$/;
+const I64_MAX = 2n ** 63n - 1n;
+
+/**
+ * VARCHAR → integer in [lo, hi] as DuckDB converts it (see int-parse.ts); plain digits take a fast
+ * path. A value DuckDB accepts beyond ±2^53 fails with the documented limit, not as unconvertible.
+ */
+export function strToInt(s: string, lo: number, hi: number, x: string): number | undefined {
+  const m = PLAIN_INT.exec(s);
+  if (m) {
+    const v = Number(m[1]);
+    return v >= lo && v <= hi ? v + 0 : undefined;
   }
-  if (!(v >= lo && v <= hi)) return undefined;
-  if (!Number.isSafeInteger(v)) return undefined;
-  return v === 0 ? 0 : v;
+  const r = parseDuckInt(s, BigInt(lo), hi >= 2 ** 63 ? I64_MAX : BigInt(hi));
+  if (r === undefined) return undefined;
+  const n = Number(r);
+  if (!Number.isSafeInteger(n)) return beyondExact(`the integer ${r}`, x, s);
+  return n;
+}
+
+/** Fails a value DuckDB holds exactly but a JavaScript number cannot (a documented limit of compiled SQL). */
+export function beyondExact(what: string, x: string, value: unknown): never {
+  return evalError(`${what} is beyond ±2^53, the exact range of JavaScript numbers`, x, value);
 }
 
 const DBL_RE = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?$/;
@@ -335,22 +359,22 @@ export function strToDbl(s: string): number | undefined {
 }
 
 /** VARCHAR → DECIMAL(w,s) as the scaled integer, rounding half away from zero (exact on the digits). */
-export function strToDec(s: string, width: number, scale: number): number | undefined {
+export function strToDec(s: string, width: number, scale: number, x: string): number | undefined {
   const raw = trimSpace(s);
   if (/(^|[^0-9])_|_($|[^0-9])/.test(raw)) return undefined; // `_` only between digits
   const t = raw.replace(/_/g, '');
   const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(t);
   if (!m || (m[2] === '' && (m[3] ?? '') === '')) {
     const d = DBL_RE.test(t) ? Number(t) : undefined;
-    return d === undefined ? undefined : dblToDec(d, width, scale);
+    return d === undefined ? undefined : dblToDec(d, width, scale, x);
   }
   const int = m[2] || '0';
   const frac = m[3] ?? '';
-  let digits = int + frac.slice(0, scale).padEnd(scale, '0');
+  const digits = int + frac.slice(0, scale).padEnd(scale, '0');
   let n = Number(digits);
   if (frac.length > scale && frac.charCodeAt(scale) >= 53 /* '5' */) n += 1;
-  digits = String(n);
-  if (!Number.isSafeInteger(n) || n >= POW10[width]!) return undefined;
+  if (n >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(n)) return beyondExact(`the DECIMAL(${width},${scale}) value ${s.trim()}`, x, s);
   return m[1] === '-' && n !== 0 ? -n : n;
 }
 
@@ -387,16 +411,25 @@ export function decToInt(n: number, scale: number, lo: number, hi: number): numb
   return r < lo || r > hi ? undefined : r;
 }
 
-export function dblToDec(x: number, width: number, scale: number): number | undefined {
-  if (!Number.isFinite(x)) return undefined;
-  const r = roundAway(x * POW10[scale]!);
-  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+export function dblToDec(v: number, width: number, scale: number, x: string): number | undefined {
+  if (!Number.isFinite(v)) return undefined;
+  const r = roundAway(v * POW10[scale]!);
+  if (Math.abs(r) >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(r)) return beyondExact(`the DECIMAL(${width},${scale}) value ${dblStr(v)}`, x, v);
   return r === 0 ? 0 : r;
 }
 
-export function decToDec(n: number, from: number, width: number, scale: number): number | undefined {
+export function decToDec(
+  n: number,
+  from: number,
+  width: number,
+  scale: number,
+  x: string,
+): number | undefined {
   const r = scale >= from ? n * POW10[scale - from]! : decDown(n, from - scale);
-  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+  if (Math.abs(r) >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(r))
+    return beyondExact(`the DECIMAL(${width},${scale}) value ${decStr(n, from)}`, x, n);
   return r;
 }
 
@@ -481,7 +514,19 @@ export function trimChars(s: string, chars: string, left: boolean, right: boolea
 }
 
 /** DuckDB's substring on code points (negative offsets count from the end, negative lengths go backwards). */
-export function substr(s: string, offset: number, length: number, unicodeOnly = false): string {
+/** DuckDB's substring takes 32-bit offsets and lengths (beyond, an Out of Range Error). */
+export function substrRange(offset: number, length: number, x: string): void {
+  if (offset > 4294967295) evalError('Substring offset outside of supported range (> 4294967295)', x, offset);
+  if (offset < -4294967296)
+    evalError('Substring offset outside of supported range (< -4294967296)', x, offset);
+  if (length > 4294967295) evalError('Substring length outside of supported range (> 4294967295)', x, length);
+  if (length < -4294967296)
+    evalError('Substring length outside of supported range (< -4294967296)', x, length);
+}
+
+export function substr(s: string, offset: number, length: number, unicodeOnly: boolean, x: string): string {
+  if (offset > 4294967295 || offset < -4294967296 || length > 4294967295 || length < -4294967296)
+    substrRange(offset, length, x);
   if (length === 0) return '';
   if (offset < 0 && !unicodeOnly && !NON_ASCII.test(s)) {
     // DuckDB's ASCII-only path counts a negative offset differently when it reaches before the start
@@ -537,7 +582,8 @@ export function substr(s: string, offset: number, length: number, unicodeOnly = 
   return slice(start, Math.min(end, n));
 }
 
-export function leftStr(s: string, k: number): string {
+export function leftStr(s: string, k: number, x: string): string {
+  if (k > 4294967295) substrRange(1, k, x);
   const cps = hasSurrogates(s) ? Array.from(s) : null;
   const n = cps ? cps.length : s.length;
   const e = k >= 0 ? Math.min(k, n) : Math.max(0, n + k);
@@ -737,17 +783,119 @@ export function deepEq(a: unknown, b: unknown): boolean {
     for (let i = 0; i < a.length; i++) if (!deepEq(a[i], b[i])) return false;
     return true;
   }
-  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b)) {
-    // STRUCTs compare field by field, matched by name
-    const ka = Object.keys(a);
-    if (ka.length !== Object.keys(b).length) return false;
-    for (const k of ka) {
-      if (!Object.hasOwn(b, k)) return false;
-      if (!deepEq((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
-    }
+  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b) && !(b instanceof Date)) {
+    // STRUCTs compare field by field, matched by name without regard to case (a field one lacks is NULL)
+    for (const k of structKeys(a, b)) if (!deepEq(fieldCi(a, k), fieldCi(b, k))) return false;
     return true;
   }
   return false;
+}
+
+/** A struct's field by name, an exact match first, else without regard to case, as DuckDB finds struct keys. */
+export function fieldCi(v: object, name: string): unknown {
+  if (Object.hasOwn(v, name)) return (v as Record<string, unknown>)[name] ?? null;
+  const lower = name.toLowerCase();
+  for (const k in v) if (k.toLowerCase() === lower) return (v as Record<string, unknown>)[k] ?? null;
+  return null;
+}
+
+/** The field names of two structs unified as DuckDB unifies struct types: a's, then b's others (case-insensitive). */
+function structKeys(a: object, b: object): string[] {
+  const keys = Object.keys(a);
+  const seen = new Set(keys.map((k) => k.toLowerCase()));
+  for (const k of Object.keys(b)) if (!seen.has(k.toLowerCase())) keys.push(k);
+  return keys;
+}
+
+/**
+ * Orders two record-representation values as DuckDB orders LISTs and STRUCTs: element by element
+ * (a list that is a prefix of the other is smaller), struct fields by name, a NULL inside after
+ * every value and equal to another NULL.
+ */
+export function nestedCmp(a: unknown, b: unknown, x: string): number {
+  if (a == null || b == null) return a == null ? (b == null ? 0 : 1) : -1;
+  if (typeof a === 'number' || typeof a === 'boolean') {
+    if (typeof b === 'number' || typeof b === 'boolean') return dblCmp(Number(a), Number(b));
+  } else if (typeof a === 'string') {
+    if (typeof b === 'string') return strCmp(a, b);
+  } else if (a instanceof Date) {
+    if (b instanceof Date) return dblCmp(a.getTime(), b.getTime());
+  } else if (Array.isArray(a)) {
+    if (Array.isArray(b)) {
+      const n = Math.min(a.length, b.length);
+      for (let i = 0; i < n; i++) {
+        const c = nestedCmp(a[i], b[i], x);
+        if (c !== 0) return c;
+      }
+      return a.length < b.length ? -1 : a.length > b.length ? 1 : 0;
+    }
+  } else if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b) && !(b instanceof Date)) {
+    for (const k of structKeys(a, b)) {
+      const c = nestedCmp(fieldCi(a, k), fieldCi(b, k), x);
+      if (c !== 0) return c;
+    }
+    return 0;
+  }
+  return evalError(
+    `Cannot compare values of type ${typeOfValue(a)} and type ${typeOfValue(b)} - an explicit cast is required`,
+    x,
+    a,
+  );
+}
+
+/**
+ * contains(list, x) / list_contains: NULL for a NULL list or x, else whether an element equals x.
+ * `lit` is x as a string constant, which DuckDB casts to the list's element type.
+ */
+export function listHas(list: unknown[], x: unknown, lit: boolean, expression: string): boolean {
+  for (const e of list) {
+    if (e == null) continue;
+    if (lit && typeof e === 'number' && typeof x === 'string') {
+      const n = strToDbl(x);
+      if (n === undefined) return evalError(`Could not convert string '${x}' to DOUBLE`, expression, x);
+      if (dblEq(e, n)) return true;
+    } else if (deepEq(e, x)) return true;
+  }
+  return false;
+}
+
+/**
+ * The elements of a list literal with their STRUCT keys unified, as DuckDB types `[{'a': 1}, {'b': 2}]`
+ * STRUCT(a, b)[]: every struct gets every key (case-insensitive, first spelling), a missing one NULL.
+ */
+export function unifyStructs(items: unknown[]): unknown[] {
+  let keys: string[] | undefined;
+  let differ = false;
+  for (const v of items) {
+    if (v == null) continue;
+    if (Array.isArray(v)) {
+      // lists of structs: unify all their elements together
+      const flat = unifyStructs(items.flatMap((l) => (Array.isArray(l) ? l : [])));
+      let at = 0;
+      return items.map((l) => (Array.isArray(l) ? flat.slice(at, (at += l.length)) : l));
+    }
+    if (typeof v !== 'object' || v instanceof Date) return items;
+    const own = Object.keys(v);
+    if (!keys) {
+      keys = own;
+      continue;
+    }
+    if (own.length !== keys.length || own.some((k, i) => k !== keys![i])) differ = true;
+    const seen = new Set(keys.map((k) => k.toLowerCase()));
+    for (const k of own) if (!seen.has(k.toLowerCase())) keys = [...keys, k];
+  }
+  if (!keys) return items;
+  const all = keys;
+  const columns = all.map((k) =>
+    unifyStructs(items.map((v) => (v == null ? null : fieldCi(v as object, k)))),
+  );
+  if (
+    !differ &&
+    columns.every((c, j) => c.every((e, i) => items[i] == null || e === fieldCi(items[i] as object, all[j]!)))
+  ) {
+    return items;
+  }
+  return items.map((v, i) => (v == null ? v : Object.fromEntries(all.map((k, j) => [k, columns[j]![i]]))));
 }
 
 /** A value in record representation turned to boolean for AND/OR/WHERE when its type is only known at run time. */

@@ -34,7 +34,10 @@ export function categories(report: Report, includeExcepted = false): [string, nu
 /** The summary printed on every run: counts (total, per directory), top categories, the first `show` disagreements. */
 export function formatReport(report: Report, show = 20): string {
   const out: string[] = [];
-  out.push(`DuckDB conformance (${(report.ms / 1000).toFixed(1)} s)`);
+  const phases = Object.entries(report.phases)
+    .map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`)
+    .join(', ');
+  out.push(`DuckDB conformance (${(report.ms / 1000).toFixed(1)} s: ${phases})`);
   out.push(line('total', report.total));
   for (const [dir, c] of Object.entries(report.byDirectory).sort()) out.push(line(dir, c));
   if (report.skippedFiles.length)
