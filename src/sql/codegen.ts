@@ -1033,7 +1033,9 @@ const STRICT = new Set([
   'array_extract',
   'struct_extract',
 ]);
-for (const name of Object.keys(TEMPORAL_CALLS)) if (name !== 'now' && name !== 'today') STRICT.add(name);
+// (strptime's format is checked before its NULL: DuckDB refuses strptime(NULL, ''))
+for (const name of Object.keys(TEMPORAL_CALLS))
+  if (!['now', 'today', 'strptime', 'try_strptime'].includes(name)) STRICT.add(name);
 
 const constantCache = new WeakMap<Node, boolean>();
 
