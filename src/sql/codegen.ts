@@ -5,7 +5,8 @@
  * overflow, NULL propagation, decimal scale). Values whose type is only known per record (an
  * element of a record's list) go through a run-time site that compiles the operator per type.
  */
-import type { Node } from './ir.ts';
+import { LAMBDA_CALLS, LIST_CALLS } from './calls/lists.ts';
+import { children, type Node } from './ir.ts';
 import * as R from './runtime.ts';
 import {
   asDecimal,
@@ -27,9 +28,12 @@ import {
 /** A type or constant problem found while generating code: a bind error in DuckDB's terms. */
 export class CompileError extends Error {
   readonly node: Node;
-  /** 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind error. */
-  readonly kind: 'type' | 'value';
-  constructor(message: string, node: Node, kind: 'type' | 'value' = 'type') {
+  /**
+   * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind
+   * error; 'beyond': a form the compiler does not model (at validation, the query falls back to DuckDB).
+   */
+  readonly kind: 'type' | 'value' | 'beyond';
+  constructor(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type') {
     super(message);
     this.name = 'CompileError';
     this.node = node;
@@ -135,6 +139,8 @@ export class Gen {
   folding = false;
   readonly #leaves: Map<string, Val>;
   readonly #params: Val[];
+  /** Lambda parameters in scope while a lambda body is generated. */
+  readonly #lvars = new Map<number, Val>();
 
   /** `leaves` maps a path key (JSON of the path) to its input; `params` are run-time site arguments. */
   constructor(leaves: Map<string, Input>, params: Input[]) {
@@ -159,6 +165,20 @@ export class Gen {
       return { code: v, type: t, nullable: false };
     }
     return { code: inp.name, type: t, nullable: false };
+  }
+
+  /** Generates `fn` with lambda parameters bound to values. */
+  withLambda<V>(binds: [number, Val][], fn: () => V): V {
+    for (const [id, v] of binds) this.#lvars.set(id, v);
+    try {
+      return fn();
+    } finally {
+      for (const [id] of binds) this.#lvars.delete(id);
+    }
+  }
+
+  fail(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type'): CompileError {
+    return new CompileError(message, node, kind);
   }
 
   tmp(): string {
@@ -553,6 +573,11 @@ export class Gen {
       case 'param': {
         const v = this.#params[node.i];
         if (!v) throw new Error('internal: unknown parameter');
+        return v;
+      }
+      case 'lvar': {
+        const v = this.#lvars.get(node.id);
+        if (!v) throw new Error(`internal: lambda parameter ${node.text} out of scope`);
         return v;
       }
       case 'and':
@@ -958,16 +983,23 @@ const constantCache = new WeakMap<Node, boolean>();
 export function constantSubtree(n: Node): boolean {
   let c = constantCache.get(n);
   if (c === undefined) {
-    c = !(n.k === 'leaf' || n.k === 'param' || (n.k === 'call' && (n.fn === 'now' || n.fn === 'today')));
+    c = !(
+      n.k === 'leaf' ||
+      n.k === 'param' ||
+      n.k === 'lvar' ||
+      (n.k === 'call' && (n.fn === 'now' || n.fn === 'today'))
+    );
     if (c) {
       const kids =
-        n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
-          ? n.args
-          : n.k === 'isnull'
-            ? [n.arg]
-            : n.k === 'case'
-              ? [...n.whens.flatMap((w) => [w.when, w.result]), ...(n.else ? [n.else] : [])]
-              : [];
+        n.k === 'call' && n.lambda
+          ? [...n.args, ...lambdaFree(n.lambda.body)]
+          : n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
+            ? n.args
+            : n.k === 'isnull'
+              ? [n.arg]
+              : n.k === 'case'
+                ? [...n.whens.flatMap((w) => [w.when, w.result]), ...(n.else ? [n.else] : [])]
+                : [];
       c = kids.every(constantSubtree);
     }
     constantCache.set(n, c);
@@ -975,8 +1007,24 @@ export function constantSubtree(n: Node): boolean {
   return c;
 }
 
+/**
+ * What a lambda body reads from outside the lambda, for constantSubtree: the record (a leaf) and
+ * the clock are not constant; the lambda's own parameters are.
+ */
+function lambdaFree(body: Node): Node[] {
+  const out: Node[] = [];
+  const visit = (n: Node): void => {
+    if (n.k === 'leaf' || n.k === 'param' || (n.k === 'call' && (n.fn === 'now' || n.fn === 'today')))
+      out.push(n);
+    for (const c of children(n)) visit(c);
+  };
+  visit(body);
+  return out;
+}
+
 /** Calls that handle ANY arguments themselves instead of going through a run-time site. */
 const ANY_NATIVE = new Set([
+  ...LAMBDA_CALLS,
   'array_extract',
   'struct_extract',
   'typeof',
@@ -1782,6 +1830,7 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   list_value: listValue,
   array_extract: arrayExtract,
   struct_extract: structExtract,
+  ...LIST_CALLS,
   typeof: (g, args) => {
     const [a] = args as [Val];
     if (a.type.id === 'ANY')

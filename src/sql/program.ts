@@ -169,7 +169,12 @@ export class Program {
       this.#body(g);
     } catch (err) {
       if (!(err instanceof CompileError)) throw err;
-      if (strict) throw invalid(err.message, err.node.loc, this.#spec.userText);
+      if (strict) {
+        const e = invalid(err.message, err.node.loc, this.#spec.userText);
+        // a form the compiler does not model: the planner hands the query to DuckDB
+        if (err.kind === 'beyond' && e.details) e.details.beyondSubset = true;
+        throw e;
+      }
       return evalFailure(err);
     }
     return buildFunction(['row', ...this.#leaves.map((_, i) => `L${i}`)], g);
