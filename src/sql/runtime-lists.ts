@@ -5,11 +5,19 @@
 import { cls, dblCmp, evalError, strCmp, typeOfValue } from './runtime.ts';
 
 /**
+ * The element class a compiled list function gave its result when it is not visible in the values
+ * (a DOUBLE list whose values are all integral): read by listCls in the next list function.
+ */
+export const LIST_CLS: unique symbol = Symbol('sluice.listCls');
+
+/**
  * The element class of a list from a record, as DuckDB types it (numbers widen to DOUBLE): 0 when
  * every element is NULL (or none), 1 BIGINT, 2 DOUBLE, 3 VARCHAR, 4 BOOLEAN, 5 TIMESTAMP, -1 for
  * anything else (nested values, mixed types, JS bigints), which the compiled code treats per element.
  */
 export function listCls(a: unknown[]): number {
+  const marked = (a as { [LIST_CLS]?: number })[LIST_CLS];
+  if (marked !== undefined) return marked;
   let k = 0;
   for (let i = 0; i < a.length; i++) {
     const c = cls(a[i]);

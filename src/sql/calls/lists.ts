@@ -83,6 +83,9 @@ function perElementType(g: Gen, list: Val, node: Call, make: (list: Val) => Val)
       for (const l of arm.lines) g.emit(l);
       const v = same ? arm.val : g.lazily(() => g.toOut(arm.val!));
       g.emit(`${r} = ${v.code};`);
+      // the element type is lost in LIST_ANY: a DOUBLE list keeps it for the next list function
+      const c = v.type.id === 'LIST' ? v.type.child : undefined;
+      if (!same && c?.id === 'DOUBLE') g.emit(`if (${r} !== null) ${r}[LIST_CLS] = 2;`);
     } else g.emit(`evalError(${JSON.stringify(arm.error)}, ${g.x(node)}, ${list.code});`);
     g.emit('break; }');
   }
