@@ -90,6 +90,16 @@ const TABLE: [string[], number, number][] = [
   [['regexp_extract'], 2, 4],
   [['regexp_extract_all'], 2, 4],
   [['trunc'], 1, 2],
+  [['list_reverse', 'array_reverse'], 1, 1],
+  [['list_append', 'array_append', 'array_push_back'], 2, 2],
+  [['list_prepend', 'array_prepend'], 2, 2],
+  [['array_push_front'], 2, 2],
+  [['list_string_agg'], 1, 1],
+  [['list_has_any', 'array_has_any'], 2, 2],
+  [['list_has_all', 'array_has_all'], 2, 2],
+  [['array_to_string'], 2, 2],
+  [['list_resize', 'array_resize'], 2, 3],
+  [['repeat'], 2, 2],
 ];
 
 export const FUNCTIONS = new Map<string, FunctionInfo>();

@@ -284,7 +284,7 @@ export class ExprGen {
     const list = this.#listOf(depth);
     const n = () => this.gen('num', 1);
     const s = () => this.gen('str', 1);
-    switch (this.#int(12)) {
+    switch (this.#int(13)) {
       case 0:
         return `list_sum(${list})`;
       case 1:
@@ -306,7 +306,11 @@ export class ExprGen {
       case 9:
         return `list_aggr(${this.#pick(['string_split', 'regexp_split_to_array'])}(${s()}, ${this.#pick(["','", "' '", "'l'"])}), 'string_agg', '|')`;
       case 10:
-        return `trunc(${n()})`;
+        return this.#chance(0.5)
+          ? `trunc(${n()})`
+          : `array_to_string(${list}, ${this.#pick(["'-'", 'NULL', "''"])})`;
+      case 11:
+        return `${this.#pick(['list_has_any', 'list_has_all'])}(${list}, ${this.#listOf(0)})`;
       default:
         return `list_aggr(list_transform(${list}, x -> CAST(x AS VARCHAR)), 'string_agg', ',')`;
     }
@@ -318,7 +322,7 @@ export class ExprGen {
       return this.#chance(0.8) ? this.#pick(cols) : this.#pick(['[1, 2, 3]', '[]', '[NULL, 5]']);
     const l = this.#listOf(depth - 1);
     const n = () => this.gen('num', 1);
-    switch (this.#int(8)) {
+    switch (this.#int(9)) {
       case 0:
         return `list_transform(${l}, x -> ${this.#pick(['x + 1', 'x * 2', `x + ${n()}`, 'x // 2', 'abs(x)', '-x'])})`;
       case 1:
@@ -333,6 +337,8 @@ export class ExprGen {
         return `${l}[${this.#pick(['1', '2', '-2', ''])}:${this.#pick(['2', '-1', ''])}]`;
       case 6:
         return `list_concat(${l}, ${this.#listOf(0)})`;
+      case 7:
+        return this.#chance(0.5) ? `list_reverse(${l})` : `list_append(${l}, ${n()})`;
       default:
         return `${this.#pick(['range', 'generate_series'])}(${this.#pick(['0', '1', '-2'])}, ${this.#pick(['3', '5', '0'])})`;
     }

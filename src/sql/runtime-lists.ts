@@ -5,10 +5,15 @@
 import { cls, dblCmp, evalError, strCmp, typeOfValue } from './runtime.ts';
 
 /**
- * The element class a compiled list function gave its result when it is not visible in the values
- * (a DOUBLE list whose values are all integral): read by listCls in the next list function.
+ * Lists a compiled list function made of DOUBLEs, whose type is not visible in the values when
+ * they are all integral: listCls reads it in the next list function. (A WeakSet, so the record's
+ * value carries nothing extra.)
  */
-export const LIST_CLS: unique symbol = Symbol('sluice.listCls');
+const DOUBLE_LISTS = new WeakSet<unknown[]>();
+
+export function markDoubleList(a: unknown[]): void {
+  DOUBLE_LISTS.add(a);
+}
 
 /**
  * The element class of a list from a record, as DuckDB types it (numbers widen to DOUBLE): 0 when
@@ -16,8 +21,7 @@ export const LIST_CLS: unique symbol = Symbol('sluice.listCls');
  * anything else (nested values, mixed types, JS bigints), which the compiled code treats per element.
  */
 export function listCls(a: unknown[]): number {
-  const marked = (a as { [LIST_CLS]?: number })[LIST_CLS];
-  if (marked !== undefined) return marked;
+  if (DOUBLE_LISTS.has(a)) return 2;
   let k = 0;
   for (let i = 0; i < a.length; i++) {
     const c = cls(a[i]);

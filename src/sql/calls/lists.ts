@@ -85,7 +85,7 @@ function perElementType(g: Gen, list: Val, node: Call, make: (list: Val) => Val)
       g.emit(`${r} = ${v.code};`);
       // the element type is lost in LIST_ANY: a DOUBLE list keeps it for the next list function
       const c = v.type.id === 'LIST' ? v.type.child : undefined;
-      if (!same && c?.id === 'DOUBLE') g.emit(`if (${r} !== null) ${r}[LIST_CLS] = 2;`);
+      if (!same && c?.id === 'DOUBLE') g.emit(`if (${r} !== null) markDoubleList(${r});`);
     } else g.emit(`evalError(${JSON.stringify(arm.error)}, ${g.x(node)}, ${list.code});`);
     g.emit('break; }');
   }
@@ -250,6 +250,9 @@ function aggregate(g: Gen, name: string, list: Val, node: Call, sep: Val | undef
     close();
     return { code: r, type: T.BIGINT, nullable: list.nullable };
   }
+  // a list of NULLs only (`[]`, `[NULL]` literals): every aggregate but count is NULL
+  if (child.id === 'NULL')
+    return g.nullOf(name === 'avg' ? T.DOUBLE : name === 'string_agg' ? T.VARCHAR : T.INTEGER);
   if (child.id === 'ANY' && (name === 'min' || name === 'max')) {
     // nested values: DuckDB's order of lists and structs
     g.emit(`let ${r} = null;`);
@@ -616,6 +619,133 @@ const trunc: Impl = (g, args, node) => {
   throw g.mismatch('trunc', args, node);
 };
 
+const listReverse: Impl = (g, args, node) => {
+  const list = listArg(g, 'list_reverse', args, 0, node);
+  return g.op([list], list.type, `${list.code}.slice().reverse()`);
+};
+
+/** A one-element list of `x`, for list_append and list_prepend (list_concat's rules then apply). */
+function single(g: Gen, x: Val): Val {
+  const t = g.tmp();
+  g.emit(`const ${t} = [${g.toOut(x).code}];`);
+  return { code: t, type: listOf(g.isNull(x) ? T.NULL : x.type), nullable: false };
+}
+
+const listAppend: Impl = (g, args, node) => listConcat(g, [args[0]!, single(g, args[1]!)], node);
+const listPrepend: Impl = (g, args, node) => listConcat(g, [single(g, args[0]!), args[1]!], node);
+
+/** list_has_any / list_has_all: NULL elements never match; NULL when either list is NULL. */
+function listHas(all: boolean): Impl {
+  return (g, args, node) => {
+    const name = all ? 'list_has_all' : 'list_has_any';
+    const lists = [0, 1].map((i) => listArg(g, name, args, i, node));
+    if (lists.some((l) => g.isNull(l)))
+      return g.nullOf(
+        T.BOOLEAN,
+        lists.some((l) => l.isConst === true),
+      );
+    return perElementTypes(g, lists, node, ([a, b]) => {
+      const r = g.tmp();
+      const found = g.tmp();
+      g.emit(`let ${r} = null;`);
+      const guards = [a!, b!].filter((l) => l.nullable).map((l) => `${l.code} !== null`);
+      g.emit(`if (${guards.join(' && ') || 'true'}) {`);
+      g.emit(`${r} = ${all};`);
+      forEach(g, b!, 0, (y, rawY) => {
+        g.emit(`if (${rawY} === null) continue;`);
+        g.emit(`let ${found} = false;`);
+        forEach(g, a!, 0, (e, raw) => {
+          g.emit(`if (${raw} !== null && ${equality(g, e, y, node)}) { ${found} = true; break; }`);
+        });
+        g.emit(all ? `if (!${found}) { ${r} = false; break; }` : `if (${found}) { ${r} = true; break; }`);
+      });
+      g.emit('}');
+      return { code: r, type: T.BOOLEAN, nullable: true };
+    });
+  };
+}
+
+/** Code that is true when two non-NULL values are equal with `=`'s rules. */
+function equality(g: Gen, a: Val, b: Val, node: Call): string {
+  if (a.type.id === 'ANY' || b.type.id === 'ANY') {
+    const site: Call = {
+      k: 'call',
+      fn: '=',
+      args: [node.args[0]!, node.args[1]!],
+      text: node.text,
+      loc: node.loc,
+    };
+    return `${g.dynamic(site, [a, b]).code} === true`;
+  }
+  const p = g.prepCmp(a, b, node, false);
+  return g.cmpCode(p.kind, '=', p.a.code, p.b.code);
+}
+
+/** array_to_string(l, sep): string_agg with the separator (',' when NULL); '' for an empty list. */
+const arrayToString: Impl = (g, args, node) => {
+  const list = listArg(g, 'array_to_string', args, 0, node);
+  if (g.isNull(list)) return g.nullOf(T.VARCHAR, list.isConst === true);
+  const sep = args[1] ?? g.constVal(T.VARCHAR, ',');
+  const s = g.isNull(sep) ? g.constVal(T.VARCHAR, ',') : sep;
+  const sepVal: Val = s.nullable ? { code: `(${s.code} ?? ",")`, type: s.type, nullable: false } : s;
+  return perElementType(g, list, node, (l) => {
+    const v = aggregate(g, 'string_agg', l, node, sepVal);
+    const r = g.tmp();
+    g.emit(
+      `const ${r} = ${l.nullable ? `${l.code} === null ? null : ` : ''}${l.code}.length === 0 ? "" : ${v.code};`,
+    );
+    return { code: r, type: T.VARCHAR, nullable: true };
+  });
+};
+
+const listResize: Impl = (g, args, node) => {
+  const list = listArg(g, 'list_resize', args, 0, node);
+  const n = args[1]!;
+  const size =
+    isInt(n.type) || g.isNull(n)
+      ? g.convert(n, T.BIGINT, node, () => '')
+      : n.type.id === 'DOUBLE' || n.type.id === 'DECIMAL'
+        ? g.cast(n, T.BIGINT, false, node)
+        : undefined;
+  if (!size) throw g.mismatch('list_resize', args, node);
+  if (g.isNull(list)) return g.nullOf(T.LIST_ANY, list.isConst === true);
+  const fill = args[2];
+  if (fill && !g.isNull(fill) && !(childOf(list).id !== 'ANY' && sameType(fill.type, childOf(list))))
+    throw g.fail('list_resize with a fill value of another type than the elements', node, 'beyond');
+  const fillCode = fill && !g.isNull(fill) ? g.toOut(fill).code : 'null';
+  const r = g.tmp();
+  g.emit(`let ${r} = null;`);
+  const close = whenList(g, list);
+  g.emit(`if (${size.code} === null) ${r} = [];`);
+  g.emit(
+    `else if (${size.code} < 0) evalError("list_resize: the size " + ${size.code} + " is negative", ${g.x(node)}, ${size.code});`,
+  );
+  g.emit(
+    `else { ${r} = ${list.code}.slice(0, ${size.code}); while (${r}.length < ${size.code}) ${r}.push(${fillCode}); }`,
+  );
+  close();
+  return { code: r, type: list.type, nullable: list.nullable };
+};
+
+const repeatFn: Impl = (g, args, node) => {
+  const [a, n0] = args as [Val, Val];
+  const n = intArg(g, 'repeat', args, n0, node);
+  if (a.type.id === 'LIST') {
+    return g.op(
+      [a, n],
+      a.type,
+      `(${n.code} > 0 ? Array.from({ length: ${n.code} }, () => ${a.code}).flat(1) : [])`,
+    );
+  }
+  const [s] = g.params('repeat', [a], [T.VARCHAR], node) as [Val];
+  return g.op([s, n], T.VARCHAR, `(${n.code} > 0 ? ${s.code}.repeat(${n.code}) : "")`);
+};
+
+function intArg(g: Gen, name: string, args: Val[], a: Val, node: Call): Val {
+  if (isInt(a.type) || g.isNull(a)) return g.convert(a, T.BIGINT, node, () => '');
+  throw g.mismatch(name, args, node);
+}
+
 /** The calls that take a lambda: they handle a list only typed per record themselves (a run-time site cannot hold the lambda's closure). */
 export const LAMBDA_CALLS = new Set(['list_transform', 'list_filter', 'list_reduce']);
 
@@ -645,4 +775,15 @@ export const LIST_CALLS: Record<string, Impl> = {
   regexp_extract: regexExtract(false),
   regexp_extract_all: regexExtract(true),
   trunc,
+  list_reverse: listReverse,
+  list_append: listAppend,
+  list_prepend: listPrepend,
+  // array_push_front(list, x), the other way round from list_prepend(x, list)
+  array_push_front: (g, args, node) => listConcat(g, [single(g, args[1]!), args[0]!], node),
+  list_string_agg: listAggregate('string_agg'),
+  list_has_any: listHas(false),
+  list_has_all: listHas(true),
+  array_to_string: arrayToString,
+  list_resize: listResize,
+  repeat: repeatFn,
 };
