@@ -62,6 +62,8 @@ export const LIST_EXPRESSIONS: string[] = [
   'list_max(l)',
   'list_avg([1, 2, 4])',
   'list_min([])',
+  'list_max([[1, 2], [1, NULL], NULL])',
+  "list_min([{'a': 2}, {'a': NULL}])",
   'list_sum([NULL])',
   "list_aggr([], 'string_agg')",
   'list_count(l)',

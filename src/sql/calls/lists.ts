@@ -253,7 +253,8 @@ function aggregate(g: Gen, name: string, list: Val, node: Call, sep: Val | undef
   // a list of NULLs only (`[]`, `[NULL]` literals): every aggregate but count is NULL
   if (child.id === 'NULL')
     return g.nullOf(name === 'avg' ? T.DOUBLE : name === 'string_agg' ? T.VARCHAR : T.INTEGER);
-  if (child.id === 'ANY' && (name === 'min' || name === 'max')) {
+  const nested = child.id === 'ANY' || child.id === 'LIST' || child.id === 'STRUCT';
+  if (nested && (name === 'min' || name === 'max')) {
     // nested values: DuckDB's order of lists and structs
     g.emit(`let ${r} = null;`);
     const close = whenList(g, list);
@@ -262,7 +263,7 @@ function aggregate(g: Gen, name: string, list: Val, node: Call, sep: Val | undef
       g.emit(`if (${raw} !== null && (${r} === null || cmpNested(${raw}, ${r}) ${op} 0)) ${r} = ${raw};`),
     );
     close();
-    return { code: r, type: T.ANY, nullable: true };
+    return { code: r, type: child, nullable: true };
   }
   if (child.id === 'ANY' && name !== 'string_agg')
     throw g.fail(`list_aggregate(${name}) over a list of nested values`, node, 'beyond');
@@ -293,7 +294,6 @@ function aggregate(g: Gen, name: string, list: Val, node: Call, sep: Val | undef
     return { code: r, type: int ? T.BIGINT : T.DOUBLE, nullable: true };
   }
   if (name === 'min' || name === 'max') {
-    if (child.id === 'LIST' || child.id === 'STRUCT' || child.id === 'NULL') throw mismatch();
     const better = (v: string) => {
       const op = name === 'max' ? '>' : '<';
       if (child.id === 'VARCHAR') return `strCmp(${v}, ${r}) ${op} 0`;
@@ -385,20 +385,7 @@ function listSearch(position: boolean): Impl {
           return;
         }
         if (g.isNull(e)) return;
-        let eq: string;
-        if (e.type.id === 'ANY' || item.type.id === 'ANY') {
-          const site: Call = {
-            k: 'call',
-            fn: '=',
-            args: [node.args[0]!, node.args[1]!],
-            text: node.text,
-            loc: node.loc,
-          };
-          eq = `${g.dynamic(site, [e, item]).code} === true`;
-        } else {
-          const p = g.prepCmp(e, item, node, false);
-          eq = g.cmpCode(p.kind, '=', p.a.code, p.b.code);
-        }
+        const eq = equality(g, e, item, node);
         const nullMatch = position && item.nullable ? `${item.code} === null ? ${raw} === null : ` : '';
         g.emit(`if (${nullMatch}${raw} !== null && ${eq}) { ${r} = ${found}; break; }`);
       });
