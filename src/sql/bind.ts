@@ -190,7 +190,8 @@ export class Binder {
       const bound = this.expr(item);
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
       if (seen.has(name)) {
-        throw this.error(`duplicate output column "${name}": give one of them another name with AS`, item);
+        // DuckDB keeps both; as a record they are one field (the later value): DuckDB runs it
+        throw this.beyond(`duplicate output column "${name}": give one of them another name with AS`, item);
       }
       seen.set(name, item);
       columns.push({ kind: 'expr', name, node: bound });
@@ -401,6 +402,13 @@ export class Binder {
     const text = names.map((n) => this.quoteIdent(n)).join('.');
     const lambda = this.#lambdaVar(names, loc);
     if (lambda) return lambda;
+    if (
+      names.length > 1 &&
+      this.#tableNames.has(names[0]!.toLowerCase()) &&
+      this.#lambdaVar(names.slice(1), loc)
+    )
+      // DuckDB does not resolve a table-qualified name that a lambda parameter shadows
+      throw this.error(`Referenced table "${names[0]}" not found!`, undefined);
     if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
     return { k: 'leaf', path: names, text, loc };
   }

@@ -1072,7 +1072,7 @@ export function constantSubtree(n: Node): boolean {
     if (c) {
       const kids =
         n.k === 'call' && n.lambda
-          ? [...n.args, ...lambdaFree(n.lambda.body)]
+          ? [...n.args, ...lambdaFree(n)]
           : n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
             ? n.args
             : n.k === 'isnull'
@@ -1091,14 +1091,23 @@ export function constantSubtree(n: Node): boolean {
  * What a lambda body reads from outside the lambda, for constantSubtree: the record (a leaf) and
  * the clock are not constant; the lambda's own parameters are.
  */
-function lambdaFree(body: Node): Node[] {
+function lambdaFree(call: Extract<Node, { k: 'call' }>): Node[] {
   const out: Node[] = [];
+  // parameters of this lambda and of lambdas nested in its body are bound; any other is an outer lambda's
+  const bound = new Set<number>();
   const visit = (n: Node): void => {
-    if (n.k === 'leaf' || n.k === 'param' || (n.k === 'call' && (n.fn === 'now' || n.fn === 'today')))
+    if (n.k === 'call' && n.lambda) for (const id of n.lambda.params) bound.add(id);
+    if (
+      n.k === 'leaf' ||
+      n.k === 'param' ||
+      (n.k === 'lvar' && !bound.has(n.id)) ||
+      (n.k === 'call' && (n.fn === 'now' || n.fn === 'today'))
+    )
       out.push(n);
     for (const c of children(n)) visit(c);
   };
-  visit(body);
+  for (const id of call.lambda!.params) bound.add(id);
+  visit(call.lambda!.body);
   return out;
 }
 

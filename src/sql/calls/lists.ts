@@ -30,6 +30,9 @@ const VARIANTS: [number[], SqlType][] = [
 /** A list argument: a LIST, NULL, or a value only typed per record (checked to be a list then). */
 function listArg(g: Gen, name: string, args: Val[], i: number, node: Call): Val {
   const a = args[i]!;
+  // a NULL of another type (NULL::INTEGER) is not a list: DuckDB's binder refuses it
+  if (g.isNull(a) && a.type.id !== 'NULL' && a.type.id !== 'LIST' && a.type.id !== 'ANY')
+    throw g.mismatch(name, args, node);
   if (g.isNull(a) || a.type.id === 'LIST') return a;
   if (a.type.id === 'ANY') {
     const t = g.tmp();
@@ -194,18 +197,16 @@ const listReduce: Impl = (g, args, node) => {
         );
       accType = common;
     }
-    if (accType.id === 'ANY' && init)
-      throw g.fail('list_reduce over nested values with an initial value', node, 'beyond');
     const acc = g.tmp();
     g.emit(`let ${acc} = null;`);
     const close = whenList(g, l);
     let from = 0;
     if (init) {
-      const v = g.cast(init, accType, false, node);
+      const v = accCast(g, init, accType, node);
       g.emit(`${acc} = ${v.code};`);
     } else {
       g.emit(`if (${l.code}.length === 0) emptyReduce(${g.x(node)});`);
-      const first = g.lazily(() => g.cast(element(g, `(${l.code}[0] ?? null)`, child), accType, false, node));
+      const first = g.lazily(() => accCast(g, element(g, `(${l.code}[0] ?? null)`, child), accType, node));
       g.emit(`${acc} = ${first.code};`);
       from = 1;
     }
@@ -213,8 +214,8 @@ const listReduce: Impl = (g, args, node) => {
       const a: Val = { code: acc, type: accType, nullable: true };
       // with an initial value the elements are cast to the common type too
       const e =
-        init && !sameType(e0.type, accType) && e0.type.id !== 'ANY' ? g.cast(e0, accType, false, node) : e0;
-      const step = g.cast(lambdaBody(g, node, [a, e, index(i)]), accType, false, node);
+        init && !sameType(e0.type, accType) && e0.type.id !== 'ANY' ? accCast(g, e0, accType, node) : e0;
+      const step = accCast(g, lambdaBody(g, node, [a, e, index(i)]), accType, node);
       g.emit(`${acc} = ${step.code};`);
     });
     close();
@@ -222,9 +223,34 @@ const listReduce: Impl = (g, args, node) => {
   });
 };
 
+/**
+ * A value cast to list_reduce's accumulator type: a value only typed per record through a run-time
+ * cast; nested values as they are when their element types cannot need converting.
+ */
+function accCast(g: Gen, v: Val, to: SqlType, node: Call): Val {
+  if (to.id === 'ANY' || g.isNull(v) || sameType(v.type, to)) return v.type.id === 'NULL' ? g.nullOf(to) : v;
+  if (v.type.id === 'ANY') {
+    const site: Call = { k: 'call', fn: 'cast', args: [node.args[0]!], to, text: node.text, loc: node.loc };
+    return g.fromOut(g.dynamic(site, [v]).code, to);
+  }
+  if ((v.type.id === 'LIST' && to.id === 'LIST') || (v.type.id === 'STRUCT' && to.id === 'STRUCT')) {
+    const a = v.type.id === 'LIST' ? v.type.child : T.ANY;
+    const b = to.id === 'LIST' ? to.child : T.ANY;
+    if ((isInt(a) || a.id === 'NULL') && isInt(b)) return { ...v, type: to };
+    throw g.fail(
+      `list_reduce with a ${typeName(v.type)} step and a ${typeName(to)} accumulator`,
+      node,
+      'beyond',
+    );
+  }
+  return g.cast(v, to, false, node);
+}
+
 /** DuckDB's common super type of a list's element type and list_reduce's initial value, when there is one. */
 function commonType(a: SqlType, b: SqlType): SqlType | undefined {
   if (sameType(a, b) || b.id === 'NULL') return a;
+  // nested values only typed per record: the initial value must be nested too
+  if (a.id === 'ANY') return b.id === 'LIST' || b.id === 'STRUCT' || b.id === 'ANY' ? T.ANY : undefined;
   if (a.id === 'NULL') return b;
   if (isNumeric(a) && isNumeric(b)) return maxNumeric(a, b);
   if (a.id === 'BOOLEAN' && isNumeric(b)) return b;
@@ -654,6 +680,7 @@ function listHas(all: boolean): Impl {
 
 /** Code that is true when two non-NULL values are equal with `=`'s rules. */
 function equality(g: Gen, a: Val, b: Val, node: Call): string {
+  if (g.isNull(a) || g.isNull(b)) return 'false'; // a NULL never matches
   if (a.type.id === 'ANY' || b.type.id === 'ANY') {
     const site: Call = {
       k: 'call',
@@ -664,6 +691,10 @@ function equality(g: Gen, a: Val, b: Val, node: Call): string {
     };
     return `${g.dynamic(site, [a, b]).code} === true`;
   }
+  // DuckDB deduces one element type for both (list_position(T[], T)): a string column and a number do not meet
+  const str = (v: Val) => v.type.id === 'VARCHAR' && !v.lit;
+  if (str(a) !== str(b) && !(a.lit && a.type.id === 'VARCHAR') && !(b.lit && b.type.id === 'VARCHAR'))
+    throw g.fail(`Cannot deduce template type 'T' in function: '${node.fn}(T[], T)'`, node);
   const p = g.prepCmp(a, b, node, false);
   return g.cmpCode(p.kind, '=', p.a.code, p.b.code);
 }
@@ -696,22 +727,26 @@ const listResize: Impl = (g, args, node) => {
         : undefined;
   if (!size) throw g.mismatch('list_resize', args, node);
   if (g.isNull(list)) return g.nullOf(T.LIST_ANY, list.isConst === true);
-  const fill = args[2];
-  if (fill && !g.isNull(fill) && !(childOf(list).id !== 'ANY' && sameType(fill.type, childOf(list))))
-    throw g.fail('list_resize with a fill value of another type than the elements', node, 'beyond');
-  const fillCode = fill && !g.isNull(fill) ? g.toOut(fill).code : 'null';
-  const r = g.tmp();
-  g.emit(`let ${r} = null;`);
-  const close = whenList(g, list);
-  g.emit(`if (${size.code} === null) ${r} = [];`);
-  g.emit(
-    `else if (${size.code} < 0) evalError("list_resize: the size " + ${size.code} + " is negative", ${g.x(node)}, ${size.code});`,
-  );
-  g.emit(
-    `else { ${r} = ${list.code}.slice(0, ${size.code}); while (${r}.length < ${size.code}) ${r}.push(${fillCode}); }`,
-  );
-  close();
-  return { code: r, type: list.type, nullable: list.nullable };
+  return perElementType(g, list, node, (l) => {
+    const child = childOf(l);
+    const fill = args[2];
+    // the fill value takes the element type (a string that is no number fails, as in DuckDB)
+    const f =
+      fill && !g.isNull(fill) ? (child.id === 'ANY' ? fill : g.cast(fill, child, false, node)) : undefined;
+    const fillCode = f ? g.toOut(f).code : 'null';
+    const r = g.tmp();
+    g.emit(`let ${r} = null;`);
+    const close = whenList(g, l);
+    g.emit(`if (${size.code} === null) ${r} = [];`);
+    g.emit(
+      `else if (${size.code} < 0) evalError("list_resize: the size " + ${size.code} + " is negative", ${g.x(node)}, ${size.code});`,
+    );
+    g.emit(
+      `else { ${r} = ${l.code}.slice(0, ${size.code}); while (${r}.length < ${size.code}) ${r}.push(${fillCode}); }`,
+    );
+    close();
+    return { code: r, type: l.type, nullable: l.nullable };
+  });
 };
 
 const repeatFn: Impl = (g, args, node) => {
