@@ -56,6 +56,11 @@ export const LIST_EXPRESSIONS: string[] = [
   "list_reduce(['a', 'b'], (a, b) -> a || b)",
   'list_reduce([], (a, b) -> a + b)',
   'list_reduce([1, NULL, 3], (a, b) -> a + b)',
+  // an inner lambda reading the outer one's parameters (constant inner lists are not folded alone)
+  'list_reduce([1, 2, 3], (x, y) -> list_reduce([5, 6], (a, b) -> x + y + a + b))',
+  'list_reduce(l, (x, y) -> list_reduce([10, 20], (a, b) -> x + y + a + b), 0)',
+  "list_transform(l, x -> list_transform(['a'], y -> x))",
+  'list_reduce(l, (a, b) -> [b], [0])',
   // aggregates
   'list_sum(l)',
   'list_min(l)',
@@ -123,6 +128,7 @@ export const LIST_EXPRESSIONS: string[] = [
   'list_resize(l, 2)',
   'list_resize(l, i)',
   'list_resize(l, 4, NULL)',
+  'list_resize(l, 4, i)',
   'repeat(s, 2)',
   'repeat(l, i)',
   // ranges
@@ -165,6 +171,8 @@ const SCALAR_ONLY = new Set([
   'list_reduce(l, lambda a, b: a + b)',
   'list_reduce(l, (a, b) -> greatest(a, b))',
   "list_transform(l, x -> x || '!')",
+  // a nested accumulator's depth is not checked against the elements' (DuckDB refuses [[1]] for [1])
+  'list_reduce(l, (a, b) -> [b], [0])',
 ]);
 const SCALAR_ROWS = LIST_ROWS.filter(
   (r) =>

@@ -730,6 +730,8 @@ const listResize: Impl = (g, args, node) => {
   return perElementType(g, list, node, (l) => {
     const child = childOf(l);
     const fill = args[2];
+    if (child.id === 'ANY' && fill && !g.isNull(fill) && !['LIST', 'STRUCT', 'ANY'].includes(fill.type.id))
+      throw g.fail(`Unimplemented type for cast (${typeName(fill.type)} -> a nested type)`, node);
     // the fill value takes the element type (a string that is no number fails, as in DuckDB)
     const f =
       fill && !g.isNull(fill) ? (child.id === 'ANY' ? fill : g.cast(fill, child, false, node)) : undefined;
