@@ -5,8 +5,9 @@
  * overflow, NULL propagation, decimal scale). Values whose type is only known per record (an
  * element of a record's list) go through a run-time site that compiles the operator per type.
  */
+import { LAMBDA_CALLS, LIST_CALLS } from './calls/lists.ts';
 import { TEMPORAL_CALLS } from './calls/temporal.ts';
-import type { Node } from './ir.ts';
+import { children, type Node } from './ir.ts';
 import * as R from './runtime.ts';
 import {
   asDecimal,
@@ -140,6 +141,8 @@ export class Gen {
   folding = false;
   readonly #leaves: Map<string, Val>;
   readonly #params: Val[];
+  /** Lambda parameters in scope while a lambda body is generated. */
+  readonly #lvars = new Map<number, Val>();
 
   /** `leaves` maps a path key (JSON of the path) to its input; `params` are run-time site arguments. */
   constructor(leaves: Map<string, Input>, params: Input[]) {
@@ -164,6 +167,20 @@ export class Gen {
       return { code: v, type: t, nullable: false };
     }
     return { code: inp.name, type: t, nullable: false };
+  }
+
+  /** Generates `fn` with lambda parameters bound to values. */
+  withLambda<V>(binds: [number, Val][], fn: () => V): V {
+    for (const [id, v] of binds) this.#lvars.set(id, v);
+    try {
+      return fn();
+    } finally {
+      for (const [id] of binds) this.#lvars.delete(id);
+    }
+  }
+
+  fail(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type'): CompileError {
+    return new CompileError(message, node, kind);
   }
 
   tmp(): string {
@@ -597,6 +614,11 @@ export class Gen {
       case 'param': {
         const v = this.#params[node.i];
         if (!v) throw new Error('internal: unknown parameter');
+        return v;
+      }
+      case 'lvar': {
+        const v = this.#lvars.get(node.id);
+        if (!v) throw new Error(`internal: lambda parameter ${node.text} out of scope`);
         return v;
       }
       case 'and':
@@ -1043,16 +1065,23 @@ const constantCache = new WeakMap<Node, boolean>();
 export function constantSubtree(n: Node): boolean {
   let c = constantCache.get(n);
   if (c === undefined) {
-    c = !(n.k === 'leaf' || n.k === 'param' || (n.k === 'call' && (n.fn === 'now' || n.fn === 'today')));
+    c = !(
+      n.k === 'leaf' ||
+      n.k === 'param' ||
+      n.k === 'lvar' ||
+      (n.k === 'call' && (n.fn === 'now' || n.fn === 'today'))
+    );
     if (c) {
       const kids =
-        n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
-          ? n.args
-          : n.k === 'isnull'
-            ? [n.arg]
-            : n.k === 'case'
-              ? [...n.whens.flatMap((w) => [w.when, w.result]), ...(n.else ? [n.else] : [])]
-              : [];
+        n.k === 'call' && n.lambda
+          ? [...n.args, ...lambdaFree(n)]
+          : n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
+            ? n.args
+            : n.k === 'isnull'
+              ? [n.arg]
+              : n.k === 'case'
+                ? [...n.whens.flatMap((w) => [w.when, w.result]), ...(n.else ? [n.else] : [])]
+                : [];
       c = kids.every(constantSubtree);
     }
     constantCache.set(n, c);
@@ -1060,8 +1089,33 @@ export function constantSubtree(n: Node): boolean {
   return c;
 }
 
+/**
+ * What a lambda body reads from outside the lambda, for constantSubtree: the record (a leaf) and
+ * the clock are not constant; the lambda's own parameters are.
+ */
+function lambdaFree(call: Extract<Node, { k: 'call' }>): Node[] {
+  const out: Node[] = [];
+  // parameters of this lambda and of lambdas nested in its body are bound; any other is an outer lambda's
+  const bound = new Set<number>();
+  const visit = (n: Node): void => {
+    if (n.k === 'call' && n.lambda) for (const id of n.lambda.params) bound.add(id);
+    if (
+      n.k === 'leaf' ||
+      n.k === 'param' ||
+      (n.k === 'lvar' && !bound.has(n.id)) ||
+      (n.k === 'call' && (n.fn === 'now' || n.fn === 'today'))
+    )
+      out.push(n);
+    for (const c of children(n)) visit(c);
+  };
+  for (const id of call.lambda!.params) bound.add(id);
+  visit(call.lambda!.body);
+  return out;
+}
+
 /** Calls that handle ANY arguments themselves instead of going through a run-time site. */
 const ANY_NATIVE = new Set([
+  ...LAMBDA_CALLS,
   'array_extract',
   'struct_extract',
   'typeof',
@@ -1971,6 +2025,7 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   list_value: listValue,
   array_extract: arrayExtract,
   struct_extract: structExtract,
+  ...LIST_CALLS,
   typeof: (g, args) => {
     const [a] = args as [Val];
     if (a.type.id === 'ANY')

@@ -926,3 +926,4 @@ export function copyStar(
     setOwn(o, k, repl?.has(k) ? repl.get(k) : row[k]);
   }
 }
+export * from './runtime-lists.ts';

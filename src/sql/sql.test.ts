@@ -83,7 +83,7 @@ describe('invalid SQL is refused with its position', () => {
       'SELECT CAST(a AS INTERVAL) FROM input',
       /a cast to INTERVAL of a value that is not a constant string is not allowed/,
     ],
-    ['SELECT a[1:2] FROM input', /list slicing/],
+    ['SELECT a[1:3:2] FROM input', /list slicing with a step/],
     ['SELECT $1 FROM input', /query parameters/],
     ['SELECT a, b AS a FROM input', /duplicate output column "a"/],
     ['INSERT INTO t VALUES (1)', /only a SELECT statement/],
