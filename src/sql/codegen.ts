@@ -1337,6 +1337,15 @@ function padFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>, left: bo
   return g.op([str, n, fill], T.VARCHAR, `pad(${str.code}, ${n.code}, ${fill.code}, ${left}, ${x(g, node)})`);
 }
 
+/** The options argument of a regex function: DuckDB needs a constant string, not NULL. */
+function regexOptions(g: Gen, o: Val | undefined, node: Node): string {
+  if (o === undefined) return '';
+  const options = o.isConst ? g.constString(o) : undefined;
+  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+  if (options === null) throw new CompileError('Regex options field must not be NULL', node);
+  return options;
+}
+
 function regexFn(mode: 'search' | 'full'): CallImpl {
   return (g, args, node) => {
     const [s, p, o] = g.params('regexp_matches', args, [T.VARCHAR, T.VARCHAR, T.VARCHAR], node) as [
@@ -1344,8 +1353,7 @@ function regexFn(mode: 'search' | 'full'): CallImpl {
       Val,
       Val | undefined,
     ];
-    const options = o === undefined ? '' : g.constString(o);
-    if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+    const options = regexOptions(g, o, node);
     const pattern = g.constString(p);
     let code: string;
     if (pattern !== undefined && pattern !== null) {
@@ -1369,8 +1377,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
     [T.VARCHAR, T.VARCHAR, T.VARCHAR, T.VARCHAR],
     node,
   ) as [Val, Val, Val, Val | undefined];
-  const options = o === undefined ? '' : g.constString(o);
-  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+  const options = regexOptions(g, o, node);
   const pattern = g.constString(p);
   const repl = g.constString(r);
   let reCode: string;
@@ -1386,6 +1393,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
   if (re && repl !== undefined && repl !== null) {
     // RE2 leaves the string as it is when the replacement names a group the pattern does not have
     if (R.maxGroupRef(repl) > R.groupCount(re)) return g.op([s, p, r], T.VARCHAR, s.code);
+    if (re.global) return g.op([s, p, r], T.VARCHAR, `reReplaceAll(${s.code}, ${reCode}, ${jsLit(repl)})`);
     return g.op([s, p, r], T.VARCHAR, `${s.code}.replace(${reCode}, ${jsLit(R.jsReplacement(repl))})`);
   }
   return g.op([s, p, r], T.VARCHAR, `reReplaceDyn(${s.code}, ${reCode}, ${r.code})`);

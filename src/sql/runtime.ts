@@ -740,17 +740,21 @@ export function likeDyn(
  * the common syntax; inline flags at the start (`(?i)`, `(?s)`) become RegExp flags.
  */
 export function makeRegExp(pattern: string, options: string, mode: 'search' | 'full' | 'replace'): RegExp {
-  let flags = 'u';
+  // DuckDB's options: the last of c/i and of s/m/n/p wins; spaces, tabs and newlines are ignored
+  let ci = false;
+  let dotNl = false;
   let global = false;
   let literal = false;
   for (const o of options) {
-    if (o === 'i') flags += flags.includes('i') ? '' : 'i';
-    else if (o === 'c') flags = flags.replace('i', '');
-    else if (o === 's') flags += flags.includes('s') ? '' : 's';
-    else if (o === 'g' && mode === 'replace') global = true;
+    if (o === 'i' || o === 'c') ci = o === 'i';
+    else if (o === 's' || o === 'm' || o === 'n' || o === 'p') dotNl = o === 's';
     else if (o === 'l') literal = true;
-    else if (o !== 'm' && o !== 'n' && o !== 'p') throw new RangeError(`Unrecognized Regex option ${o}`);
+    else if (o === 'g') {
+      if (mode !== 'replace') throw new RangeError("Option 'g' (global replace) is only valid for regexp_replace");
+      global = true;
+    } else if (o !== ' ' && o !== '\t' && o !== '\n') throw new RangeError(`Unrecognized Regex option ${o}`);
   }
+  let flags = `u${ci ? 'i' : ''}${dotNl ? 's' : ''}`;
   let p = pattern;
   const inline = /^\(\?([imsU]+)\)/.exec(p);
   if (inline && !literal) {
@@ -761,7 +765,7 @@ export function makeRegExp(pattern: string, options: string, mode: 'search' | 'f
     p = p.slice(inline[0].length);
   }
   if (literal) p = escapeRe(p);
-  else p = p.replace(/\\z/g, '$').replace(/\\A/g, '^');
+  else p = p.replace(/\\z/g, '$').replace(/\\A/g, '^').replace(/\(\?P</g, '(?<'); // RE2's named group
   if (mode === 'full') p = `^(?:${p})$`;
   if (global) flags += 'g';
   try {
@@ -809,8 +813,46 @@ export function maxGroupRef(r: string): number {
 /** regexp_replace with a replacement known only per record: RE2 leaves the string as is when the replacement names a missing group. */
 export function reReplaceDyn(s: string, re: RegExp, r: string): string {
   if (maxGroupRef(r) > groupCount(re)) return s;
+  if (re.global) return reReplaceAll(s, re, r);
   re.lastIndex = 0;
   return s.replace(re, jsReplacement(r));
+}
+
+/**
+ * regexp_replace(..., 'g') as RE2's GlobalReplace: every match is replaced except an empty match
+ * where the previous match ended (JavaScript replaces it: `.*` on 'ab' gives 'xx' there, 'x' in DuckDB).
+ * `r` is the RE2 replacement (`\\0`..`\\9`).
+ */
+export function reReplaceAll(s: string, re: RegExp, r: string): string {
+  let lastEnd = -1;
+  re.lastIndex = 0;
+  return s.replace(re, (...args: unknown[]) => {
+    const match = args[0] as string;
+    // (match, groups..., offset, input[, named groups])
+    const at = typeof args[args.length - 1] === 'object' ? args.length - 3 : args.length - 2;
+    const offset = args[at] as number;
+    if (match === '' && offset === lastEnd) return '';
+    lastEnd = offset + match.length;
+    return rewrite(r, args, at);
+  });
+}
+
+/** RE2's Rewrite of a replacement for one match (`args` as String.replace passes them; groups end before `end`). */
+function rewrite(r: string, args: unknown[], end: number): string {
+  if (!r.includes('\\')) return r;
+  let out = '';
+  for (let i = 0; i < r.length; i++) {
+    const c = r[i]!;
+    if (c !== '\\' || i + 1 >= r.length) {
+      out += c;
+      continue;
+    }
+    const n = r[++i]!;
+    const k = n.charCodeAt(0) - 48;
+    if (k >= 0 && k <= 9) out += k < end ? ((args[k] as string | undefined) ?? '') : '';
+    else out += n;
+  }
+  return out;
 }
 
 const reCache = new Map<string, RegExp>();
