@@ -129,6 +129,20 @@ describe('lists and structs', () => {
       "[1,2] < ['1', '3']",
     ]);
   });
+  test('greatest() and least() order lists and structs as comparisons do', async () => {
+    await agreeAll(
+      [
+        'greatest([1,2],[1,3])',
+        'greatest(l, [1,3])',
+        'least(l, [1,3], NULL)',
+        "least(st, {'a': 0, 'B': 'z'})",
+        'greatest([1, NULL], [1, 2])',
+      ],
+      ROW,
+      'compiled',
+    );
+    await agrees("greatest([1], ['a'])", ROW, 'refused');
+  });
   test('contains() on a list is list_contains', async () => {
     await agreeAll([
       "contains(tags, 'vip')",

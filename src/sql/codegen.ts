@@ -1592,11 +1592,16 @@ function greatestLeast(greatest: boolean): CallImpl {
     const name = greatest ? 'greatest' : 'least';
     const t = g.unify(args, `${name}()`, node);
     if (t.id === 'NULL') return g.nullOf(T.INTEGER);
-    if (t.id === 'LIST' || t.id === 'STRUCT' || t.id === 'OTHER') throw g.mismatch(name, args, node);
+    if (t.id === 'OTHER') throw g.mismatch(name, args, node);
+    const nested = t.id === 'LIST' || t.id === 'STRUCT';
+    if (nested && args.some((a, i) => i > 0 && !nestedComparable(args[0]!.type, a.type)))
+      throw g.mismatch(name, args, node);
     const vals = args.map((a) => g.convert(a, t, node, () => g.mismatch(name, args, node).message));
     const r = g.tmp();
     g.emit(`let ${r} = null;`);
     const better = (v: string) => {
+      // lists and structs order as in comparisons (element by element, field by field)
+      if (nested) return `nestedCmp(${v}, ${r}, ${x(g, node)}) ${greatest ? '>' : '<'} 0`;
       if (t.id === 'VARCHAR') return `strCmp(${v}, ${r}) ${greatest ? '>' : '<'} 0`;
       if (t.id === 'DOUBLE') return `dblCmp(${v}, ${r}) ${greatest ? '>' : '<'} 0`;
       return `${v} ${greatest ? '>' : '<'} ${r}`;
