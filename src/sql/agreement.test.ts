@@ -186,6 +186,19 @@ describe('lists and structs', () => {
     );
     await agrees("[{'a':1}, {'a':'x'}]", ROW, 'refused');
   });
+  test('typeof() of a record list or struct names its element and field types', async () => {
+    await agreeAll(
+      [
+        'typeof(l)',
+        'typeof(st)',
+        'typeof(tags)',
+        'typeof([l])',
+        "typeof({'x': 1, 'y': {'z': st, 'w': 1.5}})",
+      ],
+      ROW,
+      'compiled',
+    );
+  });
   test('struct fields and columns are found whatever their case', async () => {
     await agreeAll(
       ['st.b', "st['b']", 'ST.A', 'S', 'I + 1', "struct_extract({'Ab': 1}, 'ab')"],

@@ -1963,7 +1963,24 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   typeof: (g, args) => {
     const [a] = args as [Val];
     if (a.type.id === 'ANY')
-      return g.op([], T.VARCHAR, `(${a.code} === null ? '"NULL"' : typeOfValue(${a.code}))`);
+      return g.op([], T.VARCHAR, `(${a.code} === null ? '"NULL"' : typeOfRecordValue(${a.code}))`);
+    // a list or struct from the record: its element and field types are its values'
+    const fromRecord = (t: SqlType): boolean =>
+      (t.id === 'LIST' && (t.child.id === 'ANY' || fromRecord(t.child))) ||
+      (t.id === 'STRUCT' && (!t.fields || t.fields.some(([, f]) => fromRecord(f))));
+    if (fromRecord(a.type)) {
+      // a struct literal names its fields' types; only those read from the record are looked at per value
+      const text = (t: SqlType, code: string): string => {
+        if (!fromRecord(t)) return JSON.stringify(typeName(t));
+        if (t.id !== 'STRUCT' || !t.fields) return `typeOfRecordValue(${code})`;
+        const parts = t.fields.map(
+          ([k, f]) =>
+            `${JSON.stringify(`${/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? k : `"${k.replace(/"/g, '""')}"`} `)} + ${text(f, `${code}[${JSON.stringify(k)}]`)}`,
+        );
+        return `"STRUCT(" + ${parts.join(' + ", " + ')} + ")"`;
+      };
+      return g.op([a], T.VARCHAR, text(a.type, a.code));
+    }
     const name = a.type.id === 'NULL' ? '"NULL"' : a.lit && isInt(a.type) ? 'INTEGER' : typeName(a.type);
     return g.constVal(T.VARCHAR, name);
   },

@@ -8,6 +8,7 @@
  */
 import { SluiceError } from '../sdk/errors.ts';
 import { parseDuckInt } from './int-parse.ts';
+import { type Shape, shapeOf } from './shape.ts';
 
 /** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
 export function nullProto<T extends object>(o: T): T {
@@ -114,6 +115,29 @@ export function extractAny(v: unknown, key: unknown, expression: string): unknow
   if (typeof key === 'string') return field(v, key, expression);
   if (typeof key === 'number' && Number.isInteger(key)) return elem(v, key, expression);
   return evalError(`Cannot use ${typeOfValue(key)} as an index`, expression, key);
+}
+
+/**
+ * typeof() of a record value: a list or struct gets the DuckDB type the DuckDB paths give it
+ * (`BIGINT[]`, `STRUCT(a BIGINT, b VARCHAR)`; see shape.ts), other values their class.
+ */
+export function typeOfRecordValue(v: unknown): string {
+  if (typeof v !== 'object' || v === null || v instanceof Date) return typeOfValue(v);
+  try {
+    return shapeText(shapeOf(v));
+  } catch {
+    return typeOfValue(v);
+  }
+}
+
+function shapeText(s: Shape): string {
+  if (s.k === 'NULL') return 'INTEGER';
+  if (s.k === 'LIST') return `${shapeText(s.e)}[]`;
+  if (s.k === 'STRUCT') {
+    const name = (n: string) => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(n) ? n : `"${n.replace(/"/g, '""')}"`);
+    return `STRUCT(${s.f.map(([n, t]) => `${name(n)} ${shapeText(t)}`).join(', ')})`;
+  }
+  return s.k;
 }
 
 export function typeOfValue(v: unknown): string {
@@ -750,7 +774,8 @@ export function makeRegExp(pattern: string, options: string, mode: 'search' | 'f
     else if (o === 's' || o === 'm' || o === 'n' || o === 'p') dotNl = o === 's';
     else if (o === 'l') literal = true;
     else if (o === 'g') {
-      if (mode !== 'replace') throw new RangeError("Option 'g' (global replace) is only valid for regexp_replace");
+      if (mode !== 'replace')
+        throw new RangeError("Option 'g' (global replace) is only valid for regexp_replace");
       global = true;
     } else if (o !== ' ' && o !== '\t' && o !== '\n') throw new RangeError(`Unrecognized Regex option ${o}`);
   }
@@ -765,7 +790,11 @@ export function makeRegExp(pattern: string, options: string, mode: 'search' | 'f
     p = p.slice(inline[0].length);
   }
   if (literal) p = escapeRe(p);
-  else p = p.replace(/\\z/g, '$').replace(/\\A/g, '^').replace(/\(\?P</g, '(?<'); // RE2's named group
+  else
+    p = p
+      .replace(/\\z/g, '$')
+      .replace(/\\A/g, '^')
+      .replace(/\(\?P</g, '(?<'); // RE2's named group
   if (mode === 'full') p = `^(?:${p})$`;
   if (global) flags += 'g';
   try {
