@@ -365,3 +365,14 @@ describe('regular expressions', () => {
     }
   });
 });
+
+describe('output columns', () => {
+  test('two output columns of one name are one field with the last value, as on DuckDB’s path', async () => {
+    const sql = 'SELECT 1 == 1, 1 = 1, i AS x, i + 1 AS x FROM input';
+    assert.equal((await planQuery(sql)).path, 'compiled');
+    const batch = await BatchQuery.open(sql);
+    batches.push(batch);
+    const out = await batch.process([{ value: ROW, meta: {} } as never]);
+    assert.deepEqual((await compileSelect(sql))(ROW), out.records[0]!.value);
+  });
+});

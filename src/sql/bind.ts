@@ -166,8 +166,9 @@ export class Binder {
     if (node.sample) throw this.unsupported('USING SAMPLE');
     const where = node.where_clause ? this.expr(node.where_clause) : null;
     if (mode === 'condition') return { columns: [], where };
+    // two columns of one name are one field of the record, holding the last one's value, as on
+    // DuckDB's path (DuckDB itself accepts the query)
     const columns: OutColumn[] = [];
-    const seen = new Map<string, AstNode>();
     for (const item of node.select_list as AstNode[]) {
       if (item.class === 'STAR') {
         columns.push(this.#star(item));
@@ -175,10 +176,6 @@ export class Binder {
       }
       const bound = this.expr(item);
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
-      if (seen.has(name)) {
-        throw this.error(`duplicate output column "${name}": give one of them another name with AS`, item);
-      }
-      seen.set(name, item);
       columns.push({ kind: 'expr', name, node: bound });
     }
     return { columns, where };
