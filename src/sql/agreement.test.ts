@@ -366,6 +366,32 @@ describe('regular expressions', () => {
   });
 });
 
+describe('RE2 syntax and the DuckDB path', () => {
+  test('\\x{HHHH}, \\Q...\\E, \\z, \\A and [[:alpha:]] classes mean what they mean in RE2', async () => {
+    await agreeAll(
+      [
+        "regexp_matches('00 001', '^00\\x{0020}001$')",
+        "regexp_matches('00 001', '\\x{1F986}')",
+        "regexp_matches(s, '[[:alpha:]][[:lower:]]')",
+        "regexp_matches('a1', '^[[:digit:]]')",
+        "regexp_matches('axb', '\\Qa.b\\E')",
+        "regexp_matches('a]', '[]a]+$')",
+        "regexp_replace('a-b_c', '[[:punct:]]', '', 'g')",
+      ],
+      ROW,
+      'compiled',
+    );
+  });
+  test('an ESCAPE of more than one character known per record fails as in DuckDB', async () => {
+    await agrees('s ILIKE p ESCAPE e', { s: 'a%c', p: 'a$%C', e: 'a%c' }, 'compiled');
+    await agrees('s ILIKE p ESCAPE e', { s: 'a%c', p: 'a$%C', e: '$' }, 'compiled');
+  });
+  test('a DOUBLE constant with an integral value keeps its type on the DuckDB path', async () => {
+    await agrees('format_bytes(1e9::BIGINT)', ROW, 'duckdb-batch');
+    await agrees("printf('%,.f', 1.7e12::double)", ROW, 'duckdb-batch');
+  });
+});
+
 describe('output columns', () => {
   test('two output columns of one name are one field with the last value, as on DuckDB’s path', async () => {
     const sql = 'SELECT 1 == 1, 1 = 1, i AS x, i + 1 AS x FROM input';

@@ -745,6 +745,8 @@ export function likeDyn(
   ci: boolean,
   x: string,
 ): boolean {
+  if (escapeChar !== null && Array.from(escapeChar).length > 1)
+    return evalError('Invalid escape string. Escape string must be empty or one character.', x, escapeChar);
   const key = `${ci ? 'i' : 'c'}${escapeChar ?? ''}\u0000${pattern}`;
   let re = likeCache.get(key);
   if (!re) {
@@ -789,12 +791,7 @@ export function makeRegExp(pattern: string, options: string, mode: 'search' | 'f
     }
     p = p.slice(inline[0].length);
   }
-  if (literal) p = escapeRe(p);
-  else
-    p = p
-      .replace(/\\z/g, '$')
-      .replace(/\\A/g, '^')
-      .replace(/\(\?P</g, '(?<'); // RE2's named group
+  p = literal ? escapeRe(p) : re2Syntax(p);
   if (mode === 'full') p = `^(?:${p})$`;
   if (global) flags += 'g';
   try {
@@ -803,6 +800,84 @@ export function makeRegExp(pattern: string, options: string, mode: 'search' | 'f
     const why = (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
     throw new RangeError(`invalid regular expression '${pattern}': ${why}`);
   }
+}
+
+const POSIX_CLASSES: Record<string, string> = {
+  alnum: '0-9A-Za-z',
+  alpha: 'A-Za-z',
+  ascii: '\\x00-\\x7F',
+  blank: '\\t ',
+  cntrl: '\\x00-\\x1F\\x7F',
+  digit: '0-9',
+  graph: '\\x21-\\x7E',
+  lower: 'a-z',
+  print: '\\x20-\\x7E',
+  punct: '\\x21-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7E',
+  space: '\\t\\n\\v\\f\\r ',
+  upper: 'A-Z',
+  word: '\\w',
+  xdigit: '0-9A-Fa-f',
+};
+
+/**
+ * RE2 syntax JavaScript writes otherwise: `\\z` and `\\A`, `\\x{HHHH}`, `\\Q...\\E`, `(?P<name>`
+ * and `[[:alpha:]]` (which JavaScript would read as a class of the letters `[:alph`).
+ */
+function re2Syntax(p: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i]!;
+    if (c === '\\' && i + 1 < p.length) {
+      const n = p[i + 1]!;
+      if (n === 'x' && p[i + 2] === '{') {
+        const close = p.indexOf('}', i + 3);
+        if (close > 0) {
+          out += `\\u{${p.slice(i + 3, close)}}`;
+          i = close;
+          continue;
+        }
+      }
+      if (n === 'Q' && !inClass) {
+        const end = p.indexOf('\\E', i + 2);
+        out += escapeRe(p.slice(i + 2, end < 0 ? p.length : end));
+        i = end < 0 ? p.length : end + 1;
+        continue;
+      }
+      out += !inClass && n === 'z' ? '$' : !inClass && n === 'A' ? '^' : c + n;
+      i++;
+      continue;
+    }
+    if (inClass) {
+      const posix = c === '[' && p[i + 1] === ':' ? /^\[:([a-z]+):\]/.exec(p.slice(i)) : null;
+      if (posix && POSIX_CLASSES[posix[1]!]) {
+        out += POSIX_CLASSES[posix[1]!];
+        i += posix[0].length - 1;
+        continue;
+      }
+      if (c === ']') inClass = false;
+      out += c;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      out += c;
+      // a `]` first in the class (or after `^`) is a literal
+      if (p[i + 1] === '^') out += p[++i];
+      if (p[i + 1] === ']') {
+        out += '\\]';
+        i++;
+      }
+      continue;
+    }
+    if (c === '(' && p.startsWith('(?P<', i)) {
+      out += '(?<';
+      i += 3;
+      continue;
+    }
+    out += c;
+  }
+  return out;
 }
 
 /** RE2 replacement (`\1`, `\0`) to JavaScript's (`$1`, `$&`). */
