@@ -190,14 +190,6 @@ export class Binder {
       }
       const bound = this.expr(item);
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
-<<<<<<< HEAD
-      if (seen.has(name)) {
-        // DuckDB keeps both; as a record they are one field (the later value): DuckDB runs it
-        throw this.beyond(`duplicate output column "${name}": give one of them another name with AS`, item);
-      }
-      seen.set(name, item);
-=======
->>>>>>> fix/numfix
       columns.push({ kind: 'expr', name, node: bound });
     }
     return { columns, where };
