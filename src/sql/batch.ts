@@ -13,7 +13,7 @@ import { type Lookups, loadLookups } from './lookups.ts';
 import { CONDITION_PREFIX, duckMessage } from './plan.ts';
 import { mergeShapes, type Shape, ShapeError, shapeKey, shapeOf, shapeSql } from './shape.ts';
 import { appendRecords, type Column, quoteIdent } from './table.ts';
-import { fromDuckDB, holdsUnsafeInteger, sqlValueConverter, UnsafeIntegerError } from './values.ts';
+import { fromDuckDB, sqlValueConverter } from './values.ts';
 
 export const ROW = '__sluice_row';
 /** Shapes kept (a temp table each); beyond it the oldest are dropped. */
@@ -211,22 +211,8 @@ export class BatchQuery {
         out[i] ??= [input];
         continue;
       }
-      let value: Record<string, unknown>;
-      try {
-        value = toRecord(result.names, row, rowAt, false);
-      } catch (err) {
-        if (!(err instanceof UnsafeIntegerError)) throw err;
-        if (holdsUnsafeInteger(input.value)) {
-          // A record with a big integer of its own: only DuckDB can take it, and keeps it exact.
-          const rows = out[i] ?? [];
-          rows.push({ value: toRecord(result.names, row, rowAt, true), meta: input.meta });
-          out[i] = rows;
-          continue;
-        }
-        out[i] = undefined;
-        rejected[i] = this.#reject(input, err.message);
-        continue;
-      }
+      // integers beyond ±2^53 stay exact bigints: DuckDB's answer, which compiled SQL defers to (per-record.ts)
+      const value = toRecord(result.names, row, rowAt, true);
       const rows = out[i] ?? [];
       rows.push({ value, meta: input.meta });
       out[i] = rows;

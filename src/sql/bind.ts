@@ -60,12 +60,28 @@ const CAST_TYPES: Record<string, SqlType> = nullProto({
   BOOLEAN: T.BOOLEAN,
   DATE: T.DATE,
   TIMESTAMP: T.TIMESTAMP,
+  FLOAT: T.FLOAT,
+  HUGEINT: T.HUGEINT,
+  UHUGEINT: T.UHUGEINT,
+  UTINYINT: T.UTINYINT,
+  USMALLINT: T.USMALLINT,
+  UINTEGER: T.UINTEGER,
+  UBIGINT: T.UBIGINT,
+  BLOB: T.BLOB,
 });
 
+/** How DuckDB names a type in a CAST's column name (some quoted). */
 const TYPE_TEXT: Record<string, string> = nullProto({
   DOUBLE: '"DOUBLE"',
   DATE: '"DATE"',
   TINYINT: '"TINYINT"',
+  HUGEINT: '"HUGEINT"',
+  UHUGEINT: '"UHUGEINT"',
+  UTINYINT: '"UTINYINT"',
+  USMALLINT: '"USMALLINT"',
+  UINTEGER: '"UINTEGER"',
+  UBIGINT: '"UBIGINT"',
+  BLOB: '"BLOB"',
 });
 
 /** Zero-argument functions that SQL writes without parentheses and DuckDB parses as column references. */

@@ -5,8 +5,20 @@
  * overflow, NULL propagation, decimal scale). Values whose type is only known per record (an
  * element of a record's list) go through a run-time site that compiles the operator per type.
  */
+
+import { mapSubscript, TYPE_CALLS } from './calls/types.ts';
+import {
+  arithTypes,
+  castPlanTypes,
+  concatTypes,
+  implicitNumeric,
+  isExtType,
+  negTypes,
+  prepCmpTypes,
+} from './codegen-types.ts';
 import type { Node } from './ir.ts';
 import * as R from './runtime.ts';
+import * as RT from './runtime-types.ts';
 import {
   asDecimal,
   decimal,
@@ -14,22 +26,28 @@ import {
   INT_DIGITS,
   INT_PHYS,
   INT_RANGE,
+  isHuge,
   isInt,
   isNumeric,
   isTemporal,
+  isUnsigned,
   maxNumeric,
   type SqlType,
   sameType,
   T,
   typeName,
+  unifyInt,
 } from './types.ts';
 
 /** A type or constant problem found while generating code: a bind error in DuckDB's terms. */
 export class CompileError extends Error {
   readonly node: Node;
-  /** 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind error. */
-  readonly kind: 'type' | 'value';
-  constructor(message: string, node: Node, kind: 'type' | 'value' = 'type') {
+  /**
+   * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind
+   * error; 'beyond': DuckDB accepts it but compiled code does not model it (the query or record goes to DuckDB).
+   */
+  readonly kind: 'type' | 'value' | 'beyond';
+  constructor(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type') {
     super(message);
     this.name = 'CompileError';
     this.node = node;
@@ -56,7 +74,8 @@ export interface Val {
  */
 export const folding: { fold?: (node: Node) => { type: SqlType; value: unknown } | undefined } = {};
 
-const HELPER_NAMES = Object.keys(R);
+const HELPERS = { ...R, ...RT };
+const HELPER_NAMES = Object.keys(HELPERS);
 
 function jsLit(v: unknown): string {
   if (v === null || v === undefined) return 'null';
@@ -83,7 +102,7 @@ function evalTemplate(template: (c: string) => string, value: unknown): unknown 
   let fn = evalCache.get(src);
   if (!fn) {
     fn = new Function('R', `"use strict"; const {${HELPER_NAMES.join(', ')}} = R; return (c) => ${src};`)(
-      R,
+      HELPERS,
     ) as (c: unknown) => unknown;
     evalCache.set(src, fn);
   }
@@ -103,7 +122,7 @@ const CMP_JS: Record<string, string> = {
   '>=': '>=',
 };
 
-type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep';
+type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep' | 'blob';
 
 /** Where a value comes from when a function is generated: a record leaf or a run-time site argument. */
 export interface Input {
@@ -261,6 +280,8 @@ export class Gen {
     let tpl: ((c: string) => string) | undefined;
     if (t.id === 'DECIMAL') tpl = (c) => `${c} / ${pow10(t.scale)}`;
     else if (t.id === 'DATE' || t.id === 'TIMESTAMP' || t.id === 'TIMESTAMPTZ') tpl = (c) => `new Date(${c})`;
+    else if (isHuge(t)) tpl = (c) => `hugeOut(${c})`;
+    else if (t.id === 'BLOB') tpl = (c) => `blobOut(${c})`;
     if (!tpl || this.isNull(v)) return v;
     if (v.isConst) return this.constVal(T.ANY, evalTemplate(tpl, v.cv));
     return this.op([v], t, tpl(v.code));
@@ -271,6 +292,7 @@ export class Gen {
     let expr = code;
     if (type.id === 'DECIMAL') expr = `Math.round(${code} * ${pow10(type.scale)})`;
     else if (isTemporal(type)) expr = `${code}.getTime()`;
+    else if (isHuge(type)) expr = `hugeIn(${code})`;
     else return { code, type, nullable };
     const t = this.tmp();
     this.emit(`const ${t} = ${code} === null ? null : ${expr};`);
@@ -284,6 +306,11 @@ export class Gen {
     const err = () =>
       new CompileError(`Unimplemented type for cast (${typeName(from)} -> ${typeName(to)})`, node);
     if (sameType(from, to)) return { tpl: (c) => c, fails: false };
+    const ext = castPlanTypes(from, to, JSON.stringify(node.text));
+    if (ext === 'unimplemented') throw err();
+    if (ext === 'beyond')
+      throw new CompileError(`CAST from ${typeName(from)} to ${typeName(to)}`, node, 'beyond');
+    if (ext) return ext;
     switch (to.id) {
       case 'VARCHAR':
         if (isInt(from)) return { tpl: (c) => `String(${c})`, fails: false };
@@ -390,6 +417,7 @@ export class Gen {
   static castMessage(from: SqlType, to: SqlType, v: unknown): string {
     const phys = isInt(to) ? INT_PHYS[to.id] : to.id === 'BOOLEAN' ? 'BOOL' : typeName(to);
     if (from.id === 'VARCHAR') {
+      if (to.id === 'BLOB') return RT.blobMessage(String(v));
       if (to.id === 'DATE')
         return `invalid date field format: "${String(v)}", expected format is (YYYY-MM-DD)`;
       if (to.id === 'TIMESTAMP' || to.id === 'TIMESTAMPTZ') {
@@ -449,6 +477,7 @@ export class Gen {
     if (isInt(from) && isInt(to))
       ok = INT_BITS[from.id] <= INT_BITS[to.id] || (v.isConst === true && this.fits(v.cv as number, to));
     else if (isInt(from) && (to.id === 'DOUBLE' || to.id === 'DECIMAL')) ok = true;
+    else if (implicitNumeric(from, to)) ok = true;
     else if (from.id === 'DECIMAL' && (to.id === 'DOUBLE' || to.id === 'DECIMAL')) ok = true;
     else if (from.id === 'DATE' && (to.id === 'TIMESTAMP' || to.id === 'TIMESTAMPTZ')) ok = true;
     else if (from.id === 'TIMESTAMP' && to.id === 'TIMESTAMPTZ') ok = true;
@@ -496,7 +525,7 @@ export class Gen {
       }
       if (bLit && b.id === 'VARCHAR') continue;
       if (isNumeric(t) && isNumeric(b)) {
-        t = maxNumeric(t, b);
+        t = (isInt(t) || isHuge(t)) && (isInt(b) || isHuge(b)) ? unifyInt(t, b) : maxNumeric(t, b);
         lit = false;
         continue;
       }
@@ -751,7 +780,19 @@ export class Gen {
   #impl(node: Extract<Node, { k: 'call' }>, args: Val[]): Val {
     if (args.some((a) => a.type.id === 'ANY') && !ANY_NATIVE.has(node.fn)) return this.dynamic(node, args);
     if (args.some((a) => a.type.id === 'OTHER')) {
-      throw new CompileError(`${node.text} cannot use ${typeName(T.OTHER)}`, node);
+      throw new CompileError(`${node.text} cannot use ${typeName(T.OTHER)}`, node, 'beyond');
+    }
+    const sub =
+      node.fn === 'array_extract' || node.fn === 'struct_extract'
+        ? mapSubscript(this, args, node)
+        : undefined;
+    if (sub) return sub;
+    if (!TYPE_AWARE.has(node.fn) && !(node.fn in TYPE_CALLS) && args.some((a) => isExtType(a.type))) {
+      throw new CompileError(
+        `${node.fn}() on ${args.map((a) => typeName(a.type)).join(', ')}`,
+        node,
+        'beyond',
+      );
     }
     const impl = CALLS[node.fn];
     if (!impl) throw new CompileError(`internal: no implementation of ${node.fn}`, node);
@@ -765,6 +806,11 @@ export class Gen {
     const t = this.tmp();
     this.emit(`const ${t} = dyn(${ref}, ${args.map((a) => a.code).join(', ') || 'undefined'});`);
     return { code: t, type: T.ANY, nullable: true };
+  }
+
+  /** A CompileError, for code generators outside this file (which import only its types). */
+  fail(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type'): CompileError {
+    return new CompileError(message, node, kind);
   }
 
   mismatch(name: string, args: Val[], node: Node): CompileError {
@@ -811,6 +857,8 @@ export class Gen {
     const ta = a.type;
     const tb = b.type;
     if (this.isNull(a) || this.isNull(b)) return { a, b, kind: 'num' };
+    const ext = prepCmpTypes(this, a, b, node, ordered);
+    if (ext) return ext;
     const fail = (): never => {
       const na = a.lit && isInt(ta) ? 'INTEGER_LITERAL' : typeName(ta);
       const nb = b.lit && isInt(tb) ? 'INTEGER_LITERAL' : typeName(tb);
@@ -825,7 +873,7 @@ export class Gen {
       return {
         a: this.convert(a, t, node, why),
         b: this.convert(b, t, node, why),
-        kind: t.id === 'DOUBLE' ? 'dbl' : 'num',
+        kind: t.id === 'DOUBLE' || t.id === 'FLOAT' ? 'dbl' : 'num',
       };
     }
     if (ta.id === 'VARCHAR' && tb.id === 'VARCHAR') return { a, b, kind: 'str' };
@@ -881,6 +929,8 @@ export class Gen {
         return `strCmp(${a}, ${b}) ${op} 0`;
       case 'deep':
         return op === '=' ? `deepEq(${a}, ${b})` : `!deepEq(${a}, ${b})`;
+      case 'blob':
+        return `blobCmp(${a}, ${b}) ${CMP_JS[op]} 0`;
       default:
         return `${a} ${CMP_JS[op]} ${b}`;
     }
@@ -975,6 +1025,14 @@ export function constantSubtree(n: Node): boolean {
   return c;
 }
 
+/** Calls that know the types of codegen-types.ts; any other call on them runs on DuckDB. */
+const TYPE_AWARE = new Set([
+  ...['+', '-', '*', '/', '//', '%', '**', '||', 'neg', 'pos'],
+  ...Object.keys(CMP_JS),
+  ...['distinct', 'not_distinct', 'in', 'not_in', 'cast', 'try_cast', 'typeof', 'nullif'],
+  ...['concat', 'concat_ws', 'list_value', 'struct_pack', 'sqrt', 'power', 'ln', 'log10', 'exp'],
+]);
+
 /** Calls that handle ANY arguments themselves instead of going through a run-time site. */
 const ANY_NATIVE = new Set([
   'array_extract',
@@ -1001,7 +1059,7 @@ function needVarchar(g: Gen, name: string, args: Val[], node: Node, types: SqlTy
 function narrowLiteral(lit: Val, other: Val): Val {
   if (!lit.lit || !lit.isConst || typeof lit.cv !== 'number' || other.lit) return lit;
   if (!isInt(lit.type) || !isInt(other.type)) return lit;
-  if (INT_BITS[other.type.id] >= INT_BITS[lit.type.id]) return lit;
+  if (INT_BITS[other.type.id] >= INT_BITS[lit.type.id] && !isUnsigned(other.type)) return lit;
   const [lo, hi] = INT_RANGE[other.type.id];
   return lit.cv >= lo && lit.cv <= hi ? { ...lit, type: other.type } : lit;
 }
@@ -1034,6 +1092,8 @@ function arith(op: string): CallImpl {
     }
     if (a.type.id === 'NULL' && b.type.id === 'NULL')
       return g.nullOf(op === '/' || op === '**' ? T.DOUBLE : T.INTEGER);
+    const ext = arithTypes(g, op, a, b, ta, tb, node);
+    if (ext) return ext;
     const why = () => g.mismatch(op, args, node).message;
     if (op === '/' || op === '**') {
       const ca = g.convert(a, T.DOUBLE, node, why);
@@ -1071,7 +1131,9 @@ function arith(op: string): CallImpl {
       const ok =
         phys === 'INT64'
           ? (r: string) => `Number.isSafeInteger(${r})`
-          : (r: string) => `${r} >= ${lo} && ${r} <= ${hi}`;
+          : phys === 'UINT64'
+            ? (r: string) => `Number.isSafeInteger(${r}) && ${r} >= 0`
+            : (r: string) => `${r} >= ${lo} && ${r} <= ${hi}`;
       // `+ 0` turns the -0 of a negative times zero into the 0 an integer is
       const expr = op === '*' ? `${ca.code} * ${cb.code} + 0` : `${ca.code} ${op} ${cb.code}`;
       return g.op([ca, cb], t, expr, {
@@ -1109,6 +1171,8 @@ function arith(op: string): CallImpl {
 function concatOp(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   const [a, b] = args as [Val, Val];
   if (a.type.id === 'ANY' || b.type.id === 'ANY') return g.dynamic(node, args);
+  const ext = concatTypes(g, a, b, node);
+  if (ext) return ext;
   if (a.type.id === 'LIST' && b.type.id === 'LIST') {
     const t = g.unify(
       [
@@ -1650,6 +1714,8 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     const [a] = args as [Val];
     if (g.isNull(a)) return a;
     const t = a.type;
+    const ext = negTypes(g, a, node);
+    if (ext) return ext;
     if (isInt(t)) {
       const [lo] = INT_RANGE[t.id];
       if (a.isConst && a.cv !== lo) return g.constVal(t, a.cv === 0 ? 0 : -(a.cv as number));
@@ -1789,4 +1855,5 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     const name = a.type.id === 'NULL' ? '"NULL"' : a.lit && isInt(a.type) ? 'INTEGER' : typeName(a.type);
     return g.constVal(T.VARCHAR, name);
   },
+  ...TYPE_CALLS,
 });

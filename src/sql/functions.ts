@@ -60,6 +60,17 @@ const TABLE: [string[], number, number][] = [
   [['array_extract', 'list_extract', 'list_element'], 2, 2],
   [['struct_extract'], 2, 2],
   [['typeof'], 1, 1],
+  // BLOB and MAP (codegen in calls/types.ts)
+  [['octet_length'], 1, 1],
+  [['map'], 0, 2],
+  [['map_from_entries'], 1, 1],
+  [['map_keys'], 1, 1],
+  [['map_values'], 1, 1],
+  [['map_entries'], 1, 1],
+  [['map_extract'], 2, 2],
+  [['element_at'], 2, 2],
+  [['map_extract_value'], 2, 2],
+  [['cardinality'], 1, 1],
 ];
 
 export const FUNCTIONS = new Map<string, FunctionInfo>();
@@ -70,7 +81,8 @@ for (const [names, min, max] of TABLE) {
 /** Every name a user may call, for did-you-mean suggestions. */
 export const FUNCTION_NAMES = [...FUNCTIONS.keys()];
 
-export const SUPPORTED_CASTS = 'VARCHAR, INTEGER, BIGINT, DOUBLE, DECIMAL(p,s), BOOLEAN, DATE, TIMESTAMP';
+export const SUPPORTED_CASTS =
+  'VARCHAR, TINYINT, SMALLINT, INTEGER, BIGINT, HUGEINT, UTINYINT, USMALLINT, UINTEGER, UBIGINT, UHUGEINT, FLOAT, DOUBLE, DECIMAL(p,s), BOOLEAN, BLOB, DATE, TIMESTAMP';
 
 export function describeSubset(): string {
   const fns = TABLE.filter(

@@ -7,6 +7,7 @@
  * CAST can throw and TRY_CAST can yield NULL.
  */
 import { SluiceError } from '../sdk/errors.ts';
+import { onDuckDB } from './fallback.ts';
 
 /** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
 export function nullProto<T extends object>(o: T): T {
@@ -33,7 +34,7 @@ function describeValue(v: unknown): unknown {
 
 /**
  * The SQL type class of a record value: 0 NULL, 1 BIGINT, 2 DOUBLE, 3 VARCHAR, 4 BOOLEAN,
- * 5 TIMESTAMP, 6 LIST, 7 STRUCT, 8 other, 9 BIGINT held as a JS bigint.
+ * 5 TIMESTAMP, 6 LIST, 7 STRUCT, 8 other, 9 BIGINT held as a JS bigint, 10 BLOB (a Uint8Array).
  */
 export function cls(v: unknown): number {
   switch (typeof v) {
@@ -49,6 +50,7 @@ export function cls(v: unknown): number {
       if (v === null) return 0;
       if (Array.isArray(v)) return 6;
       if (v instanceof Date) return Number.isNaN(v.getTime()) ? 8 : 5;
+      if (v instanceof Uint8Array) return 10;
       return isPlainObject(v) ? 7 : 8;
     case 'bigint':
       return v >= -9007199254740991n && v <= 9007199254740991n ? 9 : 8;
@@ -113,9 +115,19 @@ export function extractAny(v: unknown, key: unknown, expression: string): unknow
 }
 
 export function typeOfValue(v: unknown): string {
-  return ['NULL', 'BIGINT', 'DOUBLE', 'VARCHAR', 'BOOLEAN', 'TIMESTAMP', 'LIST', 'STRUCT', 'OTHER', 'BIGINT'][
-    cls(v)
-  ]!;
+  return [
+    'NULL',
+    'BIGINT',
+    'DOUBLE',
+    'VARCHAR',
+    'BOOLEAN',
+    'TIMESTAMP',
+    'LIST',
+    'STRUCT',
+    'OTHER',
+    'BIGINT',
+    'BLOB',
+  ][cls(v)]!;
 }
 
 // ---------------------------------------------------------------- integers
@@ -124,13 +136,13 @@ const TWO63 = 2 ** 63;
 
 const OP_NAMES: Record<string, string> = { '+': 'addition', '-': 'subtraction', '*': 'multiplication' };
 
-/** Throws the overflow error of an integer operation; BIGINT is limited to JS's exact range (±2^53). */
+/** Throws the overflow error of an integer operation; a 64-bit result beyond ±2^53 is left to DuckDB. */
 export function intOvf(phys: string, op: string, a: number, b: number, r: number, x: string): never {
-  if (phys === 'INT64' && Number.isFinite(r) && Math.abs(r) < TWO63) {
-    return evalError(
-      `BIGINT result of ${a} ${op} ${b} is beyond ±2^53, the exact integer range of JavaScript numbers`,
+  // r is the nearest double: within (or at) the 64-bit range, only DuckDB knows the exact answer
+  if ((phys === 'INT64' && Math.abs(r) <= TWO63) || (phys === 'UINT64' && r >= 0 && r <= 2 * TWO63)) {
+    return onDuckDB(
+      `the ${phys === 'INT64' ? 'BIGINT' : 'UBIGINT'} result of ${a} ${op} ${b} is beyond ±2^53`,
       x,
-      r,
     );
   }
   return evalError(`Overflow in ${OP_NAMES[op] ?? op} of ${phys} (${a} ${op} ${b})!`, x, r);
