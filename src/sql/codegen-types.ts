@@ -163,12 +163,17 @@ export function arithTypes(
   op: string,
   a: Val,
   b: Val,
-  ta: SqlType,
-  tb: SqlType,
+  typeA: SqlType,
+  typeB: SqlType,
   node: Node,
 ): Val | undefined {
   if (op === '**') return undefined;
   const why = () => g.mismatch(op, [a, b], node).message;
+  let ta = typeA;
+  let tb = typeB;
+  // an integer constant takes a 128-bit operand's type when it fits, as DuckDB's integer literals do
+  if (isHuge(tb) && a.lit && isInt(ta) && (tb.id === 'HUGEINT' || (a.cv as number) >= 0)) ta = tb;
+  if (isHuge(ta) && b.lit && isInt(tb) && (ta.id === 'HUGEINT' || (b.cv as number) >= 0)) tb = ta;
   const floaty = (ta.id === 'FLOAT' || tb.id === 'FLOAT') && ta.id !== 'DOUBLE' && tb.id !== 'DOUBLE';
   if (op === '/' && !floaty) return undefined;
   const t = floaty ? T.FLOAT : maxNumeric(ta, tb);
@@ -238,10 +243,17 @@ export function prepCmpTypes(
     );
   }
   if (ta.id === 'MAP' || tb.id === 'MAP') {
-    if (ta.id === 'MAP' && tb.id === 'MAP' && !ordered && sameType(ta, tb)) return { a, b, kind: 'deep' };
+    if (ta.id === 'MAP' && tb.id === 'MAP' && !ordered && alike(ta.key, tb.key) && alike(ta.value, tb.value))
+      return { a, b, kind: 'deep' };
     throw g.fail(`comparing ${typeName(ta)} with ${typeName(tb)}`, node, 'beyond');
   }
   return undefined;
+}
+
+/** Types whose values compare equal in record representation exactly when DuckDB's casts make them equal. */
+function alike(a: SqlType, b: SqlType): boolean {
+  const num = (t: SqlType) => isInt(t) || t.id === 'DOUBLE';
+  return sameType(a, b) || a.id === 'NULL' || b.id === 'NULL' || (num(a) && num(b));
 }
 
 /** `a || b` with a BLOB operand: BLOB || BLOB is a BLOB; with a string, the BLOB is cast to VARCHAR. */

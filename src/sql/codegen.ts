@@ -16,6 +16,7 @@ import {
   negTypes,
   prepCmpTypes,
 } from './codegen-types.ts';
+import { isComputeOnDuckDB } from './fallback.ts';
 import type { Node } from './ir.ts';
 import * as R from './runtime.ts';
 import * as RT from './runtime-types.ts';
@@ -307,7 +308,7 @@ export class Gen {
       new CompileError(`Unimplemented type for cast (${typeName(from)} -> ${typeName(to)})`, node);
     if (sameType(from, to)) return { tpl: (c) => c, fails: false };
     const ext = castPlanTypes(from, to, JSON.stringify(node.text));
-    if (ext === 'unimplemented') throw err();
+    if (ext === 'unimplemented') throw new CompileError(err().message, node, 'value');
     if (ext === 'beyond')
       throw new CompileError(`CAST from ${typeName(from)} to ${typeName(to)}`, node, 'beyond');
     if (ext) return ext;
@@ -336,7 +337,11 @@ export class Gen {
       case 'TINYINT':
       case 'SMALLINT':
       case 'INTEGER':
-      case 'BIGINT': {
+      case 'BIGINT':
+      case 'UTINYINT':
+      case 'USMALLINT':
+      case 'UINTEGER':
+      case 'UBIGINT': {
         const [lo, hi] = INT_RANGE[to.id];
         if (isInt(from)) {
           if (INT_BITS[from.id] <= INT_BITS[to.id]) return { tpl: (c) => c, fails: false };
@@ -439,9 +444,27 @@ export class Gen {
   cast(v: Val, to: SqlType, isTry: boolean, node: Node): Val {
     if (this.isNull(v)) return this.nullOf(to, v.isConst === true);
     if (sameType(v.type, to)) return v;
-    const { tpl, fails } = this.castPlan(v.type, to, node);
+    let plan: ReturnType<Gen['castPlan']>;
+    try {
+      plan = this.castPlan(v.type, to, node);
+    } catch (err) {
+      // a cast DuckDB has no implementation for fails when evaluated; TRY_CAST gives NULL (codegen-types.ts)
+      if (!(err instanceof CompileError) || err.kind !== 'value') throw err;
+      if (isTry) return this.nullOf(to);
+      if (v.isConst && this.#lazy === 0) throw new CompileError(err.message, node);
+      const t = this.tmp();
+      this.emit(`const ${t} = evalError(${jsLit(err.message)}, ${this.x(node)}, ${v.code});`);
+      return { code: t, type: to, nullable: true };
+    }
+    const { tpl, fails } = plan;
     if (v.isConst) {
-      const r = evalTemplate(tpl, v.cv);
+      let r: unknown;
+      try {
+        r = evalTemplate(tpl, v.cv);
+      } catch (err) {
+        if (isComputeOnDuckDB(err)) throw new CompileError(err.message, node, 'beyond');
+        throw err;
+      }
       if (r === undefined) {
         if (isTry) return this.nullOf(to, true);
         const message = Gen.castMessage(v.type, to, v.cv);
@@ -747,6 +770,12 @@ export class Gen {
   // ------------------------------------------------------------ calls
 
   #call(node: Extract<Node, { k: 'call' }>): Val {
+    if (node.fn === 'typeof') {
+      // DuckDB folds typeof() to the argument's type: the argument is not evaluated (it cannot fail)
+      const { lines, val } = this.capture(() => this.gen(node.args[0]!), true);
+      if (val.type.id === 'ANY') for (const l of lines) this.emit(l);
+      return this.#impl(node, [val]);
+    }
     const strict = STRICT.has(node.fn);
     let failure: CompileError | undefined;
     const { lines, val: args } = this.capture(() =>

@@ -166,7 +166,9 @@ async function ours(sql: string, row: RecordValue): Promise<Outcome> {
 }
 
 function show(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x));
+  return JSON.stringify(v, (_k, x) =>
+    (typeof x === 'number' && !Number.isFinite(x)) || typeof x === 'bigint' ? String(x) : x,
+  );
 }
 
 /**

@@ -211,11 +211,11 @@ export function blobMessage(s: string): string {
 
 const HEX = '0123456789ABCDEF';
 
-/** BLOB → VARCHAR: printable ASCII as is, every other byte (and the backslash) as `\xHH`. */
+/** BLOB → VARCHAR: printable ASCII as is, every other byte (and \ ' ") as `\xHH`. */
 export function blobStr(b: Uint8Array): string {
   let s = '';
   for (const c of b) {
-    if (c >= 32 && c <= 126 && c !== 92) s += String.fromCharCode(c);
+    if (c >= 32 && c <= 126 && c !== 92 && c !== 39 && c !== 34) s += String.fromCharCode(c);
     else s += `\\x${HEX[c >> 4]}${HEX[c & 15]}`;
   }
   return s;

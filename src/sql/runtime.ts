@@ -354,7 +354,7 @@ export function strToInt(s: string, lo: number, hi: number): number | undefined 
     v = roundAway(Number(t.replace(/_/g, '')));
   }
   if (!(v >= lo && v <= hi)) return undefined;
-  if (!Number.isSafeInteger(v)) return undefined;
+  if (!Number.isSafeInteger(v)) return onDuckDB(`the integer ${t} is beyond ±2^53`, `CAST('${s}')`);
   return v === 0 ? 0 : v;
 }
 
@@ -455,6 +455,7 @@ export function strToTs(s: string): number | undefined {
 
 export function dblToInt(x: number, lo: number, hi: number): number | undefined {
   if (!Number.isFinite(x)) return undefined;
+  if (lo === 0 && x < 0) return undefined; // an unsigned target refuses any negative double, -0.5 too
   const r = roundEven(x);
   if (r < lo || r > hi || !Number.isSafeInteger(r)) return undefined;
   return r === 0 ? 0 : r;

@@ -156,7 +156,7 @@ export function typeName(t: SqlType): string {
     case 'TIMESTAMPTZ':
       return 'TIMESTAMP WITH TIME ZONE';
     case 'MAP':
-      return `MAP(${typeName(t.key)}, ${typeName(t.value)})`;
+      return `MAP(${[t.key, t.value].map((c) => (c.id === 'NULL' ? '"NULL"' : typeName(c))).join(', ')})`;
     case 'OTHER':
       return 'an unsupported JavaScript value';
     default:

@@ -25,6 +25,8 @@ function typedMap(g: Gen, m: Val, name: string, args: Val[], node: Call): Extrac
 
 /** The lookup key brought to the map's key type, in record representation. */
 function lookupKey(g: Gen, m: Extract<SqlType, { id: 'MAP' }>, k: Val, node: Call): Val {
+  // keys of a NULL type (a field that is NULL in this record): the map is empty or fails on its keys
+  if (m.key.id === 'NULL') return g.toOut(k);
   let c: Val;
   try {
     c = g.convert(k, m.key, node, () => 'key type');
@@ -75,14 +77,13 @@ export const TYPE_CALLS: Record<string, CallImpl> = Object.setPrototypeOf(
       if (g.isNull(ks) || g.isNull(vs)) throw g.fail('map() of NULL', node, 'beyond');
       const kt = listChild(g, ks, 'map', args, node);
       const vt = listChild(g, vs, 'map', args, node);
-      if (kt.id === 'NULL') throw g.fail('map() with NULL keys', node, 'beyond');
       return g.op([ks, vs], mapType(kt, vt), `mapMake(${ks.code}, ${vs.code}, ${g.x(node)})`);
     },
     map_from_entries: (g, args, node) => {
       const [l] = args as [Val];
       if (g.isNull(l)) throw g.fail('map_from_entries(NULL)', node, 'beyond');
       const c = listChild(g, l, 'map_from_entries', args, node);
-      if (c.id !== 'STRUCT' || !c.fields || c.fields.length !== 2 || c.fields[0]![1].id === 'NULL')
+      if (c.id !== 'STRUCT' || !c.fields || c.fields.length !== 2)
         throw g.fail(`map_from_entries() of ${c.id}`, node, 'beyond');
       const type = mapType(c.fields[0]![1], c.fields[1]![1]);
       return g.op([l], type, `mapFromEntries(${l.code}, ${g.x(node)})`);
