@@ -1501,7 +1501,7 @@ function roundFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
       `${n.code} >= 0 ? ${a.code} : decDown(${a.code}, -${n.code}) * POW10[-${n.code}]`,
       {
         check: (r) =>
-          `if (!(${r} >= ${lo} && ${r} <= ${hi}) || !Number.isSafeInteger(${r})) evalError("Overflow in ROUND", ${x(g, node)}, ${a.code});`,
+          `if (!(${r} >= ${lo} && ${r} <= ${hi})) evalError("Overflow in ROUND", ${x(g, node)}, ${a.code}); else if (!Number.isSafeInteger(${r})) onDuckDB("a BIGINT beyond ±2^53", ${x(g, node)});`,
       },
     );
   }

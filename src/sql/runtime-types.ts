@@ -3,6 +3,10 @@
  * integers, BLOB and MAP (see runtime.ts for the conventions).
  */
 import { onDuckDB } from './fallback.ts';
+
+/** Compiled code calls it by name (a helper), like the rest of this file. */
+export { onDuckDB };
+
 import { dblStr, decDown, evalError, POW10, roundAway, roundEven, strToDbl } from './runtime.ts';
 
 // ---------------------------------------------------------------- FLOAT
@@ -110,7 +114,7 @@ export function decToHuge(n: number, scale: number, lo: bigint, hi: bigint): big
 export function hugeToInt(v: bigint, lo: number, hi: number): number | undefined {
   const n = Number(v);
   if (n < lo || n > hi) return undefined;
-  if (!Number.isSafeInteger(n)) return undefined;
+  if (!Number.isSafeInteger(n)) return onDuckDB(`the integer ${v} is beyond ±2^53`, `CAST(${v})`);
   return n;
 }
 
@@ -118,7 +122,7 @@ export function hugeToInt(v: bigint, lo: number, hi: number): number | undefined
 export function hugeToDec(v: bigint, width: number, scale: number): number | undefined {
   const r = v * 10n ** BigInt(scale);
   if ((r < 0n ? -r : r) >= 10n ** BigInt(width)) return undefined;
-  return r >= -SAFE && r <= SAFE ? Number(r) : undefined;
+  return r >= -SAFE && r <= SAFE ? Number(r) : onDuckDB(`the DECIMAL of ${v} is beyond ±2^53`, `CAST(${v})`);
 }
 
 const OPS: Record<string, string> = { '+': 'addition', '-': 'subtraction', '*': 'multiplication' };

@@ -195,7 +195,7 @@ export const POW10: number[] = Array.from({ length: 39 }, (_, i) => 10 ** i);
 /** Checks a scaled decimal result stays in JS's exact integer range. */
 export function chkDec(r: number, x: string): number {
   if (Number.isSafeInteger(r)) return r;
-  return evalError('DECIMAL result is beyond ±2^53, the exact range of JavaScript numbers', x, r);
+  return onDuckDB('a DECIMAL result beyond ±2^53', x);
 }
 
 /** Divides a scaled integer by 10^k, rounding half away from zero (exact). */
@@ -386,7 +386,8 @@ export function strToDec(s: string, width: number, scale: number): number | unde
   let n = Number(digits);
   if (frac.length > scale && frac.charCodeAt(scale) >= 53 /* '5' */) n += 1;
   digits = String(n);
-  if (!Number.isSafeInteger(n) || n >= POW10[width]!) return undefined;
+  if (n >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(n)) return onDuckDB(`the DECIMAL ${t} is beyond ±2^53`, `CAST('${s}')`);
   return m[1] === '-' && n !== 0 ? -n : n;
 }
 
@@ -457,7 +458,8 @@ export function dblToInt(x: number, lo: number, hi: number): number | undefined 
   if (!Number.isFinite(x)) return undefined;
   if (lo === 0 && x < 0) return undefined; // an unsigned target refuses any negative double, -0.5 too
   const r = roundEven(x);
-  if (r < lo || r > hi || !Number.isSafeInteger(r)) return undefined;
+  if (r < lo || r > hi) return undefined;
+  if (!Number.isSafeInteger(r)) return onDuckDB(`the integer ${r} is beyond ±2^53`, `CAST(${x})`);
   return r === 0 ? 0 : r;
 }
 
@@ -469,13 +471,15 @@ export function decToInt(n: number, scale: number, lo: number, hi: number): numb
 export function dblToDec(x: number, width: number, scale: number): number | undefined {
   if (!Number.isFinite(x)) return undefined;
   const r = roundAway(x * POW10[scale]!);
-  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+  if (Math.abs(r) >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(r)) return onDuckDB('a DECIMAL beyond ±2^53', `CAST(${x})`);
   return r === 0 ? 0 : r;
 }
 
 export function decToDec(n: number, from: number, width: number, scale: number): number | undefined {
   const r = scale >= from ? n * POW10[scale - from]! : decDown(n, from - scale);
-  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+  if (Math.abs(r) >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(r)) return onDuckDB('a DECIMAL beyond ±2^53', `CAST(${n})`);
   return r;
 }
 

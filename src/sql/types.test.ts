@@ -262,6 +262,36 @@ describe('records compiled SQL cannot answer exactly are evaluated on DuckDB', (
     assert.match(out.rejected![0]!.error.message, /Overflow in addition of INT64/);
   });
 
+  test('sql step: a cast to BIGINT beyond ±2^53 gives the value DuckDB gives, a bad one the error DuckDB gives', async () => {
+    const query = 'SELECT CAST(s AS BIGINT) AS v, CAST(d AS BIGINT) AS w FROM input';
+    assert.equal((await planQuery(query)).path, 'compiled');
+    const step = await createSqlStep(sqlStep.config.parse({ query }), ctx);
+    const batch = [
+      rec({ s: '12', d: 1.5 }, 1),
+      rec({ s: '100000000000000001', d: 0 }, 2),
+      rec({ s: 'abc', d: 0 }, 3),
+      rec({ s: '9223372036854775808', d: 0 }, 4),
+      rec({ s: '5', d: 1e17 }, 5),
+    ];
+    const out = await step.process(batch);
+    await step.close?.();
+    assert.deepEqual(
+      out.records.map((r) => r.value),
+      [
+        { v: 12, w: 2 },
+        { v: 100000000000000001n, w: 0 },
+        { v: 5, w: 100000000000000000n },
+      ],
+    );
+    assert.deepEqual(
+      out.rejected?.map((r) => [r.record, /Could not convert string/.test(r.error.message)]),
+      [
+        [batch[2], true],
+        [batch[3], true],
+      ],
+    );
+  });
+
   test('filter step: a condition on an integer beyond ±2^53 keeps exactly the records DuckDB keeps', async () => {
     const condition = 'n > 9007199254740991 AND n * 2 > 0';
     const cfg = filterStep.config.parse({ condition });
