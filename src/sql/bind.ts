@@ -183,18 +183,15 @@ export class Binder {
     const where = node.where_clause ? this.expr(node.where_clause) : null;
     if (mode === 'condition') return { columns: [], where };
     const columns: OutColumn[] = [];
-    const seen = new Map<string, AstNode>();
     for (const item of node.select_list as AstNode[]) {
       if (item.class === 'STAR') {
         columns.push(this.#star(item));
         continue;
       }
       const bound = this.expr(item);
+      // two columns with one name (DuckDB outputs both) are one field of the record: the later
+      // value at the earlier position, as on the DuckDB path (values.ts rowToRecord)
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
-      if (seen.has(name)) {
-        throw this.error(`duplicate output column "${name}": give one of them another name with AS`, item);
-      }
-      seen.set(name, item);
       columns.push({ kind: 'expr', name, node: bound });
     }
     return { columns, where };
