@@ -37,6 +37,8 @@ export function sqlLiteral(v: unknown): string {
         return `CAST('${ts}' AS TIMESTAMP)`;
       }
       if (Array.isArray(v)) return `[${v.map(sqlLiteral).join(', ')}]`;
+      if (v instanceof Uint8Array)
+        return `CAST('${[...v].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')}' AS BLOB)`;
       const entries = Object.entries(v as object);
       if (!entries.length) throw new Error('an empty object has no DuckDB STRUCT literal');
       return `{${entries.map(([k, e]) => `'${k.replace(/'/g, "''")}': ${sqlLiteral(e)}`).join(', ')}}`;

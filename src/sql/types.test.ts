@@ -228,6 +228,27 @@ describe('record values of the new types, compiled and on DuckDB', () => {
   });
 });
 
+describe('a record holding bytes (a Buffer) is a BLOB on both paths', () => {
+  const query =
+    "SELECT b, octet_length(b) AS n, b || b AS bb, CAST(b AS VARCHAR) AS t, b < '\\xFF'::BLOB AS lt FROM input";
+  test('compiled, DuckDB and the oracle agree', async () => {
+    const batch = [rec({ b: Buffer.from([0xaa, 0x41]) }, 1), rec({ b: new Uint8Array([0x27, 0x5c]) }, 2)];
+    assert.equal((await planQuery(query)).path, 'compiled');
+    for (const r of batch) assert.equal(await compare(query, r.value), undefined);
+    const cfg = sqlStep.config.parse({ query });
+    const compiled = await (await createSqlStep(cfg, ctx)).process(batch);
+    const duck = await createSqlStep(cfg, ctx, { forceDuckDB: true });
+    const viaDuck = await duck.process(batch);
+    await duck.close?.();
+    assert.equal(viaDuck.rejected, undefined);
+    assert.deepEqual(
+      compiled.records.map((r) => r.value.t),
+      ['\\xAAA', '\\x27\\x5C'],
+    );
+    for (const [i, r] of compiled.records.entries()) assert.ok(sameValue(viaDuck.records[i]!.value, r.value));
+  });
+});
+
 describe('records compiled SQL cannot answer exactly are evaluated on DuckDB', () => {
   test('sql step: an integer beyond ±2^53 in the record, or computed, gives the exact bigint in input order', async () => {
     const query = 'SELECT id, n + 1 AS next, n * 3 AS triple, n::UBIGINT AS u FROM input WHERE n > 0';

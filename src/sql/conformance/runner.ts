@@ -547,7 +547,6 @@ async function tableRecords(
   const records: RecordValue[] = [];
   for (const row of rows.slice(0, MAX_RECORDS)) {
     const value = toRecordExact(names, row) as RecordValue;
-    if (hasBytes(value)) return { out: 'the table holds a BLOB (bytes have no record value yet)' };
     try {
       shapesOf(value, Object.keys(value));
     } catch {
@@ -556,13 +555,6 @@ async function tableRecords(
     records.push(value);
   }
   return { records, truncated: rows.length > MAX_RECORDS };
-}
-
-function hasBytes(v: unknown): boolean {
-  if (v instanceof Uint8Array) return true;
-  if (Array.isArray(v)) return v.some(hasBytes);
-  if (v && typeof v === 'object' && !(v instanceof Date)) return Object.values(v).some(hasBytes);
-  return false;
 }
 
 function settingName(sql: string): string | undefined {
