@@ -49,7 +49,8 @@ export function withDuckDBFallback(
     const byInput = new Map<number, SluiceRecord | Rejection | null>(deferred.map((i) => [i, null]));
     for (const r of result.records) {
       const i = marks.get(r.meta as object)!;
-      byInput.set(i, { ...r, meta: batch[i]!.meta });
+      // a condition keeps the input record itself (a filter step keeps records)
+      byInput.set(i, r.value === batch[i]!.value ? batch[i]! : { ...r, meta: batch[i]!.meta });
     }
     for (const r of result.rejected ?? []) {
       const i = marks.get(r.record!.meta as object)!;
@@ -69,19 +70,26 @@ export function withDuckDBFallback(
 
   return {
     process(batch) {
+      // the common path, as mapRecords: one try/catch per record, nothing else
       const records: SluiceRecord[] = [];
       let rejected: Rejection[] | undefined;
       let deferred: number[] | undefined;
       for (let i = 0; i < batch.length; i++) {
-        const o = one(batch[i]!);
-        if (o === null) continue;
-        if (o === 'duckdb') {
-          deferred ??= [];
-          deferred.push(i);
-        } else if ('error' in o) {
-          rejected ??= [];
-          rejected.push(o);
-        } else records.push(o);
+        const record = batch[i]!;
+        let out: SluiceRecord | null;
+        try {
+          out = fn(record);
+        } catch (err) {
+          if (isComputeOnDuckDB(err)) {
+            deferred ??= [];
+            deferred.push(i);
+          } else {
+            rejected ??= [];
+            rejected.push({ record, error: toSluiceError(err, 'SLUICE_STEP_FAILED') });
+          }
+          continue;
+        }
+        if (out !== null) records.push(out);
       }
       if (deferred) return withDuckDB(batch, deferred);
       return rejected ? { records, rejected } : { records };

@@ -330,6 +330,9 @@ describe('records compiled SQL cannot answer exactly are evaluated on DuckDB', (
       out.records.map((r) => r.meta.position?.offset),
       [1, 3, 4],
     );
+    // a filter keeps the input records themselves, also those DuckDB evaluated
+    assert.deepEqual(out.records, [batch[0], batch[2], batch[3]]);
+    assert.ok(out.records.every((r, k) => r === [batch[0], batch[2], batch[3]][k]));
     assert.equal(out.rejected, undefined);
   });
 });
