@@ -20,7 +20,7 @@ import { CONDITION_PREFIX, duckMessage } from './plan.ts';
 import { analysePruning, type Pruning, passthrough, starKeeps } from './pruning.ts';
 import { mergeShapes, type Shape, ShapeError, shapeKey, shapeOf, shapeSql } from './shape.ts';
 import { appendRows, type Column, quoteIdent } from './table.ts';
-import { fromDuckDB, holdsUnsafeInteger, sqlValueConverter, UnsafeIntegerError } from './values.ts';
+import { fromDuckDB, sqlValueConverter } from './values.ts';
 
 export const ROW = '__sluice_row';
 /** Shapes kept (a temp table each); beyond it the oldest are dropped. */
@@ -377,22 +377,8 @@ export class BatchQuery {
         out[i] ??= [input];
         return;
       }
-      let value: Record<string, unknown>;
-      try {
-        value = build(input, k, false);
-      } catch (err) {
-        if (!(err instanceof UnsafeIntegerError)) throw err;
-        if (holdsUnsafeInteger(input.value)) {
-          // A record with a big integer of its own: only DuckDB can take it, and keeps it exact.
-          const rows = out[i] ?? [];
-          rows.push({ value: build(input, k, true), meta: input.meta });
-          out[i] = rows;
-          return;
-        }
-        out[i] = undefined;
-        rejected[i] = this.#reject(input, err.message);
-        return;
-      }
+      // integers beyond ±2^53 stay exact bigints: DuckDB's answer, which compiled SQL defers to (per-record.ts)
+      const value = build(input, k, true);
       const rows = out[i] ?? [];
       rows.push({ value, meta: input.meta });
       out[i] = rows;

@@ -64,12 +64,28 @@ const CAST_TYPES: Record<string, SqlType> = nullProto({
   TIMESTAMP: T.TIMESTAMP,
   INTERVAL: T.INTERVAL,
   TIME: T.TIME,
+  FLOAT: T.FLOAT,
+  HUGEINT: T.HUGEINT,
+  UHUGEINT: T.UHUGEINT,
+  UTINYINT: T.UTINYINT,
+  USMALLINT: T.USMALLINT,
+  UINTEGER: T.UINTEGER,
+  UBIGINT: T.UBIGINT,
+  BLOB: T.BLOB,
 });
 
+/** How DuckDB names a type in a CAST's column name (some quoted). */
 const TYPE_TEXT: Record<string, string> = nullProto({
   DOUBLE: '"DOUBLE"',
   DATE: '"DATE"',
   TINYINT: '"TINYINT"',
+  HUGEINT: '"HUGEINT"',
+  UHUGEINT: '"UHUGEINT"',
+  UTINYINT: '"UTINYINT"',
+  USMALLINT: '"USMALLINT"',
+  UINTEGER: '"UINTEGER"',
+  UBIGINT: '"UBIGINT"',
+  BLOB: '"BLOB"',
 });
 
 /** Functions taking a lambda: how many parameters the lambda may have. */
@@ -189,6 +205,8 @@ export class Binder {
         continue;
       }
       const bound = this.expr(item);
+      // two columns with one name (DuckDB outputs both) are one field of the record: the later
+      // value at the earlier position, as on the DuckDB path (values.ts rowToRecord)
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
       columns.push({ kind: 'expr', name, node: bound });
     }

@@ -7,8 +7,20 @@
  */
 import { LAMBDA_CALLS, LIST_CALLS } from './calls/lists.ts';
 import { TEMPORAL_CALLS } from './calls/temporal.ts';
+import { mapSubscript, TYPE_CALLS } from './calls/types.ts';
+import {
+  arithTypes,
+  castPlanTypes,
+  concatTypes,
+  implicitNumeric,
+  isExtType,
+  negTypes,
+  prepCmpTypes,
+} from './codegen-types.ts';
+import { isComputeOnDuckDB } from './fallback.ts';
 import { children, type Node } from './ir.ts';
 import * as R from './runtime.ts';
+import * as RT from './runtime-types.ts';
 import {
   asDecimal,
   decimal,
@@ -16,14 +28,17 @@ import {
   INT_DIGITS,
   INT_PHYS,
   INT_RANGE,
+  isHuge,
   isInt,
   isNumeric,
   isTemporal,
+  isUnsigned,
   maxNumeric,
   type SqlType,
   sameType,
   T,
   typeName,
+  unifyInt,
 } from './types.ts';
 
 /** A type or constant problem found while generating code: a bind error in DuckDB's terms. */
@@ -31,8 +46,8 @@ export class CompileError extends Error {
   readonly node: Node;
   /**
    * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind
-   * error; 'beyond': outside the compiled subset, or a constant the compiled path cannot hold exactly
-   * (at validation, the query goes to DuckDB).
+   * error; 'beyond': DuckDB accepts it but compiled code does not model it, or a constant the compiled
+   * path cannot hold exactly (at validation the query, at run time the record, goes to DuckDB).
    */
   readonly kind: 'type' | 'value' | 'beyond';
   constructor(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type') {
@@ -62,7 +77,8 @@ export interface Val {
  */
 export const folding: { fold?: (node: Node) => { type: SqlType; value: unknown } | undefined } = {};
 
-const HELPER_NAMES = Object.keys(R);
+const HELPERS = { ...R, ...RT };
+const HELPER_NAMES = Object.keys(HELPERS);
 
 function jsLit(v: unknown): string {
   if (v === null || v === undefined) return 'null';
@@ -89,7 +105,7 @@ function evalTemplate(template: (c: string) => string, value: unknown): unknown 
   let fn = evalCache.get(src);
   if (!fn) {
     fn = new Function('R', `"use strict"; const {${HELPER_NAMES.join(', ')}} = R; return (c) => ${src};`)(
-      R,
+      HELPERS,
     ) as (c: unknown) => unknown;
     evalCache.set(src, fn);
   }
@@ -109,7 +125,7 @@ const CMP_JS: Record<string, string> = {
   '>=': '>=',
 };
 
-type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep' | 'nested' | 'interval';
+type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep' | 'nested' | 'interval' | 'blob';
 
 /** Where a value comes from when a function is generated: a record leaf or a run-time site argument. */
 export interface Input {
@@ -290,6 +306,8 @@ export class Gen {
         return this.op([{ ...v, isConst: false }], t, tpl(v.code));
     } else if (t.id === 'INTERVAL') tpl = (c) => `intervalStr(${c})`;
     else if (t.id === 'TIME') tpl = (c) => `timeStr(${c})`;
+    else if (isHuge(t)) tpl = (c) => `hugeOut(${c})`;
+    else if (t.id === 'BLOB') tpl = (c) => `blobOut(${c})`;
     if (!tpl || this.isNull(v)) return v;
     if (v.isConst) return this.constVal(T.ANY, evalTemplate(tpl, v.cv));
     return this.op([v], t, tpl(v.code));
@@ -300,6 +318,7 @@ export class Gen {
     let expr = code;
     if (type.id === 'DECIMAL') expr = `Math.round(${code} * ${pow10(type.scale)})`;
     else if (isTemporal(type)) expr = `${code}.getTime() * 1000`;
+    else if (isHuge(type)) expr = `hugeIn(${code})`;
     else return { code, type, nullable };
     const t = this.tmp();
     this.emit(`const ${t} = ${code} === null ? null : ${expr};`);
@@ -313,6 +332,11 @@ export class Gen {
     const err = () =>
       new CompileError(`Unimplemented type for cast (${typeName(from)} -> ${typeName(to)})`, node);
     if (sameType(from, to)) return { tpl: (c) => c, fails: false };
+    const ext = castPlanTypes(from, to, JSON.stringify(node.text));
+    if (ext === 'unimplemented') throw new CompileError(err().message, node, 'value');
+    if (ext === 'beyond')
+      throw new CompileError(`CAST from ${typeName(from)} to ${typeName(to)}`, node, 'beyond');
+    if (ext) return ext;
     switch (to.id) {
       case 'VARCHAR':
         if (isInt(from)) return { tpl: (c) => `String(${c})`, fails: false };
@@ -342,7 +366,11 @@ export class Gen {
       case 'TINYINT':
       case 'SMALLINT':
       case 'INTEGER':
-      case 'BIGINT': {
+      case 'BIGINT':
+      case 'UTINYINT':
+      case 'USMALLINT':
+      case 'UINTEGER':
+      case 'UBIGINT': {
         const [lo, hi] = INT_RANGE[to.id];
         if (isInt(from)) {
           if (INT_BITS[from.id] <= INT_BITS[to.id]) return { tpl: (c) => c, fails: false };
@@ -445,6 +473,7 @@ export class Gen {
   static castMessage(from: SqlType, to: SqlType, v: unknown): string {
     const phys = isInt(to) ? INT_PHYS[to.id] : to.id === 'BOOLEAN' ? 'BOOL' : typeName(to);
     if (from.id === 'VARCHAR') {
+      if (to.id === 'BLOB') return RT.blobMessage(String(v));
       if (to.id === 'DATE') return R.dateCastMessage(String(v));
       if (to.id === 'TIMESTAMP' || to.id === 'TIMESTAMPTZ') return R.tsCastMessage(String(v));
       return `Could not convert string '${String(v)}' to ${phys}`;
@@ -463,7 +492,19 @@ export class Gen {
   cast(v: Val, to: SqlType, isTry: boolean, node: Node): Val {
     if (this.isNull(v)) return this.nullOf(to, v.isConst === true);
     if (sameType(v.type, to)) return v;
-    const { tpl, fails } = this.castPlan(v.type, to, node);
+    let plan: ReturnType<Gen['castPlan']>;
+    try {
+      plan = this.castPlan(v.type, to, node);
+    } catch (err) {
+      // a cast DuckDB has no implementation for fails when evaluated; TRY_CAST gives NULL (codegen-types.ts)
+      if (!(err instanceof CompileError) || err.kind !== 'value') throw err;
+      if (isTry) return this.nullOf(to);
+      if (v.isConst && this.#lazy === 0) throw new CompileError(err.message, node);
+      const t = this.tmp();
+      this.emit(`const ${t} = evalError(${jsLit(err.message)}, ${this.x(node)}, ${v.code});`);
+      return { code: t, type: to, nullable: true };
+    }
+    const { tpl, fails } = plan;
     if (v.isConst) {
       let r: unknown;
       try {
@@ -471,6 +512,7 @@ export class Gen {
       } catch (err) {
         if (err instanceof Error && err.message.includes('beyond ±2^53'))
           throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond');
+        if (isComputeOnDuckDB(err)) throw new CompileError(err.message, node, 'beyond');
         throw err;
       }
       if (r === undefined) {
@@ -510,6 +552,7 @@ export class Gen {
     if (isInt(from) && isInt(to))
       ok = INT_BITS[from.id] <= INT_BITS[to.id] || (v.isConst === true && this.fits(v.cv as number, to));
     else if (isInt(from) && (to.id === 'DOUBLE' || to.id === 'DECIMAL')) ok = true;
+    else if (implicitNumeric(from, to)) ok = true;
     else if (from.id === 'DECIMAL' && (to.id === 'DOUBLE' || to.id === 'DECIMAL')) ok = true;
     else if (from.id === 'DATE' && (to.id === 'TIMESTAMP' || to.id === 'TIMESTAMPTZ')) ok = true;
     else if (from.id === 'TIMESTAMP' && to.id === 'TIMESTAMPTZ') ok = true;
@@ -557,7 +600,7 @@ export class Gen {
       }
       if (bLit && b.id === 'VARCHAR') continue;
       if (isNumeric(t) && isNumeric(b)) {
-        t = maxNumeric(t, b);
+        t = (isInt(t) || isHuge(t)) && (isInt(b) || isHuge(b)) ? unifyInt(t, b) : maxNumeric(t, b);
         lit = false;
         continue;
       }
@@ -784,6 +827,12 @@ export class Gen {
   // ------------------------------------------------------------ calls
 
   #call(node: Extract<Node, { k: 'call' }>): Val {
+    if (node.fn === 'typeof') {
+      // DuckDB folds typeof() to the argument's type: the argument is not evaluated (it cannot fail)
+      const { lines, val } = this.capture(() => this.gen(node.args[0]!), true);
+      if (val.type.id === 'ANY') for (const l of lines) this.emit(l);
+      return this.#impl(node, [val]);
+    }
     const strict = STRICT.has(node.fn);
     let failure: CompileError | undefined;
     const { lines, val: args } = this.capture(() =>
@@ -821,7 +870,19 @@ export class Gen {
   #impl(node: Extract<Node, { k: 'call' }>, args: Val[]): Val {
     if (args.some((a) => a.type.id === 'ANY') && !ANY_NATIVE.has(node.fn)) return this.dynamic(node, args);
     if (args.some((a) => a.type.id === 'OTHER')) {
-      throw new CompileError(`${node.text} cannot use ${typeName(T.OTHER)}`, node);
+      throw new CompileError(`${node.text} cannot use ${typeName(T.OTHER)}`, node, 'beyond');
+    }
+    const sub =
+      node.fn === 'array_extract' || node.fn === 'struct_extract'
+        ? mapSubscript(this, args, node)
+        : undefined;
+    if (sub) return sub;
+    if (!TYPE_AWARE.has(node.fn) && !(node.fn in TYPE_CALLS) && args.some((a) => isExtType(a.type))) {
+      throw new CompileError(
+        `${node.fn}() on ${args.map((a) => typeName(a.type)).join(', ')}`,
+        node,
+        'beyond',
+      );
     }
     const impl = CALLS[node.fn];
     if (!impl) throw new CompileError(`internal: no implementation of ${node.fn}`, node);
@@ -891,6 +952,8 @@ export class Gen {
     const ta = a.type;
     const tb = b.type;
     if (this.isNull(a) || this.isNull(b)) return { a, b, kind: 'num' };
+    const ext = prepCmpTypes(this, a, b, node, ordered);
+    if (ext) return ext;
     const fail = (): never => {
       const na = a.lit && isInt(ta) ? 'INTEGER_LITERAL' : typeName(ta);
       const nb = b.lit && isInt(tb) ? 'INTEGER_LITERAL' : typeName(tb);
@@ -905,7 +968,7 @@ export class Gen {
       return {
         a: this.convert(a, t, node, why),
         b: this.convert(b, t, node, why),
-        kind: t.id === 'DOUBLE' ? 'dbl' : 'num',
+        kind: t.id === 'DOUBLE' || t.id === 'FLOAT' ? 'dbl' : 'num',
       };
     }
     if (ta.id === 'VARCHAR' && tb.id === 'VARCHAR') return { a, b, kind: 'str' };
@@ -965,6 +1028,8 @@ export class Gen {
         return `nestedCmp(${a}, ${b}, ${x}) ${op} 0`;
       case 'interval':
         return `intervalCmp(${a}, ${b}) ${CMP_JS[op]} 0`;
+      case 'blob':
+        return `blobCmp(${a}, ${b}) ${CMP_JS[op]} 0`;
       default:
         return `${a} ${CMP_JS[op]} ${b}`;
     }
@@ -1112,6 +1177,13 @@ function lambdaFree(call: Extract<Node, { k: 'call' }>): Node[] {
   visit(call.lambda!.body);
   return out;
 }
+/** Calls that know the types of codegen-types.ts; any other call on them runs on DuckDB. */
+const TYPE_AWARE = new Set([
+  ...['+', '-', '*', '/', '//', '%', '**', '||', 'neg', 'pos'],
+  ...Object.keys(CMP_JS),
+  ...['distinct', 'not_distinct', 'in', 'not_in', 'cast', 'try_cast', 'typeof', 'nullif'],
+  ...['concat', 'concat_ws', 'list_value', 'struct_pack', 'sqrt', 'power', 'ln', 'log10', 'exp'],
+]);
 
 /** Calls that handle ANY arguments themselves instead of going through a run-time site. */
 const ANY_NATIVE = new Set([
@@ -1140,7 +1212,7 @@ function needVarchar(g: Gen, name: string, args: Val[], node: Node, types: SqlTy
 function narrowLiteral(lit: Val, other: Val): Val {
   if (!lit.lit || !lit.isConst || typeof lit.cv !== 'number' || other.lit) return lit;
   if (!isInt(lit.type) || !isInt(other.type)) return lit;
-  if (INT_BITS[other.type.id] >= INT_BITS[lit.type.id]) return lit;
+  if (INT_BITS[other.type.id] >= INT_BITS[lit.type.id] && !isUnsigned(other.type)) return lit;
   const [lo, hi] = INT_RANGE[other.type.id];
   return lit.cv >= lo && lit.cv <= hi ? { ...lit, type: other.type } : lit;
 }
@@ -1220,6 +1292,8 @@ function arith(op: string): CallImpl {
     }
     if (a.type.id === 'NULL' && b.type.id === 'NULL')
       return g.nullOf(op === '/' || op === '**' ? T.DOUBLE : T.INTEGER);
+    const ext = arithTypes(g, op, a, b, ta, tb, node);
+    if (ext) return ext;
     const why = () => g.mismatch(op, args, node).message;
     if (op === '/' || op === '**') {
       const ca = g.convert(a, T.DOUBLE, node, why);
@@ -1257,7 +1331,9 @@ function arith(op: string): CallImpl {
       const ok =
         phys === 'INT64'
           ? (r: string) => `Number.isSafeInteger(${r})`
-          : (r: string) => `${r} >= ${lo} && ${r} <= ${hi}`;
+          : phys === 'UINT64'
+            ? (r: string) => `Number.isSafeInteger(${r}) && ${r} >= 0`
+            : (r: string) => `${r} >= ${lo} && ${r} <= ${hi}`;
       // `+ 0` turns the -0 of a negative times zero into the 0 an integer is
       const expr = op === '*' ? `${ca.code} * ${cb.code} + 0` : `${ca.code} ${op} ${cb.code}`;
       return g.op([ca, cb], t, expr, {
@@ -1326,6 +1402,8 @@ function listConcatOp(g: Gen, a: Val, b: Val, node: Node): Val {
 function concatOp(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   const [a, b] = args as [Val, Val];
   if (a.type.id === 'ANY' || b.type.id === 'ANY') return g.dynamic(node, args);
+  const ext = concatTypes(g, a, b, node);
+  if (ext) return ext;
   // `[1] || NULL` is NULL in DuckDB, as any operator over a NULL
   if (g.isNull(a) || g.isNull(b)) return g.nullOf(T.VARCHAR, a.isConst === true || b.isConst === true);
   if (a.type.id === 'LIST' && b.type.id === 'LIST') {
@@ -1664,7 +1742,7 @@ function roundFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
       `${n.code} >= 0 ? ${a.code} : decDown(${a.code}, -${n.code}) * POW10[-${n.code}]`,
       {
         check: (r) =>
-          `if (!(${r} >= ${lo} && ${r} <= ${hi}) || !Number.isSafeInteger(${r})) evalError("Overflow in ROUND", ${x(g, node)}, ${a.code});`,
+          `if (!(${r} >= ${lo} && ${r} <= ${hi})) evalError("Overflow in ROUND", ${x(g, node)}, ${a.code}); else if (!Number.isSafeInteger(${r})) onDuckDB("a BIGINT beyond ±2^53", ${x(g, node)});`,
       },
     );
   }
@@ -1894,6 +1972,8 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     const [a] = args as [Val];
     if (g.isNull(a)) return a;
     const t = a.type;
+    const ext = negTypes(g, a, node);
+    if (ext) return ext;
     if (isInt(t)) {
       const [lo] = INT_RANGE[t.id];
       if (a.isConst && a.cv !== lo) return g.constVal(t, a.cv === 0 ? 0 : -(a.cv as number));
@@ -2063,4 +2143,5 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     const name = a.type.id === 'NULL' ? '"NULL"' : a.lit && isInt(a.type) ? 'INTEGER' : typeName(a.type);
     return g.constVal(T.VARCHAR, name);
   },
+  ...TYPE_CALLS,
 });

@@ -144,6 +144,17 @@ const TABLE: [string[], number, number][] = [
   [['array_to_string'], 2, 2],
   [['list_resize', 'array_resize'], 2, 3],
   [['repeat'], 2, 2],
+  // BLOB and MAP (codegen in calls/types.ts)
+  [['octet_length'], 1, 1],
+  [['map'], 0, 2],
+  [['map_from_entries'], 1, 1],
+  [['map_keys'], 1, 1],
+  [['map_values'], 1, 1],
+  [['map_entries'], 1, 1],
+  [['map_extract'], 2, 2],
+  [['element_at'], 2, 2],
+  [['map_extract_value'], 2, 2],
+  [['cardinality'], 1, 1],
 ];
 
 export const FUNCTIONS = new Map<string, FunctionInfo>();
@@ -155,7 +166,7 @@ for (const [names, min, max] of TABLE) {
 export const FUNCTION_NAMES = [...FUNCTIONS.keys()];
 
 export const SUPPORTED_CASTS =
-  'VARCHAR, INTEGER, BIGINT, DOUBLE, DECIMAL(p,s), BOOLEAN, DATE, TIMESTAMP, TIME and INTERVAL (of constant text)';
+  'VARCHAR, TINYINT, SMALLINT, INTEGER, BIGINT, HUGEINT, UTINYINT, USMALLINT, UINTEGER, UBIGINT, UHUGEINT, FLOAT, DOUBLE, DECIMAL(p,s), BOOLEAN, BLOB, DATE, TIMESTAMP, TIME and INTERVAL (of constant text)';
 
 export function describeSubset(): string {
   const fns = TABLE.filter(

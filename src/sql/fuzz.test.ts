@@ -22,11 +22,12 @@ async function fuzz(
   title: string,
   columns: ConstructorParameters<typeof ExprGen>[1],
   recordsFor: (k: number) => Record<string, unknown>[],
+  opts: { types?: boolean; expressions?: number } = {},
 ): Promise<number> {
-  const gen = new ExprGen(SEED, columns);
+  const gen = new ExprGen(SEED, columns, opts);
   const problems: string[] = [];
   let cases = 0;
-  for (let k = 0; k < EXPRESSIONS; k++) {
+  for (let k = 0; k < (opts.expressions ?? EXPRESSIONS); k++) {
     const sql = `SELECT ${gen.expr(3)} AS r FROM input`;
     for (const row of recordsFor(k)) {
       cases++;
@@ -86,4 +87,15 @@ test(`random list expressions and lambdas agree with DuckDB (seed ${SEED})`, asy
   }
   t.diagnostic(`${cases} list cases`);
   assert.deepEqual(problems, [], `${problems.length} cases differ\n${problems.slice(0, 30).join('\n')}`);
+});
+
+test(`FLOAT, HUGEINT, unsigned integers, BLOB and MAP agree with DuckDB (seed ${SEED})`, async (t) => {
+  const records = new RecordGen(SEED + 1);
+  const cases = await fuzz(
+    'new types',
+    { num: ['i', 'n', 'd'], str: ['s', 'u', 'c', 'num'], bool: ['b'], ts: ['ts'] },
+    (k) => (k % 2 ? ROWS : Array.from({ length: RANDOM_PER_EXPRESSION }, () => records.record())),
+    { types: true, expressions: Math.ceil(EXPRESSIONS / 2) },
+  );
+  t.diagnostic(`${cases} cases`);
 });

@@ -112,14 +112,48 @@ const FORMATS = [
   "'%Y%m%d%H%M%S.%g'",
 ];
 const CASTS_NUM = ['INTEGER', 'BIGINT', 'DOUBLE', 'DECIMAL(10,2)', 'DECIMAL(5,1)', 'SMALLINT'];
+/** The numeric types of the `types` option: casts between every pair, arithmetic at each one's limits. */
+const TYPED = [
+  'TINYINT',
+  'SMALLINT',
+  'INTEGER',
+  'BIGINT',
+  'HUGEINT',
+  'UTINYINT',
+  'USMALLINT',
+  'UINTEGER',
+  'UBIGINT',
+  'UHUGEINT',
+  'FLOAT',
+  'DOUBLE',
+  'DECIMAL(18,3)',
+];
+const LIMITS: Record<string, string[]> = {
+  TINYINT: ['127', '-128'],
+  SMALLINT: ['32767', '-32768'],
+  INTEGER: ['2147483647', '-2147483648'],
+  BIGINT: ['9007199254740991', '-9007199254740991', "'9223372036854775807'", "'-9223372036854775808'"],
+  HUGEINT: ["'170141183460469231731687303715884105727'", "'-170141183460469231731687303715884105728'"],
+  UTINYINT: ['255', '0'],
+  USMALLINT: ['65535', '0'],
+  UINTEGER: ['4294967295', '0'],
+  UBIGINT: ['9007199254740991', "'18446744073709551615'", '0'],
+  UHUGEINT: ["'340282366920938463463374607431768211455'", '0'],
+  FLOAT: ["'3.4028235e38'", "'-3.4028235e38'", "'1.4e-45'", '16777217'],
+  DOUBLE: ['1e308', '-1e308'],
+  'DECIMAL(18,3)': ['999999999999.999'],
+};
 
 export class ExprGen {
   readonly #r: () => number;
   readonly #cols: Columns;
+  /** Also generate FLOAT, HUGEINT, unsigned integers, BLOB and MAP (a separate stream: other seeds stay as they were). */
+  readonly #types: boolean;
 
-  constructor(seed: number, cols: Columns) {
+  constructor(seed: number, cols: Columns, opts: { types?: boolean } = {}) {
     this.#r = rng(seed);
     this.#cols = cols;
+    this.#types = opts.types ?? false;
   }
 
   #int(n: number): number {
@@ -161,9 +195,36 @@ export class ExprGen {
     return this.#chance(0.7) ? this.#pick(cols) : this.#pick(TS_LITERALS);
   }
 
+  /** A value of one of the TYPED types: casts between them, arithmetic at their limits, BLOB and MAP sizes. */
+  #typed(d: number): string {
+    const n = () => this.gen('num', d);
+    const t = () => this.#pick(TYPED);
+    const cast = this.#chance(0.3) ? 'TRY_CAST' : 'CAST';
+    switch (this.#int(7)) {
+      case 0:
+        return `${cast}(${n()} AS ${t()})`;
+      case 1:
+        return `${cast}(CAST(${n()} AS ${t()}) AS ${t()})`;
+      case 2: {
+        const a = t();
+        const op = this.#pick(['+', '-', '*', '//', '%', '/']);
+        return `(CAST(${this.#pick(LIMITS[a]!)} AS ${a}) ${op} CAST(${this.#pick(['1', '-1', '2', n()])} AS ${t()}))`;
+      }
+      case 3:
+        return `(CAST(${n()} AS ${t()}) ${this.#pick(['+', '-', '*', '//', '%', '/'])} CAST(${n()} AS ${t()}))`;
+      case 4:
+        return `-(CAST(${n()} AS ${t()}))`;
+      case 5:
+        return `octet_length(${cast}(${this.gen('str', d)} AS BLOB))`;
+      default:
+        return `map([${this.gen('str', d)}], [${n()}])[${this.gen('str', d)}]`;
+    }
+  }
+
   #num(d: number): string {
     const n = () => this.gen('num', d);
     const s = () => this.gen('str', d);
+    if (this.#types && this.#chance(0.4)) return this.#typed(d);
     switch (this.#int(16)) {
       case 0:
       case 1:
@@ -202,6 +263,11 @@ export class ExprGen {
   #str(d: number): string {
     const n = () => this.gen('num', d);
     const s = () => this.gen('str', d);
+    if (this.#types && this.#chance(0.3)) {
+      return this.#chance(0.5)
+        ? `CAST(${this.#typed(d)} AS VARCHAR)`
+        : `CAST(${this.#chance(0.5) ? 'TRY_CAST' : 'CAST'}(${s()} AS BLOB) || CAST(${this.#pick(["'\\xAA'", "'a'", "''"])} AS BLOB) AS VARCHAR)`;
+    }
     switch (this.#int(17)) {
       case 0:
       case 1:
@@ -245,6 +311,12 @@ export class ExprGen {
     const n = () => this.gen('num', d);
     const s = () => this.gen('str', d);
     const b = () => this.gen('bool', d);
+    if (this.#types && this.#chance(0.3)) {
+      const op = this.#pick(['=', '<>', '<', '<=', '>', '>=']);
+      return this.#chance(0.6)
+        ? `(${this.#typed(d)} ${op} ${this.#chance(0.5) ? this.#typed(d) : n()})`
+        : `(TRY_CAST(${s()} AS BLOB) ${op} TRY_CAST(${s()} AS BLOB))`;
+    }
     switch (this.#int(14)) {
       case 0:
       case 1:

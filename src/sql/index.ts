@@ -11,8 +11,10 @@ import { Program } from './program.ts';
 
 export { BatchQuery, type BatchQueryOptions, duckBatchesInFlight } from './batch.ts';
 export { confineProcessDuckDB, createDuckDBInstance, getDuckDB, newDuckDBConnection } from './duckdb.ts';
+export { ComputeOnDuckDB, isComputeOnDuckDB } from './fallback.ts';
 export { describeSubset } from './functions.ts';
 export { checkLookups, type LookupConfig, type Lookups, lookupSchema, lookupsSchema } from './lookups.ts';
+export { type PerRecordSql, withDuckDBFallback } from './per-record.ts';
 export { type PlanOptions, planQuery, type QueryPath, type QueryPlan } from './plan.ts';
 export { ResultSchema } from './schema.ts';
 export { SetQuery, type SetQueryOptions } from './set.ts';

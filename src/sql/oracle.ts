@@ -8,6 +8,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue } from '../sdk/types.ts';
 import { newDuckDBConnection } from './duckdb.ts';
+import { isComputeOnDuckDB } from './fallback.ts';
 import { compileSelect } from './index.ts';
 import { sqlValueConverter } from './values.ts';
 
@@ -37,6 +38,8 @@ export function sqlLiteral(v: unknown): string {
         return `CAST('${ts}' AS TIMESTAMP)`;
       }
       if (Array.isArray(v)) return `[${v.map(sqlLiteral).join(', ')}]`;
+      if (v instanceof Uint8Array)
+        return `CAST('${[...v].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')}' AS BLOB)`;
       const entries = Object.entries(v as object);
       if (!entries.length) throw new Error('an empty object has no DuckDB STRUCT literal');
       return `{${entries.map(([k, e]) => `'${k.replace(/'/g, "''")}': ${sqlLiteral(e)}`).join(', ')}}`;
@@ -62,7 +65,9 @@ let queue: Promise<unknown> = Promise.resolve();
 
 /** Normalises DuckDB's JS values to what compiled SQL returns (bigint → number). */
 export function normalize(v: unknown): unknown {
-  if (typeof v === 'bigint') return Number(v);
+  // beyond ±2^53 both paths give the exact bigint
+  if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : v;
+  if (v instanceof Uint8Array) return v;
   if (Array.isArray(v)) return v.map(normalize);
   if (v && typeof v === 'object' && !(v instanceof Date)) {
     return Object.fromEntries(Object.entries(v).map(([k, e]) => [k, normalize(e)]));
@@ -120,6 +125,8 @@ export function sameValue(a: unknown, b: unknown): boolean {
     return Math.abs(a - b) <= 4 * Number.EPSILON * Math.max(Math.abs(a), Math.abs(b));
   }
   if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
+  if (a instanceof Uint8Array || b instanceof Uint8Array)
+    return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.compare(a, b) === 0;
   if (Array.isArray(a) && Array.isArray(b))
     return a.length === b.length && a.every((e, i) => sameValue(e, b[i]));
   if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
@@ -139,7 +146,9 @@ export function sameValue(a: unknown, b: unknown): boolean {
 type Outcome =
   | { error: string; unexpected?: boolean }
   | { filtered: true }
-  | { value: Record<string, unknown> };
+  | { value: Record<string, unknown> }
+  /** Refused as beyond the compiled subset, or handed to DuckDB for this record: DuckDB answers. */
+  | { fallback: true };
 
 async function ours(sql: string, row: RecordValue): Promise<Outcome> {
   try {
@@ -147,6 +156,9 @@ async function ours(sql: string, row: RecordValue): Promise<Outcome> {
     const out = f(row);
     return out === null ? { filtered: true } : { value: out };
   } catch (err) {
+    if (isComputeOnDuckDB(err) || (err instanceof SluiceError && err.details?.beyondSubset)) {
+      return { fallback: true };
+    }
     if (
       !(err instanceof SluiceError) ||
       (err.code !== 'SLUICE_EXPR_INVALID' && err.code !== 'SLUICE_EXPR_EVAL')
@@ -158,7 +170,9 @@ async function ours(sql: string, row: RecordValue): Promise<Outcome> {
 }
 
 function show(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x));
+  return JSON.stringify(v, (_k, x) =>
+    (typeof x === 'number' && !Number.isFinite(x)) || typeof x === 'bigint' ? String(x) : x,
+  );
 }
 
 /**
@@ -181,6 +195,7 @@ function namesNullField(sql: string, row: RecordValue): boolean {
 }
 
 function judge(mine: Outcome, theirs: OracleResult, sql: string, row: RecordValue): string | undefined {
+  if ('fallback' in mine) return undefined;
   if ('unexpected' in mine && mine.unexpected) return `compiled SQL crashed: ${mine.error}`;
   if (!theirs.ok) {
     if ('error' in mine) return undefined;

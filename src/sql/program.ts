@@ -6,9 +6,11 @@
 import { SluiceError } from '../sdk/errors.ts';
 import { collectLeaves } from './bind.ts';
 import { CompileError, type DynSite, folding, Gen, type Input, type Val } from './codegen.ts';
+import { ComputeOnDuckDB } from './fallback.ts';
 import { type BoundQuery, children, type Node, type PathSeg } from './ir.ts';
 import { invalid } from './parse.ts';
 import * as R from './runtime.ts';
+import * as RT from './runtime-types.ts';
 import { CLASS_BIGINT, CLASS_TYPES } from './types.ts';
 
 type Fn = (...args: unknown[]) => unknown;
@@ -18,7 +20,7 @@ const NUMERIC_KEY_LEAVES = 13;
 /** Specialisations kept per query; beyond it the cache starts over (pathological type mixes). */
 const MAX_SPECIALISATIONS = 4096;
 
-const HELPERS: Record<string, unknown> = { ...R, dyn };
+const HELPERS: Record<string, unknown> = { ...R, ...RT, dyn };
 const HELPER_LIST = Object.keys(HELPERS).join(', ');
 
 function buildFunction(params: string[], g: Gen): Fn {
@@ -35,6 +37,11 @@ function buildFunction(params: string[], g: Gen): Fn {
 }
 
 function evalFailure(err: CompileError): Fn {
+  if (err.kind === 'beyond') {
+    return (): never => {
+      throw new ComputeOnDuckDB(`${err.message} is computed by DuckDB`, err.node.text);
+    };
+  }
   const e = (): never => {
     throw new SluiceError('SLUICE_EXPR_EVAL', `${err.message} (in ${err.node.text})`, {
       details: { expression: err.node.text, value: null },
@@ -174,9 +181,14 @@ export class Program {
     } catch (err) {
       if (!(err instanceof CompileError)) throw err;
       if (strict) {
-        const refusal = invalid(err.message, err.node.loc, this.#spec.userText);
-        // a constant beyond JavaScript's exact numbers is not wrong SQL: DuckDB runs the query
-        if (err.kind === 'beyond' && refusal.details) refusal.details.beyondSubset = true;
+        // a construct the compiler does not model is not wrong SQL: DuckDB runs the query
+        const beyond = err.kind === 'beyond';
+        const message =
+          beyond && !/per-record SQL|beyond ±2\^53/.test(err.message)
+            ? `${err.message} is not yet supported in per-record SQL`
+            : err.message;
+        const refusal = invalid(message, err.node.loc, this.#spec.userText);
+        if (beyond && refusal.details) refusal.details.beyondSubset = true;
         throw refusal;
       }
       return evalFailure(err);

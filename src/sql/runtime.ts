@@ -7,6 +7,7 @@
  * CAST can throw and TRY_CAST can yield NULL.
  */
 import { SluiceError } from '../sdk/errors.ts';
+import { onDuckDB } from './fallback.ts';
 import { parseDuckInt } from './int-parse.ts';
 import { tsStr } from './runtime-temporal.ts';
 import { type Shape, shapeOf } from './shape.ts';
@@ -39,7 +40,7 @@ function describeValue(v: unknown): unknown {
 
 /**
  * The SQL type class of a record value: 0 NULL, 1 BIGINT, 2 DOUBLE, 3 VARCHAR, 4 BOOLEAN,
- * 5 TIMESTAMP, 6 LIST, 7 STRUCT, 8 other, 9 BIGINT held as a JS bigint.
+ * 5 TIMESTAMP, 6 LIST, 7 STRUCT, 8 other, 9 BIGINT held as a JS bigint, 10 BLOB (a Uint8Array).
  */
 export function cls(v: unknown): number {
   switch (typeof v) {
@@ -55,6 +56,7 @@ export function cls(v: unknown): number {
       if (v === null) return 0;
       if (Array.isArray(v)) return 6;
       if (v instanceof Date) return Number.isNaN(v.getTime()) ? 8 : 5;
+      if (v instanceof Uint8Array) return 10;
       return isPlainObject(v) ? 7 : 8;
     case 'bigint':
       return v >= -9007199254740991n && v <= 9007199254740991n ? 9 : 8;
@@ -145,9 +147,19 @@ function shapeText(s: Shape): string {
 }
 
 export function typeOfValue(v: unknown): string {
-  return ['NULL', 'BIGINT', 'DOUBLE', 'VARCHAR', 'BOOLEAN', 'TIMESTAMP', 'LIST', 'STRUCT', 'OTHER', 'BIGINT'][
-    cls(v)
-  ]!;
+  return [
+    'NULL',
+    'BIGINT',
+    'DOUBLE',
+    'VARCHAR',
+    'BOOLEAN',
+    'TIMESTAMP',
+    'LIST',
+    'STRUCT',
+    'OTHER',
+    'BIGINT',
+    'BLOB',
+  ][cls(v)]!;
 }
 
 // ---------------------------------------------------------------- integers
@@ -156,13 +168,13 @@ const TWO63 = 2 ** 63;
 
 const OP_NAMES: Record<string, string> = { '+': 'addition', '-': 'subtraction', '*': 'multiplication' };
 
-/** Throws the overflow error of an integer operation; BIGINT is limited to JS's exact range (±2^53). */
+/** Throws the overflow error of an integer operation; a 64-bit result beyond ±2^53 is left to DuckDB. */
 export function intOvf(phys: string, op: string, a: number, b: number, r: number, x: string): never {
-  if (phys === 'INT64' && Number.isFinite(r) && Math.abs(r) < TWO63) {
-    return evalError(
-      `BIGINT result of ${a} ${op} ${b} is beyond ±2^53, the exact integer range of JavaScript numbers`,
+  // r is the nearest double: within (or at) the 64-bit range, only DuckDB knows the exact answer
+  if ((phys === 'INT64' && Math.abs(r) <= TWO63) || (phys === 'UINT64' && r >= 0 && r <= 2 * TWO63)) {
+    return onDuckDB(
+      `the ${phys === 'INT64' ? 'BIGINT' : 'UBIGINT'} result of ${a} ${op} ${b} is beyond ±2^53`,
       x,
-      r,
     );
   }
   return evalError(`Overflow in ${OP_NAMES[op] ?? op} of ${phys} (${a} ${op} ${b})!`, x, r);
@@ -215,7 +227,7 @@ export const POW10: number[] = Array.from({ length: 39 }, (_, i) => 10 ** i);
 /** Checks a scaled decimal result stays in JS's exact integer range. */
 export function chkDec(r: number, x: string): number {
   if (Number.isSafeInteger(r)) return r;
-  return evalError('DECIMAL result is beyond ±2^53, the exact range of JavaScript numbers', x, r);
+  return onDuckDB('a DECIMAL result beyond ±2^53', x);
 }
 
 /** Divides a scaled integer by 10^k, rounding half away from zero (exact). */
@@ -365,9 +377,9 @@ export function strToInt(s: string, lo: number, hi: number, x: string): number |
   return n;
 }
 
-/** Fails a value DuckDB holds exactly but a JavaScript number cannot (a documented limit of compiled SQL). */
-export function beyondExact(what: string, x: string, value: unknown): never {
-  return evalError(`${what} is beyond ±2^53, the exact range of JavaScript numbers`, x, value);
+/** A value DuckDB holds exactly but a JavaScript number cannot: DuckDB evaluates the record. */
+export function beyondExact(what: string, x: string, _value: unknown): never {
+  return onDuckDB(`${what} is beyond ±2^53, the exact range of JavaScript numbers`, x);
 }
 
 const DBL_RE = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?$/;
@@ -425,8 +437,10 @@ export function strToBool(s: string): boolean | undefined {
 
 export function dblToInt(x: number, lo: number, hi: number): number | undefined {
   if (!Number.isFinite(x)) return undefined;
+  if (lo === 0 && x < 0) return undefined; // an unsigned target refuses any negative double, -0.5 too
   const r = roundEven(x);
-  if (r < lo || r > hi || !Number.isSafeInteger(r)) return undefined;
+  if (r < lo || r > hi) return undefined;
+  if (!Number.isSafeInteger(r)) return onDuckDB(`the integer ${r} is beyond ±2^53`, `CAST(${x})`);
   return r === 0 ? 0 : r;
 }
 

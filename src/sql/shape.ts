@@ -5,7 +5,9 @@
  */
 import {
   BIGINT,
+  BLOB,
   BOOLEAN,
+  blobValue,
   DOUBLE,
   DuckDBTimestampValue,
   type DuckDBType,
@@ -21,7 +23,7 @@ import {
 } from '@duckdb/node-api';
 
 export type Shape =
-  | { k: 'NULL' | 'BIGINT' | 'HUGEINT' | 'DOUBLE' | 'VARCHAR' | 'BOOLEAN' | 'TIMESTAMP' }
+  | { k: 'NULL' | 'BIGINT' | 'HUGEINT' | 'DOUBLE' | 'VARCHAR' | 'BOOLEAN' | 'TIMESTAMP' | 'BLOB' }
   | { k: 'LIST'; e: Shape }
   | { k: 'STRUCT'; f: [string, Shape][] };
 
@@ -33,6 +35,7 @@ const PRIM: Record<string, Shape> = {
   VARCHAR: { k: 'VARCHAR' },
   BOOLEAN: { k: 'BOOLEAN' },
   TIMESTAMP: { k: 'TIMESTAMP' },
+  BLOB: { k: 'BLOB' },
 };
 
 const INT64_MIN = -(2n ** 63n);
@@ -101,6 +104,8 @@ export function shapeOf(v: unknown): Shape {
         if (Number.isNaN(v.getTime())) throw new ShapeError('an invalid Date has no TIMESTAMP value');
         return PRIM.TIMESTAMP!;
       }
+      // a Buffer (what DuckDB's and the Parquet reader's BLOBs become) is a BLOB, as compiled SQL types it
+      if (v instanceof Uint8Array) return PRIM.BLOB!;
       if (Array.isArray(v)) {
         let e: Shape = NULL_S;
         for (const x of v) {
@@ -167,6 +172,8 @@ export function duckType(s: Shape): DuckDBType {
       return BOOLEAN;
     case 'TIMESTAMP':
       return TIMESTAMP;
+    case 'BLOB':
+      return BLOB;
     case 'LIST':
       return LIST(duckType(s.e));
     case 'STRUCT':
@@ -191,6 +198,8 @@ export function duckValue(v: unknown, s: Shape): DuckDBValue {
       return Boolean(v);
     case 'TIMESTAMP':
       return new DuckDBTimestampValue(BigInt((v as Date).getTime()) * 1000n);
+    case 'BLOB':
+      return blobValue(v as Uint8Array);
     case 'LIST':
       return listValue((v as unknown[]).map((x) => duckValue(x, s.e)));
     case 'STRUCT': {

@@ -5,12 +5,25 @@
  * function is specialised for the types of the values it reads, so inside it types are static.
  */
 
-export type IntId = 'TINYINT' | 'SMALLINT' | 'INTEGER' | 'BIGINT';
+export type IntId =
+  | 'TINYINT'
+  | 'SMALLINT'
+  | 'INTEGER'
+  | 'BIGINT'
+  | 'UTINYINT'
+  | 'USMALLINT'
+  | 'UINTEGER'
+  | 'UBIGINT';
+/** 128-bit integers, held as JS bigints inside compiled code. */
+export type HugeId = 'HUGEINT' | 'UHUGEINT';
 
 export type SqlType =
   | { id: 'NULL' }
   | { id: 'BOOLEAN' }
   | { id: IntId }
+  | { id: HugeId }
+  /** 32-bit float: a JS number that Math.fround leaves unchanged. */
+  | { id: 'FLOAT' }
   | { id: 'DOUBLE' }
   | { id: 'DECIMAL'; width: number; scale: number }
   | { id: 'VARCHAR' }
@@ -21,6 +34,10 @@ export type SqlType =
   | { id: 'TIME' }
   /** DuckDB's months, days and microseconds (runtime-interval.ts). */
   | { id: 'INTERVAL' }
+  /** Bytes: a Uint8Array inside compiled code, a Buffer in records (as DuckDB's JS values give it). */
+  | { id: 'BLOB' }
+  /** Entries in order: a list of {key, value} objects (record representation), as DuckDB's JS values give it. */
+  | { id: 'MAP'; key: SqlType; value: SqlType }
   /** `child` is ANY for a list that came from a record. */
   | { id: 'LIST'; child: SqlType }
   /** `fields` is undefined for a struct that came from a record (its fields are only known per value). */
@@ -37,6 +54,14 @@ export const T = {
   SMALLINT: { id: 'SMALLINT' } as SqlType,
   INTEGER: { id: 'INTEGER' } as SqlType,
   BIGINT: { id: 'BIGINT' } as SqlType,
+  UTINYINT: { id: 'UTINYINT' } as SqlType,
+  USMALLINT: { id: 'USMALLINT' } as SqlType,
+  UINTEGER: { id: 'UINTEGER' } as SqlType,
+  UBIGINT: { id: 'UBIGINT' } as SqlType,
+  HUGEINT: { id: 'HUGEINT' } as SqlType,
+  UHUGEINT: { id: 'UHUGEINT' } as SqlType,
+  FLOAT: { id: 'FLOAT' } as SqlType,
+  BLOB: { id: 'BLOB' } as SqlType,
   DOUBLE: { id: 'DOUBLE' } as SqlType,
   VARCHAR: { id: 'VARCHAR' } as SqlType,
   DATE: { id: 'DATE' } as SqlType,
@@ -54,14 +79,38 @@ export function decimal(width: number, scale: number): SqlType {
   return { id: 'DECIMAL', width, scale };
 }
 
-export const INT_BITS: Record<IntId, number> = { TINYINT: 8, SMALLINT: 16, INTEGER: 32, BIGINT: 64 };
+export const INT_BITS: Record<IntId, number> = {
+  TINYINT: 8,
+  SMALLINT: 16,
+  INTEGER: 32,
+  BIGINT: 64,
+  UTINYINT: 8,
+  USMALLINT: 16,
+  UINTEGER: 32,
+  UBIGINT: 64,
+};
 /** Decimal digits an integer type needs, as DuckDB counts them when mixing with DECIMAL. */
-export const INT_DIGITS: Record<IntId, number> = { TINYINT: 3, SMALLINT: 5, INTEGER: 10, BIGINT: 19 };
+export const INT_DIGITS: Record<IntId | HugeId, number> = {
+  TINYINT: 3,
+  SMALLINT: 5,
+  INTEGER: 10,
+  BIGINT: 19,
+  UTINYINT: 3,
+  USMALLINT: 5,
+  UINTEGER: 10,
+  UBIGINT: 20,
+  HUGEINT: 38,
+  UHUGEINT: 38,
+};
 export const INT_RANGE: Record<IntId, [number, number]> = {
   TINYINT: [-128, 127],
   SMALLINT: [-32768, 32767],
   INTEGER: [-2147483648, 2147483647],
   BIGINT: [-(2 ** 63), 2 ** 63], // beyond JS's exact range: BIGINT results are checked against ±2^53
+  UTINYINT: [0, 255],
+  USMALLINT: [0, 65535],
+  UINTEGER: [0, 4294967295],
+  UBIGINT: [0, 2 ** 64],
 };
 /** DuckDB's physical names, used in its overflow messages. */
 export const INT_PHYS: Record<IntId, string> = {
@@ -69,14 +118,33 @@ export const INT_PHYS: Record<IntId, string> = {
   SMALLINT: 'INT16',
   INTEGER: 'INT32',
   BIGINT: 'INT64',
+  UTINYINT: 'UINT8',
+  USMALLINT: 'UINT16',
+  UINTEGER: 'UINT32',
+  UBIGINT: 'UINT64',
 };
 
+/** An integer held as a JS number inside compiled code (every integer type but the 128-bit ones). */
 export function isInt(t: SqlType): t is { id: IntId } {
-  return t.id === 'TINYINT' || t.id === 'SMALLINT' || t.id === 'INTEGER' || t.id === 'BIGINT';
+  return t.id in INT_BITS;
+}
+
+export function isUnsigned(t: SqlType): boolean {
+  return (
+    t.id === 'UTINYINT' ||
+    t.id === 'USMALLINT' ||
+    t.id === 'UINTEGER' ||
+    t.id === 'UBIGINT' ||
+    t.id === 'UHUGEINT'
+  );
+}
+
+export function isHuge(t: SqlType): t is { id: HugeId } {
+  return t.id === 'HUGEINT' || t.id === 'UHUGEINT';
 }
 
 export function isNumeric(t: SqlType): boolean {
-  return isInt(t) || t.id === 'DOUBLE' || t.id === 'DECIMAL';
+  return isInt(t) || isHuge(t) || t.id === 'DOUBLE' || t.id === 'FLOAT' || t.id === 'DECIMAL';
 }
 
 export function isTemporal(t: SqlType): boolean {
@@ -93,6 +161,8 @@ export function typeName(t: SqlType): string {
       return t.fields ? `STRUCT(${t.fields.map(([k, v]) => `${k} ${typeName(v)}`).join(', ')})` : 'STRUCT';
     case 'TIMESTAMPTZ':
       return 'TIMESTAMP WITH TIME ZONE';
+    case 'MAP':
+      return `MAP(${[t.key, t.value].map((c) => (c.id === 'NULL' ? '"NULL"' : typeName(c))).join(', ')})`;
     case 'OTHER':
       return 'an unsupported JavaScript value';
     default:
@@ -104,6 +174,7 @@ export function sameType(a: SqlType, b: SqlType): boolean {
   if (a.id !== b.id) return false;
   if (a.id === 'DECIMAL' && b.id === 'DECIMAL') return a.width === b.width && a.scale === b.scale;
   if (a.id === 'LIST' && b.id === 'LIST') return sameType(a.child, b.child);
+  if (a.id === 'MAP' && b.id === 'MAP') return sameType(a.key, b.key) && sameType(a.value, b.value);
   if (a.id === 'STRUCT' && b.id === 'STRUCT') {
     if (!a.fields || !b.fields) return !a.fields && !b.fields;
     return (
@@ -117,7 +188,7 @@ export function sameType(a: SqlType, b: SqlType): boolean {
 /** An integer type as a DECIMAL, for mixing with decimals. */
 export function asDecimal(t: SqlType): { width: number; scale: number } | undefined {
   if (t.id === 'DECIMAL') return { width: t.width, scale: t.scale };
-  if (isInt(t)) return { width: INT_DIGITS[t.id], scale: 0 };
+  if (isInt(t) || isHuge(t)) return { width: INT_DIGITS[t.id], scale: 0 };
   return undefined;
 }
 
@@ -129,13 +200,50 @@ export function maxNumeric(a: SqlType, b: SqlType): SqlType {
   if (a.id === 'NULL') return b;
   if (b.id === 'NULL') return a;
   if (a.id === 'DOUBLE' || b.id === 'DOUBLE') return T.DOUBLE;
-  if (isInt(a) && isInt(b)) return INT_BITS[a.id] >= INT_BITS[b.id] ? a : b;
+  if (a.id === 'FLOAT' || b.id === 'FLOAT') return T.FLOAT;
+  if ((isInt(a) || isHuge(a)) && (isInt(b) || isHuge(b))) return arithInt(a, b);
   const da = asDecimal(a);
   const db = asDecimal(b);
   if (!da || !db) return T.DOUBLE;
   const scale = Math.max(da.scale, db.scale);
   const width = Math.min(38, Math.max(da.width - da.scale, db.width - db.scale) + scale);
   return decimal(width, scale);
+}
+
+const BITS: Record<string, number> = { ...INT_BITS, HUGEINT: 128, UHUGEINT: 128 };
+const SIGNED_BY_BITS: Record<number, SqlType> = {
+  8: T.TINYINT,
+  16: T.SMALLINT,
+  32: T.INTEGER,
+  64: T.BIGINT,
+  128: T.HUGEINT,
+};
+
+/**
+ * The type DuckDB's arithmetic operators (+ - * // %) bring two integer types to. Mixing signed and
+ * unsigned is not symmetric to intuition: TINYINT + UTINYINT is BIGINT, BIGINT + UBIGINT is HUGEINT,
+ * HUGEINT + UHUGEINT is DOUBLE (measured on DuckDB 1.5).
+ */
+export function arithInt(a: SqlType, b: SqlType): SqlType {
+  const ba = BITS[a.id]!;
+  const bb = BITS[b.id]!;
+  if (isUnsigned(a) === isUnsigned(b)) return ba >= bb ? a : b;
+  const [s, u] = isUnsigned(a) ? [b, a] : [a, b];
+  if (BITS[s.id]! > BITS[u.id]!) return s;
+  if (u.id === 'UHUGEINT') return T.DOUBLE;
+  if (u.id === 'UBIGINT') return T.HUGEINT;
+  return T.BIGINT;
+}
+
+/**
+ * The type CASE, COALESCE and list literals bring two integer types to (DuckDB's max logical type):
+ * the narrowest signed type that holds both, which differs from arithmetic's (UTINYINT and TINYINT: SMALLINT).
+ */
+export function unifyInt(a: SqlType, b: SqlType): SqlType {
+  if (isUnsigned(a) === isUnsigned(b)) return BITS[a.id]! >= BITS[b.id]! ? a : b;
+  const [s, u] = isUnsigned(a) ? [b, a] : [a, b];
+  if (u.id === 'UHUGEINT') return T.DOUBLE;
+  return SIGNED_BY_BITS[Math.max(BITS[s.id]!, BITS[u.id]! * 2)]!;
 }
 
 /** Runtime value classes of record values (see `classify` in runtime.ts). */
@@ -150,6 +258,7 @@ export const CLASS_TYPES: SqlType[] = [
   T.STRUCT_ANY, // 7 plain object
   T.OTHER, // 8 anything else
   T.BIGINT, // 9 safe bigint
+  T.BLOB, // 10 Uint8Array (a Buffer)
 ];
 
 /** Class of a JS bigint that fits a BIGINT: converted to a number when read. */

@@ -11,6 +11,7 @@ import { SluiceError } from '../../sdk/errors.ts';
 import type { RecordValue } from '../../sdk/types.ts';
 import { BatchQuery, shapesOf } from '../batch.ts';
 import { createDuckDBInstance } from '../duckdb.ts';
+import { isComputeOnDuckDB } from '../fallback.ts';
 import { compileSelect } from '../index.ts';
 import { planQuery } from '../plan.ts';
 import { shapeKey, shapeSql } from '../shape.ts';
@@ -437,16 +438,32 @@ async function sluice(sql: string, records: RecordValue[]): Promise<{ path: Path
     if (plan.path !== 'duckdb-batch') return refused(`planned ${plan.path}: ${plan.reason}`);
     return { path: 'fallback', outcomes: await fallback(sql, records) };
   }
-  const outcomes = records.map((value): Outcome => {
+  // a record compiled SQL hands to DuckDB (ComputeOnDuckDB: an integer beyond ±2^53) is evaluated
+  // there, as the sql step does (src/sql/per-record.ts)
+  const onDuckDB: number[] = [];
+  const outcomes = records.map((value, i): Outcome => {
     try {
       const out = compiled(value);
       return out === null ? { kind: 'filtered' } : { kind: 'value', value: out };
     } catch (err) {
+      if (isComputeOnDuckDB(err)) {
+        onDuckDB.push(i);
+        return { kind: 'filtered' };
+      }
       if (err instanceof SluiceError && err.code === 'SLUICE_EXPR_EVAL')
         return { kind: 'error', message: `${err.code}: ${err.message}` };
       return { kind: 'error', message: `crash: ${(err as Error)?.stack ?? err}` };
     }
   });
+  if (onDuckDB.length) {
+    const theirs = await fallback(
+      sql,
+      onDuckDB.map((i) => records[i]!),
+    );
+    onDuckDB.forEach((i, k) => {
+      outcomes[i] = theirs[k]!;
+    });
+  }
   return { path: 'compiled', outcomes };
 }
 
@@ -621,7 +638,6 @@ async function tableRecords(
   const records: RecordValue[] = [];
   for (const row of rows.slice(0, MAX_RECORDS)) {
     const value = toRecordExact(names, row) as RecordValue;
-    if (hasBytes(value)) return { out: 'the table holds a BLOB (bytes have no record value yet)' };
     try {
       shapesOf(value, Object.keys(value));
     } catch {
@@ -630,13 +646,6 @@ async function tableRecords(
     records.push(value);
   }
   return { records, truncated: rows.length > MAX_RECORDS };
-}
-
-function hasBytes(v: unknown): boolean {
-  if (v instanceof Uint8Array) return true;
-  if (Array.isArray(v)) return v.some(hasBytes);
-  if (v && typeof v === 'object' && !(v instanceof Date)) return Object.values(v).some(hasBytes);
-  return false;
 }
 
 function settingName(sql: string): string | undefined {

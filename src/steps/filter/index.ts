@@ -1,7 +1,13 @@
 import { z } from 'zod';
-import { defineStep, mapRecords, SluiceError } from '../../sdk/index.ts';
+import { defineStep, SluiceError } from '../../sdk/index.ts';
 import type { ComponentContext, ConfigIssue, StepInstance } from '../../sdk/types.ts';
-import { BatchQuery, compileCondition, duckBatchesInFlight, planQuery } from '../../sql/index.ts';
+import {
+  BatchQuery,
+  compileCondition,
+  duckBatchesInFlight,
+  planQuery,
+  withDuckDBFallback,
+} from '../../sql/index.ts';
 
 const config = z
   .object({
@@ -92,7 +98,20 @@ export async function createFilterStep(
   });
   if (plan.path === 'compiled') {
     const condition = await compileCondition(cfg.condition);
-    return { ...mapRecords((record) => (condition(record.value) ? record : null)), keepsRecords: true };
+    // a record compiled SQL cannot answer exactly (an integer beyond ±2^53) is evaluated by DuckDB
+    const perRecord = withDuckDBFallback(
+      (record) => (condition(record.value) ? record : null),
+      cfg.condition,
+      {
+        mode: 'condition',
+        baseDir: ctx.baseDir,
+      },
+    );
+    return {
+      process: (records) => perRecord.process(records),
+      close: () => perRecord.close(),
+      keepsRecords: true,
+    };
   }
   const batch = await BatchQuery.open(cfg.condition, { mode: 'condition', baseDir: ctx.baseDir });
   return {

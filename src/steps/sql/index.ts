@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineStep, mapRecords } from '../../sdk/index.ts';
+import { defineStep } from '../../sdk/index.ts';
 import type {
   ComponentContext,
   ConfigIssue,
@@ -18,6 +18,7 @@ import {
   planQuery,
   ResultSchema,
   SetQuery,
+  withDuckDBFallback,
 } from '../../sql/index.ts';
 import { sqlIssues } from '../filter/index.ts';
 
@@ -68,13 +69,18 @@ export async function createSqlStep(
   };
   if (plan.path === 'compiled') {
     const select = await compileSelect(cfg.query);
-    const perRecord = mapRecords((record) => {
-      const value = select(record.value);
-      return value === null ? null : { value, meta: record.meta };
-    });
+    // a record compiled SQL cannot answer exactly (an integer beyond ±2^53) is evaluated by DuckDB
+    const perRecord = withDuckDBFallback(
+      (record) => {
+        const value = select(record.value);
+        return value === null ? null : { value, meta: record.meta };
+      },
+      cfg.query,
+      shared,
+    );
     return {
       process: async (records, schema) => withSchema(await perRecord.process(records), records, schema),
-      close: () => closeAll(),
+      close: () => closeAll(() => perRecord.close()),
     };
   }
   if (plan.path === 'duckdb-batch') {
