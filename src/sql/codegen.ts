@@ -830,7 +830,8 @@ export class Gen {
     if (node.fn === 'typeof') {
       // DuckDB folds typeof() to the argument's type: the argument is not evaluated (it cannot fail)
       const { lines, val } = this.capture(() => this.gen(node.args[0]!), true);
-      if (val.type.id === 'ANY') for (const l of lines) this.emit(l);
+      // a value whose type is known only per record (or a list or struct holding one) is looked at
+      if (typedPerRecord(val.type)) for (const l of lines) this.emit(l);
       return this.#impl(node, [val]);
     }
     const strict = STRICT.has(node.fn);
@@ -1959,6 +1960,14 @@ function structExtract(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>):
   );
 }
 
+/** Whether a value's SQL type is known only per record: ANY, or a list or struct from the record. */
+function typedPerRecord(t: SqlType): boolean {
+  if (t.id === 'ANY') return true;
+  if (t.id === 'LIST') return t.child.id === 'ANY' || typedPerRecord(t.child);
+  if (t.id === 'STRUCT') return !t.fields || t.fields.some(([, f]) => typedPerRecord(f));
+  return false;
+}
+
 const CALLS: Record<string, CallImpl> = R.nullProto({
   '+': arith('+'),
   '-': arith('-'),
@@ -2124,9 +2133,7 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     if (a.type.id === 'ANY')
       return g.op([], T.VARCHAR, `(${a.code} === null ? '"NULL"' : typeOfRecordValue(${a.code}))`);
     // a list or struct from the record: its element and field types are its values'
-    const fromRecord = (t: SqlType): boolean =>
-      (t.id === 'LIST' && (t.child.id === 'ANY' || fromRecord(t.child))) ||
-      (t.id === 'STRUCT' && (!t.fields || t.fields.some(([, f]) => fromRecord(f))));
+    const fromRecord = (t: SqlType): boolean => t.id !== 'ANY' && typedPerRecord(t);
     if (fromRecord(a.type)) {
       // a struct literal names its fields' types; only those read from the record are looked at per value
       const text = (t: SqlType, code: string): string => {

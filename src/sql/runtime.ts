@@ -359,6 +359,7 @@ function trimSpace(s: string): string {
 
 const PLAIN_INT = /^[ \t\n\v\f\r]*([+-]?\d{1,15})[ \t\n\v\f\r]*$/;
 const I64_MAX = 2n ** 63n - 1n;
+const U64_MAX = 2n ** 64n - 1n;
 
 /**
  * VARCHAR → integer in [lo, hi] as DuckDB converts it (see int-parse.ts); plain digits take a fast
@@ -370,7 +371,8 @@ export function strToInt(s: string, lo: number, hi: number, x: string): number |
     const v = Number(m[1]);
     return v >= lo && v <= hi ? v + 0 : undefined;
   }
-  const r = parseDuckInt(s, BigInt(lo), hi >= 2 ** 63 ? I64_MAX : BigInt(hi));
+  // the ranges' upper ends are doubles: 2^63 stands for BIGINT's, 2^64 for UBIGINT's
+  const r = parseDuckInt(s, BigInt(lo), hi >= 2 ** 64 ? U64_MAX : hi >= 2 ** 63 ? I64_MAX : BigInt(hi));
   if (r === undefined) return undefined;
   const n = Number(r);
   if (!Number.isSafeInteger(n)) return beyondExact(`the integer ${r}`, x, s);
