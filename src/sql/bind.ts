@@ -180,8 +180,9 @@ export class Binder {
     if (node.sample) throw this.unsupported('USING SAMPLE');
     const where = node.where_clause ? this.expr(node.where_clause) : null;
     if (mode === 'condition') return { columns: [], where };
+    // two columns of one name are one field of the record, holding the last one's value, as on
+    // DuckDB's path (DuckDB itself accepts the query)
     const columns: OutColumn[] = [];
-    const seen = new Map<string, AstNode>();
     for (const item of node.select_list as AstNode[]) {
       if (item.class === 'STAR') {
         columns.push(this.#star(item));
@@ -189,11 +190,6 @@ export class Binder {
       }
       const bound = this.expr(item);
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
-      if (seen.has(name)) {
-        // DuckDB keeps both; as a record they are one field (the later value): DuckDB runs it
-        throw this.beyond(`duplicate output column "${name}": give one of them another name with AS`, item);
-      }
-      seen.set(name, item);
       columns.push({ kind: 'expr', name, node: bound });
     }
     return { columns, where };

@@ -1055,7 +1055,9 @@ const STRICT = new Set([
   'array_extract',
   'struct_extract',
 ]);
-for (const name of Object.keys(TEMPORAL_CALLS)) if (name !== 'now' && name !== 'today') STRICT.add(name);
+// (strptime's format is checked before its NULL: DuckDB refuses strptime(NULL, ''))
+for (const name of Object.keys(TEMPORAL_CALLS))
+  if (!['now', 'today', 'strptime', 'try_strptime'].includes(name)) STRICT.add(name);
 
 const constantCache = new WeakMap<Node, boolean>();
 
@@ -1474,6 +1476,15 @@ function padFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>, left: bo
   return g.op([str, n, fill], T.VARCHAR, `pad(${str.code}, ${n.code}, ${fill.code}, ${left}, ${x(g, node)})`);
 }
 
+/** The options argument of a regex function: DuckDB needs a constant string, not NULL. */
+function regexOptions(g: Gen, o: Val | undefined, node: Node): string {
+  if (o === undefined) return '';
+  const options = o.isConst ? g.constString(o) : undefined;
+  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+  if (options === null) throw new CompileError('Regex options field must not be NULL', node);
+  return options;
+}
+
 function regexFn(mode: 'search' | 'full'): CallImpl {
   return (g, args, node) => {
     const [s, p, o] = g.params('regexp_matches', args, [T.VARCHAR, T.VARCHAR, T.VARCHAR], node) as [
@@ -1481,8 +1492,7 @@ function regexFn(mode: 'search' | 'full'): CallImpl {
       Val,
       Val | undefined,
     ];
-    const options = o === undefined ? '' : g.constString(o);
-    if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+    const options = regexOptions(g, o, node);
     const pattern = g.constString(p);
     let code: string;
     if (pattern !== undefined && pattern !== null) {
@@ -1506,8 +1516,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
     [T.VARCHAR, T.VARCHAR, T.VARCHAR, T.VARCHAR],
     node,
   ) as [Val, Val, Val, Val | undefined];
-  const options = o === undefined ? '' : g.constString(o);
-  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+  const options = regexOptions(g, o, node);
   const pattern = g.constString(p);
   const repl = g.constString(r);
   let reCode: string;
@@ -1523,6 +1532,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
   if (re && repl !== undefined && repl !== null) {
     // RE2 leaves the string as it is when the replacement names a group the pattern does not have
     if (R.maxGroupRef(repl) > R.groupCount(re)) return g.op([s, p, r], T.VARCHAR, s.code);
+    if (re.global) return g.op([s, p, r], T.VARCHAR, `reReplaceAll(${s.code}, ${reCode}, ${jsLit(repl)})`);
     return g.op([s, p, r], T.VARCHAR, `${s.code}.replace(${reCode}, ${jsLit(R.jsReplacement(repl))})`);
   }
   return g.op([s, p, r], T.VARCHAR, `reReplaceDyn(${s.code}, ${reCode}, ${r.code})`);
@@ -1721,11 +1731,16 @@ function greatestLeast(greatest: boolean): CallImpl {
     const name = greatest ? 'greatest' : 'least';
     const t = g.unify(args, `${name}()`, node);
     if (t.id === 'NULL') return g.nullOf(T.INTEGER);
-    if (t.id === 'LIST' || t.id === 'STRUCT' || t.id === 'OTHER') throw g.mismatch(name, args, node);
+    if (t.id === 'OTHER') throw g.mismatch(name, args, node);
+    const nested = t.id === 'LIST' || t.id === 'STRUCT';
+    if (nested && args.some((a, i) => i > 0 && !nestedComparable(args[0]!.type, a.type)))
+      throw g.mismatch(name, args, node);
     const vals = args.map((a) => g.convert(a, t, node, () => g.mismatch(name, args, node).message));
     const r = g.tmp();
     g.emit(`let ${r} = null;`);
     const better = (v: string) => {
+      // lists and structs order as in comparisons (element by element, field by field)
+      if (nested) return `nestedCmp(${v}, ${r}, ${x(g, node)}) ${greatest ? '>' : '<'} 0`;
       if (t.id === 'VARCHAR') return `strCmp(${v}, ${r}) ${greatest ? '>' : '<'} 0`;
       if (t.id === 'DOUBLE') return `dblCmp(${v}, ${r}) ${greatest ? '>' : '<'} 0`;
       return `${v} ${greatest ? '>' : '<'} ${r}`;
@@ -2027,7 +2042,24 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   typeof: (g, args) => {
     const [a] = args as [Val];
     if (a.type.id === 'ANY')
-      return g.op([], T.VARCHAR, `(${a.code} === null ? '"NULL"' : typeOfValue(${a.code}))`);
+      return g.op([], T.VARCHAR, `(${a.code} === null ? '"NULL"' : typeOfRecordValue(${a.code}))`);
+    // a list or struct from the record: its element and field types are its values'
+    const fromRecord = (t: SqlType): boolean =>
+      (t.id === 'LIST' && (t.child.id === 'ANY' || fromRecord(t.child))) ||
+      (t.id === 'STRUCT' && (!t.fields || t.fields.some(([, f]) => fromRecord(f))));
+    if (fromRecord(a.type)) {
+      // a struct literal names its fields' types; only those read from the record are looked at per value
+      const text = (t: SqlType, code: string): string => {
+        if (!fromRecord(t)) return JSON.stringify(typeName(t));
+        if (t.id !== 'STRUCT' || !t.fields) return `typeOfRecordValue(${code})`;
+        const parts = t.fields.map(
+          ([k, f]) =>
+            `${JSON.stringify(`${/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? k : `"${k.replace(/"/g, '""')}"`} `)} + ${text(f, `${code}[${JSON.stringify(k)}]`)}`,
+        );
+        return `"STRUCT(" + ${parts.join(' + ", " + ')} + ")"`;
+      };
+      return g.op([a], T.VARCHAR, text(a.type, a.code));
+    }
     const name = a.type.id === 'NULL' ? '"NULL"' : a.lit && isInt(a.type) ? 'INTEGER' : typeName(a.type);
     return g.constVal(T.VARCHAR, name);
   },

@@ -81,6 +81,8 @@ const TABLE: [string[], number, number][] = [
   [['monthname'], 1, 1],
   [['last_day'], 1, 1],
   [['make_date'], 1, 3],
+  [['make_time'], 3, 3],
+  [['make_timestamp'], 1, 6],
   [['date_diff', 'datediff'], 3, 3],
   [['strptime'], 2, 2],
   [['try_strptime'], 2, 2],
