@@ -136,14 +136,14 @@ export function reExtract(s: string, re: RegExp, g: number): string {
   return m[g] ?? '';
 }
 
-/** regexp_extract_all: group `g` of every non-overlapping match (`re` is global). */
-export function reExtractAll(s: string, re: RegExp, g: number): string[] {
-  const out: string[] = [];
+/** regexp_extract_all: group `g` of every non-overlapping match (`re` is global); NULL where the group took no part. */
+export function reExtractAll(s: string, re: RegExp, g: number): (string | null)[] {
+  const out: (string | null)[] = [];
   re.lastIndex = 0;
   for (;;) {
     const m = re.exec(s);
     if (!m) break;
-    out.push(m[g] ?? '');
+    out.push(m[g] ?? null);
     if (m[0] === '') {
       if (re.lastIndex >= s.length) break;
       re.lastIndex += s.codePointAt(re.lastIndex)! > 0xffff ? 2 : 1;
