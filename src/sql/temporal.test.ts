@@ -228,6 +228,8 @@ const FALLBACK = [
   "strptime('2024', '%G')",
   "try_strptime(s, ['%Y', '%d'])",
   "TRY_CAST('99999-01-10 04:00:54.123456' AS TIMESTAMP)",
+  'typeof(CURRENT_TIME)',
+  'typeof(localtime)',
   'CAST(ts AS TIME)',
   'CAST(s AS INTERVAL)',
   "INTERVAL '2 days ago'",
