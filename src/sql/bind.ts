@@ -412,6 +412,9 @@ export class Binder {
     if (names.length === 1) {
       const bare = BARE_FUNCTIONS[names[0]!.toLowerCase()];
       if (bare) return { k: 'call', fn: bare, args: [], text: names[0]!, loc };
+      // a time of day (current_time is a TIME WITH TIME ZONE, not modelled here): DuckDB gives it
+      if (['current_time', 'localtime'].includes(names[0]!.toLowerCase()))
+        throw this.beyond(`${names[0]} (the time of day) is not allowed in per-record SQL`, ast);
     }
     const text = names.map((n) => this.quoteIdent(n)).join('.');
     const lambda = this.#lambdaVar(names, loc);

@@ -27,6 +27,18 @@ export function temporalArg(
   throw g.mismatch(name, args, node);
 }
 
+/** Parts DuckDB's struct form of date_part does not take for a DATE (the scalar form gives 0). */
+const DATE_UNRECOGNIZED = new Set([
+  'hour',
+  'minute',
+  'second',
+  'millisecond',
+  'microsecond',
+  'timezone',
+  'timezone_hour',
+  'timezone_minute',
+]);
+
 const TIME_PARTS = new Set(['hour', 'minute', 'second', 'millisecond', 'microsecond', 'epoch']);
 
 /** The canonical part named by a constant (bind.ts sends a part that varies to DuckDB). */
@@ -43,6 +55,7 @@ function constPart(g: Gen, v: Val, name: string, args: Val[], node: Call): strin
 function datePart(g: Gen, args: Val[], node: Call): Val {
   const list = node.args[0]!;
   if (list.k === 'call' && list.fn === 'list_value') {
+    const ts = temporalArg(g, 'date_part', args, 1, node);
     // date_part(['year', 'month'], ts): a struct of the parts, named as given
     const names: string[] = [];
     const fields: [string, ReturnType<typeof partType>][] = [];
@@ -52,11 +65,12 @@ function datePart(g: Gen, args: Val[], node: Call): Val {
         throw g.error('date_part takes a list of constant part names', node);
       const part = R.datePart(a.value);
       if (!part) throw g.error(`extract specifier "${a.value}" not recognized`, node);
+      if (ts.type.id === 'DATE' && DATE_UNRECOGNIZED.has(part))
+        throw g.error(`"DATE" units "${a.value}" not recognized`, node);
       names.push(a.value);
       parts.push(part);
       fields.push([a.value, partType(part)]);
     }
-    const ts = temporalArg(g, 'date_part', args, 1, node);
     const body = parts.map(
       (p, i) => `${JSON.stringify(names[i])}: extractPart(${JSON.stringify(p)}, ${ts.code})`,
     );
