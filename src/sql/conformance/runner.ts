@@ -269,7 +269,9 @@ function scope(sql: string, ast: Ast, cat: Catalog, state: FileState): Scoped | 
   const name = String(from.table_name);
   const qualifiedUse = new RegExp(`(^|[^\\w$"])"?${name.replace(/[^\w$]/g, '\\$&')}"?\\s*\\.`, 'i');
   const alias =
-    !from.alias && qualifiedUse.test(text.slice(loc + m[0].length)) ? ` AS ${quoteIdent(name)}` : '';
+    !from.alias && qualifiedUse.test(`${text.slice(0, loc)} ${text.slice(loc + m[0].length)}`)
+      ? ` AS ${quoteIdent(name)}`
+      : '';
   const sluiceSql = `${text.slice(0, loc)}input${alias}${text.slice(loc + m[0].length)}`;
   const table = [from.catalog_name, from.schema_name, name]
     .filter((p: string) => p)
@@ -291,6 +293,12 @@ function expressionScope(root: unknown, cat: Catalog): string | undefined {
     if (o.class === 'SUBQUERY') why = 'subquery';
     else if (o.class === 'WINDOW') why = 'window function';
     else if (o.class === 'PARAMETER') why = 'prepared-statement parameter';
+    else if (
+      o.class === 'COLUMN_REF' &&
+      o.column_names?.length === 1 &&
+      CLOCK_WORDS.has(String(o.column_names[0]).toLowerCase())
+    )
+      why = 'nondeterministic function';
     else if (o.class === 'FUNCTION') {
       const name = String(o.function_name).toLowerCase();
       if (cat.aggregate.has(name)) why = 'aggregate function';
@@ -324,6 +332,15 @@ async function parseAll(conn: DuckDBConnection, sqls: string[]): Promise<Map<str
   });
   return out;
 }
+
+/** Bare words DuckDB reads as the clock (`CURRENT_TIME`), parsed as column references. */
+const CLOCK_WORDS = new Set([
+  'current_date',
+  'current_time',
+  'current_timestamp',
+  'localtime',
+  'localtimestamp',
+]);
 
 /** Names of the functions, operators and casts a query uses (for grouping disagreements). */
 function functionsOf(ast: Ast): string[] {
@@ -877,6 +894,18 @@ async function limit<T>(f: () => Promise<T>): Promise<T> {
 }
 
 /**
+ * DuckDB cannot find a column (or the table's `rowid`) the record does not have: Sluice's records
+ * have no schema, so a missing field reads as NULL there; the test meant the table's columns.
+ */
+function lacksColumn(record: RecordValue, theirs: Outcome): boolean {
+  if (theirs.kind !== 'error') return false;
+  const m = /^Binder Error: Referenced column "([^"]+)" not found/.exec(theirs.message);
+  if (!m) return false;
+  const name = m[1]!.toLowerCase();
+  return !Object.keys(record).some((k) => k.toLowerCase() === name);
+}
+
+/**
  * A record with a null field on which DuckDB's binder cannot pick a function: the field is an
  * untyped NULL in the one-row input, which a typed column (other records) would not be.
  */
@@ -909,7 +938,10 @@ async function judgeQuery(
         got = await timed('records', () => tableRecords(conn, s.table!));
       } catch (err) {
         got = {
-          out: err instanceof Interrupted ? 'reading the table took too long' : 'the table cannot be read',
+          out:
+            err instanceof Interrupted
+              ? 'reading the table took too long'
+              : `the table cannot be read (${messageClass((err as Error).message).split(':')[0]})`,
         };
       }
       tables.set(s.table!, got);
@@ -926,6 +958,8 @@ async function judgeQuery(
     if (err instanceof Interrupted) return { out: 'DuckDB took too long' };
     throw err;
   }
+  if (theirs.some((t, i) => lacksColumn(records[i]!, t)))
+    return { out: 'names a column the table lacks (a missing field is NULL in a record)' };
   const untyped = records.map((r, i) => untypedNull(r, theirs[i]!));
   const compared = untyped.filter((u) => !u).length;
   if (!compared) return { out: 'only records with an untyped NULL DuckDB cannot bind' };
