@@ -107,8 +107,12 @@ describe('sql step', () => {
       reason: 'levenshtein() is not in the compiled subset',
     });
     assert.deepEqual(await explain('SELECT list_transform(l, x -> x * 2) AS l FROM input'), {
+      path: 'compiled',
+      reason: 'every construct is in the compiled subset',
+    });
+    assert.deepEqual(await explain('SELECT list_distinct(l) AS l FROM input'), {
       path: 'duckdb-batch',
-      reason: 'list_transform() is not in the compiled subset',
+      reason: 'list_distinct() is not in the compiled subset',
     });
     assert.deepEqual(
       await explain('SELECT i.*, c.name FROM input i LEFT JOIN countries c ON i.country = c.code', COUNTRIES),
