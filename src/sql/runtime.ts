@@ -1427,7 +1427,12 @@ export function unifyStructs(items: unknown[]): unknown[] {
       // lists of structs: unify all their elements together
       const flat = unifyStructs(items.flatMap((l) => (Array.isArray(l) ? l : [])));
       let at = 0;
-      return items.map((l) => (Array.isArray(l) ? flat.slice(at, (at += l.length)) : l));
+      return items.map((l) => {
+        if (!Array.isArray(l)) return l;
+        const part = flat.slice(at, at + l.length);
+        at += l.length;
+        return part;
+      });
     }
     if (typeof v !== 'object' || v instanceof Date) return items;
     const own = Object.keys(v);
