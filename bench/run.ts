@@ -6,7 +6,7 @@
  *   npm run bench -- --records 200000 --memory-records 1000000   # quicker
  *   npm run bench -- --only sql,pushdown --repeat 3             # some cases, best of 3 runs each
  *
- * Cases: generate, jsonl, sql, microbatch, parquet, pushdown, memory, server (the control plane
+ * Cases: generate, jsonl, sql, microbatch, duckpath, parquet, pushdown, memory, server (the control plane
  * under 1,000 jobs, 20 at once, against itself idle: bench/server.ts; `--server-jobs N`),
  * postgres and kafka (bench/connectors.ts: PostgreSQL → Parquet next to psql's \copy, Kafka →
  * Kafka next to a bare client loop; they start the project's services when not running), http
@@ -45,6 +45,8 @@ interface ChildResult {
   status: string;
   failure: { code: string; message: string } | null;
   elapsedMs: number;
+  /** CPU time of the whole process, every thread (user + system). */
+  cpuMs: number;
   maxRssMiB: number;
 }
 
@@ -94,6 +96,7 @@ async function runSluice(name: string, spec: string, args: string[] = []): Promi
     status: summary.status,
     failure: summary.failure,
     elapsedMs: summary.elapsed_ms,
+    cpuMs: summary.cpu_ms,
     maxRssMiB: summary.peak_rss_mib,
   };
 }
@@ -218,10 +221,66 @@ if (want('microbatch')) {
   const duckMs = await bestDuck(
     `COPY (${query.replace('FROM input', `FROM read_json('${jsonl}')`)}) TO '${DATA}/duck-mb.jsonl' (FORMAT json)`,
   );
-  const step = (r: ChildResult) =>
-    `the step's own time ${Math.round(r.stepMs)} ms of ${Math.round(r.elapsedMs)} ms`;
+  // (the step's time is not shown: batches overlap on this path, their times add up to more than the run's)
+  const step = (r: ChildResult) => `${rate(N, r.cpuMs)} per CPU-second`;
   report('JSONL → sql on DuckDB batches → JSONL', N, small, duckMs, step(small));
   report('  the same, batch_size 10000', N, large, duckMs, step(large));
+}
+
+if (want('duckpath')) {
+  // One expression added to every record, three ways over the same file: in the compiled subset,
+  // outside it (Sluice runs it on DuckDB in micro-batches), and DuckDB's own SELECT of the latter
+  // over the file, written as JSON to /dev/null. Per CPU-second counts every thread of the process
+  // (DuckDB's too): what one core would give.
+  const { planQuery } = await import('../src/sql/index.ts');
+  const inSubset = 'SELECT *, length(email) AS n FROM input';
+  const outside = "SELECT *, levenshtein(email, 'abc') AS n FROM input";
+  for (const [query, path] of [
+    [inSubset, 'compiled'],
+    [outside, 'duckdb-batch'],
+  ] as const) {
+    const plan = await planQuery(query, { bind: false });
+    if (plan.path !== path)
+      throw new Error(`${query} runs on ${plan.path}, not ${path}: pick another expression`);
+  }
+  const spec = (name: string, query: string) =>
+    `${header(name)}source:\n  file: { path: ${jsonl} }\nsteps:\n  - sql: ${query}\nsink:\n  file: { path: ${DATA}/${name}/out/, format: jsonl }\n`;
+  const duckQuery = `COPY (${outside.replace('FROM input', `FROM read_json('${jsonl}')`)}) TO '/dev/null' (FORMAT json)`;
+  const [compiled, viaDuck, duckRun] = await best<ChildResult | { elapsedMs: number; cpuMs: number }>(
+    () => runSluice('duckpath-compiled', spec('dpc', inSubset)),
+    () => runSluice('duckpath-duckdb', spec('dpd', outside)),
+    async () => {
+      const cpu = process.cpuUsage();
+      const elapsedMs = await timeFreshDuck(duckQuery);
+      const used = process.cpuUsage(cpu);
+      return { elapsedMs, cpuMs: (used.user + used.system) / 1000 };
+    },
+  );
+  const perCpu = (r: { cpuMs: number }) => rate(N, r.cpuMs);
+  const duckMs = duckRun!.elapsedMs;
+  report(
+    'JSONL → sql (compiled: length) → JSONL',
+    N,
+    compiled as ChildResult,
+    duckMs,
+    `${perCpu(compiled!)} per CPU-second`,
+  );
+  report(
+    'JSONL → sql (DuckDB path: levenshtein) → JSONL',
+    N,
+    viaDuck as ChildResult,
+    duckMs,
+    `${perCpu(viaDuck!)} per CPU-second; ${(viaDuck!.elapsedMs / compiled!.elapsedMs).toFixed(2)}x the compiled time`,
+  );
+  rows.push([
+    "  DuckDB's own SELECT (levenshtein), read_json → /dev/null",
+    N.toLocaleString('en-US'),
+    '',
+    rate(N, duckMs),
+    '',
+    '',
+    `${perCpu(duckRun!)} per CPU-second (every core)`,
+  ]);
 }
 
 if (want('parquet')) {

@@ -4,6 +4,8 @@
  */
 import { closest, distance } from 'fastest-levenshtein';
 import type { SluiceError } from '../sdk/errors.ts';
+import { LIST_AGGREGATES } from './calls/lists.ts';
+import { constantSubtree } from './codegen.ts';
 import { describeSubset, FUNCTION_NAMES, FUNCTIONS } from './functions.ts';
 import { type BoundQuery, children, type Node, type OutColumn, type PathSeg } from './ir.ts';
 import { type AstNode, type Catalog, invalid, type Parsed } from './parse.ts';
@@ -60,12 +62,21 @@ const CAST_TYPES: Record<string, SqlType> = nullProto({
   BOOLEAN: T.BOOLEAN,
   DATE: T.DATE,
   TIMESTAMP: T.TIMESTAMP,
+  INTERVAL: T.INTERVAL,
+  TIME: T.TIME,
 });
 
 const TYPE_TEXT: Record<string, string> = nullProto({
   DOUBLE: '"DOUBLE"',
   DATE: '"DATE"',
   TINYINT: '"TINYINT"',
+});
+
+/** Functions taking a lambda: how many parameters the lambda may have. */
+const LAMBDA_PARAMS: Record<string, [number, number]> = nullProto({
+  list_transform: [1, 2],
+  list_filter: [1, 2],
+  list_reduce: [2, 3],
 });
 
 /** Zero-argument functions that SQL writes without parentheses and DuckDB parses as column references. */
@@ -77,10 +88,13 @@ const BARE_FUNCTIONS: Record<string, string> = nullProto({
 
 export class Binder {
   readonly #ctx: BindContext;
-  /** Alias of `input` in FROM (also `input` itself), for qualified references. */
+  /** Alias of `input` in FROM (also `input` itself), lower case (DuckDB's names ignore case). */
   #tableNames = new Set(['input']);
   /** Offsets of the expressions being bound, innermost last: the position of a node DuckDB does not place. */
   #where: number[] = [];
+  /** Lambda parameters in scope, innermost last: lower-cased name → id (they shadow columns). */
+  #lambdaScopes: Map<string, number>[] = [];
+  #lambdaIds = 0;
 
   constructor(ctx: BindContext) {
     this.#ctx = ctx;
@@ -197,11 +211,11 @@ export class Binder {
     }
     if (from.sample || from.at_clause || from.column_name_alias?.length)
       throw this.unsupported('this FROM clause', from);
-    if (from.alias) this.#tableNames.add(String(from.alias));
+    if (from.alias) this.#tableNames.add(String(from.alias).toLowerCase());
   }
 
   #star(item: AstNode): OutColumn {
-    if (item.relation_name && !this.#tableNames.has(String(item.relation_name))) {
+    if (item.relation_name && !this.#tableNames.has(String(item.relation_name).toLowerCase())) {
       throw this.error(`unknown table "${item.relation_name}" in ${item.relation_name}.*`, item);
     }
     if (item.columns || item.expr) throw this.unsupported('COLUMNS(...)', item);
@@ -382,7 +396,16 @@ export class Binder {
       if (bare) return { k: 'call', fn: bare, args: [], text: names[0]!, loc };
     }
     const text = names.map((n) => this.quoteIdent(n)).join('.');
-    if (names.length > 1 && this.#tableNames.has(names[0]!)) names = names.slice(1);
+    const lambda = this.#lambdaVar(names, loc);
+    if (lambda) return lambda;
+    if (
+      names.length > 1 &&
+      this.#tableNames.has(names[0]!.toLowerCase()) &&
+      this.#lambdaVar(names.slice(1), loc)
+    )
+      // DuckDB does not resolve a table-qualified name that a lambda parameter shadows
+      throw this.error(`Referenced table "${names[0]}" not found!`, undefined);
+    if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
     return { k: 'leaf', path: names, text, loc };
   }
 
@@ -420,6 +443,15 @@ export class Binder {
   #cast(ast: AstNode, loc: number | undefined): Node {
     const arg = this.expr(ast.child);
     const { type, text: typeText } = this.castType(ast.cast_type, ast);
+    // INTERVAL and TIME text is parsed here only when constant (its common forms); DuckDB takes the rest
+    if (
+      (type.id === 'INTERVAL' || type.id === 'TIME') &&
+      !(arg.k === 'const' && (arg.type.id === 'VARCHAR' || arg.type.id === 'NULL'))
+    )
+      throw this.beyond(
+        `a cast to ${type.id} of a value that is not a constant string is not allowed in per-record SQL`,
+        ast,
+      );
     const fn = ast.try_cast ? 'try_cast' : 'cast';
     return {
       k: 'call',
@@ -479,8 +511,23 @@ export class Binder {
           loc,
         };
       }
-      case 'ARRAY_SLICE':
-        throw this.unsupported('list slicing (l[a:b])', ast);
+      case 'ARRAY_SLICE': {
+        // an omitted bound is an empty list constant: from the first, to the last element
+        const omitted = (c: AstNode) => c?.class === 'CONSTANT' && c.value?.type?.id === 'LIST';
+        if (kids.length !== 3) throw this.unsupported('list slicing with a step (l[a:b:c])', ast);
+        const base = this.expr(kids[0]);
+        const bound = (c: AstNode, dflt: number): Node =>
+          omitted(c) ? { k: 'const', type: T.BIGINT, value: dflt, lit: true, text: '', loc } : this.expr(c);
+        const b = bound(kids[1], 1);
+        const e = bound(kids[2], -1);
+        return {
+          k: 'call',
+          fn: 'list_slice',
+          args: [base, b, e],
+          text: `${base.text}[${b.text}:${e.text}]`,
+          loc,
+        };
+      }
       default:
         throw this.unsupported(`the operator ${String(ast.type).toLowerCase().replace(/_/g, ' ')}`, ast);
     }
@@ -551,6 +598,7 @@ export class Binder {
         ast,
       );
     }
+    if (LAMBDA_PARAMS[info.name]) return this.#lambdaCall(info.name, rawName, kids, ast, loc);
     const args = kids.map((c) => this.expr(c));
     const prefix = ast.schema === 'main' ? 'main.' : '';
     const argText =
@@ -569,7 +617,124 @@ export class Binder {
     if (info.name === 'array_extract' || info.name === 'struct_extract') {
       return this.#extract(args[0]!, args[1]!, text, ast, loc);
     }
-    return { k: 'call', fn: info.name, args, text, loc };
+    if (
+      (info.name === 'date_part' || info.name === 'date_trunc' || info.name === 'date_diff') &&
+      !constantSubtree(args[0]!)
+    ) {
+      throw this.beyond(
+        `${info.name}() with a part that is not a constant is not allowed in per-record SQL`,
+        ast,
+      );
+    }
+    if (info.name === 'strftime' && !constantSubtree(args[0]!) && !constantSubtree(args[1]!)) {
+      // DuckDB's own refusal, at bind time
+      throw this.error('strftime format must be a constant', ast);
+    }
+    if ((info.name === 'strptime' || info.name === 'try_strptime') && !constantSubtree(args[1]!)) {
+      throw this.error('strptime format must be a constant', ast);
+    }
+    const opt = this.#listOptions(info.name, rawName, args, ast);
+    return opt
+      ? { k: 'call', fn: info.name, args, text, loc, opt }
+      : { k: 'call', fn: info.name, args, text, loc };
+  }
+
+  /** Constant arguments that choose what a list function does: the aggregate's name, the sort order. */
+  #listOptions(fn: string, rawName: string, args: Node[], ast: AstNode): Record<string, unknown> | undefined {
+    const word = (n: Node | undefined) =>
+      n?.k === 'const' && typeof n.value === 'string' ? n.value.trim().toUpperCase() : undefined;
+    if (fn === 'list_aggregate') {
+      const name = word(args[1])?.toLowerCase();
+      const extra = name === 'string_agg' ? 1 : 0;
+      if (!name || !LIST_AGGREGATES.has(name) || args.length > 2 + extra)
+        throw this.unsupported(`${rawName}() with ${args[1]?.text ?? 'this'} as the aggregate`, ast);
+      return { aggregate: name };
+    }
+    if (fn === 'list_sort' || fn === 'list_reverse_sort') {
+      const words = args.slice(1).map(word);
+      let desc = fn === 'list_reverse_sort';
+      let nullsFirst = false;
+      let i = 0;
+      if (fn === 'list_sort' && (words[0] === 'ASC' || words[0] === 'DESC')) desc = words[i++] === 'DESC';
+      if (words[i] === 'NULLS FIRST' || words[i] === 'NULLS LAST') nullsFirst = words[i++] === 'NULLS FIRST';
+      if (i !== words.length)
+        throw this.unsupported(
+          `${rawName}() with an order other than constant 'ASC'/'DESC' and 'NULLS FIRST'/'NULLS LAST'`,
+          ast,
+        );
+      return { desc, nullsFirst };
+    }
+    return undefined;
+  }
+
+  /** A reference to a lambda parameter in scope (`x`, or `x.field`), which shadows a column of that name. */
+  #lambdaVar(names: string[], loc: number | undefined): Node | undefined {
+    const first = names[0]!.toLowerCase();
+    for (let i = this.#lambdaScopes.length - 1; i >= 0; i--) {
+      const id = this.#lambdaScopes[i]!.get(first);
+      if (id === undefined) continue;
+      let node: Node = { k: 'lvar', id, text: this.quoteIdent(names[0]!), loc };
+      for (const field of names.slice(1)) {
+        const key: Node = { k: 'const', type: T.VARCHAR, value: field, lit: true, text: `'${field}'`, loc };
+        node = {
+          k: 'call',
+          fn: 'struct_extract',
+          args: [node, key],
+          text: `${node.text}.${this.quoteIdent(field)}`,
+          loc,
+        };
+      }
+      return node;
+    }
+    return undefined;
+  }
+
+  /** list_transform / list_filter / list_reduce: the list, a lambda (`x -> ...` or `lambda x: ...`), an initial value. */
+  #lambdaCall(fn: string, rawName: string, kids: AstNode[], ast: AstNode, loc: number | undefined): Node {
+    const lam = kids[1];
+    if (
+      lam?.class !== 'LAMBDA' ||
+      kids.slice(2).some((k) => k.class === 'LAMBDA') ||
+      kids[0]?.class === 'LAMBDA'
+    )
+      throw this.unsupported(`${rawName}() without a lambda as its second argument`, ast);
+    const lhs = lam.lhs;
+    const paramAsts: AstNode[] =
+      lhs?.class === 'COLUMN_REF'
+        ? [lhs]
+        : lhs?.class === 'FUNCTION' && String(lhs.function_name) === 'row'
+          ? lhs.children
+          : [];
+    const names = paramAsts.map((p) =>
+      p?.class === 'COLUMN_REF' && p.column_names?.length === 1 ? String(p.column_names[0]) : '',
+    );
+    const [min, max] = LAMBDA_PARAMS[fn]!;
+    if (!names.length || names.some((n) => !n) || names.length < min || names.length > max)
+      throw this.unsupported(`${rawName}() with this lambda's parameters`, lam);
+    const list = this.expr(kids[0]);
+    const scope = new Map<string, number>();
+    const params = names.map((n) => {
+      const id = this.#lambdaIds++;
+      scope.set(n.toLowerCase(), id);
+      return id;
+    });
+    this.#lambdaScopes.push(scope);
+    let body: Node;
+    try {
+      body = this.expr(lam.expr);
+    } finally {
+      this.#lambdaScopes.pop();
+    }
+    const rest = kids.slice(2).map((c) => this.expr(c));
+    // DuckDB writes `x -> e` for the arrow form, `lambda x: e` for Python's (whose parameters it does not place)
+    const arrow = this.#ctx.parsed.offset(lhs.query_location) !== undefined;
+    const ps = names.map((n) => this.quoteIdent(n)).join(', ');
+    const lamText = arrow
+      ? `(${names.length === 1 ? ps : `main."row"(${ps})`} -> ${body.text})`
+      : `(lambda ${ps}: ${body.text})`;
+    const prefix = ast.schema === 'main' ? 'main.' : '';
+    const text = `${prefix}${this.quoteIdent(rawName)}(${[list.text, lamText, ...rest.map((r) => r.text)].join(', ')})`;
+    return { k: 'call', fn, args: [list, ...rest], lambda: { params, body }, text, loc };
   }
 
   #unknownFunction(name: string, ast: AstNode): SluiceError {

@@ -5,7 +5,9 @@
  * overflow, NULL propagation, decimal scale). Values whose type is only known per record (an
  * element of a record's list) go through a run-time site that compiles the operator per type.
  */
-import type { Node } from './ir.ts';
+import { LAMBDA_CALLS, LIST_CALLS } from './calls/lists.ts';
+import { TEMPORAL_CALLS } from './calls/temporal.ts';
+import { children, type Node } from './ir.ts';
 import * as R from './runtime.ts';
 import {
   asDecimal,
@@ -29,7 +31,8 @@ export class CompileError extends Error {
   readonly node: Node;
   /**
    * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind
-   * error; 'beyond': a constant the compiled path cannot hold exactly (the query runs on DuckDB).
+   * error; 'beyond': outside the compiled subset, or a constant the compiled path cannot hold exactly
+   * (at validation, the query goes to DuckDB).
    */
   readonly kind: 'type' | 'value' | 'beyond';
   constructor(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type') {
@@ -106,7 +109,7 @@ const CMP_JS: Record<string, string> = {
   '>=': '>=',
 };
 
-type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep' | 'nested';
+type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep' | 'nested' | 'interval';
 
 /** Where a value comes from when a function is generated: a record leaf or a run-time site argument. */
 export interface Input {
@@ -138,6 +141,8 @@ export class Gen {
   folding = false;
   readonly #leaves: Map<string, Val>;
   readonly #params: Val[];
+  /** Lambda parameters in scope while a lambda body is generated. */
+  readonly #lvars = new Map<number, Val>();
 
   /** `leaves` maps a path key (JSON of the path) to its input; `params` are run-time site arguments. */
   constructor(leaves: Map<string, Input>, params: Input[]) {
@@ -153,7 +158,7 @@ export class Gen {
     if (!inp.fromRecord) return { code: inp.name, type: t, nullable: true };
     if (t.id === 'TIMESTAMP' || t.id === 'DATE') {
       const v = this.tmp();
-      this.emit(`const ${v} = ${inp.name}.getTime();`);
+      this.emit(`const ${v} = ${inp.name}.getTime() * 1000;`);
       return { code: v, type: t, nullable: false };
     }
     if (inp.bigint) {
@@ -162,6 +167,20 @@ export class Gen {
       return { code: v, type: t, nullable: false };
     }
     return { code: inp.name, type: t, nullable: false };
+  }
+
+  /** Generates `fn` with lambda parameters bound to values. */
+  withLambda<V>(binds: [number, Val][], fn: () => V): V {
+    for (const [id, v] of binds) this.#lvars.set(id, v);
+    try {
+      return fn();
+    } finally {
+      for (const [id] of binds) this.#lvars.delete(id);
+    }
+  }
+
+  fail(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type'): CompileError {
+    return new CompileError(message, node, kind);
   }
 
   tmp(): string {
@@ -259,11 +278,18 @@ export class Gen {
   // ------------------------------------------------------------ representation
 
   /** Internal → record representation (DECIMAL as a number, DATE/TIMESTAMP as a Date). */
-  toOut(v: Val): Val {
+  toOut(v: Val, node?: Node): Val {
     const t = v.type;
     let tpl: ((c: string) => string) | undefined;
     if (t.id === 'DECIMAL') tpl = (c) => `${c} / ${pow10(t.scale)}`;
-    else if (t.id === 'DATE' || t.id === 'TIMESTAMP' || t.id === 'TIMESTAMPTZ') tpl = (c) => `new Date(${c})`;
+    else if (isTemporal(t)) {
+      const xs = node ? this.x(node) : '"output"';
+      tpl = (c) => `usToDate(${c}, ${JSON.stringify(typeName(t).replace(' WITH TIME ZONE', ''))}, ${xs})`;
+      // an infinity fails only the records that reach it
+      if (v.isConst && !(Math.abs(v.cv as number) <= 8.64e18))
+        return this.op([{ ...v, isConst: false }], t, tpl(v.code));
+    } else if (t.id === 'INTERVAL') tpl = (c) => `intervalStr(${c})`;
+    else if (t.id === 'TIME') tpl = (c) => `timeStr(${c})`;
     if (!tpl || this.isNull(v)) return v;
     if (v.isConst) return this.constVal(T.ANY, evalTemplate(tpl, v.cv));
     return this.op([v], t, tpl(v.code));
@@ -273,7 +299,7 @@ export class Gen {
   fromOut(code: string, type: SqlType, nullable = true): Val {
     let expr = code;
     if (type.id === 'DECIMAL') expr = `Math.round(${code} * ${pow10(type.scale)})`;
-    else if (isTemporal(type)) expr = `${code}.getTime()`;
+    else if (isTemporal(type)) expr = `${code}.getTime() * 1000`;
     else return { code, type, nullable };
     const t = this.tmp();
     this.emit(`const ${t} = ${code} === null ? null : ${expr};`);
@@ -303,6 +329,10 @@ export class Gen {
             return { tpl: (c) => `tsStr(${c})`, fails: false };
           case 'TIMESTAMPTZ':
             return { tpl: (c) => `tstzStr(${c})`, fails: false };
+          case 'INTERVAL':
+            return { tpl: (c) => `intervalStr(${c})`, fails: false };
+          case 'TIME':
+            return { tpl: (c) => `timeStr(${c})`, fails: false };
           case 'LIST':
           case 'STRUCT':
             return { tpl: (c) => `anyStr(${c})`, fails: false };
@@ -395,6 +425,15 @@ export class Gen {
         if (from.id === 'VARCHAR') return { tpl: (c) => `strToTs(${c})`, fails: true };
         if (isTemporal(from)) return { tpl: (c) => c, fails: false };
         throw err();
+      case 'INTERVAL':
+        // only constant text reaches here (bind.ts sends a cast of a field to DuckDB)
+        if (from.id === 'VARCHAR') return { tpl: (c) => `parseIntervalText(${c})`, fails: true };
+        throw err();
+      case 'TIME':
+        if (from.id === 'VARCHAR') return { tpl: (c) => `parseTimeText(${c})`, fails: true };
+        if (from.id === 'TIMESTAMP' || from.id === 'TIMESTAMPTZ')
+          return { tpl: (c) => `(${c} - floorDay(${c}))`, fails: false };
+        throw err();
       case 'ANY':
         return { tpl: (c) => c, fails: false };
       default:
@@ -406,11 +445,8 @@ export class Gen {
   static castMessage(from: SqlType, to: SqlType, v: unknown): string {
     const phys = isInt(to) ? INT_PHYS[to.id] : to.id === 'BOOLEAN' ? 'BOOL' : typeName(to);
     if (from.id === 'VARCHAR') {
-      if (to.id === 'DATE')
-        return `invalid date field format: "${String(v)}", expected format is (YYYY-MM-DD)`;
-      if (to.id === 'TIMESTAMP' || to.id === 'TIMESTAMPTZ') {
-        return `invalid timestamp field format: "${String(v)}", expected format is (YYYY-MM-DD HH:MM:SS[.US][±HH:MM| ZONE])`;
-      }
+      if (to.id === 'DATE') return R.dateCastMessage(String(v));
+      if (to.id === 'TIMESTAMP' || to.id === 'TIMESTAMPTZ') return R.tsCastMessage(String(v));
       return `Could not convert string '${String(v)}' to ${phys}`;
     }
     const shown =
@@ -438,6 +474,8 @@ export class Gen {
         throw err;
       }
       if (r === undefined) {
+        if (to.id === 'INTERVAL' || to.id === 'TIME')
+          throw this.beyond(`the ${to.id} text ${JSON.stringify(v.cv)}`, node);
         if (isTry) return this.nullOf(to, true);
         const message = Gen.castMessage(v.type, to, v.cv);
         // as DuckDB, a constant that cannot convert fails only when it is evaluated
@@ -576,6 +614,11 @@ export class Gen {
       case 'param': {
         const v = this.#params[node.i];
         if (!v) throw new Error('internal: unknown parameter');
+        return v;
+      }
+      case 'lvar': {
+        const v = this.#lvars.get(node.id);
+        if (!v) throw new Error(`internal: lambda parameter ${node.text} out of scope`);
         return v;
       }
       case 'and':
@@ -794,6 +837,16 @@ export class Gen {
     return { code: t, type: T.ANY, nullable: true };
   }
 
+  /** A bind error at `node` (for call implementations outside this module). */
+  error(message: string, node: Node): CompileError {
+    return new CompileError(message, node);
+  }
+
+  /** A construct outside the compiled subset, found with the types (DuckDB runs the query). */
+  beyond(message: string, node: Node): CompileError {
+    return new CompileError(`${message} is not yet supported in per-record SQL`, node, 'beyond');
+  }
+
   mismatch(name: string, args: Val[], node: Node): CompileError {
     const types = args.map((a) =>
       a.lit && isInt(a.type)
@@ -856,7 +909,8 @@ export class Gen {
       };
     }
     if (ta.id === 'VARCHAR' && tb.id === 'VARCHAR') return { a, b, kind: 'str' };
-    const scalar = (t: SqlType) => isNumeric(t) || t.id === 'BOOLEAN' || isTemporal(t);
+    const scalar = (t: SqlType) =>
+      isNumeric(t) || t.id === 'BOOLEAN' || isTemporal(t) || t.id === 'INTERVAL' || t.id === 'TIME';
     if (ta.id === 'VARCHAR' && scalar(tb)) {
       if (!a.lit && ordered) fail();
       return this.prepCmp(this.cast(a, tb, false, node), b, node, ordered);
@@ -875,6 +929,8 @@ export class Gen {
       return this.prepCmp(a, this.cast(b, ta, false, node), node, ordered);
     }
     if (isTemporal(ta) && isTemporal(tb)) return { a, b, kind: 'num' };
+    if (ta.id === 'TIME' && tb.id === 'TIME') return { a, b, kind: 'num' };
+    if (ta.id === 'INTERVAL' && tb.id === 'INTERVAL') return { a, b, kind: 'interval' };
     if ((ta.id === 'LIST' && tb.id === 'LIST') || (ta.id === 'STRUCT' && tb.id === 'STRUCT')) {
       if (ordered && !nestedComparable(ta, tb)) fail();
       return { a, b, kind: ordered ? 'nested' : 'deep' };
@@ -907,6 +963,8 @@ export class Gen {
         return op === '=' ? `deepEq(${a}, ${b})` : `!deepEq(${a}, ${b})`;
       case 'nested':
         return `nestedCmp(${a}, ${b}, ${x}) ${op} 0`;
+      case 'interval':
+        return `intervalCmp(${a}, ${b}) ${CMP_JS[op]} 0`;
       default:
         return `${a} ${CMP_JS[op]} ${b}`;
     }
@@ -997,6 +1055,9 @@ const STRICT = new Set([
   'array_extract',
   'struct_extract',
 ]);
+// (strptime's format is checked before its NULL: DuckDB refuses strptime(NULL, ''))
+for (const name of Object.keys(TEMPORAL_CALLS))
+  if (!['now', 'today', 'strptime', 'try_strptime'].includes(name)) STRICT.add(name);
 
 const constantCache = new WeakMap<Node, boolean>();
 
@@ -1004,16 +1065,23 @@ const constantCache = new WeakMap<Node, boolean>();
 export function constantSubtree(n: Node): boolean {
   let c = constantCache.get(n);
   if (c === undefined) {
-    c = !(n.k === 'leaf' || n.k === 'param' || (n.k === 'call' && (n.fn === 'now' || n.fn === 'today')));
+    c = !(
+      n.k === 'leaf' ||
+      n.k === 'param' ||
+      n.k === 'lvar' ||
+      (n.k === 'call' && (n.fn === 'now' || n.fn === 'today'))
+    );
     if (c) {
       const kids =
-        n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
-          ? n.args
-          : n.k === 'isnull'
-            ? [n.arg]
-            : n.k === 'case'
-              ? [...n.whens.flatMap((w) => [w.when, w.result]), ...(n.else ? [n.else] : [])]
-              : [];
+        n.k === 'call' && n.lambda
+          ? [...n.args, ...lambdaFree(n)]
+          : n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
+            ? n.args
+            : n.k === 'isnull'
+              ? [n.arg]
+              : n.k === 'case'
+                ? [...n.whens.flatMap((w) => [w.when, w.result]), ...(n.else ? [n.else] : [])]
+                : [];
       c = kids.every(constantSubtree);
     }
     constantCache.set(n, c);
@@ -1021,8 +1089,33 @@ export function constantSubtree(n: Node): boolean {
   return c;
 }
 
+/**
+ * What a lambda body reads from outside the lambda, for constantSubtree: the record (a leaf) and
+ * the clock are not constant; the lambda's own parameters are.
+ */
+function lambdaFree(call: Extract<Node, { k: 'call' }>): Node[] {
+  const out: Node[] = [];
+  // parameters of this lambda and of lambdas nested in its body are bound; any other is an outer lambda's
+  const bound = new Set<number>();
+  const visit = (n: Node): void => {
+    if (n.k === 'call' && n.lambda) for (const id of n.lambda.params) bound.add(id);
+    if (
+      n.k === 'leaf' ||
+      n.k === 'param' ||
+      (n.k === 'lvar' && !bound.has(n.id)) ||
+      (n.k === 'call' && (n.fn === 'now' || n.fn === 'today'))
+    )
+      out.push(n);
+    for (const c of children(n)) visit(c);
+  };
+  for (const id of call.lambda!.params) bound.add(id);
+  visit(call.lambda!.body);
+  return out;
+}
+
 /** Calls that handle ANY arguments themselves instead of going through a run-time site. */
 const ANY_NATIVE = new Set([
+  ...LAMBDA_CALLS,
   'array_extract',
   'struct_extract',
   'typeof',
@@ -1032,7 +1125,7 @@ const ANY_NATIVE = new Set([
   'struct_pack',
 ]);
 
-type CallImpl = (g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>) => Val;
+export type CallImpl = (g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>) => Val;
 
 function x(g: Gen, node: Node): string {
   return g.x(node);
@@ -1052,6 +1145,50 @@ function narrowLiteral(lit: Val, other: Val): Val {
   return lit.cv >= lo && lit.cv <= hi ? { ...lit, type: other.type } : lit;
 }
 
+/** Arithmetic on dates, timestamps, times and intervals, or undefined for other operands. */
+function temporalArith(g: Gen, op: string, a: Val, b: Val, node: Node): Val | undefined {
+  const ta = a.type.id === 'NULL' ? b.type : a.type;
+  const tb = b.type.id === 'NULL' ? a.type : b.type;
+  if (op === '*' && (ta.id === 'INTERVAL' || tb.id === 'INTERVAL')) {
+    const [iv, n] = ta.id === 'INTERVAL' ? [a, b] : [b, a];
+    if (g.isNull(n) || g.isNull(iv)) return g.op([iv, n], T.INTERVAL, 'null');
+    if (isInt(n.type))
+      return g.op([iv, n], T.INTERVAL, `intervalMulInt(${iv.code}, ${n.code}, ${x(g, node)})`);
+    if (n.type.id === 'DOUBLE' || n.type.id === 'DECIMAL') {
+      const f = g.convert(n, T.DOUBLE, node, () => g.mismatch(op, [a, b], node).message);
+      return g.op([iv, f], T.INTERVAL, `intervalMulDbl(${iv.code}, ${f.code}, ${x(g, node)})`);
+    }
+  }
+  if ((ta.id === 'INTERVAL' || tb.id === 'INTERVAL') && op !== '+' && op !== '-')
+    throw g.beyond(`the operator ${op} on an INTERVAL`, node);
+  if (op !== '+' && op !== '-') return undefined;
+  const ts = (t: SqlType) => t.id === 'TIMESTAMP' || t.id === 'TIMESTAMPTZ';
+  const stamp = (t: SqlType) => (t.id === 'TIMESTAMPTZ' ? T.TIMESTAMPTZ : T.TIMESTAMP);
+  if (op === '-' && isTemporal(ta) && isTemporal(tb) && (ts(ta) || ts(tb)))
+    return g.op([a, b], T.INTERVAL, `tsDiff(${a.code}, ${b.code})`);
+  if (isTemporal(ta) && tb.id === 'INTERVAL') {
+    const iv = op === '-' ? `intervalNeg(${b.code})` : b.code;
+    return g.op([a, b], stamp(ta), `tsAddInterval(${a.code}, ${iv})`);
+  }
+  if (op === '+' && ta.id === 'INTERVAL' && isTemporal(tb))
+    return g.op([a, b], stamp(tb), `tsAddInterval(${b.code}, ${a.code})`);
+  if (ta.id === 'INTERVAL' && tb.id === 'INTERVAL') {
+    const iv = op === '-' ? `intervalNeg(${b.code})` : b.code;
+    return g.op([a, b], T.INTERVAL, `intervalAdd(${a.code}, ${iv})`);
+  }
+  if (ta.id === 'TIME' && tb.id === 'INTERVAL') {
+    const iv = op === '-' ? `intervalNeg(${b.code})` : b.code;
+    return g.op([a, b], T.TIME, `timeAddInterval(${a.code}, ${iv})`);
+  }
+  if (op === '+' && ta.id === 'INTERVAL' && tb.id === 'TIME')
+    return g.op([a, b], T.TIME, `timeAddInterval(${b.code}, ${a.code})`);
+  if (op === '+' && ta.id === 'DATE' && tb.id === 'TIME')
+    return g.op([a, b], T.TIMESTAMP, `${a.code} + ${b.code}`);
+  if (op === '+' && ta.id === 'TIME' && tb.id === 'DATE')
+    return g.op([a, b], T.TIMESTAMP, `${a.code} + ${b.code}`);
+  return undefined;
+}
+
 function arith(op: string): CallImpl {
   return (g, args, node) => {
     let [a, b] = args as [Val, Val];
@@ -1069,13 +1206,15 @@ function arith(op: string): CallImpl {
     const ta = a.type.id === 'NULL' ? b.type : a.type;
     const tb = b.type.id === 'NULL' ? a.type : b.type;
     if (op === '+' && ta.id === 'LIST' && tb.id === 'LIST') return listConcatOp(g, a, b, node);
+    const temporal = temporalArith(g, op, a, b, node);
+    if (temporal) return temporal;
     if (ta.id === 'DATE' && isInt(tb) && (op === '+' || op === '-')) {
-      return g.op([a, b], T.DATE, `${a.code} ${op} ${b.code} * 86400000`);
+      return g.op([a, b], T.DATE, `${a.code} ${op} ${b.code} * 86400000000`);
     }
     if (isInt(ta) && tb.id === 'DATE' && op === '+')
-      return g.op([a, b], T.DATE, `${b.code} + ${a.code} * 86400000`);
+      return g.op([a, b], T.DATE, `${b.code} + ${a.code} * 86400000000`);
     if (ta.id === 'DATE' && tb.id === 'DATE' && op === '-')
-      return g.op([a, b], T.BIGINT, `(${a.code} - ${b.code}) / 86400000`);
+      return g.op([a, b], T.BIGINT, `(${a.code} - ${b.code}) / 86400000000`);
     if (!(isNumeric(ta) || ta.id === 'NULL') || !(isNumeric(tb) || tb.id === 'NULL')) {
       throw g.mismatch(op, args, node);
     }
@@ -1632,64 +1771,6 @@ function nullifFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val 
   return { code: r, type: a.type, nullable: true };
 }
 
-/** A timestamp-like argument: DATE, TIMESTAMP, TIMESTAMPTZ, or a string constant cast to TIMESTAMP. */
-function temporalArg(g: Gen, name: string, args: Val[], i: number, node: Node): Val {
-  const a = args[i]!;
-  if (g.isNull(a) || isTemporal(a.type)) return a;
-  if (a.lit && a.type.id === 'VARCHAR') return g.cast(a, T.TIMESTAMP, false, node);
-  throw g.mismatch(name, args, node);
-}
-
-function datePartFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
-  const p = g.convert(args[0]!, T.VARCHAR, node, () => g.mismatch('date_part', args, node).message);
-  const ts = temporalArg(g, 'date_part', args, 1, node);
-  const spec = g.constString(p);
-  if (spec === undefined)
-    throw new CompileError('the date part must be a constant string in per-record SQL', node);
-  if (spec === null) return g.nullOf(T.BIGINT);
-  const part = R.datePart(spec);
-  if (!part) throw new CompileError(`extract specifier "${spec}" not recognized`, node);
-  const type = part === 'epoch' || part === 'julian' ? T.DOUBLE : T.BIGINT;
-  return g.op([ts], type, `extractPart(${jsLit(part)}, ${ts.code})`);
-}
-
-function dateTruncFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
-  const p = g.convert(args[0]!, T.VARCHAR, node, () => g.mismatch('date_trunc', args, node).message);
-  const ts = temporalArg(g, 'date_trunc', args, 1, node);
-  const spec = g.constString(p);
-  if (spec === undefined)
-    throw new CompileError('the date part must be a constant string in per-record SQL', node);
-  const type = ts.type.id === 'TIMESTAMPTZ' ? T.TIMESTAMPTZ : T.TIMESTAMP;
-  if (spec === null) return g.nullOf(type);
-  const part = R.datePart(spec);
-  if (!part || !R.truncPartValid(part)) {
-    throw new CompileError(
-      `${part ? 'Unsupported' : 'extract specifier'} "${spec}" ${part ? 'for date_trunc' : 'not recognized'}`,
-      node,
-    );
-  }
-  return g.op([ts], type, `dateTrunc(${jsLit(part)}, ${ts.code})`);
-}
-
-function strftimeFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
-  // strftime(ts, format) and strftime(format, ts) are both accepted, as in DuckDB
-  const swapped = args[0]!.type.id === 'VARCHAR' && (isTemporal(args[1]!.type) || g.isNull(args[1]!));
-  const order = swapped ? [args[1]!, args[0]!] : [args[0]!, args[1]!];
-  const ts = temporalArg(g, 'strftime', order, 0, node);
-  const f = g.convert(order[1]!, T.VARCHAR, node, () => g.mismatch('strftime', args, node).message);
-  const format = g.constString(f);
-  if (format !== undefined && format !== null) {
-    let parts: ReturnType<typeof R.parseStrftime>;
-    try {
-      parts = R.parseStrftime(format);
-    } catch (err) {
-      throw new CompileError((err as Error).message, node);
-    }
-    return g.op([ts], T.VARCHAR, `strftime(${g.k(parts)}, ${ts.code})`);
-  }
-  return g.op([ts, f], T.VARCHAR, `strftimeDyn(${ts.code}, ${f.code}, ${x(g, node)})`);
-}
-
 function structPack(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   const names = node.names ?? [];
   const fields: [string, SqlType][] = [];
@@ -1819,6 +1900,7 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
       return g.op([a], t, `intNeg(${a.code}, ${lo}, ${JSON.stringify(INT_PHYS[t.id])}, ${x(g, node)})`);
     }
     if (t.id === 'DOUBLE' || t.id === 'DECIMAL') return g.op([a], t, `-${a.code}`);
+    if (t.id === 'INTERVAL') return g.op([a], t, `intervalNeg(${a.code})`);
     throw g.mismatch('-', args, node);
   },
   pos: (g, args, node) => {
@@ -1951,15 +2033,12 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   exp: mathDbl('exp', (c) => `Math.exp(${c})`),
   sign: signFn,
   nullif: nullifFn,
-  now: (g) => g.op([], T.TIMESTAMPTZ, 'Date.now()'),
-  today: (g) => g.op([], T.DATE, 'floorDay(Date.now())'),
-  date_trunc: dateTruncFn,
-  date_part: datePartFn,
-  strftime: strftimeFn,
+  ...TEMPORAL_CALLS,
   struct_pack: structPack,
   list_value: listValue,
   array_extract: arrayExtract,
   struct_extract: structExtract,
+  ...LIST_CALLS,
   typeof: (g, args) => {
     const [a] = args as [Val];
     if (a.type.id === 'ANY')

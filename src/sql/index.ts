@@ -9,7 +9,7 @@ import { Binder } from './bind.ts';
 import { getCatalog, invalid, parseSelect } from './parse.ts';
 import { Program } from './program.ts';
 
-export { BatchQuery, type BatchQueryOptions } from './batch.ts';
+export { BatchQuery, type BatchQueryOptions, duckBatchesInFlight } from './batch.ts';
 export { confineProcessDuckDB, createDuckDBInstance, getDuckDB, newDuckDBConnection } from './duckdb.ts';
 export { describeSubset } from './functions.ts';
 export { checkLookups, type LookupConfig, type Lookups, lookupSchema, lookupsSchema } from './lookups.ts';

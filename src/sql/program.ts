@@ -209,7 +209,9 @@ export class Program {
     }
     // values first, in select-list order
     const vals = cols.map((c) =>
-      c.kind === 'expr' ? [g.toOut(g.gen(c.node))] : c.replace.map((r) => g.toOut(g.gen(r.node))),
+      c.kind === 'expr'
+        ? [g.toOut(g.gen(c.node), c.node)]
+        : c.replace.map((r) => g.toOut(g.gen(r.node), r.node)),
     );
     if (!cols.some((c) => c.kind === 'star')) {
       const parts = cols.map((c, i) => {

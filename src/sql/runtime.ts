@@ -1,14 +1,18 @@
 /**
  * Run-time helpers called by compiled per-record SQL. Conventions (the "internal" representation
  * inside a compiled function): SQL NULL is `null`; integers, DOUBLE are JS numbers; DECIMAL(w,s)
- * is the scaled integer (1.50 in DECIMAL(3,2) is 150); DATE and TIMESTAMP are epoch milliseconds;
+ * is the scaled integer (1.50 in DECIMAL(3,2) is 150); DATE and TIMESTAMP are epoch microseconds (see runtime-temporal.ts);
  * VARCHAR is a string; LIST and STRUCT are arrays and objects holding record ("output")
  * representation values. Cast helpers return `undefined` when a value does not convert, so that
  * CAST can throw and TRY_CAST can yield NULL.
  */
 import { SluiceError } from '../sdk/errors.ts';
 import { parseDuckInt } from './int-parse.ts';
+import { tsStr } from './runtime-temporal.ts';
 import { type Shape, shapeOf } from './shape.ts';
+
+export * from './runtime-interval.ts';
+export * from './runtime-temporal.ts';
 
 /** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
 export function nullProto<T extends object>(o: T): T {
@@ -295,34 +299,6 @@ export function decStr(n: number, scale: number, width = 38): string {
   return `${neg ? '-' : ''}${digits.slice(0, cut)}.${digits.slice(cut)}`;
 }
 
-function pad2(n: number): string {
-  return n < 10 ? `0${n}` : String(n);
-}
-
-function yearStr(y: number): { y: string; bc: boolean } {
-  if (y <= 0) return { y: String(1 - y).padStart(4, '0'), bc: true };
-  return { y: String(y).padStart(4, '0'), bc: false };
-}
-
-export function dateStr(ms: number): string {
-  const d = new Date(ms);
-  const { y, bc } = yearStr(d.getUTCFullYear());
-  return `${y}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}${bc ? ' (BC)' : ''}`;
-}
-
-export function tsStr(ms: number): string {
-  const d = new Date(ms);
-  const { y, bc } = yearStr(d.getUTCFullYear());
-  let s = `${y}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}`;
-  const f = d.getUTCMilliseconds();
-  if (f) s += `.${String(f).padStart(3, '0').replace(/0+$/, '')}`;
-  return bc ? `${s} (BC)` : s;
-}
-
-export function tstzStr(ms: number): string {
-  return `${tsStr(ms)}+00`;
-}
-
 /** A record ("output" representation) value as DuckDB would print it as VARCHAR. */
 export function anyStr(v: unknown): string | null {
   switch (cls(v)) {
@@ -338,7 +314,7 @@ export function anyStr(v: unknown): string | null {
     case 4:
       return v ? 'true' : 'false';
     case 5:
-      return tsStr((v as Date).getTime());
+      return tsStr((v as Date).getTime() * 1000);
     case 6:
       return `[${(v as unknown[]).map((e) => nestedStr(e)).join(', ')}]`;
     case 7:
@@ -443,48 +419,6 @@ export function strToBool(s: string): boolean | undefined {
     default:
       return undefined;
   }
-}
-
-const DATE_RE = /^(-?\d{1,6})-(\d{1,2})-(\d{1,2})(?:\s*\(BC\))?/;
-const TS_RE =
-  /^(-?\d{1,6})-(\d{1,2})-(\d{1,2})(?:(?:[T ]|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d*))?)?)?\s*(?:(Z|UTC)|([+-])(\d{1,2})(?::?(\d{2}))?)?$/i;
-
-function civilMs(y: number, mo: number, d: number): number | undefined {
-  if (mo < 1 || mo > 12 || d < 1 || d > 31) return undefined;
-  const dt = new Date(0);
-  dt.setUTCFullYear(y, mo - 1, d);
-  if (dt.getUTCDate() !== d) return undefined;
-  return dt.getTime();
-}
-
-/** VARCHAR → DATE (epoch ms at UTC midnight): `YYYY-MM-DD`, optionally followed by a time that is ignored. */
-export function strToDate(s: string): number | undefined {
-  const t = trimSpace(s);
-  const m = DATE_RE.exec(t);
-  if (!m) return undefined;
-  const rest = t.slice(m[0].length);
-  if (rest !== '' && !/^[T ]\d/.test(rest)) return undefined;
-  if (rest !== '' && strToTs(t) === undefined) return undefined;
-  let y = Number(m[1]);
-  if (/\(BC\)/.test(m[0])) y = 1 - y;
-  return civilMs(y, Number(m[2]), Number(m[3]));
-}
-
-/**
- * VARCHAR → TIMESTAMP (epoch ms; sub-millisecond digits are dropped). A UTC offset is accepted and
- * ignored, as DuckDB (and PostgreSQL) do for a zone-less TIMESTAMP: '08:00+02:00' is 08:00.
- */
-export function strToTs(s: string): number | undefined {
-  const m = TS_RE.exec(trimSpace(s));
-  if (!m) return undefined;
-  const base = civilMs(Number(m[1]), Number(m[2]), Number(m[3]));
-  if (base === undefined) return undefined;
-  const h = Number(m[4] ?? 0);
-  const mi = Number(m[5] ?? 0);
-  const sec = Number(m[6] ?? 0);
-  if (h > 24 || mi > 59 || sec > 60 || (h === 24 && (mi > 0 || sec > 0))) return undefined;
-  const frac = m[7] ? Math.floor(Number(`0.${m[7]}`.slice(0, 5)) * 1000) : 0;
-  return base + ((h * 60 + mi) * 60 + sec) * 1000 + frac;
 }
 
 // ---------------------------------------------------------------- numeric casts
@@ -982,349 +916,6 @@ export function regexDyn(
   return re;
 }
 
-// ---------------------------------------------------------------- dates
-
-const DAY = 86400000;
-
-export function floorDay(ms: number): number {
-  return Math.floor(ms / DAY) * DAY;
-}
-
-function isoWeekInfo(ms: number): { year: number; week: number } {
-  const d = new Date(floorDay(ms));
-  const dow = (d.getUTCDay() + 6) % 7; // Monday = 0
-  const thursday = new Date(d.getTime() + (3 - dow) * DAY);
-  const year = thursday.getUTCFullYear();
-  const jan1 = Date.UTC(year, 0, 1);
-  const week = Math.floor((thursday.getTime() - jan1) / DAY / 7) + 1;
-  return { year, week };
-}
-
-const PART_ALIASES: Record<string, string> = nullProto({
-  year: 'year',
-  y: 'year',
-  yr: 'year',
-  yrs: 'year',
-  years: 'year',
-  month: 'month',
-  mon: 'month',
-  mons: 'month',
-  months: 'month',
-  day: 'day',
-  d: 'day',
-  days: 'day',
-  dayofmonth: 'day',
-  hour: 'hour',
-  h: 'hour',
-  hr: 'hour',
-  hrs: 'hour',
-  hours: 'hour',
-  minute: 'minute',
-  m: 'minute',
-  min: 'minute',
-  mins: 'minute',
-  minutes: 'minute',
-  second: 'second',
-  s: 'second',
-  sec: 'second',
-  secs: 'second',
-  seconds: 'second',
-  millisecond: 'millisecond',
-  ms: 'millisecond',
-  msec: 'millisecond',
-  msecs: 'millisecond',
-  milliseconds: 'millisecond',
-  millisecon: 'millisecond',
-  microsecond: 'microsecond',
-  us: 'microsecond',
-  usec: 'microsecond',
-  usecs: 'microsecond',
-  microseconds: 'microsecond',
-  microsecon: 'microsecond',
-  week: 'week',
-  w: 'week',
-  weeks: 'week',
-  weekofyear: 'week',
-  quarter: 'quarter',
-  quarters: 'quarter',
-  decade: 'decade',
-  dec: 'decade',
-  decades: 'decade',
-  decs: 'decade',
-  century: 'century',
-  c: 'century',
-  cent: 'century',
-  centuries: 'century',
-  millennium: 'millennium',
-  mil: 'millennium',
-  millenia: 'millennium',
-  millennia: 'millennium',
-  millenium: 'millennium',
-  mils: 'millennium',
-  dow: 'dow',
-  dayofweek: 'dow',
-  weekday: 'dow',
-  isodow: 'isodow',
-  doy: 'doy',
-  dayofyear: 'doy',
-  isoyear: 'isoyear',
-  yearweek: 'yearweek',
-  epoch: 'epoch',
-  era: 'era',
-  julian: 'julian',
-  timezone: 'timezone',
-  timezone_hour: 'timezone_hour',
-  timezone_minute: 'timezone_minute',
-});
-
-/** The canonical date part for a specifier, or undefined when DuckDB would not recognise it. */
-export function datePart(spec: string): string | undefined {
-  return PART_ALIASES[spec.toLowerCase()];
-}
-
-/** extract/date_part on epoch ms. Integral parts are BIGINT; epoch and julian are DOUBLE. */
-export function extractPart(part: string, ms: number): number {
-  const d = new Date(ms);
-  switch (part) {
-    case 'year':
-      return d.getUTCFullYear();
-    case 'month':
-      return d.getUTCMonth() + 1;
-    case 'day':
-      return d.getUTCDate();
-    case 'hour':
-      return d.getUTCHours();
-    case 'minute':
-      return d.getUTCMinutes();
-    case 'second':
-      return d.getUTCSeconds();
-    case 'millisecond':
-      return d.getUTCSeconds() * 1000 + d.getUTCMilliseconds();
-    case 'microsecond':
-      return (d.getUTCSeconds() * 1000 + d.getUTCMilliseconds()) * 1000;
-    case 'week':
-      return isoWeekInfo(ms).week;
-    case 'isoyear':
-      return isoWeekInfo(ms).year;
-    case 'yearweek': {
-      const w = isoWeekInfo(ms);
-      return w.year * 100 + w.week;
-    }
-    case 'quarter':
-      return Math.floor(d.getUTCMonth() / 3) + 1;
-    case 'decade':
-      return Math.floor(d.getUTCFullYear() / 10);
-    case 'century': {
-      const y = d.getUTCFullYear();
-      return y > 0 ? Math.floor((y - 1) / 100) + 1 : -Math.floor(-y / 100) - 1;
-    }
-    case 'millennium': {
-      const y = d.getUTCFullYear();
-      return y > 0 ? Math.floor((y - 1) / 1000) + 1 : -Math.floor(-y / 1000) - 1;
-    }
-    case 'dow':
-      return d.getUTCDay();
-    case 'isodow':
-      return d.getUTCDay() === 0 ? 7 : d.getUTCDay();
-    case 'doy':
-      return Math.floor((floorDay(ms) - Date.UTC(d.getUTCFullYear(), 0, 1)) / DAY) + 1;
-    case 'epoch':
-      return ms / 1000;
-    case 'era':
-      return d.getUTCFullYear() > 0 ? 1 : 0;
-    case 'julian':
-      return Math.floor(ms / DAY) + 2440588;
-    default:
-      return 0; // timezone parts: timestamps are UTC
-  }
-}
-
-const TRUNC_PARTS = new Set([
-  'year',
-  'month',
-  'day',
-  'hour',
-  'minute',
-  'second',
-  'millisecond',
-  'microsecond',
-  'week',
-  'quarter',
-  'decade',
-  'century',
-  'millennium',
-  'isoyear',
-]);
-
-export function truncPartValid(part: string): boolean {
-  return TRUNC_PARTS.has(part);
-}
-
-export function dateTrunc(part: string, ms: number): number {
-  const d = new Date(ms);
-  const y = d.getUTCFullYear();
-  const at = (yy: number, mo = 0, dd = 1) => {
-    const t = new Date(0);
-    t.setUTCFullYear(yy, mo, dd);
-    return t.getTime();
-  };
-  switch (part) {
-    case 'year':
-      return at(y);
-    case 'quarter':
-      return at(y, Math.floor(d.getUTCMonth() / 3) * 3);
-    case 'month':
-      return at(y, d.getUTCMonth());
-    case 'week': {
-      const day = floorDay(ms);
-      return day - ((new Date(day).getUTCDay() + 6) % 7) * DAY;
-    }
-    case 'isoyear': {
-      const iy = isoWeekInfo(ms).year;
-      const jan4 = at(iy, 0, 4);
-      return jan4 - ((new Date(jan4).getUTCDay() + 6) % 7) * DAY;
-    }
-    case 'day':
-      return floorDay(ms);
-    case 'hour':
-      return Math.floor(ms / 3600000) * 3600000;
-    case 'minute':
-      return Math.floor(ms / 60000) * 60000;
-    case 'second':
-      return Math.floor(ms / 1000) * 1000;
-    case 'decade':
-      return at(Math.floor(y / 10) * 10);
-    case 'century':
-      return at(Math.floor(y / 100) * 100);
-    case 'millennium':
-      return at(Math.floor(y / 1000) * 1000);
-    default:
-      return ms; // millisecond, microsecond: timestamps hold milliseconds
-  }
-}
-
-// ---------------------------------------------------------------- strftime
-
-const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
-const MONTHS = [
-  'January',
-  'February',
-  'March',
-  'April',
-  'May',
-  'June',
-  'July',
-  'August',
-  'September',
-  'October',
-  'November',
-  'December',
-];
-
-type FmtPart = string | ((d: Date, ms: number) => string);
-
-function weekNumber(d: Date, mondayFirst: boolean): number {
-  const doy = Math.floor((d.getTime() - Date.UTC(d.getUTCFullYear(), 0, 1)) / DAY);
-  const dow = mondayFirst ? (d.getUTCDay() + 6) % 7 : d.getUTCDay();
-  return Math.floor((doy + 7 - dow) / 7);
-}
-
-const SPECIFIERS: Record<string, (d: Date, ms: number) => string> = nullProto({
-  a: (d) => DAYS[d.getUTCDay()]!.slice(0, 3),
-  A: (d) => DAYS[d.getUTCDay()]!,
-  w: (d) => String(d.getUTCDay()),
-  u: (d) => String(d.getUTCDay() === 0 ? 7 : d.getUTCDay()),
-  d: (d) => pad2(d.getUTCDate()),
-  '-d': (d) => String(d.getUTCDate()),
-  b: (d) => MONTHS[d.getUTCMonth()]!.slice(0, 3),
-  h: (d) => MONTHS[d.getUTCMonth()]!.slice(0, 3),
-  B: (d) => MONTHS[d.getUTCMonth()]!,
-  m: (d) => pad2(d.getUTCMonth() + 1),
-  '-m': (d) => String(d.getUTCMonth() + 1),
-  y: (d) => pad2(((d.getUTCFullYear() % 100) + 100) % 100),
-  '-y': (d) => String(((d.getUTCFullYear() % 100) + 100) % 100),
-  Y: (d) => String(d.getUTCFullYear()),
-  H: (d) => pad2(d.getUTCHours()),
-  '-H': (d) => String(d.getUTCHours()),
-  I: (d) => pad2(d.getUTCHours() % 12 || 12),
-  '-I': (d) => String(d.getUTCHours() % 12 || 12),
-  p: (d) => (d.getUTCHours() < 12 ? 'AM' : 'PM'),
-  M: (d) => pad2(d.getUTCMinutes()),
-  '-M': (d) => String(d.getUTCMinutes()),
-  S: (d) => pad2(d.getUTCSeconds()),
-  '-S': (d) => String(d.getUTCSeconds()),
-  g: (d) => String(d.getUTCMilliseconds()).padStart(3, '0'),
-  f: (d) => `${String(d.getUTCMilliseconds()).padStart(3, '0')}000`,
-  n: (d) => `${String(d.getUTCMilliseconds()).padStart(3, '0')}000000`,
-  z: () => '+00',
-  Z: () => '',
-  j: (d) => String(extractPart('doy', d.getTime())).padStart(3, '0'),
-  '-j': (d) => String(extractPart('doy', d.getTime())),
-  U: (d) => pad2(weekNumber(d, false)),
-  W: (d) => pad2(weekNumber(d, true)),
-  V: (d) => pad2(isoWeekInfo(d.getTime()).week),
-  G: (d) => String(isoWeekInfo(d.getTime()).year),
-  c: (_d, ms) => tsStr(Math.floor(ms / 1000) * 1000),
-  x: (d) => dateStr(d.getTime()),
-  X: (d) => `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}`,
-});
-
-/** Parses a strftime format once; throws RangeError with DuckDB's message on an unknown specifier. */
-export function parseStrftime(format: string): FmtPart[] {
-  const parts: FmtPart[] = [];
-  let lit = '';
-  for (let i = 0; i < format.length; i++) {
-    const c = format[i]!;
-    if (c !== '%') {
-      lit += c;
-      continue;
-    }
-    if (i + 1 >= format.length) {
-      throw new RangeError(`Failed to parse format specifier ${format}: Trailing format character %`);
-    }
-    let spec = format[++i]!;
-    if (spec === '%') {
-      lit += '%';
-      continue;
-    }
-    if (spec === '-' && i + 1 < format.length) spec += format[++i]!;
-    const fn = SPECIFIERS[spec];
-    if (!fn) {
-      throw new RangeError(
-        `Failed to parse format specifier ${format}: Unrecognized format for strftime/strptime: %${spec}`,
-      );
-    }
-    if (lit) parts.push(lit);
-    lit = '';
-    parts.push(fn);
-  }
-  if (lit) parts.push(lit);
-  return parts;
-}
-
-export function strftime(parts: FmtPart[], ms: number): string {
-  const d = new Date(ms);
-  let out = '';
-  for (const p of parts) out += typeof p === 'string' ? p : p(d, ms);
-  return out;
-}
-
-const fmtCache = new Map<string, FmtPart[]>();
-
-export function strftimeDyn(ms: number, format: string, x: string): string {
-  let parts = fmtCache.get(format);
-  if (!parts) {
-    try {
-      parts = parseStrftime(format);
-    } catch (e) {
-      return evalError((e as Error).message, x, format);
-    }
-    if (fmtCache.size > 1000) fmtCache.clear();
-    fmtCache.set(format, parts);
-  }
-  return strftime(parts, ms);
-}
-
 // ---------------------------------------------------------------- nested values
 
 /** Equality of record-representation values, as DuckDB compares LISTs and STRUCTs (NULLs equal inside). */
@@ -1486,3 +1077,4 @@ export function copyStar(
     setOwn(o, k, repl?.has(k) ? repl.get(k) : row[k]);
   }
 }
+export * from './runtime-lists.ts';

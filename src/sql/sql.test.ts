@@ -79,8 +79,11 @@ describe('invalid SQL is refused with its position', () => {
       /the function md5\(\) is not yet supported in per-record SQL; supported: SELECT/,
     ],
     ['SELECT CAST(a AS FOO) FROM input', /unknown type FOO/],
-    ['SELECT CAST(a AS INTERVAL) FROM input', /CAST to INTERVAL is not yet supported/],
-    ['SELECT a[1:2] FROM input', /list slicing/],
+    [
+      'SELECT CAST(a AS INTERVAL) FROM input',
+      /a cast to INTERVAL of a value that is not a constant string is not allowed/,
+    ],
+    ['SELECT a[1:3:2] FROM input', /list slicing with a step/],
     ['SELECT $1 FROM input', /query parameters/],
     ['INSERT INTO t VALUES (1)', /only a SELECT statement/],
     ['SELECT 1 FROM input; SELECT 2 FROM input', /only one SQL statement/],

@@ -1,5 +1,10 @@
 /** Loading records into DuckDB temp tables with DuckDB's appender (no SQL text per row). */
-import { type DuckDBConnection, DuckDBTimestampValue, type DuckDBType } from '@duckdb/node-api';
+import {
+  type DuckDBAppender,
+  type DuckDBConnection,
+  DuckDBTimestampValue,
+  type DuckDBType,
+} from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
 import { duckType, duckValue, type Shape } from './shape.ts';
 
@@ -30,12 +35,31 @@ export async function appendRecords(
   values: readonly Record<string, unknown>[],
   ids: readonly number[],
 ): Promise<void> {
-  const writers: Writer[] = columns.map((c) => ({ name: c.name, shape: c.shape, type: duckType(c.shape) }));
   const appender = await conn.createAppender(table, 'main', 'temp');
+  try {
+    appendRows(appender, columns, values, ids, 'BIGINT');
+  } finally {
+    appender.closeSync();
+  }
+}
+
+/**
+ * `appendRecords` on an appender kept open across calls (creating one is a round trip to
+ * DuckDB's thread), flushed at the end; the row number column is a BIGINT or an INTEGER.
+ */
+export function appendRows(
+  appender: DuckDBAppender,
+  columns: readonly Column[],
+  values: readonly Record<string, unknown>[],
+  ids: readonly number[],
+  idType: 'BIGINT' | 'INTEGER',
+): void {
+  const writers: Writer[] = columns.map((c) => ({ name: c.name, shape: c.shape, type: duckType(c.shape) }));
   try {
     for (let i = 0; i < values.length; i++) {
       const row = values[i]!;
-      appender.appendBigInt(BigInt(ids[i]!));
+      if (idType === 'INTEGER') appender.appendInteger(ids[i]!);
+      else appender.appendBigInt(BigInt(ids[i]!));
       for (const w of writers) {
         const v = row[w.name];
         if (v === null || v === undefined) {
@@ -69,6 +93,8 @@ export async function appendRecords(
     }
     appender.flushSync();
   } catch (err) {
+    // rows appended but not flushed would go with the next flush
+    appender.clear();
     throw new SluiceError(
       'SLUICE_INTERNAL',
       `loading records into DuckDB failed: ${(err as Error).message}`,
@@ -76,7 +102,5 @@ export async function appendRecords(
         cause: err,
       },
     );
-  } finally {
-    appender.closeSync();
   }
 }

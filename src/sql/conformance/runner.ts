@@ -6,14 +6,14 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { type DuckDBConnection, type DuckDBInstance, LIST, listValue, VARCHAR } from '@duckdb/node-api';
 import { SluiceError } from '../../sdk/errors.ts';
 import type { RecordValue } from '../../sdk/types.ts';
 import { BatchQuery, shapesOf } from '../batch.ts';
 import { createDuckDBInstance } from '../duckdb.ts';
 import { compileSelect } from '../index.ts';
 import { planQuery } from '../plan.ts';
-import { shapeSql } from '../shape.ts';
+import { shapeKey, shapeSql } from '../shape.ts';
 import { appendRecords, quoteIdent } from '../table.ts';
 import { fromDuckDB, sqlValueConverter } from '../values.ts';
 import { parseSlt, type SltRecord } from './slt.ts';
@@ -24,9 +24,13 @@ export const EXCEPTIONS_FILE = new URL('./exceptions.json', import.meta.url).pat
 /** How long one DuckDB statement may run before it is interrupted (the suite must not hang). */
 const STATEMENT_MS = 5_000;
 /** How long Sluice's DuckDB path may take for one query over all its records. */
-const FALLBACK_MS = 10_000;
+const FALLBACK_MS = 30_000;
 /** Rows of a test table given to a query as records; the rest are left out (reported). */
 export const MAX_RECORDS = 64;
+
+/** Statements that are not SELECTs (no need to ask DuckDB's parser). */
+const SETUP =
+  /^\s*(CREATE|INSERT|UPDATE|DELETE|DROP|ALTER|SET|RESET|PRAGMA|COPY|ATTACH|DETACH|USE|BEGIN|COMMIT|ROLLBACK|CHECKPOINT|INSTALL|LOAD|CALL|EXPORT|IMPORT|VACUUM|ANALYZE|PREPARE|EXECUTE|DEALLOCATE)\b/i;
 
 /** Settings that change how DuckDB runs, never what it answers: ignored, not applied. */
 const HARMLESS_SETTINGS = new Set([
@@ -105,6 +109,8 @@ export interface Report {
   /** Records left out of the comparison: a null field DuckDB's binder cannot type (see untypedNull). */
   untypedNullRecords: number;
   ms: number;
+  /** Milliseconds per phase: open (fresh databases), parse, setup, records, duckdb (the oracle), sluice. */
+  phases: Record<string, number>;
 }
 
 function emptyCounts(): Counts {
@@ -134,6 +140,18 @@ type Outcome =
   | { kind: 'error'; message: string };
 
 class Interrupted extends Error {}
+
+/** Milliseconds spent per phase of the run (opening databases, parsing, setup, DuckDB, Sluice). */
+const timings: Record<string, number> = {};
+
+async function timed<T>(phase: string, f: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await f();
+  } finally {
+    timings[phase] = (timings[phase] ?? 0) + performance.now() - t0;
+  }
+}
 
 /** Runs `sql` on `conn`, interrupting it after `ms`. */
 async function run<T>(conn: DuckDBConnection, ms: number, f: () => Promise<T>): Promise<T> {
@@ -178,8 +196,12 @@ async function loadCatalog(conn: DuckDBConnection): Promise<Catalog> {
 
 /** The state of one test file's database that decides whether a query is in scope. */
 interface FileState {
-  /** The first SET/PRAGMA that changed a setting: later queries are out of scope. */
+  /** Settings that differ from their defaults now (lambda_syntax apart): queries are out of scope. */
   setting?: string;
+  /** lambda_syntax differs from its default: queries with `->` are out of scope. */
+  lambdaSyntax?: boolean;
+  /** The settings of a fresh database, to tell a change from setting a default (`SET Calendar='gregorian'`). */
+  defaults: Map<string, string>;
   /** Macros, functions and types the file created (lower case): queries naming them are out of scope. */
   userNames: Set<string>;
 }
@@ -221,6 +243,7 @@ function scope(sql: string, ast: Ast, cat: Catalog, state: FileState): Scoped | 
   else return { out: `FROM ${from.type.toLowerCase().replace(/_/g, ' ')}` };
   if (kind === 'constant' && node.where_clause) return { out: 'WHERE without FROM' };
   if (state.setting) return { out: `after SET/PRAGMA ${state.setting}` };
+  if (state.lambdaSyntax && sql.includes('->')) return { out: 'a `->` lambda after SET lambda_syntax' };
   const why = expressionScope(
     { select: node.select_list, where: node.where_clause, mods: node.modifiers },
     cat,
@@ -280,6 +303,27 @@ function expressionScope(root: unknown, cat: Catalog): string | undefined {
   return why;
 }
 
+/**
+ * DuckDB's ASTs of a file's statements (`{ error: true }` for a statement that is not a SELECT or
+ * does not parse), in one round trip: parsing needs none of the file's state.
+ */
+async function parseAll(conn: DuckDBConnection, sqls: string[]): Promise<Map<string, Ast>> {
+  const unique = [...new Set(sqls.filter((q) => !SETUP.test(q)))];
+  const out = new Map<string, Ast>();
+  if (!unique.length) return out;
+  const r = await timed('parse', () =>
+    conn.runAndReadAll(
+      'SELECT json_serialize_sql(s) FROM unnest($1) WITH ORDINALITY AS t(s, i) ORDER BY i',
+      [listValue(unique)],
+      [LIST(VARCHAR)],
+    ),
+  );
+  r.getRowsJS().forEach(([json], i) => {
+    out.set(unique[i]!, JSON.parse(String(json)));
+  });
+  return out;
+}
+
 /** Names of the functions, operators and casts a query uses (for grouping disagreements). */
 function functionsOf(ast: Ast): string[] {
   const names = new Set<string>();
@@ -312,26 +356,52 @@ function firstLine(message: string): string {
   return message.split('\n')[0]!.slice(0, 300);
 }
 
-/** DuckDB's answer for one record: the query over a one-row `input` typed as Sluice types the record. */
-async function oracle(conn: DuckDBConnection, sql: string, value: RecordValue): Promise<Outcome> {
-  const names = Object.keys(value);
-  const shapes = shapesOf(value, names);
-  const defs = ['__sluice_row BIGINT'];
-  const cols: string[] = [];
-  const typed: { name: string; shape: (typeof shapes)[number] }[] = [];
-  names.forEach((n, i) => {
-    const s = shapes[i]!;
-    if (s.k === 'NULL') cols.push(`NULL AS ${quoteIdent(n)}`);
-    else {
-      defs.push(`${quoteIdent(n)} ${shapeSql(s)}`);
-      cols.push(quoteIdent(n));
-      typed.push({ name: n, shape: s });
+/**
+ * The one-row `input` of a file's database (a temp view over a temp table), typed as Sluice types
+ * the record, built with the DuckDB path's own code. Consecutive records of one shape reuse it.
+ */
+class OracleInput {
+  #key?: string;
+  #value?: RecordValue;
+  readonly conn: DuckDBConnection;
+
+  constructor(conn: DuckDBConnection) {
+    this.conn = conn;
+  }
+
+  async load(value: RecordValue): Promise<void> {
+    const names = Object.keys(value);
+    const shapes = shapesOf(value, names);
+    const typed = names.flatMap((name, i) => (shapes[i]!.k === 'NULL' ? [] : [{ name, shape: shapes[i]! }]));
+    const key = `${names.join('\u0000')}\u0001${shapes.map(shapeKey).join('\u0000')}`;
+    if (key === this.#key) {
+      if (this.#value === value || !names.length) return;
+      await this.conn.run('DELETE FROM __sluice_conformance');
+    } else {
+      const defs = ['__sluice_row BIGINT', ...typed.map((c) => `${quoteIdent(c.name)} ${shapeSql(c.shape)}`)];
+      const cols = names.map((n, i) =>
+        shapes[i]!.k === 'NULL' ? `NULL AS ${quoteIdent(n)}` : quoteIdent(n),
+      );
+      if (!cols.length) cols.push('__sluice_row');
+      await this.conn.run(`CREATE OR REPLACE TEMP TABLE __sluice_conformance (${defs.join(', ')})`);
+      await this.conn.run(
+        `CREATE OR REPLACE TEMP VIEW input AS SELECT ${cols.join(', ')} FROM __sluice_conformance`,
+      );
+      this.#key = key;
     }
-  });
-  if (!cols.length) cols.push('__sluice_row');
-  await conn.run(`CREATE OR REPLACE TEMP TABLE __sluice_conformance (${defs.join(', ')})`);
-  await appendRecords(conn, '__sluice_conformance', typed, [value], [0]);
-  await conn.run(`CREATE OR REPLACE TEMP VIEW input AS SELECT ${cols.join(', ')} FROM __sluice_conformance`);
+    await appendRecords(this.conn, '__sluice_conformance', typed, [value], [0]);
+    this.#value = value;
+  }
+}
+
+/** DuckDB's answer for one record: the query over a one-row `input` typed as Sluice types the record. */
+async function oracle(
+  input: OracleInput,
+  conn: DuckDBConnection,
+  sql: string,
+  value: RecordValue,
+): Promise<Outcome> {
+  await input.load(value);
   try {
     const r = await run(conn, STATEMENT_MS, () => conn.runAndReadAll(sql));
     const rows = r.convertRows(sqlValueConverter) as unknown[][];
@@ -384,16 +454,21 @@ async function sluice(sql: string, records: RecordValue[]): Promise<{ path: Path
 async function fallback(sql: string, records: RecordValue[]): Promise<Outcome[]> {
   const q = await BatchQuery.open(sql);
   try {
+    // one batch, as a step gives it; each record's index rides in its metadata key
     const work = (async () => {
-      const outcomes: Outcome[] = [];
-      for (const value of records) {
-        const r = await q.process([{ value, meta: {} }]);
-        const rej = r.rejected?.[0];
-        if (rej) outcomes.push({ kind: 'error', message: `${rej.error.code}: ${rej.error.message}` });
-        else if (!r.records.length) outcomes.push({ kind: 'filtered' });
-        else if (r.records.length > 1)
-          outcomes.push({ kind: 'error', message: `${r.records.length} records for one` });
-        else outcomes.push({ kind: 'value', value: r.records[0]!.value });
+      const r = await q.process(records.map((value, i) => ({ value, meta: { key: i } })));
+      const outcomes: Outcome[] = records.map(() => ({ kind: 'filtered' }));
+      const seen = new Set<number>();
+      for (const rej of r.rejected ?? []) {
+        const i = rej.record?.meta.key as number;
+        outcomes[i] = { kind: 'error', message: `${rej.error.code}: ${rej.error.message}` };
+      }
+      for (const out of r.records) {
+        const i = out.meta.key as number;
+        outcomes[i] = seen.has(i)
+          ? { kind: 'error', message: 'several output records for one input record' }
+          : { kind: 'value', value: out.value };
+        seen.add(i);
       }
       return outcomes;
     })();
@@ -514,7 +589,23 @@ function categoryOf(kind: string, mine: Outcome, theirs: Outcome, fns: string[])
     return `Sluice errors: ${messageClass(mine.message)}`;
   if (kind === 'DuckDB errors, Sluice gives a value' && theirs.kind === 'error')
     return `DuckDB errors: ${messageClass(theirs.message)}`;
+  if (kind === 'column names differ' && mine.kind === 'value' && theirs.kind === 'value')
+    return `column names differ: ${nameDifference(Object.keys(mine.value), Object.keys(theirs.value))}`;
   return `${kind}: ${fns.filter((f) => !f.startsWith('COMPARE_') && !f.startsWith('CONJUNCTION_')).join(', ') || '(none)'}`;
+}
+
+/** The part of the first differing column name that differs: Sluice's text, then DuckDB's. */
+function nameDifference(mine: string[], theirs: string[]): string {
+  if (mine.length !== theirs.length) return `${mine.length} columns where DuckDB has ${theirs.length}`;
+  const i = mine.findIndex((n, k) => n !== theirs[k]);
+  const a = mine[i]!;
+  const b = theirs[i]!;
+  let start = 0;
+  while (start < a.length && a[start] === b[start]) start++;
+  let end = 0;
+  while (end < a.length - start && end < b.length - start && a.at(-1 - end) === b.at(-1 - end)) end++;
+  const cut = (t: string) => JSON.stringify(t.slice(start, t.length - end).slice(0, 40));
+  return `Sluice ${cut(a)} where DuckDB ${cut(b)}`;
 }
 
 /** The records a table's rows make, as Sluice's DuckDB readers give them. */
@@ -556,6 +647,10 @@ function settingName(sql: string): string | undefined {
 export interface RunOptions {
   /** Only files whose path (relative to the test root) contains this. */
   filter?: string;
+  /** The test files' folder (default: DuckDB's files under src/sql/conformance/duckdb/). */
+  root?: string;
+  /** The exceptions file (default: src/sql/conformance/exceptions.json). */
+  exceptionsFile?: string;
   /** Called after each file, for progress. */
   onFile?: (file: string, ms: number) => void;
 }
@@ -564,12 +659,12 @@ async function listTests(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries
     .filter((e) => e.isFile() && e.name.endsWith('.test'))
-    .map((e) => relative(TEST_ROOT, join(e.parentPath, e.name)).split(sep).join('/'))
+    .map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join('/'))
     .sort();
 }
 
-export async function loadExceptions(): Promise<Exception[]> {
-  const doc = JSON.parse(await readFile(EXCEPTIONS_FILE, 'utf8')) as { exceptions: Exception[] };
+export async function loadExceptions(path = EXCEPTIONS_FILE): Promise<Exception[]> {
+  const doc = JSON.parse(await readFile(path, 'utf8')) as { exceptions: Exception[] };
   return doc.exceptions;
 }
 
@@ -580,7 +675,8 @@ export function exceptionKey(file: string, sql: string): string {
 /** Runs every test file and classifies every query; see Report. */
 export async function runConformance(opts: RunOptions = {}): Promise<Report> {
   const started = Date.now();
-  const exceptions = await loadExceptions();
+  const root = opts.root ?? TEST_ROOT;
+  const exceptions = await loadExceptions(opts.exceptionsFile);
   const byKey = new Map(exceptions.map((e) => [exceptionKey(e.file, e.sql), e]));
   const used = new Set<string>();
   const report: Report = {
@@ -593,13 +689,17 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
     truncatedTables: 0,
     untypedNullRecords: 0,
     ms: 0,
+    phases: {},
   };
   let catalog: Catalog | undefined;
-  for (const file of await listTests(TEST_ROOT)) {
+  // the next file's database is created while this file runs (creating one takes a while)
+  let next: Promise<DuckDBInstance> | undefined;
+  for (const file of await listTests(root)) {
     if (opts.filter && !file.includes(opts.filter)) continue;
     const t0 = Date.now();
-    const records = parseSlt(await readFile(join(TEST_ROOT, file), 'utf8'));
-    const skip = fileSkipReason(records, await readFile(join(TEST_ROOT, file), 'utf8'));
+    const text = await readFile(join(root, file), 'utf8');
+    const records = parseSlt(text);
+    const skip = fileSkipReason(records, text);
     if (skip) {
       report.skippedFiles.push({ file, reason: skip });
       continue;
@@ -607,12 +707,20 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
     const dir = file.split('/')[0]!;
     report.byDirectory[dir] ??= emptyCounts();
     const counts = report.byDirectory[dir];
-    const db: DuckDBInstance = await createDuckDBInstance();
+    const db: DuckDBInstance = await timed('open', () => next ?? createDuckDBInstance());
+    next = createDuckDBInstance();
     const conn = await db.connect();
     try {
       await conn.run('SET threads = 1');
       catalog ??= await loadCatalog(conn);
-      const state: FileState = { userNames: new Set() };
+      const asts = await parseAll(
+        conn,
+        records.flatMap((r) => (r.kind === 'command' ? [] : [r.sql])),
+      );
+      const tables = new Map<string, Awaited<ReturnType<typeof tableRecords>>>();
+      const state: FileState = { userNames: new Set(), defaults: await readSettings(conn) };
+      const input = new OracleInput(conn);
+      const pending: Promise<void>[] = [];
       for (const rec of records) {
         if (rec.kind === 'command') {
           if (rec.name === 'halt') break;
@@ -626,16 +734,11 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
           count('outOfScope');
           report.outOfScopeReasons[reason] = (report.outOfScopeReasons[reason] ?? 0) + 1;
         };
-        let ast: Ast;
-        try {
-          const r = await conn.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [rec.sql]);
-          ast = JSON.parse(String(r.getRowsJS()[0]?.[0]));
-        } catch {
-          ast = { error: true };
-        }
+        const ast: Ast = asts.get(rec.sql) ?? { error: true };
         if (ast.error) {
           // not a SELECT: a statement that sets the file's state up
-          await execute(conn, rec.sql, state);
+          await timed('setup', () => execute(conn, rec.sql, state));
+          tables.clear();
           if (rec.kind === 'query') outOfScope('not a SELECT');
           continue;
         }
@@ -644,35 +747,40 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
           outOfScope(s.out);
           continue;
         }
-        const verdict = await judgeQuery(conn, file, rec, s, ast);
+        const verdict = await judgeQuery(conn, input, tables, file, rec, s, ast);
         if ('out' in verdict) {
           outOfScope(verdict.out);
           continue;
         }
-        if (verdict.truncated) report.truncatedTables++;
-        report.untypedNullRecords += verdict.untypedNull ?? 0;
-        count('inScope');
-        if (!verdict.disagreement) {
-          count(
-            verdict.path === 'compiled'
-              ? 'agreeCompiled'
-              : verdict.path === 'fallback'
-                ? 'agreeFallback'
-                : 'agreeRefused',
-          );
-          continue;
-        }
-        const key = exceptionKey(file, rec.sql);
-        const exception = byKey.get(key);
-        if (exception) {
-          used.add(key);
-          count('excepted');
-          report.disagreements.push({ ...verdict.disagreement, excepted: exception.reason });
-        } else {
-          count('disagree');
-          report.disagreements.push(verdict.disagreement);
-        }
+        pending.push(
+          verdict.finish.then((judged) => {
+            if (judged.truncated) report.truncatedTables++;
+            report.untypedNullRecords += judged.untypedNull ?? 0;
+            count('inScope');
+            if (!judged.disagreement) {
+              count(
+                judged.path === 'compiled'
+                  ? 'agreeCompiled'
+                  : judged.path === 'fallback'
+                    ? 'agreeFallback'
+                    : 'agreeRefused',
+              );
+              return;
+            }
+            const key = exceptionKey(file, rec.sql);
+            const exception = byKey.get(key);
+            if (exception) {
+              used.add(key);
+              count('excepted');
+              report.disagreements.push({ ...judged.disagreement, excepted: exception.reason });
+            } else {
+              count('disagree');
+              report.disagreements.push(judged.disagreement);
+            }
+          }),
+        );
       }
+      await Promise.all(pending);
     } finally {
       conn.closeSync();
       db.closeSync();
@@ -682,7 +790,13 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
   report.stale = exceptions.filter(
     (e) => !used.has(exceptionKey(e.file, e.sql)) && (!opts.filter || e.file.includes(opts.filter)),
   );
+  if (next) (await next).closeSync();
+  report.disagreements.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
   report.ms = Date.now() - started;
+  for (const [k, v] of Object.entries(timings)) {
+    report.phases[k] = Math.round(v);
+    delete timings[k];
+  }
   return report;
 }
 
@@ -708,7 +822,7 @@ async function execute(conn: DuckDBConnection, sql: string, state: FileState): P
   } catch {
     return;
   }
-  if (setting) state.setting ??= setting;
+  if (setting) await noteSettings(conn, state);
   else if (/^\s*(ATTACH|USE)\b/i.test(sql)) state.setting ??= 'ATTACH/USE';
   for (const m of sql.matchAll(
     /\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:MACRO|FUNCTION|TYPE)\s+(?:IF\s+NOT\s+EXISTS\s+)?((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))*)/gi,
@@ -717,9 +831,41 @@ async function execute(conn: DuckDBConnection, sql: string, state: FileState): P
   }
 }
 
-type Verdict =
-  | { out: string }
-  | { path: Path; truncated: boolean; untypedNull?: number; disagreement?: Disagreement };
+async function readSettings(conn: DuckDBConnection): Promise<Map<string, string>> {
+  const r = await conn.runAndReadAll('SELECT name, value FROM duckdb_settings()');
+  return new Map(r.getRowsJS().map(([n, v]) => [String(n), String(v)]));
+}
+
+/** After a SET/RESET/PRAGMA: which settings now differ from a fresh database's (so scope follows RESET too). */
+async function noteSettings(conn: DuckDBConnection, state: FileState): Promise<void> {
+  const now = await readSettings(conn);
+  const changed = [...now]
+    .filter(([n, v]) => state.defaults.get(n) !== v && !HARMLESS_SETTINGS.has(n.toLowerCase()))
+    .map(([n]) => n);
+  state.lambdaSyntax = changed.includes('lambda_syntax');
+  // one name is enough for the reason (an alias such as null_order changes with its setting)
+  state.setting = changed.find((n) => n !== 'lambda_syntax');
+}
+
+type Judged = { path: Path; truncated: boolean; untypedNull?: number; disagreement?: Disagreement };
+/** Out of scope, or in scope with Sluice's side under way (it needs no state of the file's database). */
+type Verdict = { out: string } | { finish: Promise<Judged> };
+
+/** How many queries' Sluice side run at once: each waits mostly on DuckDB's threads. */
+const SLUICE_CONCURRENCY = Number(process.env.SLUICE_CONFORMANCE_CONCURRENCY ?? 4);
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function limit<T>(f: () => Promise<T>): Promise<T> {
+  if (running >= SLUICE_CONCURRENCY) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await f();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
 
 /**
  * A record with a null field on which DuckDB's binder cannot pick a function: the field is an
@@ -737,6 +883,9 @@ function untypedNull(record: RecordValue, theirs: Outcome): boolean {
 
 async function judgeQuery(
   conn: DuckDBConnection,
+  input: OracleInput,
+  /** Records per table, read once until a statement may have changed them. */
+  tables: Map<string, Awaited<ReturnType<typeof tableRecords>>>,
   file: string,
   rec: Extract<SltRecord, { sql: string }>,
   s: Scoped,
@@ -745,13 +894,16 @@ async function judgeQuery(
   let records: RecordValue[] = [{}];
   let truncated = false;
   if (s.kind === 'table') {
-    let got: Awaited<ReturnType<typeof tableRecords>>;
-    try {
-      got = await tableRecords(conn, s.table!);
-    } catch (err) {
-      return {
-        out: err instanceof Interrupted ? 'reading the table took too long' : 'the table cannot be read',
-      };
+    let got = tables.get(s.table!);
+    if (!got) {
+      try {
+        got = await timed('records', () => tableRecords(conn, s.table!));
+      } catch (err) {
+        got = {
+          out: err instanceof Interrupted ? 'reading the table took too long' : 'the table cannot be read',
+        };
+      }
+      tables.set(s.table!, got);
     }
     if ('out' in got) return got;
     if (!got.records.length) return { out: 'the table is empty' };
@@ -760,16 +912,31 @@ async function judgeQuery(
   }
   const theirs: Outcome[] = [];
   try {
-    for (const r of records) theirs.push(await oracle(conn, s.sluiceSql, r));
+    for (const r of records) theirs.push(await timed('duckdb', () => oracle(input, conn, s.sluiceSql, r)));
   } catch (err) {
     if (err instanceof Interrupted) return { out: 'DuckDB took too long' };
     throw err;
-  } finally {
-    await conn.run('DROP VIEW IF EXISTS input; DROP TABLE IF EXISTS __sluice_conformance');
   }
+  const untyped = records.map((r, i) => untypedNull(r, theirs[i]!));
+  const compared = untyped.filter((u) => !u).length;
+  if (!compared) return { out: 'only records with an untyped NULL DuckDB cannot bind' };
+  return { finish: limit(() => compareSluice(file, rec, s, ast, records, theirs, truncated, untyped)) };
+}
+
+/** Sluice's answer for the records, compared with DuckDB's. */
+async function compareSluice(
+  file: string,
+  rec: Extract<SltRecord, { sql: string }>,
+  s: Scoped,
+  ast: Ast,
+  records: RecordValue[],
+  theirs: Outcome[],
+  truncated: boolean,
+  untyped: boolean[],
+): Promise<Judged> {
   let mine: { path: Path; outcomes: Outcome[] };
   try {
-    mine = await sluice(s.sluiceSql, records);
+    mine = await timed('sluice', () => sluice(s.sluiceSql, records));
   } catch (err) {
     mine = {
       path: 'fallback',
@@ -777,9 +944,7 @@ async function judgeQuery(
     };
   }
   const tolerant = TRANSCENDENTAL.test(s.sluiceSql);
-  const untyped = records.map((r, i) => untypedNull(r, theirs[i]!));
   const compared = untyped.filter((u) => !u).length;
-  if (!compared) return { out: 'only records with an untyped NULL DuckDB cannot bind' };
   for (let i = 0; i < records.length; i++) {
     if (untyped[i]) continue;
     const kind = differ(mine.outcomes[i]!, theirs[i]!, tolerant);
@@ -796,7 +961,7 @@ async function judgeQuery(
         record: JSON.parse(show(records[i])),
         sluice: showOutcome(mine.outcomes[i]!),
         duckdb: showOutcome(theirs[i]!),
-        category: categoryOf(kind, mine.outcomes[i]!, theirs[i]!, functionsOf(ast)),
+        category: `[${mine.path}] ${categoryOf(kind, mine.outcomes[i]!, theirs[i]!, functionsOf(ast))}`,
       },
     };
   }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineStep, mapRecords, SluiceError } from '../../sdk/index.ts';
 import type { ComponentContext, ConfigIssue, StepInstance } from '../../sdk/types.ts';
-import { BatchQuery, compileCondition, planQuery } from '../../sql/index.ts';
+import { BatchQuery, compileCondition, duckBatchesInFlight, planQuery } from '../../sql/index.ts';
 
 const config = z
   .object({
@@ -95,5 +95,10 @@ export async function createFilterStep(
     return { ...mapRecords((record) => (condition(record.value) ? record : null)), keepsRecords: true };
   }
   const batch = await BatchQuery.open(cfg.condition, { mode: 'condition', baseDir: ctx.baseDir });
-  return { process: (records) => batch.process(records), close: () => batch.close(), keepsRecords: true };
+  return {
+    process: (records) => batch.process(records),
+    inFlight: duckBatchesInFlight(ctx.batchSize),
+    close: () => batch.close(),
+    keepsRecords: true,
+  };
 }

@@ -209,6 +209,29 @@ describe('sql step on DuckDB micro-batches', () => {
     );
   });
 
+  test('asks the engine for several batches in flight, joined into DuckDB calls; compiled asks for none', async () => {
+    const duck = await make("SELECT *, levenshtein(name, 'x') AS d FROM input");
+    const compiled = await make('SELECT *, length(name) AS d FROM input');
+    try {
+      assert.deepEqual(
+        duck.inFlight,
+        { batches: 32, ordered: true },
+        'batches of 100: 32 (4,096 records, at most 32)',
+      );
+      assert.equal(compiled.inFlight, undefined);
+      // handed in together, as the engine does: each batch its own output, in order
+      const batches = [0, 1, 2].map((b) => [rec({ name: `n${b}` }, b)]);
+      const out = await Promise.all(batches.map((batch) => duck.process(batch)));
+      assert.deepEqual(
+        out.map((r) => r.records.map((o) => [o.value.name, o.meta.position?.offset])),
+        [[['n0', 0]], [['n1', 1]], [['n2', 2]]],
+      );
+    } finally {
+      await duck.close?.();
+      await compiled.close?.();
+    }
+  });
+
   test('a batch is not judged by the statistics of the batch before it (the prepared plan is reused)', async () => {
     // DuckDB's statistics propagation proves `id = 7` false over a table of ids 1 and 3 and folds
     // the CASE away; reused for the next batch, that plan gave id 7 the ELSE branch, not the error.

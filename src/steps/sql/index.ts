@@ -12,6 +12,7 @@ import {
   BatchQuery,
   checkLookups,
   compileSelect,
+  duckBatchesInFlight,
   lookupsSchema,
   newDuckDBConnection,
   planQuery,
@@ -80,6 +81,7 @@ export async function createSqlStep(
     const batch = await BatchQuery.open(cfg.query, shared);
     return {
       process: async (records, schema) => withSchema(await batch.process(records), records, schema),
+      inFlight: duckBatchesInFlight(ctx.batchSize),
       close: () => closeAll(() => batch.close()),
     };
   }
