@@ -772,6 +772,13 @@ function re2Syntax(p: string): string {
           continue;
         }
       }
+      // an octal escape: \0 and up to two more octal digits, or \1-\7 followed by one or two
+      if (n >= '0' && n <= '7' && (n === '0' || (p[i + 2]! >= '0' && p[i + 2]! <= '7'))) {
+        const oct = /^[0-7]{1,3}/.exec(p.slice(i + 1))![0];
+        out += `\\u{${Number.parseInt(oct, 8).toString(16)}}`;
+        i += oct.length;
+        continue;
+      }
       if (n === 'Q' && !inClass) {
         const end = p.indexOf('\\E', i + 2);
         out += escapeRe(p.slice(i + 2, end < 0 ? p.length : end));
