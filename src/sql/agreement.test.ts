@@ -367,7 +367,7 @@ describe('regular expressions', () => {
 });
 
 describe('RE2 syntax and the DuckDB path', () => {
-  test('\\x{HHHH}, \\Q...\\E, \\z, \\A and [[:alpha:]] classes mean what they mean in RE2', async () => {
+  test('\\x{HHHH}, octal \\123, \\Q...\\E, \\z, \\A and [[:alpha:]] classes mean what they mean in RE2', async () => {
     await agreeAll(
       [
         "regexp_matches('00 001', '^00\\x{0020}001$')",
@@ -377,6 +377,8 @@ describe('RE2 syntax and the DuckDB path', () => {
         "regexp_matches('axb', '\\Qa.b\\E')",
         "regexp_matches('a]', '[]a]+$')",
         "regexp_replace('a-b_c', '[[:punct:]]', '', 'g')",
+        "regexp_matches('S', '\\123')",
+        "regexp_replace(E'\\001\\002\\003', '\\002?', 'x', 'g')",
       ],
       ROW,
       'compiled',

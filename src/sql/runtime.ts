@@ -788,6 +788,13 @@ function re2Syntax(p: string): string {
           continue;
         }
       }
+      // an octal escape: \0 and up to two more octal digits, or \1-\7 followed by one or two
+      if (n >= '0' && n <= '7' && (n === '0' || (p[i + 2]! >= '0' && p[i + 2]! <= '7'))) {
+        const oct = /^[0-7]{1,3}/.exec(p.slice(i + 1))![0];
+        out += `\\u{${Number.parseInt(oct, 8).toString(16)}}`;
+        i += oct.length;
+        continue;
+      }
       if (n === 'Q' && !inClass) {
         const end = p.indexOf('\\E', i + 2);
         out += escapeRe(p.slice(i + 2, end < 0 ? p.length : end));
@@ -1034,7 +1041,12 @@ export function unifyStructs(items: unknown[]): unknown[] {
       // lists of structs: unify all their elements together
       const flat = unifyStructs(items.flatMap((l) => (Array.isArray(l) ? l : [])));
       let at = 0;
-      return items.map((l) => (Array.isArray(l) ? flat.slice(at, (at += l.length)) : l));
+      return items.map((l) => {
+        if (!Array.isArray(l)) return l;
+        const part = flat.slice(at, at + l.length);
+        at += l.length;
+        return part;
+      });
     }
     if (typeof v !== 'object' || v instanceof Date) return items;
     const own = Object.keys(v);
