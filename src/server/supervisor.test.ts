@@ -117,12 +117,15 @@ describe('supervisor', () => {
       const next = await submit(store, generateSpec('next', { count: 5 }));
       supervisor.wake(); // as a submit through the API does
       launch.open();
+      // Its process is not waited for: a job process is niced and may crawl on a loaded machine.
+      const started = (id: string) =>
+        logger.lines.some((l) => l.msg === 'job process started' && l.fields.job_id === id);
       await waitUntil(
-        'the job submitted after the cancel succeeded',
-        async () => (await store.requireJob(next.id)).state === 'succeeded',
+        'the job submitted after the cancel got the slot and a process',
+        () => started(next.id),
         {
           gone: () =>
-            logger.lines.some((l) => l.msg === 'job process started' && l.fields.job_id === endless.id)
+            started(endless.id)
               ? 'the cancelled job got a process after all, which holds the only slot'
               : undefined,
         },
@@ -135,7 +138,6 @@ describe('supervisor', () => {
         (await store.events(endless.id)).map((e) => e.to_state),
         ['pending', 'running', 'cancelling', 'cancelled'],
       );
-      assert.equal(supervisor.running, 0);
     } finally {
       launch.open();
       await supervisor.stop();
