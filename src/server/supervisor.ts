@@ -17,7 +17,7 @@ import { apiJob, evaluateChecks, eventFor, jobPaths } from './jobs.ts';
 import { IllegalTransitionError, isTerminal, type JobState } from './lifecycle.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { type LiveProgress, type StartMessage, WORKER_EXIT, type WorkerMessage } from './protocol.ts';
-import type { JobPatch, JobRecord, JobStore } from './store/jobs.ts';
+import type { JobPatch, JobRecord, JobStore, PipelineVersion } from './store/jobs.ts';
 import type { WebhookService } from './webhooks.ts';
 
 const WORKER = path.join(import.meta.dirname, 'worker.ts');
@@ -55,6 +55,14 @@ interface LiveJob {
   exited: Promise<void>;
 }
 
+/** A job moved to running, with what its process needs. */
+interface PreparedLaunch {
+  job: JobRecord;
+  version: PipelineVersion;
+  paths: ReturnType<typeof jobPaths>;
+  attempt: number;
+}
+
 /** What the job's summary keeps of each attempt (one per process). */
 interface AttemptSummary {
   run_id: string;
@@ -67,6 +75,11 @@ interface AttemptSummary {
 export class Supervisor {
   readonly #o: SupervisorOptions;
   readonly #live = new Map<string, LiveJob>();
+  /**
+   * Jobs moved to running whose process is not forked yet, with the reason of a cancel that came
+   * meanwhile: the launch then ends the job instead of forking a process nothing would stop.
+   */
+  readonly #starting = new Map<string, { cancelled?: string }>();
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #again = false;
@@ -122,36 +135,26 @@ export class Supervisor {
   }
 
   async #launch(pending: JobRecord): Promise<void> {
-    const { store, stateDir, logger } = this.#o;
-    // The spec was validated at submit; the job process validates it again (a lookup file may have
-    // gone) and exits with WORKER_EXIT.invalid. Validating here too would put DuckDB's SQL parsing
-    // on the API's event loop.
-    const version = await store.getVersion(pending.pipeline_id, pending.pipeline_version);
-    if (!version) {
-      await this.#finalize(
-        pending,
-        'pending',
-        'failed',
-        `it could not start: pipeline version ${pending.pipeline_version} is gone`,
-      );
+    const { store, logger } = this.#o;
+    // Registered before the first await: from the move to running on, a cancel must find either
+    // this or the process.
+    const starting: { cancelled?: string } = {};
+    this.#starting.set(pending.id, starting);
+    let prepared: PreparedLaunch | undefined;
+    try {
+      prepared = await this.#prepare(pending);
+    } finally {
+      this.#starting.delete(pending.id);
+    }
+    if (!prepared) return;
+    const { job, version, paths, attempt } = prepared;
+    // From here to `#live.set` nothing awaits, so a cancel either came already or finds the process.
+    if (starting.cancelled !== undefined) {
+      await this.#finalize(job, 'cancelling', 'cancelled', starting.cancelled);
+      logger.info('job cancelled before its process started', { job_id: job.id });
+      this.wake(); // the slot it was given is free again
       return;
     }
-    const attempt = pending.restarts + 1;
-    const job = await store.transition(
-      pending.id,
-      'pending',
-      'running',
-      attempt === 1 ? 'started' : `restarted (attempt ${attempt})`,
-      {
-        reason: null,
-        next_start_at: null,
-        started_at: pending.started_at ?? Date.now(),
-      },
-    );
-    if (!job) return; // cancelled meanwhile
-    const paths = jobPaths(stateDir, job.id);
-    await mkdir(paths.runs, { recursive: true });
-    await mkdir(paths.tmp, { recursive: true });
     // The job's stdout and stderr (its JSON log lines) go to its log file, kept across restarts.
     const logFd = openSync(paths.log, 'a');
     let child: ChildProcess;
@@ -190,6 +193,8 @@ export class Supervisor {
           logger.error('could not record the end of a job process', { job_id: job.id, error: String(err) }),
         )
         .finally(() => {
+          // A cancel that came while the end was being recorded set a timer for a process gone already.
+          if (live.killTimer) clearTimeout(live.killTimer);
           this.#live.delete(job.id);
           resolveExit();
           this.wake();
@@ -207,7 +212,7 @@ export class Supervisor {
       jobId: job.id,
       attempt,
       pipelineName: job.pipeline_name,
-      version: version!,
+      version,
       params: job.params,
       runsDir: paths.runs,
       checkpointDir: paths.checkpoints,
@@ -220,6 +225,41 @@ export class Supervisor {
       if (err) logger.warn('could not hand the job to its process (it died at once)', { job_id: job.id });
     });
     logger.info('job process started', { job_id: job.id, pid: child.pid, attempt });
+  }
+
+  /** Moves a due pending job to running and makes its folders; undefined when it is not to run. */
+  async #prepare(pending: JobRecord): Promise<PreparedLaunch | undefined> {
+    const { store, stateDir } = this.#o;
+    // The spec was validated at submit; the job process validates it again (a lookup file may have
+    // gone) and exits with WORKER_EXIT.invalid. Validating here too would put DuckDB's SQL parsing
+    // on the API's event loop.
+    const version = await store.getVersion(pending.pipeline_id, pending.pipeline_version);
+    if (!version) {
+      await this.#finalize(
+        pending,
+        'pending',
+        'failed',
+        `it could not start: pipeline version ${pending.pipeline_version} is gone`,
+      );
+      return undefined;
+    }
+    const attempt = pending.restarts + 1;
+    const job = await store.transition(
+      pending.id,
+      'pending',
+      'running',
+      attempt === 1 ? 'started' : `restarted (attempt ${attempt})`,
+      {
+        reason: null,
+        next_start_at: null,
+        started_at: pending.started_at ?? Date.now(),
+      },
+    );
+    if (!job) return undefined; // cancelled meanwhile
+    const paths = jobPaths(stateDir, job.id);
+    await mkdir(paths.runs, { recursive: true });
+    await mkdir(paths.tmp, { recursive: true });
+    return { job, version, paths, attempt };
   }
 
   #onMessage(live: LiveJob, m: WorkerMessage): void {
@@ -237,7 +277,7 @@ export class Supervisor {
     if (live.killTimer) clearTimeout(live.killTimer);
     const { store, logger } = this.#o;
     const exit = signal ? `killed by ${signal}` : `exit code ${code}`;
-    const job = await store.getJob(live.job.id);
+    let job = await store.getJob(live.job.id);
     if (!job) return;
     const attempts = this.#attempts(job, live, exit);
     logger.info('job process ended', { job_id: job.id, exit, state: job.state });
@@ -248,6 +288,12 @@ export class Supervisor {
       return;
     }
     const summary = live.summary;
+    if (job.state === 'running') {
+      if (await this.#endRun(job, live, code, exit, attempts)) return;
+      // A cancel moved the job to cancelling after the read above; it ends as a cancelled job.
+      job = await store.getJob(job.id);
+      if (!job) return;
+    }
     if (job.state === 'cancelling') {
       const to: JobState = summary?.status === 'succeeded' && code === 0 ? 'succeeded' : 'cancelled';
       await this.#finalize(
@@ -259,31 +305,38 @@ export class Supervisor {
         attempts,
         live.checks,
       );
-      return;
     }
-    if (job.state !== 'running') return;
+  }
+
+  /** The next state of a running job whose process ended; false when the job was no longer running. */
+  async #endRun(
+    job: JobRecord,
+    live: LiveJob,
+    code: number | null,
+    exit: string,
+    attempts: AttemptSummary[],
+  ): Promise<boolean> {
+    const summary = live.summary;
     if (code === WORKER_EXIT.succeeded && summary?.status === 'succeeded') {
-      await this.#finalize(job, 'running', 'succeeded', 'finished', summary, attempts, live.checks);
-    } else if (code === WORKER_EXIT.failed && summary?.failure?.retriable) {
+      return this.#finalize(job, 'running', 'succeeded', 'finished', summary, attempts, live.checks);
+    }
+    if (code === WORKER_EXIT.failed && summary?.failure?.retriable) {
       // A dropped connection or a broker away: a restart from the checkpoint may well succeed.
-      await this.#crashed(
+      return this.#crashed(
         job,
         `it failed: ${summary.failure.code}: ${summary.failure.message}`,
         summary,
         attempts,
       );
-    } else if (
-      (code === WORKER_EXIT.failed && summary?.status === 'failed') ||
-      code === WORKER_EXIT.invalid
-    ) {
+    }
+    if ((code === WORKER_EXIT.failed && summary?.status === 'failed') || code === WORKER_EXIT.invalid) {
       // The run failed on its own (error limit, bad input, invalid spec): running it again would fail again.
       const why = summary?.failure
         ? `${summary.failure.code}: ${summary.failure.message}`
         : `its spec no longer validates: ${live.invalid ?? 'see the job log'}`;
-      await this.#finalize(job, 'running', 'failed', why, summary, attempts);
-    } else {
-      await this.#crashed(job, exit, summary, attempts);
+      return this.#finalize(job, 'running', 'failed', why, summary, attempts);
     }
+    return this.#crashed(job, exit, summary, attempts);
   }
 
   /**
@@ -295,11 +348,11 @@ export class Supervisor {
     exit: string,
     summary: RunSummary | undefined,
     attempts: AttemptSummary[],
-  ): Promise<void> {
+  ): Promise<boolean> {
     const policy = job.restart_policy;
     const used = job.restarts;
     if (used >= policy.attempts) {
-      await this.#finalize(
+      return this.#finalize(
         job,
         'running',
         'failed',
@@ -308,10 +361,9 @@ export class Supervisor {
         summary,
         attempts,
       );
-      return;
     }
     const wait = Math.min(policy.max_backoff_ms, policy.backoff_ms * 2 ** used);
-    await this.#o.store.transition(
+    const moved = await this.#o.store.transition(
       job.id,
       'running',
       'pending',
@@ -323,11 +375,13 @@ export class Supervisor {
         summary: { ...(job.summary ?? {}), attempts },
       },
     );
+    if (!moved) return false;
     this.#o.logger.warn(`job restarting from its checkpoint: ${why(exit)}`, {
       job_id: job.id,
       exit,
       wait_ms: wait,
     });
+    return true;
   }
 
   #attempts(job: JobRecord, live: LiveJob, exit: string): AttemptSummary[] {
@@ -345,7 +399,7 @@ export class Supervisor {
   /**
    * Moves a job to a final state with its post-processing: the summary (the last attempt's, with
    * totals over all attempts), the checks (which can fail a job whose process succeeded), metrics
-   * and webhooks.
+   * and webhooks. False when the job was no longer in `from`.
    */
   async #finalize(
     job: JobRecord,
@@ -355,7 +409,7 @@ export class Supervisor {
     summary?: RunSummary,
     attempts?: AttemptSummary[],
     specChecks?: Check[],
-  ): Promise<void> {
+  ): Promise<boolean> {
     const { store, logger, metrics, webhooks } = this.#o;
     const totals = { read: 0, written: 0, failed: 0, filtered: 0, skipped: 0 };
     for (const a of attempts ?? []) {
@@ -400,7 +454,7 @@ export class Supervisor {
       if (!(err instanceof IllegalTransitionError)) throw err;
       logger.error('illegal job transition refused', { job_id: job.id, error: err.message });
     }
-    if (!done) return;
+    if (!done) return false;
     if (state === 'failed') logger.warn('alert: job failed', { alert: true, job_id: job.id, reason: why });
     const duration = done.started_at ? (done.ended_at ?? Date.now()) - done.started_at : 0;
     metrics.jobEnded(done.id, done.pipeline_name, state, duration);
@@ -410,6 +464,7 @@ export class Supervisor {
         .emit(event, { job: apiJob(done), summary: done.summary, checks: done.checks })
         .catch((err) => logger.error('could not queue webhooks', { job_id: job.id, error: String(err) }));
     }
+    return true;
   }
 
   /** Cancel: a pending job at once; a running one drains, then is killed after the grace period. */
@@ -427,6 +482,12 @@ export class Supervisor {
     if (!moved) return this.cancel(await store.requireJob(job.id), reason);
     const live = this.#live.get(job.id);
     if (!live) {
+      const starting = this.#starting.get(job.id);
+      if (starting) {
+        // Its process is about to be forked: the launch sees this and ends the job instead.
+        starting.cancelled = reason;
+        return moved;
+      }
       // No process here (it died a moment ago): nothing to drain.
       await this.#finalize(moved, 'cancelling', 'cancelled', reason);
       return store.requireJob(job.id);

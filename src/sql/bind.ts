@@ -4,6 +4,7 @@
  */
 import { closest, distance } from 'fastest-levenshtein';
 import type { SluiceError } from '../sdk/errors.ts';
+import { constantSubtree } from './codegen.ts';
 import { describeSubset, FUNCTION_NAMES, FUNCTIONS } from './functions.ts';
 import { type BoundQuery, children, type Node, type OutColumn, type PathSeg } from './ir.ts';
 import { type AstNode, type Catalog, invalid, type Parsed } from './parse.ts';
@@ -60,6 +61,8 @@ const CAST_TYPES: Record<string, SqlType> = nullProto({
   BOOLEAN: T.BOOLEAN,
   DATE: T.DATE,
   TIMESTAMP: T.TIMESTAMP,
+  INTERVAL: T.INTERVAL,
+  TIME: T.TIME,
 });
 
 const TYPE_TEXT: Record<string, string> = nullProto({
@@ -77,7 +80,7 @@ const BARE_FUNCTIONS: Record<string, string> = nullProto({
 
 export class Binder {
   readonly #ctx: BindContext;
-  /** Alias of `input` in FROM (also `input` itself), for qualified references. */
+  /** Alias of `input` in FROM (also `input` itself), lower case (DuckDB's names ignore case). */
   #tableNames = new Set(['input']);
   /** Offsets of the expressions being bound, innermost last: the position of a node DuckDB does not place. */
   #where: number[] = [];
@@ -200,11 +203,11 @@ export class Binder {
     }
     if (from.sample || from.at_clause || from.column_name_alias?.length)
       throw this.unsupported('this FROM clause', from);
-    if (from.alias) this.#tableNames.add(String(from.alias));
+    if (from.alias) this.#tableNames.add(String(from.alias).toLowerCase());
   }
 
   #star(item: AstNode): OutColumn {
-    if (item.relation_name && !this.#tableNames.has(String(item.relation_name))) {
+    if (item.relation_name && !this.#tableNames.has(String(item.relation_name).toLowerCase())) {
       throw this.error(`unknown table "${item.relation_name}" in ${item.relation_name}.*`, item);
     }
     if (item.columns || item.expr) throw this.unsupported('COLUMNS(...)', item);
@@ -385,7 +388,7 @@ export class Binder {
       if (bare) return { k: 'call', fn: bare, args: [], text: names[0]!, loc };
     }
     const text = names.map((n) => this.quoteIdent(n)).join('.');
-    if (names.length > 1 && this.#tableNames.has(names[0]!)) names = names.slice(1);
+    if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
     return { k: 'leaf', path: names, text, loc };
   }
 
@@ -395,6 +398,14 @@ export class Binder {
       const { width, scale } = t.type_info ?? { width: 18, scale: 3 };
       if (width > 38 || scale > width)
         throw this.error(`DECIMAL(${width},${scale}) is not a valid type`, ast);
+      // compiled SQL holds a DECIMAL as a scaled integer in a JavaScript number: with more than 15
+      // fractional digits not even 1 is exact there, so DuckDB runs the query
+      if (scale > 15) {
+        throw this.beyond(
+          `DECIMAL(${width},${scale}) has more fractional digits than JavaScript numbers hold exactly (15)`,
+          ast,
+        );
+      }
       return {
         type: decimal(width, scale),
         text: scale === 0 ? `DECIMAL(${width})` : `DECIMAL(${width}, ${scale})`,
@@ -415,6 +426,15 @@ export class Binder {
   #cast(ast: AstNode, loc: number | undefined): Node {
     const arg = this.expr(ast.child);
     const { type, text: typeText } = this.castType(ast.cast_type, ast);
+    // INTERVAL and TIME text is parsed here only when constant (its common forms); DuckDB takes the rest
+    if (
+      (type.id === 'INTERVAL' || type.id === 'TIME') &&
+      !(arg.k === 'const' && (arg.type.id === 'VARCHAR' || arg.type.id === 'NULL'))
+    )
+      throw this.beyond(
+        `a cast to ${type.id} of a value that is not a constant string is not allowed in per-record SQL`,
+        ast,
+      );
     const fn = ast.try_cast ? 'try_cast' : 'cast';
     return {
       k: 'call',
@@ -564,6 +584,22 @@ export class Binder {
     if (info.name === 'array_extract' || info.name === 'struct_extract') {
       return this.#extract(args[0]!, args[1]!, text, ast, loc);
     }
+    if (
+      (info.name === 'date_part' || info.name === 'date_trunc' || info.name === 'date_diff') &&
+      !constantSubtree(args[0]!)
+    ) {
+      throw this.beyond(
+        `${info.name}() with a part that is not a constant is not allowed in per-record SQL`,
+        ast,
+      );
+    }
+    if (info.name === 'strftime' && !constantSubtree(args[0]!) && !constantSubtree(args[1]!)) {
+      // DuckDB's own refusal, at bind time
+      throw this.error('strftime format must be a constant', ast);
+    }
+    if ((info.name === 'strptime' || info.name === 'try_strptime') && !constantSubtree(args[1]!)) {
+      throw this.error('strptime format must be a constant', ast);
+    }
     return { k: 'call', fn: info.name, args, text, loc };
   }
 
@@ -587,7 +623,9 @@ export class Binder {
     // the compiled subset first; any other DuckDB function runs on DuckDB
     let near = nearest(FUNCTION_NAMES);
     if (!near.length) {
-      const scalar = [...this.#ctx.catalog.functions].filter(([, t]) => t !== 'aggregate').map(([n]) => n);
+      const scalar = [...this.#ctx.catalog.functions]
+        .filter(([, t]) => t === 'scalar' || t === 'macro')
+        .map(([n]) => n);
       near = nearest(scalar.filter((n) => /^[a-z][a-z0-9_]*$/.test(n)));
     }
     const hint = near.length

@@ -5,6 +5,7 @@
  * overflow, NULL propagation, decimal scale). Values whose type is only known per record (an
  * element of a record's list) go through a run-time site that compiles the operator per type.
  */
+import { TEMPORAL_CALLS } from './calls/temporal.ts';
 import type { Node } from './ir.ts';
 import * as R from './runtime.ts';
 import {
@@ -27,9 +28,13 @@ import {
 /** A type or constant problem found while generating code: a bind error in DuckDB's terms. */
 export class CompileError extends Error {
   readonly node: Node;
-  /** 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind error. */
-  readonly kind: 'type' | 'value';
-  constructor(message: string, node: Node, kind: 'type' | 'value' = 'type') {
+  /**
+   * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind
+   * error; 'beyond': outside the compiled subset, or a constant the compiled path cannot hold exactly
+   * (at validation, the query goes to DuckDB).
+   */
+  readonly kind: 'type' | 'value' | 'beyond';
+  constructor(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type') {
     super(message);
     this.name = 'CompileError';
     this.node = node;
@@ -103,7 +108,7 @@ const CMP_JS: Record<string, string> = {
   '>=': '>=',
 };
 
-type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep';
+type CmpKind = 'num' | 'dbl' | 'str' | 'bool' | 'deep' | 'nested' | 'interval';
 
 /** Where a value comes from when a function is generated: a record leaf or a run-time site argument. */
 export interface Input {
@@ -150,7 +155,7 @@ export class Gen {
     if (!inp.fromRecord) return { code: inp.name, type: t, nullable: true };
     if (t.id === 'TIMESTAMP' || t.id === 'DATE') {
       const v = this.tmp();
-      this.emit(`const ${v} = ${inp.name}.getTime();`);
+      this.emit(`const ${v} = ${inp.name}.getTime() * 1000;`);
       return { code: v, type: t, nullable: false };
     }
     if (inp.bigint) {
@@ -256,11 +261,18 @@ export class Gen {
   // ------------------------------------------------------------ representation
 
   /** Internal → record representation (DECIMAL as a number, DATE/TIMESTAMP as a Date). */
-  toOut(v: Val): Val {
+  toOut(v: Val, node?: Node): Val {
     const t = v.type;
     let tpl: ((c: string) => string) | undefined;
     if (t.id === 'DECIMAL') tpl = (c) => `${c} / ${pow10(t.scale)}`;
-    else if (t.id === 'DATE' || t.id === 'TIMESTAMP' || t.id === 'TIMESTAMPTZ') tpl = (c) => `new Date(${c})`;
+    else if (isTemporal(t)) {
+      const xs = node ? this.x(node) : '"output"';
+      tpl = (c) => `usToDate(${c}, ${JSON.stringify(typeName(t).replace(' WITH TIME ZONE', ''))}, ${xs})`;
+      // an infinity fails only the records that reach it
+      if (v.isConst && !(Math.abs(v.cv as number) <= 8.64e18))
+        return this.op([{ ...v, isConst: false }], t, tpl(v.code));
+    } else if (t.id === 'INTERVAL') tpl = (c) => `intervalStr(${c})`;
+    else if (t.id === 'TIME') tpl = (c) => `timeStr(${c})`;
     if (!tpl || this.isNull(v)) return v;
     if (v.isConst) return this.constVal(T.ANY, evalTemplate(tpl, v.cv));
     return this.op([v], t, tpl(v.code));
@@ -270,7 +282,7 @@ export class Gen {
   fromOut(code: string, type: SqlType, nullable = true): Val {
     let expr = code;
     if (type.id === 'DECIMAL') expr = `Math.round(${code} * ${pow10(type.scale)})`;
-    else if (isTemporal(type)) expr = `${code}.getTime()`;
+    else if (isTemporal(type)) expr = `${code}.getTime() * 1000`;
     else return { code, type, nullable };
     const t = this.tmp();
     this.emit(`const ${t} = ${code} === null ? null : ${expr};`);
@@ -291,7 +303,7 @@ export class Gen {
           case 'DOUBLE':
             return { tpl: (c) => `dblStr(${c})`, fails: false };
           case 'DECIMAL':
-            return { tpl: (c) => `decStr(${c}, ${from.scale})`, fails: false };
+            return { tpl: (c) => `decStr(${c}, ${from.scale}, ${from.width})`, fails: false };
           case 'BOOLEAN':
             return { tpl: (c) => `(${c} ? "true" : "false")`, fails: false };
           case 'DATE':
@@ -300,6 +312,10 @@ export class Gen {
             return { tpl: (c) => `tsStr(${c})`, fails: false };
           case 'TIMESTAMPTZ':
             return { tpl: (c) => `tstzStr(${c})`, fails: false };
+          case 'INTERVAL':
+            return { tpl: (c) => `intervalStr(${c})`, fails: false };
+          case 'TIME':
+            return { tpl: (c) => `timeStr(${c})`, fails: false };
           case 'LIST':
           case 'STRUCT':
             return { tpl: (c) => `anyStr(${c})`, fails: false };
@@ -317,7 +333,7 @@ export class Gen {
         }
         switch (from.id) {
           case 'VARCHAR':
-            return { tpl: (c) => `strToInt(${c}, ${lo}, ${hi})`, fails: true };
+            return { tpl: (c) => `strToInt(${c}, ${lo}, ${hi}, ${JSON.stringify(node.text)})`, fails: true };
           case 'DOUBLE':
             return { tpl: (c) => `dblToInt(${c}, ${lo}, ${hi})`, fails: true };
           case 'DECIMAL':
@@ -350,17 +366,30 @@ export class Gen {
               fails: false,
             };
           }
-          return { tpl: (c) => `decToDec(${c}, 0, ${width}, ${scale})`, fails: true };
+          return {
+            tpl: (c) => `decToDec(${c}, 0, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+            fails: true,
+          };
         }
         switch (from.id) {
           case 'VARCHAR':
-            return { tpl: (c) => `strToDec(${c}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `strToDec(${c}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'DOUBLE':
-            return { tpl: (c) => `dblToDec(${c}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `dblToDec(${c}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'DECIMAL':
-            return { tpl: (c) => `decToDec(${c}, ${from.scale}, ${width}, ${scale})`, fails: true };
+            return {
+              tpl: (c) => `decToDec(${c}, ${from.scale}, ${width}, ${scale}, ${JSON.stringify(node.text)})`,
+              fails: true,
+            };
           case 'BOOLEAN':
-            return { tpl: (c) => `(${c} ? ${pow10(scale)} : 0)`, fails: false };
+            // DuckDB's quirk: true is the smallest unit of a type without integer digits (DECIMAL(4,4) .0001)
+            return { tpl: (c) => `(${c} ? ${width === scale ? 1 : pow10(scale)} : 0)`, fails: false };
           default:
             throw err();
         }
@@ -379,6 +408,15 @@ export class Gen {
         if (from.id === 'VARCHAR') return { tpl: (c) => `strToTs(${c})`, fails: true };
         if (isTemporal(from)) return { tpl: (c) => c, fails: false };
         throw err();
+      case 'INTERVAL':
+        // only constant text reaches here (bind.ts sends a cast of a field to DuckDB)
+        if (from.id === 'VARCHAR') return { tpl: (c) => `parseIntervalText(${c})`, fails: true };
+        throw err();
+      case 'TIME':
+        if (from.id === 'VARCHAR') return { tpl: (c) => `parseTimeText(${c})`, fails: true };
+        if (from.id === 'TIMESTAMP' || from.id === 'TIMESTAMPTZ')
+          return { tpl: (c) => `(${c} - floorDay(${c}))`, fails: false };
+        throw err();
       case 'ANY':
         return { tpl: (c) => c, fails: false };
       default:
@@ -390,11 +428,8 @@ export class Gen {
   static castMessage(from: SqlType, to: SqlType, v: unknown): string {
     const phys = isInt(to) ? INT_PHYS[to.id] : to.id === 'BOOLEAN' ? 'BOOL' : typeName(to);
     if (from.id === 'VARCHAR') {
-      if (to.id === 'DATE')
-        return `invalid date field format: "${String(v)}", expected format is (YYYY-MM-DD)`;
-      if (to.id === 'TIMESTAMP' || to.id === 'TIMESTAMPTZ') {
-        return `invalid timestamp field format: "${String(v)}", expected format is (YYYY-MM-DD HH:MM:SS[.US][±HH:MM| ZONE])`;
-      }
+      if (to.id === 'DATE') return R.dateCastMessage(String(v));
+      if (to.id === 'TIMESTAMP' || to.id === 'TIMESTAMPTZ') return R.tsCastMessage(String(v));
       return `Could not convert string '${String(v)}' to ${phys}`;
     }
     const shown =
@@ -413,8 +448,17 @@ export class Gen {
     if (sameType(v.type, to)) return v;
     const { tpl, fails } = this.castPlan(v.type, to, node);
     if (v.isConst) {
-      const r = evalTemplate(tpl, v.cv);
+      let r: unknown;
+      try {
+        r = evalTemplate(tpl, v.cv);
+      } catch (err) {
+        if (err instanceof Error && err.message.includes('beyond ±2^53'))
+          throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond');
+        throw err;
+      }
       if (r === undefined) {
+        if (to.id === 'INTERVAL' || to.id === 'TIME')
+          throw this.beyond(`the ${to.id} text ${JSON.stringify(v.cv)}`, node);
         if (isTry) return this.nullOf(to, true);
         const message = Gen.castMessage(v.type, to, v.cv);
         // as DuckDB, a constant that cannot convert fails only when it is evaluated
@@ -732,8 +776,12 @@ export class Gen {
         }
       }),
     );
+    // `+` on lists is DuckDB's list_concat, which skips a NULL operand
+    const listConcat = node.fn === '+' && args.some((a) => a.type.id === 'LIST');
     const folds =
-      strict && args.some((a, i) => this.isNull(a) && (a.isConst || constantSubtree(node.args[i]!)));
+      strict &&
+      !listConcat &&
+      args.some((a, i) => this.isNull(a) && (a.isConst || constantSubtree(node.args[i]!)));
     if (failure) {
       if (!args.some((a) => a.isConst === true && a.cv === null)) throw failure;
       return this.nullOf(T.NULL, true);
@@ -765,6 +813,16 @@ export class Gen {
     const t = this.tmp();
     this.emit(`const ${t} = dyn(${ref}, ${args.map((a) => a.code).join(', ') || 'undefined'});`);
     return { code: t, type: T.ANY, nullable: true };
+  }
+
+  /** A bind error at `node` (for call implementations outside this module). */
+  error(message: string, node: Node): CompileError {
+    return new CompileError(message, node);
+  }
+
+  /** A construct outside the compiled subset, found with the types (DuckDB runs the query). */
+  beyond(message: string, node: Node): CompileError {
+    return new CompileError(`${message} is not yet supported in per-record SQL`, node, 'beyond');
   }
 
   mismatch(name: string, args: Val[], node: Node): CompileError {
@@ -829,7 +887,8 @@ export class Gen {
       };
     }
     if (ta.id === 'VARCHAR' && tb.id === 'VARCHAR') return { a, b, kind: 'str' };
-    const scalar = (t: SqlType) => isNumeric(t) || t.id === 'BOOLEAN' || isTemporal(t);
+    const scalar = (t: SqlType) =>
+      isNumeric(t) || t.id === 'BOOLEAN' || isTemporal(t) || t.id === 'INTERVAL' || t.id === 'TIME';
     if (ta.id === 'VARCHAR' && scalar(tb)) {
       if (!a.lit && ordered) fail();
       return this.prepCmp(this.cast(a, tb, false, node), b, node, ordered);
@@ -848,18 +907,17 @@ export class Gen {
       return this.prepCmp(a, this.cast(b, ta, false, node), node, ordered);
     }
     if (isTemporal(ta) && isTemporal(tb)) return { a, b, kind: 'num' };
+    if (ta.id === 'TIME' && tb.id === 'TIME') return { a, b, kind: 'num' };
+    if (ta.id === 'INTERVAL' && tb.id === 'INTERVAL') return { a, b, kind: 'interval' };
     if ((ta.id === 'LIST' && tb.id === 'LIST') || (ta.id === 'STRUCT' && tb.id === 'STRUCT')) {
-      if (ordered)
-        throw new CompileError(
-          `Ordering comparisons of ${typeName(ta)} values are not supported in per-record SQL`,
-          node,
-        );
-      return { a, b, kind: 'deep' };
+      if (ordered && !nestedComparable(ta, tb)) fail();
+      return { a, b, kind: ordered ? 'nested' : 'deep' };
     }
     return fail();
   }
 
-  cmpCode(kind: CmpKind, op: string, a: string, b: string): string {
+  /** `x` is the expression's text as a JS literal, for a run-time error. */
+  cmpCode(kind: CmpKind, op: string, a: string, b: string, x = '""'): string {
     switch (kind) {
       case 'dbl':
         switch (op) {
@@ -881,6 +939,10 @@ export class Gen {
         return `strCmp(${a}, ${b}) ${op} 0`;
       case 'deep':
         return op === '=' ? `deepEq(${a}, ${b})` : `!deepEq(${a}, ${b})`;
+      case 'nested':
+        return `nestedCmp(${a}, ${b}, ${x}) ${op} 0`;
+      case 'interval':
+        return `intervalCmp(${a}, ${b}) ${CMP_JS[op]} 0`;
       default:
         return `${a} ${CMP_JS[op]} ${b}`;
     }
@@ -888,8 +950,28 @@ export class Gen {
 
   compare(op: string, a: Val, b: Val, node: Node): Val {
     const p = this.prepCmp(a, b, node, op !== '=' && op !== '<>');
-    return this.op([p.a, p.b], T.BOOLEAN, this.cmpCode(p.kind, op, p.a.code, p.b.code));
+    return this.op([p.a, p.b], T.BOOLEAN, this.cmpCode(p.kind, op, p.a.code, p.b.code, this.x(node)));
   }
+}
+
+/**
+ * Whether DuckDB compares LISTs or STRUCTs of these types without an explicit cast: their elements
+ * (fields, by name) must be comparable; an element type known only per record is checked then.
+ */
+function nestedComparable(a: SqlType, b: SqlType): boolean {
+  if (a.id === 'ANY' || b.id === 'ANY' || a.id === 'NULL' || b.id === 'NULL') return true;
+  if (a.id === 'LIST' && b.id === 'LIST') return nestedComparable(a.child, b.child);
+  if (a.id === 'STRUCT' && b.id === 'STRUCT') {
+    if (!a.fields || !b.fields) return true;
+    return a.fields.every(([k, t]) => {
+      const other = b.fields!.find(([n]) => n.toLowerCase() === k.toLowerCase());
+      return !other || nestedComparable(t, other[1]);
+    });
+  }
+  const scalar = (t: SqlType) => isNumeric(t) || t.id === 'BOOLEAN';
+  if (scalar(a) && scalar(b)) return true;
+  if (isTemporal(a) && isTemporal(b)) return true;
+  return a.id === b.id && a.id !== 'LIST' && a.id !== 'STRUCT' && a.id !== 'OTHER';
 }
 
 /** Calls whose result is NULL when any operand is NULL (DuckDB folds them on a constant NULL operand). */
@@ -951,6 +1033,7 @@ const STRICT = new Set([
   'array_extract',
   'struct_extract',
 ]);
+for (const name of Object.keys(TEMPORAL_CALLS)) if (name !== 'now' && name !== 'today') STRICT.add(name);
 
 const constantCache = new WeakMap<Node, boolean>();
 
@@ -986,7 +1069,7 @@ const ANY_NATIVE = new Set([
   'struct_pack',
 ]);
 
-type CallImpl = (g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>) => Val;
+export type CallImpl = (g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>) => Val;
 
 function x(g: Gen, node: Node): string {
   return g.x(node);
@@ -1006,6 +1089,50 @@ function narrowLiteral(lit: Val, other: Val): Val {
   return lit.cv >= lo && lit.cv <= hi ? { ...lit, type: other.type } : lit;
 }
 
+/** Arithmetic on dates, timestamps, times and intervals, or undefined for other operands. */
+function temporalArith(g: Gen, op: string, a: Val, b: Val, node: Node): Val | undefined {
+  const ta = a.type.id === 'NULL' ? b.type : a.type;
+  const tb = b.type.id === 'NULL' ? a.type : b.type;
+  if (op === '*' && (ta.id === 'INTERVAL' || tb.id === 'INTERVAL')) {
+    const [iv, n] = ta.id === 'INTERVAL' ? [a, b] : [b, a];
+    if (g.isNull(n) || g.isNull(iv)) return g.op([iv, n], T.INTERVAL, 'null');
+    if (isInt(n.type))
+      return g.op([iv, n], T.INTERVAL, `intervalMulInt(${iv.code}, ${n.code}, ${x(g, node)})`);
+    if (n.type.id === 'DOUBLE' || n.type.id === 'DECIMAL') {
+      const f = g.convert(n, T.DOUBLE, node, () => g.mismatch(op, [a, b], node).message);
+      return g.op([iv, f], T.INTERVAL, `intervalMulDbl(${iv.code}, ${f.code}, ${x(g, node)})`);
+    }
+  }
+  if ((ta.id === 'INTERVAL' || tb.id === 'INTERVAL') && op !== '+' && op !== '-')
+    throw g.beyond(`the operator ${op} on an INTERVAL`, node);
+  if (op !== '+' && op !== '-') return undefined;
+  const ts = (t: SqlType) => t.id === 'TIMESTAMP' || t.id === 'TIMESTAMPTZ';
+  const stamp = (t: SqlType) => (t.id === 'TIMESTAMPTZ' ? T.TIMESTAMPTZ : T.TIMESTAMP);
+  if (op === '-' && isTemporal(ta) && isTemporal(tb) && (ts(ta) || ts(tb)))
+    return g.op([a, b], T.INTERVAL, `tsDiff(${a.code}, ${b.code})`);
+  if (isTemporal(ta) && tb.id === 'INTERVAL') {
+    const iv = op === '-' ? `intervalNeg(${b.code})` : b.code;
+    return g.op([a, b], stamp(ta), `tsAddInterval(${a.code}, ${iv})`);
+  }
+  if (op === '+' && ta.id === 'INTERVAL' && isTemporal(tb))
+    return g.op([a, b], stamp(tb), `tsAddInterval(${b.code}, ${a.code})`);
+  if (ta.id === 'INTERVAL' && tb.id === 'INTERVAL') {
+    const iv = op === '-' ? `intervalNeg(${b.code})` : b.code;
+    return g.op([a, b], T.INTERVAL, `intervalAdd(${a.code}, ${iv})`);
+  }
+  if (ta.id === 'TIME' && tb.id === 'INTERVAL') {
+    const iv = op === '-' ? `intervalNeg(${b.code})` : b.code;
+    return g.op([a, b], T.TIME, `timeAddInterval(${a.code}, ${iv})`);
+  }
+  if (op === '+' && ta.id === 'INTERVAL' && tb.id === 'TIME')
+    return g.op([a, b], T.TIME, `timeAddInterval(${b.code}, ${a.code})`);
+  if (op === '+' && ta.id === 'DATE' && tb.id === 'TIME')
+    return g.op([a, b], T.TIMESTAMP, `${a.code} + ${b.code}`);
+  if (op === '+' && ta.id === 'TIME' && tb.id === 'DATE')
+    return g.op([a, b], T.TIMESTAMP, `${a.code} + ${b.code}`);
+  return undefined;
+}
+
 function arith(op: string): CallImpl {
   return (g, args, node) => {
     let [a, b] = args as [Val, Val];
@@ -1022,13 +1149,16 @@ function arith(op: string): CallImpl {
     b = narrowLiteral(b, a);
     const ta = a.type.id === 'NULL' ? b.type : a.type;
     const tb = b.type.id === 'NULL' ? a.type : b.type;
+    if (op === '+' && ta.id === 'LIST' && tb.id === 'LIST') return listConcatOp(g, a, b, node);
+    const temporal = temporalArith(g, op, a, b, node);
+    if (temporal) return temporal;
     if (ta.id === 'DATE' && isInt(tb) && (op === '+' || op === '-')) {
-      return g.op([a, b], T.DATE, `${a.code} ${op} ${b.code} * 86400000`);
+      return g.op([a, b], T.DATE, `${a.code} ${op} ${b.code} * 86400000000`);
     }
     if (isInt(ta) && tb.id === 'DATE' && op === '+')
-      return g.op([a, b], T.DATE, `${b.code} + ${a.code} * 86400000`);
+      return g.op([a, b], T.DATE, `${b.code} + ${a.code} * 86400000000`);
     if (ta.id === 'DATE' && tb.id === 'DATE' && op === '-')
-      return g.op([a, b], T.BIGINT, `(${a.code} - ${b.code}) / 86400000`);
+      return g.op([a, b], T.BIGINT, `(${a.code} - ${b.code}) / 86400000000`);
     if (!(isNumeric(ta) || ta.id === 'NULL') || !(isNumeric(tb) || tb.id === 'NULL')) {
       throw g.mismatch(op, args, node);
     }
@@ -1086,7 +1216,12 @@ function arith(op: string): CallImpl {
     const cb = g.convert(b, decimal(db.width, db.scale), node, why);
     if (op === '*') {
       const scale = da.scale + db.scale;
-      if (scale > 38) throw new CompileError('DECIMAL multiplication would need a scale above 38', node);
+      if (scale > 38) {
+        throw new CompileError(
+          `Needed scale ${scale} to accurately represent the multiplication result, but this is out of range of the DECIMAL type. Max scale is 38; could not perform an accurate multiplication. Either add a cast to DOUBLE, or add an explicit cast to a decimal with a lower scale.`,
+          node,
+        );
+      }
       const rt = decimal(Math.min(38, da.width + db.width), scale);
       return g.op([ca, cb], rt, `${ca.code} * ${cb.code}`, {
         check: (r) => `if (!Number.isSafeInteger(${r})) chkDec(${r}, ${x(g, node)});`,
@@ -1106,9 +1241,37 @@ function arith(op: string): CallImpl {
   };
 }
 
+/** `l1 + l2`: DuckDB's list_concat, where a NULL list counts as empty. */
+function listConcatOp(g: Gen, a: Val, b: Val, node: Node): Val {
+  const ca = a.type.id === 'LIST' ? a.type.child : T.NULL;
+  const cb = b.type.id === 'LIST' ? b.type.child : T.NULL;
+  let child: SqlType;
+  try {
+    child = g.unify(
+      [
+        { ...a, type: ca },
+        { ...b, type: cb },
+      ],
+      'list concatenation',
+      node,
+    );
+  } catch {
+    throw new CompileError(
+      `Cannot concatenate lists of types ${typeName(a.type)} and ${typeName(b.type)} - an explicit cast is required`,
+      node,
+    );
+  }
+  const part = (v: Val) => (g.isNull(v) ? '' : v.nullable ? `...(${v.code} ?? [])` : `...${v.code}`);
+  const t = g.tmp();
+  g.emit(`const ${t} = [${[part(a), part(b)].filter(Boolean).join(', ')}];`);
+  return { code: t, type: { id: 'LIST', child }, nullable: false };
+}
+
 function concatOp(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   const [a, b] = args as [Val, Val];
   if (a.type.id === 'ANY' || b.type.id === 'ANY') return g.dynamic(node, args);
+  // `[1] || NULL` is NULL in DuckDB, as any operator over a NULL
+  if (g.isNull(a) || g.isNull(b)) return g.nullOf(T.VARCHAR, a.isConst === true || b.isConst === true);
   if (a.type.id === 'LIST' && b.type.id === 'LIST') {
     const t = g.unify(
       [
@@ -1265,7 +1428,7 @@ function regexFn(mode: 'search' | 'full'): CallImpl {
       Val | undefined,
     ];
     const options = o === undefined ? '' : g.constString(o);
-    if (options === undefined) throw new CompileError('regex options must be a constant string', node);
+    if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
     const pattern = g.constString(p);
     let code: string;
     if (pattern !== undefined && pattern !== null) {
@@ -1290,7 +1453,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
     node,
   ) as [Val, Val, Val, Val | undefined];
   const options = o === undefined ? '' : g.constString(o);
-  if (options === undefined) throw new CompileError('regex options must be a constant string', node);
+  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
   const pattern = g.constString(p);
   const repl = g.constString(r);
   let reCode: string;
@@ -1328,7 +1491,36 @@ function intParam(g: Gen, name: string, args: Val[], i: number, node: Node, targ
   throw g.mismatch(name, args, node);
 }
 
+/** contains(list, x), DuckDB's list_contains: x is brought to the element type; NULL elements never match. */
+function listContains(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
+  const [list, needle] = args as [Val, Val];
+  const child = (list.type as { child: SqlType }).child;
+  const lit = needle.lit === true && needle.type.id === 'VARCHAR';
+  let v = needle;
+  if (!g.isNull(v) && child.id !== 'ANY' && child.id !== 'NULL') {
+    if (lit) v = g.cast(v, child, false, node);
+    else if (!nestedComparable(child, v.type)) {
+      throw new CompileError(
+        "Cannot deduce template type 'T' in function: 'contains(T[], T) -> BOOLEAN'",
+        node,
+      );
+    }
+  }
+  // elements are in record representation, so is the value looked for (numbers compare by value)
+  const out = g.toOut(v);
+  const dynLit = lit && (child.id === 'ANY' || child.id === 'NULL');
+  return g.op([list, out], T.BOOLEAN, `listHas(${list.code}, ${out.code}, ${dynLit}, ${x(g, node)})`);
+}
+
 function concatFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
+  const typed = args.filter((a) => !g.isNull(a) && a.type.id !== 'ANY');
+  if (typed.some((a) => a.type.id === 'LIST') && typed.some((a) => a.type.id !== 'LIST')) {
+    const names = typed.map((a) => typeName(a.type));
+    throw new CompileError(
+      `Cannot concatenate types ${names.slice(0, -1).join(', ')} and ${names.at(-1)} - an explicit cast is required`,
+      node,
+    );
+  }
   const parts: string[] = [];
   for (const a of args) {
     if (g.isNull(a)) continue;
@@ -1414,11 +1606,9 @@ function roundFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   }
   if (t.id === 'DOUBLE') return g.op([a, n], T.DOUBLE, `roundDbl(${a.code}, ${n.code})`);
   if (t.id === 'DECIMAL') {
+    if (g.isNull(n)) return g.nullOf(t, n.isConst === true);
     if (!n.isConst || typeof n.cv !== 'number') {
-      throw new CompileError(
-        'round(DECIMAL, n) needs a constant n in per-record SQL; cast to DOUBLE first',
-        node,
-      );
+      throw new CompileError('ROUND(DECIMAL, INTEGER) with non-constant precision is not supported', node);
     }
     const k = n.cv;
     if (k >= t.scale) return a;
@@ -1512,64 +1702,6 @@ function nullifFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val 
   return { code: r, type: a.type, nullable: true };
 }
 
-/** A timestamp-like argument: DATE, TIMESTAMP, TIMESTAMPTZ, or a string constant cast to TIMESTAMP. */
-function temporalArg(g: Gen, name: string, args: Val[], i: number, node: Node): Val {
-  const a = args[i]!;
-  if (g.isNull(a) || isTemporal(a.type)) return a;
-  if (a.lit && a.type.id === 'VARCHAR') return g.cast(a, T.TIMESTAMP, false, node);
-  throw g.mismatch(name, args, node);
-}
-
-function datePartFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
-  const p = g.convert(args[0]!, T.VARCHAR, node, () => g.mismatch('date_part', args, node).message);
-  const ts = temporalArg(g, 'date_part', args, 1, node);
-  const spec = g.constString(p);
-  if (spec === undefined)
-    throw new CompileError('the date part must be a constant string in per-record SQL', node);
-  if (spec === null) return g.nullOf(T.BIGINT);
-  const part = R.datePart(spec);
-  if (!part) throw new CompileError(`extract specifier "${spec}" not recognized`, node);
-  const type = part === 'epoch' || part === 'julian' ? T.DOUBLE : T.BIGINT;
-  return g.op([ts], type, `extractPart(${jsLit(part)}, ${ts.code})`);
-}
-
-function dateTruncFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
-  const p = g.convert(args[0]!, T.VARCHAR, node, () => g.mismatch('date_trunc', args, node).message);
-  const ts = temporalArg(g, 'date_trunc', args, 1, node);
-  const spec = g.constString(p);
-  if (spec === undefined)
-    throw new CompileError('the date part must be a constant string in per-record SQL', node);
-  const type = ts.type.id === 'TIMESTAMPTZ' ? T.TIMESTAMPTZ : T.TIMESTAMP;
-  if (spec === null) return g.nullOf(type);
-  const part = R.datePart(spec);
-  if (!part || !R.truncPartValid(part)) {
-    throw new CompileError(
-      `${part ? 'Unsupported' : 'extract specifier'} "${spec}" ${part ? 'for date_trunc' : 'not recognized'}`,
-      node,
-    );
-  }
-  return g.op([ts], type, `dateTrunc(${jsLit(part)}, ${ts.code})`);
-}
-
-function strftimeFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
-  // strftime(ts, format) and strftime(format, ts) are both accepted, as in DuckDB
-  const swapped = args[0]!.type.id === 'VARCHAR' && (isTemporal(args[1]!.type) || g.isNull(args[1]!));
-  const order = swapped ? [args[1]!, args[0]!] : [args[0]!, args[1]!];
-  const ts = temporalArg(g, 'strftime', order, 0, node);
-  const f = g.convert(order[1]!, T.VARCHAR, node, () => g.mismatch('strftime', args, node).message);
-  const format = g.constString(f);
-  if (format !== undefined && format !== null) {
-    let parts: ReturnType<typeof R.parseStrftime>;
-    try {
-      parts = R.parseStrftime(format);
-    } catch (err) {
-      throw new CompileError((err as Error).message, node);
-    }
-    return g.op([ts], T.VARCHAR, `strftime(${g.k(parts)}, ${ts.code})`);
-  }
-  return g.op([ts, f], T.VARCHAR, `strftimeDyn(${ts.code}, ${f.code}, ${x(g, node)})`);
-}
-
 function structPack(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   const names = node.names ?? [];
   const fields: [string, SqlType][] = [];
@@ -1586,10 +1718,53 @@ function structPack(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Va
 
 function listValue(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
   const child = g.unify(args, 'list', node);
+  checkStructFields(
+    g,
+    args.map((a) => a.type),
+    node,
+  );
   const items = args.map((a) => g.toOut(g.convert(a, child, node, () => '')).code);
   const t = g.tmp();
-  g.emit(`const ${t} = [${items.join(', ')}];`);
+  // structs of different keys get every key, as DuckDB unifies them into one STRUCT type
+  const nested = (child.id === 'STRUCT' || child.id === 'LIST') && args.length > 1;
+  const unknown = (c: SqlType): boolean =>
+    (c.id === 'STRUCT' && !c.fields) || (c.id === 'LIST' && (c.child.id === 'ANY' || unknown(c.child)));
+  if (nested && (unknown(child) || !args.every((a) => sameType(a.type, child)))) {
+    g.emit(`const ${t} = unifyStructs([${items.join(', ')}]);`);
+  } else g.emit(`const ${t} = [${items.join(', ')}];`);
   return { code: t, type: { id: 'LIST', child }, nullable: false };
+}
+
+/** Struct values mixed in one list must have fields of compatible types, by name (DuckDB's binder). */
+function checkStructFields(g: Gen, types: SqlType[], node: Node): void {
+  const byName = new Map<string, SqlType[]>();
+  for (const t of types) {
+    if (t.id === 'LIST') {
+      checkStructFields(g, [t.child], node);
+      continue;
+    }
+    if (t.id !== 'STRUCT' || !t.fields) continue;
+    for (const [k, ft] of t.fields) {
+      const key = k.toLowerCase();
+      byName.set(key, [...(byName.get(key) ?? []), ft]);
+    }
+  }
+  for (const fieldTypes of byName.values()) {
+    if (fieldTypes.length < 2) continue;
+    try {
+      g.unify(
+        fieldTypes.map((type) => ({ code: 'null', type, nullable: true })),
+        'list',
+        node,
+      );
+    } catch {
+      throw new CompileError(
+        "Cannot deduce template type 'T' in function: 'list_value(T, [T...]) -> T[]'",
+        node,
+      );
+    }
+    checkStructFields(g, fieldTypes, node);
+  }
 }
 
 function arrayExtract(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val {
@@ -1656,6 +1831,7 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
       return g.op([a], t, `intNeg(${a.code}, ${lo}, ${JSON.stringify(INT_PHYS[t.id])}, ${x(g, node)})`);
     }
     if (t.id === 'DOUBLE' || t.id === 'DECIMAL') return g.op([a], t, `-${a.code}`);
+    if (t.id === 'INTERVAL') return g.op([a], t, `intervalNeg(${a.code})`);
     throw g.mismatch('-', args, node);
   },
   pos: (g, args, node) => {
@@ -1700,7 +1876,11 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     // DuckDB takes an ASCII-only path for a column its statistics show ASCII (here: a field whose value is
     // ASCII), its Unicode path otherwise; they differ for negative offsets reaching before the start
     const unicode = node.args[0]!.k !== 'leaf';
-    return g.op([s, start, len], T.VARCHAR, `substr(${s.code}, ${start.code}, ${len.code}, ${unicode})`);
+    return g.op(
+      [s, start, len],
+      T.VARCHAR,
+      `substr(${s.code}, ${start.code}, ${len.code}, ${unicode}, ${x(g, node)})`,
+    );
   },
   replace: (g, args, node) => {
     const [s, f, r] = g.params('replace', args, [T.VARCHAR, T.VARCHAR, T.VARCHAR], node) as [Val, Val, Val];
@@ -1719,13 +1899,25 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     return g.op([s, p], T.BOOLEAN, `${s.code}.endsWith(${p.code})`);
   },
   contains: (g, args, node) => {
+    if (args[0]!.type.id === 'LIST') return listContains(g, args, node);
+    const [a0, a1] = args as [Val, Val];
+    if (a1.isConst && a1.type.id === 'NULL' && ((a0.isConst && a0.type.id === 'NULL') || a0.lit)) {
+      // DuckDB cannot choose between contains(VARCHAR, VARCHAR), contains(T[], T) and contains(MAP, K)
+      const first = a0.type.id === 'NULL' ? '"NULL"' : 'STRING_LITERAL';
+      throw new CompileError(
+        `Could not choose a best candidate function for the function call "contains(${first}, "NULL")". In order to select one, please add explicit type casts.`,
+        node,
+      );
+    }
+    // a NULL read from the record has no type here: a typed column in DuckDB gives NULL
+    if (g.isNull(a0) || g.isNull(a1)) return g.nullOf(T.BOOLEAN, a0.isConst === true || a1.isConst === true);
     const [s, p] = g.params('contains', args, [T.VARCHAR, T.VARCHAR], node) as [Val, Val];
     return g.op([s, p], T.BOOLEAN, `${s.code}.includes(${p.code})`);
   },
   left: (g, args, node) => {
     const [s] = g.params('left', [args[0]!], [T.VARCHAR], node) as [Val];
     const n = intParam(g, 'left', args, 1, node);
-    return g.op([s, n], T.VARCHAR, `leftStr(${s.code}, ${n.code})`);
+    return g.op([s, n], T.VARCHAR, `leftStr(${s.code}, ${n.code}, ${x(g, node)})`);
   },
   right: (g, args, node) => {
     const [s] = g.params('right', [args[0]!], [T.VARCHAR], node) as [Val];
@@ -1767,17 +1959,12 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   log: (g, args, node) => {
     if (args.length === 1) return mathDbl('log', (c) => `Math.log10(${c})`, logCheck)(g, args, node);
     const [b, v] = g.params('log', args, [T.DOUBLE, T.DOUBLE], node) as [Val, Val];
-    if (!g.isNull(v)) g.emit(logCheck(v.code, x(g, node)));
-    return g.op([b, v], T.DOUBLE, `Math.log(${v.code}) / Math.log(${b.code})`);
+    return g.op([b, v], T.DOUBLE, `logBase(${b.code}, ${v.code}, ${x(g, node)})`);
   },
   exp: mathDbl('exp', (c) => `Math.exp(${c})`),
   sign: signFn,
   nullif: nullifFn,
-  now: (g) => g.op([], T.TIMESTAMPTZ, 'Date.now()'),
-  today: (g) => g.op([], T.DATE, 'floorDay(Date.now())'),
-  date_trunc: dateTruncFn,
-  date_part: datePartFn,
-  strftime: strftimeFn,
+  ...TEMPORAL_CALLS,
   struct_pack: structPack,
   list_value: listValue,
   array_extract: arrayExtract,

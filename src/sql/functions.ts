@@ -54,6 +54,48 @@ const TABLE: [string[], number, number][] = [
   [['date_trunc', 'datetrunc'], 2, 2],
   [['date_part', 'datepart'], 2, 2],
   [['strftime'], 2, 2],
+  [['year'], 1, 1],
+  [['month'], 1, 1],
+  [['day', 'dayofmonth'], 1, 1],
+  [['hour'], 1, 1],
+  [['minute'], 1, 1],
+  [['second'], 1, 1],
+  [['millisecond'], 1, 1],
+  [['microsecond'], 1, 1],
+  [['week', 'weekofyear'], 1, 1],
+  [['quarter'], 1, 1],
+  [['dayofweek'], 1, 1],
+  [['isodow'], 1, 1],
+  [['dayofyear'], 1, 1],
+  [['yearweek'], 1, 1],
+  [['isoyear'], 1, 1],
+  [['decade'], 1, 1],
+  [['century'], 1, 1],
+  [['millennium'], 1, 1],
+  [['era'], 1, 1],
+  [['epoch'], 1, 1],
+  [['julian'], 1, 1],
+  [['epoch_ms'], 1, 1],
+  [['epoch_us'], 1, 1],
+  [['dayname'], 1, 1],
+  [['monthname'], 1, 1],
+  [['last_day'], 1, 1],
+  [['make_date'], 1, 3],
+  [['date_diff', 'datediff'], 3, 3],
+  [['strptime'], 2, 2],
+  [['try_strptime'], 2, 2],
+  [['to_millennia'], 1, 1],
+  [['to_centuries'], 1, 1],
+  [['to_decades'], 1, 1],
+  [['to_years'], 1, 1],
+  [['to_months'], 1, 1],
+  [['to_weeks'], 1, 1],
+  [['to_days'], 1, 1],
+  [['to_hours'], 1, 1],
+  [['to_minutes'], 1, 1],
+  [['to_seconds'], 1, 1],
+  [['to_milliseconds'], 1, 1],
+  [['to_microseconds'], 1, 1],
   // nested
   [['struct_pack'], 1, Number.POSITIVE_INFINITY],
   [['list_value', 'list_pack'], 0, Number.POSITIVE_INFINITY],
@@ -70,7 +112,8 @@ for (const [names, min, max] of TABLE) {
 /** Every name a user may call, for did-you-mean suggestions. */
 export const FUNCTION_NAMES = [...FUNCTIONS.keys()];
 
-export const SUPPORTED_CASTS = 'VARCHAR, INTEGER, BIGINT, DOUBLE, DECIMAL(p,s), BOOLEAN, DATE, TIMESTAMP';
+export const SUPPORTED_CASTS =
+  'VARCHAR, INTEGER, BIGINT, DOUBLE, DECIMAL(p,s), BOOLEAN, DATE, TIMESTAMP, TIME and INTERVAL (of constant text)';
 
 export function describeSubset(): string {
   const fns = TABLE.filter(

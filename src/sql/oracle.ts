@@ -9,6 +9,7 @@ import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue } from '../sdk/types.ts';
 import { newDuckDBConnection } from './duckdb.ts';
 import { compileSelect } from './index.ts';
+import { sqlValueConverter } from './values.ts';
 
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -94,7 +95,8 @@ export function oracle(sql: string, row: RecordValue, mode: OracleMode = 'consta
       return {
         ok: true,
         columns: r.columnNames(),
-        rows: r.getRowObjectsJS().map((o) => normalize(o) as Record<string, unknown>),
+        // as the DuckDB path converts results (TIME and INTERVAL as DuckDB's text of them)
+        rows: r.convertRowObjects(sqlValueConverter).map((o) => normalize(o) as Record<string, unknown>),
       };
     } catch (err) {
       return { ok: false, error: (err as Error).message };

@@ -26,6 +26,9 @@ function serial<T>(fn: () => Promise<T>): Promise<T> {
   return run;
 }
 
+/** Functions DuckDB's parser knows by another name, absent from duckdb_functions(). */
+const UNLISTED_FUNCTIONS: [string, string][] = [['unlist', 'table']];
+
 let catalog: Promise<Catalog> | undefined;
 
 export function getCatalog(): Promise<Catalog> {
@@ -33,14 +36,22 @@ export function getCatalog(): Promise<Catalog> {
     const db = await getDuckDB();
     const kw = await db.runAndReadAll('SELECT keyword_name FROM duckdb_keywords()');
     const fns = await db.runAndReadAll(
-      "SELECT DISTINCT function_name, function_type FROM duckdb_functions() WHERE function_type <> 'table' AND function_type <> 'table_macro'",
+      'SELECT DISTINCT function_name, function_type FROM duckdb_functions()',
     );
     const keywords = new Set(kw.getRowsJS().map((r) => String(r[0])));
-    const functions = new Map<string, string>();
-    for (const [name, type] of fns.getRowsJS()) {
-      const n = String(name);
-      // an aggregate overloaded as a scalar is reported as aggregate: it needs rows
-      if (functions.get(n) !== 'aggregate') functions.set(n, String(type));
+    // table functions stay in: unnest() is one and works in a select list; where one does not,
+    // DuckDB's binder says so when the query is handed to it
+    const functions = new Map<string, string>(UNLISTED_FUNCTIONS);
+    for (const [name, t] of fns.getRowsJS()) {
+      // DuckDB's parser lower-cases function names (formatReadableSize is called as formatreadablesize)
+      const n = String(name).toLowerCase();
+      const type = String(t);
+      const known = functions.get(n);
+      // an aggregate overloaded as a scalar is reported as aggregate: it needs rows; a name that is
+      // both a scalar and a table function (range) is the scalar in a select list
+      if (known === 'aggregate') continue;
+      if (type !== 'aggregate' && known && !known.startsWith('table')) continue;
+      functions.set(n, type);
     }
     return { keywords, functions };
   }).catch((err: unknown) => {

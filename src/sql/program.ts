@@ -58,6 +58,9 @@ folding.fold = (node: Node) => {
   try {
     return { type: v.type, value: buildFunction([], g)() };
   } catch (err) {
+    // a constant DuckDB holds exactly but a JavaScript number cannot: the query runs on DuckDB
+    if (err instanceof SluiceError && err.message.includes('beyond ±2^53'))
+      throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond');
     if (err instanceof SluiceError && err.code === 'SLUICE_EXPR_EVAL') return undefined;
     throw err;
   }
@@ -114,9 +117,10 @@ export interface ProgramSpec {
 function leafCode(path: PathSeg[], text: string): string {
   const [first, ...rest] = path as [string, ...PathSeg[]];
   const name = JSON.stringify(first);
+  // DuckDB finds a column whatever the case it is written in: an exact match first, as JSON keys may differ only in case
   let code = R.needsOwnCheck(first)
-    ? `(Object.hasOwn(row, ${name}) ? row[${name}] : undefined)`
-    : `row[${name}]`;
+    ? `(Object.hasOwn(row, ${name}) ? row[${name}] : fieldCi(row, ${name}))`
+    : `(row[${name}] ?? fieldCi(row, ${name}))`;
   const x = JSON.stringify(text);
   for (const seg of rest) {
     code =
@@ -169,7 +173,12 @@ export class Program {
       this.#body(g);
     } catch (err) {
       if (!(err instanceof CompileError)) throw err;
-      if (strict) throw invalid(err.message, err.node.loc, this.#spec.userText);
+      if (strict) {
+        const refusal = invalid(err.message, err.node.loc, this.#spec.userText);
+        // a constant beyond JavaScript's exact numbers is not wrong SQL: DuckDB runs the query
+        if (err.kind === 'beyond' && refusal.details) refusal.details.beyondSubset = true;
+        throw refusal;
+      }
       return evalFailure(err);
     }
     return buildFunction(['row', ...this.#leaves.map((_, i) => `L${i}`)], g);
@@ -200,7 +209,9 @@ export class Program {
     }
     // values first, in select-list order
     const vals = cols.map((c) =>
-      c.kind === 'expr' ? [g.toOut(g.gen(c.node))] : c.replace.map((r) => g.toOut(g.gen(r.node))),
+      c.kind === 'expr'
+        ? [g.toOut(g.gen(c.node), c.node)]
+        : c.replace.map((r) => g.toOut(g.gen(r.node), r.node)),
     );
     if (!cols.some((c) => c.kind === 'star')) {
       const parts = cols.map((c, i) => {

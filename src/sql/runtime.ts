@@ -1,12 +1,17 @@
 /**
  * Run-time helpers called by compiled per-record SQL. Conventions (the "internal" representation
  * inside a compiled function): SQL NULL is `null`; integers, DOUBLE are JS numbers; DECIMAL(w,s)
- * is the scaled integer (1.50 in DECIMAL(3,2) is 150); DATE and TIMESTAMP are epoch milliseconds;
+ * is the scaled integer (1.50 in DECIMAL(3,2) is 150); DATE and TIMESTAMP are epoch microseconds (see runtime-temporal.ts);
  * VARCHAR is a string; LIST and STRUCT are arrays and objects holding record ("output")
  * representation values. Cast helpers return `undefined` when a value does not convert, so that
  * CAST can throw and TRY_CAST can yield NULL.
  */
 import { SluiceError } from '../sdk/errors.ts';
+import { parseDuckInt } from './int-parse.ts';
+import { tsStr } from './runtime-temporal.ts';
+
+export * from './runtime-interval.ts';
+export * from './runtime-temporal.ts';
 
 /** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
 export function nullProto<T extends object>(o: T): T {
@@ -75,9 +80,9 @@ export function field(v: unknown, name: string, expression: string): unknown {
   if (typeof v !== 'object' || Array.isArray(v) || v instanceof Date) {
     return evalError(`Cannot extract field '${name}' from a value of type ${typeOfValue(v)}`, expression, v);
   }
-  if (PROTO_KEYS.has(name) && !Object.hasOwn(v, name)) return null;
+  if (PROTO_KEYS.has(name) && !Object.hasOwn(v, name)) return fieldCi(v, name);
   const r = (v as Record<string, unknown>)[name];
-  return r === undefined ? null : r;
+  return r === undefined ? fieldCi(v, name) : r;
 }
 
 /** A list element (1-based, negative from the end) or a character of a string; out of range is NULL. */
@@ -89,7 +94,10 @@ export function elem(v: unknown, index: number, expression: string): unknown {
     const r = v[i];
     return r === undefined ? null : r;
   }
-  if (typeof v === 'string') return strElem(v, index);
+  if (typeof v === 'string') {
+    if (index > 4294967295 || index < -4294967296) substrRange(index, 1, expression);
+    return strElem(v, index);
+  }
   if (typeof v === 'object' && !(v instanceof Date) && typeof index === 'number') {
     return evalError(`Cannot extract element ${index} from a STRUCT: use a field name`, expression, v);
   }
@@ -202,7 +210,10 @@ export function roundAway(x: number): number {
   return r === 0 && x < 0 ? -0 : r;
 }
 
-/** round(double, n): DuckDB computes round(x * 10^n) / 10^n, keeping x when that overflows. */
+/**
+ * round(double, n): DuckDB computes round(x * 10^n) / 10^n, keeping x when that is not finite; for
+ * n < 0, round(x / 10^-n) * 10^-n, giving 0 when that is not finite (round(42, -1000) is 0).
+ */
 export function roundDbl(x: number, n: number): number {
   if (n === 0) return roundAway(x);
   if (n > 0) {
@@ -212,7 +223,20 @@ export function roundDbl(x: number, n: number): number {
   }
   const m = 10 ** -n;
   const r = roundAway(x / m) * m;
-  return Number.isFinite(r) ? r : x;
+  return Number.isFinite(r) ? r : 0;
+}
+
+/** log(b, x): DuckDB's log10(x) / log10(b), checking b first; a base of 1 divides by zero. */
+export function logBase(b: number, x: number, expression: string): number {
+  const d = log10Checked(b, expression);
+  if (d === 0) return evalError('divison by zero in based logarithm', expression, b);
+  return log10Checked(x, expression) / d;
+}
+
+function log10Checked(v: number, expression: string): number {
+  if (v < 0) return evalError('cannot take logarithm of a negative number', expression, v);
+  if (v === 0) return evalError('cannot take logarithm of zero', expression, v);
+  return Math.log10(v);
 }
 
 /** Round half to even, as C's nearbyint (DuckDB's DOUBLE → integer cast). */
@@ -242,40 +266,13 @@ export function dblStr(x: number): string {
   return `${e.slice(0, i)}e${exp < 0 ? '-' : '+'}${ae < 10 ? '0' : ''}${ae}`;
 }
 
-export function decStr(n: number, scale: number): string {
+/** A DECIMAL's text; DuckDB writes no integer digit for a type that has none: DECIMAL(3,3) 0.1 is `.100`. */
+export function decStr(n: number, scale: number, width = 38): string {
   if (scale === 0) return String(n === 0 ? 0 : n);
   const neg = n < 0;
-  const digits = String(Math.abs(n)).padStart(scale + 1, '0');
+  const digits = String(Math.abs(n)).padStart(width === scale ? scale : scale + 1, '0');
   const cut = digits.length - scale;
   return `${neg ? '-' : ''}${digits.slice(0, cut)}.${digits.slice(cut)}`;
-}
-
-function pad2(n: number): string {
-  return n < 10 ? `0${n}` : String(n);
-}
-
-function yearStr(y: number): { y: string; bc: boolean } {
-  if (y <= 0) return { y: String(1 - y).padStart(4, '0'), bc: true };
-  return { y: String(y).padStart(4, '0'), bc: false };
-}
-
-export function dateStr(ms: number): string {
-  const d = new Date(ms);
-  const { y, bc } = yearStr(d.getUTCFullYear());
-  return `${y}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}${bc ? ' (BC)' : ''}`;
-}
-
-export function tsStr(ms: number): string {
-  const d = new Date(ms);
-  const { y, bc } = yearStr(d.getUTCFullYear());
-  let s = `${y}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}`;
-  const f = d.getUTCMilliseconds();
-  if (f) s += `.${String(f).padStart(3, '0').replace(/0+$/, '')}`;
-  return bc ? `${s} (BC)` : s;
-}
-
-export function tstzStr(ms: number): string {
-  return `${tsStr(ms)}+00`;
 }
 
 /** A record ("output" representation) value as DuckDB would print it as VARCHAR. */
@@ -293,7 +290,7 @@ export function anyStr(v: unknown): string | null {
     case 4:
       return v ? 'true' : 'false';
     case 5:
-      return tsStr((v as Date).getTime());
+      return tsStr((v as Date).getTime() * 1000);
     case 6:
       return `[${(v as unknown[]).map((e) => nestedStr(e)).join(', ')}]`;
     case 7:
@@ -320,30 +317,33 @@ function quoteNested(s: string, value = false): string {
 
 // ---------------------------------------------------------------- casts from VARCHAR
 
-const INT_RE = /^[+-]?(?:\d(?:_?\d)*)?(?:\.(?:\d(?:_?\d)*)?)?(?:[eE][+-]?\d+)?$/;
-
 function trimSpace(s: string): string {
   return s.trim();
 }
 
-/** VARCHAR → integer (DuckDB accepts spaces, a sign, `_` separators, 0x/0b, decimals and exponents, rounding). */
-export function strToInt(s: string, lo: number, hi: number): number | undefined {
-  const t = trimSpace(s);
-  if (t === '') return undefined;
-  let v: number;
-  const hex = /^([+-]?)0([xXbB])([0-9a-fA-F_]+)$/.exec(t);
-  if (hex) {
-    const digits = hex[3]!.replace(/_/g, '');
-    const binary = hex[2] === 'b' || hex[2] === 'B';
-    if (binary ? !/^[01]+$/.test(digits) : !/^[0-9a-fA-F]+$/.test(digits)) return undefined;
-    v = Number.parseInt(digits, binary ? 2 : 16) * (hex[1] === '-' ? -1 : 1);
-  } else {
-    if (!INT_RE.test(t) || !/\d/.test(t)) return undefined;
-    v = roundAway(Number(t.replace(/_/g, '')));
+const PLAIN_INT = /^[ \t\n\v\f\r]*([+-]?\d{1,15})[ \t\n\v\f\r]*$/;
+const I64_MAX = 2n ** 63n - 1n;
+
+/**
+ * VARCHAR → integer in [lo, hi] as DuckDB converts it (see int-parse.ts); plain digits take a fast
+ * path. A value DuckDB accepts beyond ±2^53 fails with the documented limit, not as unconvertible.
+ */
+export function strToInt(s: string, lo: number, hi: number, x: string): number | undefined {
+  const m = PLAIN_INT.exec(s);
+  if (m) {
+    const v = Number(m[1]);
+    return v >= lo && v <= hi ? v + 0 : undefined;
   }
-  if (!(v >= lo && v <= hi)) return undefined;
-  if (!Number.isSafeInteger(v)) return undefined;
-  return v === 0 ? 0 : v;
+  const r = parseDuckInt(s, BigInt(lo), hi >= 2 ** 63 ? I64_MAX : BigInt(hi));
+  if (r === undefined) return undefined;
+  const n = Number(r);
+  if (!Number.isSafeInteger(n)) return beyondExact(`the integer ${r}`, x, s);
+  return n;
+}
+
+/** Fails a value DuckDB holds exactly but a JavaScript number cannot (a documented limit of compiled SQL). */
+export function beyondExact(what: string, x: string, value: unknown): never {
+  return evalError(`${what} is beyond ±2^53, the exact range of JavaScript numbers`, x, value);
 }
 
 const DBL_RE = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?$/;
@@ -359,22 +359,22 @@ export function strToDbl(s: string): number | undefined {
 }
 
 /** VARCHAR → DECIMAL(w,s) as the scaled integer, rounding half away from zero (exact on the digits). */
-export function strToDec(s: string, width: number, scale: number): number | undefined {
+export function strToDec(s: string, width: number, scale: number, x: string): number | undefined {
   const raw = trimSpace(s);
   if (/(^|[^0-9])_|_($|[^0-9])/.test(raw)) return undefined; // `_` only between digits
   const t = raw.replace(/_/g, '');
   const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(t);
   if (!m || (m[2] === '' && (m[3] ?? '') === '')) {
     const d = DBL_RE.test(t) ? Number(t) : undefined;
-    return d === undefined ? undefined : dblToDec(d, width, scale);
+    return d === undefined ? undefined : dblToDec(d, width, scale, x);
   }
   const int = m[2] || '0';
   const frac = m[3] ?? '';
-  let digits = int + frac.slice(0, scale).padEnd(scale, '0');
+  const digits = int + frac.slice(0, scale).padEnd(scale, '0');
   let n = Number(digits);
   if (frac.length > scale && frac.charCodeAt(scale) >= 53 /* '5' */) n += 1;
-  digits = String(n);
-  if (!Number.isSafeInteger(n) || n >= POW10[width]!) return undefined;
+  if (n >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(n)) return beyondExact(`the DECIMAL(${width},${scale}) value ${s.trim()}`, x, s);
   return m[1] === '-' && n !== 0 ? -n : n;
 }
 
@@ -397,48 +397,6 @@ export function strToBool(s: string): boolean | undefined {
   }
 }
 
-const DATE_RE = /^(-?\d{1,6})-(\d{1,2})-(\d{1,2})(?:\s*\(BC\))?/;
-const TS_RE =
-  /^(-?\d{1,6})-(\d{1,2})-(\d{1,2})(?:(?:[T ]|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d*))?)?)?\s*(?:(Z|UTC)|([+-])(\d{1,2})(?::?(\d{2}))?)?$/i;
-
-function civilMs(y: number, mo: number, d: number): number | undefined {
-  if (mo < 1 || mo > 12 || d < 1 || d > 31) return undefined;
-  const dt = new Date(0);
-  dt.setUTCFullYear(y, mo - 1, d);
-  if (dt.getUTCDate() !== d) return undefined;
-  return dt.getTime();
-}
-
-/** VARCHAR → DATE (epoch ms at UTC midnight): `YYYY-MM-DD`, optionally followed by a time that is ignored. */
-export function strToDate(s: string): number | undefined {
-  const t = trimSpace(s);
-  const m = DATE_RE.exec(t);
-  if (!m) return undefined;
-  const rest = t.slice(m[0].length);
-  if (rest !== '' && !/^[T ]\d/.test(rest)) return undefined;
-  if (rest !== '' && strToTs(t) === undefined) return undefined;
-  let y = Number(m[1]);
-  if (/\(BC\)/.test(m[0])) y = 1 - y;
-  return civilMs(y, Number(m[2]), Number(m[3]));
-}
-
-/**
- * VARCHAR → TIMESTAMP (epoch ms; sub-millisecond digits are dropped). A UTC offset is accepted and
- * ignored, as DuckDB (and PostgreSQL) do for a zone-less TIMESTAMP: '08:00+02:00' is 08:00.
- */
-export function strToTs(s: string): number | undefined {
-  const m = TS_RE.exec(trimSpace(s));
-  if (!m) return undefined;
-  const base = civilMs(Number(m[1]), Number(m[2]), Number(m[3]));
-  if (base === undefined) return undefined;
-  const h = Number(m[4] ?? 0);
-  const mi = Number(m[5] ?? 0);
-  const sec = Number(m[6] ?? 0);
-  if (h > 24 || mi > 59 || sec > 60 || (h === 24 && (mi > 0 || sec > 0))) return undefined;
-  const frac = m[7] ? Math.floor(Number(`0.${m[7]}`.slice(0, 5)) * 1000) : 0;
-  return base + ((h * 60 + mi) * 60 + sec) * 1000 + frac;
-}
-
 // ---------------------------------------------------------------- numeric casts
 
 export function dblToInt(x: number, lo: number, hi: number): number | undefined {
@@ -453,16 +411,25 @@ export function decToInt(n: number, scale: number, lo: number, hi: number): numb
   return r < lo || r > hi ? undefined : r;
 }
 
-export function dblToDec(x: number, width: number, scale: number): number | undefined {
-  if (!Number.isFinite(x)) return undefined;
-  const r = roundAway(x * POW10[scale]!);
-  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+export function dblToDec(v: number, width: number, scale: number, x: string): number | undefined {
+  if (!Number.isFinite(v)) return undefined;
+  const r = roundAway(v * POW10[scale]!);
+  if (Math.abs(r) >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(r)) return beyondExact(`the DECIMAL(${width},${scale}) value ${dblStr(v)}`, x, v);
   return r === 0 ? 0 : r;
 }
 
-export function decToDec(n: number, from: number, width: number, scale: number): number | undefined {
+export function decToDec(
+  n: number,
+  from: number,
+  width: number,
+  scale: number,
+  x: string,
+): number | undefined {
   const r = scale >= from ? n * POW10[scale - from]! : decDown(n, from - scale);
-  if (Math.abs(r) >= POW10[width]! || !Number.isSafeInteger(r)) return undefined;
+  if (Math.abs(r) >= POW10[width]!) return undefined;
+  if (!Number.isSafeInteger(r))
+    return beyondExact(`the DECIMAL(${width},${scale}) value ${decStr(n, from)}`, x, n);
   return r;
 }
 
@@ -547,7 +514,19 @@ export function trimChars(s: string, chars: string, left: boolean, right: boolea
 }
 
 /** DuckDB's substring on code points (negative offsets count from the end, negative lengths go backwards). */
-export function substr(s: string, offset: number, length: number, unicodeOnly = false): string {
+/** DuckDB's substring takes 32-bit offsets and lengths (beyond, an Out of Range Error). */
+export function substrRange(offset: number, length: number, x: string): void {
+  if (offset > 4294967295) evalError('Substring offset outside of supported range (> 4294967295)', x, offset);
+  if (offset < -4294967296)
+    evalError('Substring offset outside of supported range (< -4294967296)', x, offset);
+  if (length > 4294967295) evalError('Substring length outside of supported range (> 4294967295)', x, length);
+  if (length < -4294967296)
+    evalError('Substring length outside of supported range (< -4294967296)', x, length);
+}
+
+export function substr(s: string, offset: number, length: number, unicodeOnly: boolean, x: string): string {
+  if (offset > 4294967295 || offset < -4294967296 || length > 4294967295 || length < -4294967296)
+    substrRange(offset, length, x);
   if (length === 0) return '';
   if (offset < 0 && !unicodeOnly && !NON_ASCII.test(s)) {
     // DuckDB's ASCII-only path counts a negative offset differently when it reaches before the start
@@ -603,7 +582,8 @@ export function substr(s: string, offset: number, length: number, unicodeOnly = 
   return slice(start, Math.min(end, n));
 }
 
-export function leftStr(s: string, k: number): string {
+export function leftStr(s: string, k: number, x: string): string {
+  if (k > 4294967295) substrRange(1, k, x);
   const cps = hasSurrogates(s) ? Array.from(s) : null;
   const n = cps ? cps.length : s.length;
   const e = k >= 0 ? Math.min(k, n) : Math.max(0, n + k);
@@ -790,349 +770,6 @@ export function regexDyn(
   return re;
 }
 
-// ---------------------------------------------------------------- dates
-
-const DAY = 86400000;
-
-export function floorDay(ms: number): number {
-  return Math.floor(ms / DAY) * DAY;
-}
-
-function isoWeekInfo(ms: number): { year: number; week: number } {
-  const d = new Date(floorDay(ms));
-  const dow = (d.getUTCDay() + 6) % 7; // Monday = 0
-  const thursday = new Date(d.getTime() + (3 - dow) * DAY);
-  const year = thursday.getUTCFullYear();
-  const jan1 = Date.UTC(year, 0, 1);
-  const week = Math.floor((thursday.getTime() - jan1) / DAY / 7) + 1;
-  return { year, week };
-}
-
-const PART_ALIASES: Record<string, string> = nullProto({
-  year: 'year',
-  y: 'year',
-  yr: 'year',
-  yrs: 'year',
-  years: 'year',
-  month: 'month',
-  mon: 'month',
-  mons: 'month',
-  months: 'month',
-  day: 'day',
-  d: 'day',
-  days: 'day',
-  dayofmonth: 'day',
-  hour: 'hour',
-  h: 'hour',
-  hr: 'hour',
-  hrs: 'hour',
-  hours: 'hour',
-  minute: 'minute',
-  m: 'minute',
-  min: 'minute',
-  mins: 'minute',
-  minutes: 'minute',
-  second: 'second',
-  s: 'second',
-  sec: 'second',
-  secs: 'second',
-  seconds: 'second',
-  millisecond: 'millisecond',
-  ms: 'millisecond',
-  msec: 'millisecond',
-  msecs: 'millisecond',
-  milliseconds: 'millisecond',
-  millisecon: 'millisecond',
-  microsecond: 'microsecond',
-  us: 'microsecond',
-  usec: 'microsecond',
-  usecs: 'microsecond',
-  microseconds: 'microsecond',
-  microsecon: 'microsecond',
-  week: 'week',
-  w: 'week',
-  weeks: 'week',
-  weekofyear: 'week',
-  quarter: 'quarter',
-  quarters: 'quarter',
-  decade: 'decade',
-  dec: 'decade',
-  decades: 'decade',
-  decs: 'decade',
-  century: 'century',
-  c: 'century',
-  cent: 'century',
-  centuries: 'century',
-  millennium: 'millennium',
-  mil: 'millennium',
-  millenia: 'millennium',
-  millennia: 'millennium',
-  millenium: 'millennium',
-  mils: 'millennium',
-  dow: 'dow',
-  dayofweek: 'dow',
-  weekday: 'dow',
-  isodow: 'isodow',
-  doy: 'doy',
-  dayofyear: 'doy',
-  isoyear: 'isoyear',
-  yearweek: 'yearweek',
-  epoch: 'epoch',
-  era: 'era',
-  julian: 'julian',
-  timezone: 'timezone',
-  timezone_hour: 'timezone_hour',
-  timezone_minute: 'timezone_minute',
-});
-
-/** The canonical date part for a specifier, or undefined when DuckDB would not recognise it. */
-export function datePart(spec: string): string | undefined {
-  return PART_ALIASES[spec.toLowerCase()];
-}
-
-/** extract/date_part on epoch ms. Integral parts are BIGINT; epoch and julian are DOUBLE. */
-export function extractPart(part: string, ms: number): number {
-  const d = new Date(ms);
-  switch (part) {
-    case 'year':
-      return d.getUTCFullYear();
-    case 'month':
-      return d.getUTCMonth() + 1;
-    case 'day':
-      return d.getUTCDate();
-    case 'hour':
-      return d.getUTCHours();
-    case 'minute':
-      return d.getUTCMinutes();
-    case 'second':
-      return d.getUTCSeconds();
-    case 'millisecond':
-      return d.getUTCSeconds() * 1000 + d.getUTCMilliseconds();
-    case 'microsecond':
-      return (d.getUTCSeconds() * 1000 + d.getUTCMilliseconds()) * 1000;
-    case 'week':
-      return isoWeekInfo(ms).week;
-    case 'isoyear':
-      return isoWeekInfo(ms).year;
-    case 'yearweek': {
-      const w = isoWeekInfo(ms);
-      return w.year * 100 + w.week;
-    }
-    case 'quarter':
-      return Math.floor(d.getUTCMonth() / 3) + 1;
-    case 'decade':
-      return Math.floor(d.getUTCFullYear() / 10);
-    case 'century': {
-      const y = d.getUTCFullYear();
-      return y > 0 ? Math.floor((y - 1) / 100) + 1 : -Math.floor(-y / 100) - 1;
-    }
-    case 'millennium': {
-      const y = d.getUTCFullYear();
-      return y > 0 ? Math.floor((y - 1) / 1000) + 1 : -Math.floor(-y / 1000) - 1;
-    }
-    case 'dow':
-      return d.getUTCDay();
-    case 'isodow':
-      return d.getUTCDay() === 0 ? 7 : d.getUTCDay();
-    case 'doy':
-      return Math.floor((floorDay(ms) - Date.UTC(d.getUTCFullYear(), 0, 1)) / DAY) + 1;
-    case 'epoch':
-      return ms / 1000;
-    case 'era':
-      return d.getUTCFullYear() > 0 ? 1 : 0;
-    case 'julian':
-      return Math.floor(ms / DAY) + 2440588;
-    default:
-      return 0; // timezone parts: timestamps are UTC
-  }
-}
-
-const TRUNC_PARTS = new Set([
-  'year',
-  'month',
-  'day',
-  'hour',
-  'minute',
-  'second',
-  'millisecond',
-  'microsecond',
-  'week',
-  'quarter',
-  'decade',
-  'century',
-  'millennium',
-  'isoyear',
-]);
-
-export function truncPartValid(part: string): boolean {
-  return TRUNC_PARTS.has(part);
-}
-
-export function dateTrunc(part: string, ms: number): number {
-  const d = new Date(ms);
-  const y = d.getUTCFullYear();
-  const at = (yy: number, mo = 0, dd = 1) => {
-    const t = new Date(0);
-    t.setUTCFullYear(yy, mo, dd);
-    return t.getTime();
-  };
-  switch (part) {
-    case 'year':
-      return at(y);
-    case 'quarter':
-      return at(y, Math.floor(d.getUTCMonth() / 3) * 3);
-    case 'month':
-      return at(y, d.getUTCMonth());
-    case 'week': {
-      const day = floorDay(ms);
-      return day - ((new Date(day).getUTCDay() + 6) % 7) * DAY;
-    }
-    case 'isoyear': {
-      const iy = isoWeekInfo(ms).year;
-      const jan4 = at(iy, 0, 4);
-      return jan4 - ((new Date(jan4).getUTCDay() + 6) % 7) * DAY;
-    }
-    case 'day':
-      return floorDay(ms);
-    case 'hour':
-      return Math.floor(ms / 3600000) * 3600000;
-    case 'minute':
-      return Math.floor(ms / 60000) * 60000;
-    case 'second':
-      return Math.floor(ms / 1000) * 1000;
-    case 'decade':
-      return at(Math.floor(y / 10) * 10);
-    case 'century':
-      return at(Math.floor(y / 100) * 100);
-    case 'millennium':
-      return at(Math.floor(y / 1000) * 1000);
-    default:
-      return ms; // millisecond, microsecond: timestamps hold milliseconds
-  }
-}
-
-// ---------------------------------------------------------------- strftime
-
-const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
-const MONTHS = [
-  'January',
-  'February',
-  'March',
-  'April',
-  'May',
-  'June',
-  'July',
-  'August',
-  'September',
-  'October',
-  'November',
-  'December',
-];
-
-type FmtPart = string | ((d: Date, ms: number) => string);
-
-function weekNumber(d: Date, mondayFirst: boolean): number {
-  const doy = Math.floor((d.getTime() - Date.UTC(d.getUTCFullYear(), 0, 1)) / DAY);
-  const dow = mondayFirst ? (d.getUTCDay() + 6) % 7 : d.getUTCDay();
-  return Math.floor((doy + 7 - dow) / 7);
-}
-
-const SPECIFIERS: Record<string, (d: Date, ms: number) => string> = nullProto({
-  a: (d) => DAYS[d.getUTCDay()]!.slice(0, 3),
-  A: (d) => DAYS[d.getUTCDay()]!,
-  w: (d) => String(d.getUTCDay()),
-  u: (d) => String(d.getUTCDay() === 0 ? 7 : d.getUTCDay()),
-  d: (d) => pad2(d.getUTCDate()),
-  '-d': (d) => String(d.getUTCDate()),
-  b: (d) => MONTHS[d.getUTCMonth()]!.slice(0, 3),
-  h: (d) => MONTHS[d.getUTCMonth()]!.slice(0, 3),
-  B: (d) => MONTHS[d.getUTCMonth()]!,
-  m: (d) => pad2(d.getUTCMonth() + 1),
-  '-m': (d) => String(d.getUTCMonth() + 1),
-  y: (d) => pad2(((d.getUTCFullYear() % 100) + 100) % 100),
-  '-y': (d) => String(((d.getUTCFullYear() % 100) + 100) % 100),
-  Y: (d) => String(d.getUTCFullYear()),
-  H: (d) => pad2(d.getUTCHours()),
-  '-H': (d) => String(d.getUTCHours()),
-  I: (d) => pad2(d.getUTCHours() % 12 || 12),
-  '-I': (d) => String(d.getUTCHours() % 12 || 12),
-  p: (d) => (d.getUTCHours() < 12 ? 'AM' : 'PM'),
-  M: (d) => pad2(d.getUTCMinutes()),
-  '-M': (d) => String(d.getUTCMinutes()),
-  S: (d) => pad2(d.getUTCSeconds()),
-  '-S': (d) => String(d.getUTCSeconds()),
-  g: (d) => String(d.getUTCMilliseconds()).padStart(3, '0'),
-  f: (d) => `${String(d.getUTCMilliseconds()).padStart(3, '0')}000`,
-  n: (d) => `${String(d.getUTCMilliseconds()).padStart(3, '0')}000000`,
-  z: () => '+00',
-  Z: () => '',
-  j: (d) => String(extractPart('doy', d.getTime())).padStart(3, '0'),
-  '-j': (d) => String(extractPart('doy', d.getTime())),
-  U: (d) => pad2(weekNumber(d, false)),
-  W: (d) => pad2(weekNumber(d, true)),
-  V: (d) => pad2(isoWeekInfo(d.getTime()).week),
-  G: (d) => String(isoWeekInfo(d.getTime()).year),
-  c: (_d, ms) => tsStr(Math.floor(ms / 1000) * 1000),
-  x: (d) => dateStr(d.getTime()),
-  X: (d) => `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}`,
-});
-
-/** Parses a strftime format once; throws RangeError with DuckDB's message on an unknown specifier. */
-export function parseStrftime(format: string): FmtPart[] {
-  const parts: FmtPart[] = [];
-  let lit = '';
-  for (let i = 0; i < format.length; i++) {
-    const c = format[i]!;
-    if (c !== '%') {
-      lit += c;
-      continue;
-    }
-    if (i + 1 >= format.length) {
-      throw new RangeError(`Failed to parse format specifier ${format}: Trailing format character %`);
-    }
-    let spec = format[++i]!;
-    if (spec === '%') {
-      lit += '%';
-      continue;
-    }
-    if (spec === '-' && i + 1 < format.length) spec += format[++i]!;
-    const fn = SPECIFIERS[spec];
-    if (!fn) {
-      throw new RangeError(
-        `Failed to parse format specifier ${format}: Unrecognized format for strftime/strptime: %${spec}`,
-      );
-    }
-    if (lit) parts.push(lit);
-    lit = '';
-    parts.push(fn);
-  }
-  if (lit) parts.push(lit);
-  return parts;
-}
-
-export function strftime(parts: FmtPart[], ms: number): string {
-  const d = new Date(ms);
-  let out = '';
-  for (const p of parts) out += typeof p === 'string' ? p : p(d, ms);
-  return out;
-}
-
-const fmtCache = new Map<string, FmtPart[]>();
-
-export function strftimeDyn(ms: number, format: string, x: string): string {
-  let parts = fmtCache.get(format);
-  if (!parts) {
-    try {
-      parts = parseStrftime(format);
-    } catch (e) {
-      return evalError((e as Error).message, x, format);
-    }
-    if (fmtCache.size > 1000) fmtCache.clear();
-    fmtCache.set(format, parts);
-  }
-  return strftime(parts, ms);
-}
-
 // ---------------------------------------------------------------- nested values
 
 /** Equality of record-representation values, as DuckDB compares LISTs and STRUCTs (NULLs equal inside). */
@@ -1146,17 +783,119 @@ export function deepEq(a: unknown, b: unknown): boolean {
     for (let i = 0; i < a.length; i++) if (!deepEq(a[i], b[i])) return false;
     return true;
   }
-  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b)) {
-    // STRUCTs compare field by field, matched by name
-    const ka = Object.keys(a);
-    if (ka.length !== Object.keys(b).length) return false;
-    for (const k of ka) {
-      if (!Object.hasOwn(b, k)) return false;
-      if (!deepEq((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
-    }
+  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b) && !(b instanceof Date)) {
+    // STRUCTs compare field by field, matched by name without regard to case (a field one lacks is NULL)
+    for (const k of structKeys(a, b)) if (!deepEq(fieldCi(a, k), fieldCi(b, k))) return false;
     return true;
   }
   return false;
+}
+
+/** A struct's field by name, an exact match first, else without regard to case, as DuckDB finds struct keys. */
+export function fieldCi(v: object, name: string): unknown {
+  if (Object.hasOwn(v, name)) return (v as Record<string, unknown>)[name] ?? null;
+  const lower = name.toLowerCase();
+  for (const k in v) if (k.toLowerCase() === lower) return (v as Record<string, unknown>)[k] ?? null;
+  return null;
+}
+
+/** The field names of two structs unified as DuckDB unifies struct types: a's, then b's others (case-insensitive). */
+function structKeys(a: object, b: object): string[] {
+  const keys = Object.keys(a);
+  const seen = new Set(keys.map((k) => k.toLowerCase()));
+  for (const k of Object.keys(b)) if (!seen.has(k.toLowerCase())) keys.push(k);
+  return keys;
+}
+
+/**
+ * Orders two record-representation values as DuckDB orders LISTs and STRUCTs: element by element
+ * (a list that is a prefix of the other is smaller), struct fields by name, a NULL inside after
+ * every value and equal to another NULL.
+ */
+export function nestedCmp(a: unknown, b: unknown, x: string): number {
+  if (a == null || b == null) return a == null ? (b == null ? 0 : 1) : -1;
+  if (typeof a === 'number' || typeof a === 'boolean') {
+    if (typeof b === 'number' || typeof b === 'boolean') return dblCmp(Number(a), Number(b));
+  } else if (typeof a === 'string') {
+    if (typeof b === 'string') return strCmp(a, b);
+  } else if (a instanceof Date) {
+    if (b instanceof Date) return dblCmp(a.getTime(), b.getTime());
+  } else if (Array.isArray(a)) {
+    if (Array.isArray(b)) {
+      const n = Math.min(a.length, b.length);
+      for (let i = 0; i < n; i++) {
+        const c = nestedCmp(a[i], b[i], x);
+        if (c !== 0) return c;
+      }
+      return a.length < b.length ? -1 : a.length > b.length ? 1 : 0;
+    }
+  } else if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b) && !(b instanceof Date)) {
+    for (const k of structKeys(a, b)) {
+      const c = nestedCmp(fieldCi(a, k), fieldCi(b, k), x);
+      if (c !== 0) return c;
+    }
+    return 0;
+  }
+  return evalError(
+    `Cannot compare values of type ${typeOfValue(a)} and type ${typeOfValue(b)} - an explicit cast is required`,
+    x,
+    a,
+  );
+}
+
+/**
+ * contains(list, x) / list_contains: NULL for a NULL list or x, else whether an element equals x.
+ * `lit` is x as a string constant, which DuckDB casts to the list's element type.
+ */
+export function listHas(list: unknown[], x: unknown, lit: boolean, expression: string): boolean {
+  for (const e of list) {
+    if (e == null) continue;
+    if (lit && typeof e === 'number' && typeof x === 'string') {
+      const n = strToDbl(x);
+      if (n === undefined) return evalError(`Could not convert string '${x}' to DOUBLE`, expression, x);
+      if (dblEq(e, n)) return true;
+    } else if (deepEq(e, x)) return true;
+  }
+  return false;
+}
+
+/**
+ * The elements of a list literal with their STRUCT keys unified, as DuckDB types `[{'a': 1}, {'b': 2}]`
+ * STRUCT(a, b)[]: every struct gets every key (case-insensitive, first spelling), a missing one NULL.
+ */
+export function unifyStructs(items: unknown[]): unknown[] {
+  let keys: string[] | undefined;
+  let differ = false;
+  for (const v of items) {
+    if (v == null) continue;
+    if (Array.isArray(v)) {
+      // lists of structs: unify all their elements together
+      const flat = unifyStructs(items.flatMap((l) => (Array.isArray(l) ? l : [])));
+      let at = 0;
+      return items.map((l) => (Array.isArray(l) ? flat.slice(at, (at += l.length)) : l));
+    }
+    if (typeof v !== 'object' || v instanceof Date) return items;
+    const own = Object.keys(v);
+    if (!keys) {
+      keys = own;
+      continue;
+    }
+    if (own.length !== keys.length || own.some((k, i) => k !== keys![i])) differ = true;
+    const seen = new Set(keys.map((k) => k.toLowerCase()));
+    for (const k of own) if (!seen.has(k.toLowerCase())) keys = [...keys, k];
+  }
+  if (!keys) return items;
+  const all = keys;
+  const columns = all.map((k) =>
+    unifyStructs(items.map((v) => (v == null ? null : fieldCi(v as object, k)))),
+  );
+  if (
+    !differ &&
+    columns.every((c, j) => c.every((e, i) => items[i] == null || e === fieldCi(items[i] as object, all[j]!)))
+  ) {
+    return items;
+  }
+  return items.map((v, i) => (v == null ? v : Object.fromEntries(all.map((k, j) => [k, columns[j]![i]]))));
 }
 
 /** A value in record representation turned to boolean for AND/OR/WHERE when its type is only known at run time. */

@@ -79,7 +79,10 @@ describe('invalid SQL is refused with its position', () => {
       /the function md5\(\) is not yet supported in per-record SQL; supported: SELECT/,
     ],
     ['SELECT CAST(a AS FOO) FROM input', /unknown type FOO/],
-    ['SELECT CAST(a AS INTERVAL) FROM input', /CAST to INTERVAL is not yet supported/],
+    [
+      'SELECT CAST(a AS INTERVAL) FROM input',
+      /a cast to INTERVAL of a value that is not a constant string is not allowed/,
+    ],
     ['SELECT a[1:2] FROM input', /list slicing/],
     ['SELECT $1 FROM input', /query parameters/],
     ['SELECT a, b AS a FROM input', /duplicate output column "a"/],

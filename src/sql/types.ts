@@ -17,6 +17,10 @@ export type SqlType =
   | { id: 'DATE' }
   | { id: 'TIMESTAMP' }
   | { id: 'TIMESTAMPTZ' }
+  /** Microseconds since midnight. */
+  | { id: 'TIME' }
+  /** DuckDB's months, days and microseconds (runtime-interval.ts). */
+  | { id: 'INTERVAL' }
   /** `child` is ANY for a list that came from a record. */
   | { id: 'LIST'; child: SqlType }
   /** `fields` is undefined for a struct that came from a record (its fields are only known per value). */
@@ -38,6 +42,8 @@ export const T = {
   DATE: { id: 'DATE' } as SqlType,
   TIMESTAMP: { id: 'TIMESTAMP' } as SqlType,
   TIMESTAMPTZ: { id: 'TIMESTAMPTZ' } as SqlType,
+  TIME: { id: 'TIME' } as SqlType,
+  INTERVAL: { id: 'INTERVAL' } as SqlType,
   ANY: { id: 'ANY' } as SqlType,
   OTHER: { id: 'OTHER' } as SqlType,
   LIST_ANY: { id: 'LIST', child: { id: 'ANY' } } as SqlType,

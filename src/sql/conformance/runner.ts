@@ -1,0 +1,947 @@
+/**
+ * The DuckDB conformance suite: runs DuckDB's own sqllogictest files for scalar functions
+ * (src/sql/conformance/duckdb/, from DuckDB's repository) and compares, query by query, what a
+ * Sluice `sql` step gives with what the DuckDB we run gives for the same records. See
+ * src/sql/conformance/README.md for the definitions (scope, records, oracle, equality).
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { type DuckDBConnection, type DuckDBInstance, LIST, listValue, VARCHAR } from '@duckdb/node-api';
+import { SluiceError } from '../../sdk/errors.ts';
+import type { RecordValue } from '../../sdk/types.ts';
+import { BatchQuery, shapesOf } from '../batch.ts';
+import { createDuckDBInstance } from '../duckdb.ts';
+import { compileSelect } from '../index.ts';
+import { planQuery } from '../plan.ts';
+import { shapeKey, shapeSql } from '../shape.ts';
+import { appendRecords, quoteIdent } from '../table.ts';
+import { fromDuckDB, sqlValueConverter } from '../values.ts';
+import { parseSlt, type SltRecord } from './slt.ts';
+
+export const TEST_ROOT = new URL('./duckdb/', import.meta.url).pathname;
+export const EXCEPTIONS_FILE = new URL('./exceptions.json', import.meta.url).pathname;
+
+/** How long one DuckDB statement may run before it is interrupted (the suite must not hang). */
+const STATEMENT_MS = 5_000;
+/** How long Sluice's DuckDB path may take for one query over all its records. */
+const FALLBACK_MS = 30_000;
+/** Rows of a test table given to a query as records; the rest are left out (reported). */
+export const MAX_RECORDS = 64;
+
+/** Statements that are not SELECTs (no need to ask DuckDB's parser). */
+const SETUP =
+  /^\s*(CREATE|INSERT|UPDATE|DELETE|DROP|ALTER|SET|RESET|PRAGMA|COPY|ATTACH|DETACH|USE|BEGIN|COMMIT|ROLLBACK|CHECKPOINT|INSTALL|LOAD|CALL|EXPORT|IMPORT|VACUUM|ANALYZE|PREPARE|EXECUTE|DEALLOCATE)\b/i;
+
+/** Settings that change how DuckDB runs, never what it answers: ignored, not applied. */
+const HARMLESS_SETTINGS = new Set([
+  'enable_verification',
+  'disable_verification',
+  'verify_parallelism',
+  'threads',
+  'enable_profiling',
+  'disable_profiling',
+  'profiling_output',
+  'profiling_mode',
+  'debug_force_external',
+  'enable_optimizer',
+  'memory_limit',
+  'enable_progress_bar',
+  'disable_progress_bar',
+]);
+
+/** `require` arguments this DuckDB satisfies (built-in extensions, standard vector size, not Windows). */
+const SATISFIED = new Set(['icu', 'json', 'parquet', 'notwindows', 'skip_reload', 'vector_size 2048']);
+
+/** Runner commands that need files, a restart or wall-clock time: the file is left out. */
+const FILE_COMMANDS = new Set(['load', 'restart', 'unzip', 'sleep', 'reconnect', 'concurrentloop']);
+
+/** Functions whose results are not exact in the last bits (C library vs JavaScript's Math). */
+const TRANSCENDENTAL =
+  /\b(sin|cos|tan|asin|acos|atan|atan2|cot|sinh|cosh|tanh|asinh|acosh|atanh|exp|ln|log|log2|log10|pow|power|sqrt|cbrt|gamma|lgamma|degrees|radians|erf|erfc)\s*\(|\*\*|\^/i;
+
+export type Path = 'compiled' | 'fallback' | 'refused';
+
+export interface Counts {
+  inScope: number;
+  agreeCompiled: number;
+  agreeFallback: number;
+  /** Both refuse: DuckDB errors on every record, and Sluice refuses at validation. */
+  agreeRefused: number;
+  excepted: number;
+  disagree: number;
+  outOfScope: number;
+}
+
+export interface Disagreement {
+  /** The test file, relative to src/sql/conformance/duckdb/. */
+  file: string;
+  line: number;
+  /** The query as the test file has it (after loop substitution): the exceptions key. */
+  sql: string;
+  /** The query as Sluice and the oracle run it (the table renamed `input`). */
+  sluiceSql: string;
+  path: Path;
+  /** The record on which they differ (JSON; bigints as strings). */
+  record: unknown;
+  sluice: string;
+  duckdb: string;
+  /** A grouping key: the kind of difference and the error message or functions involved. */
+  category: string;
+  excepted?: string;
+}
+
+export interface Exception {
+  file: string;
+  sql: string;
+  reason: string;
+}
+
+export interface Report {
+  total: Counts;
+  byDirectory: Record<string, Counts>;
+  outOfScopeReasons: Record<string, number>;
+  skippedFiles: { file: string; reason: string }[];
+  disagreements: Disagreement[];
+  /** Exceptions whose query now agrees (or no longer exists): to delete from the file. */
+  stale: Exception[];
+  /** In-scope queries whose table had more rows than MAX_RECORDS (only the first ones ran). */
+  truncatedTables: number;
+  /** Records left out of the comparison: a null field DuckDB's binder cannot type (see untypedNull). */
+  untypedNullRecords: number;
+  ms: number;
+  /** Milliseconds per phase: open (fresh databases), parse, setup, records, duckdb (the oracle), sluice. */
+  phases: Record<string, number>;
+}
+
+function emptyCounts(): Counts {
+  return {
+    inScope: 0,
+    agreeCompiled: 0,
+    agreeFallback: 0,
+    agreeRefused: 0,
+    excepted: 0,
+    disagree: 0,
+    outOfScope: 0,
+  };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+type Ast = any;
+
+interface Catalog {
+  aggregate: Set<string>;
+  volatile: Set<string>;
+  tableOnly: Set<string>;
+}
+
+type Outcome =
+  | { kind: 'value'; value: Record<string, unknown> }
+  | { kind: 'filtered' }
+  | { kind: 'error'; message: string };
+
+class Interrupted extends Error {}
+
+/** Milliseconds spent per phase of the run (opening databases, parsing, setup, DuckDB, Sluice). */
+const timings: Record<string, number> = {};
+
+async function timed<T>(phase: string, f: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await f();
+  } finally {
+    timings[phase] = (timings[phase] ?? 0) + performance.now() - t0;
+  }
+}
+
+/** Runs `sql` on `conn`, interrupting it after `ms`. */
+async function run<T>(conn: DuckDBConnection, ms: number, f: () => Promise<T>): Promise<T> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.interrupt();
+  }, ms);
+  try {
+    return await f();
+  } catch (err) {
+    if (timedOut) throw new Interrupted(`interrupted after ${ms} ms`);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function loadCatalog(conn: DuckDBConnection): Promise<Catalog> {
+  const r = await conn.runAndReadAll(
+    "SELECT lower(function_name), list(DISTINCT function_type), list(DISTINCT stability), string_agg(macro_definition, ' ') FROM duckdb_functions() GROUP BY ALL",
+  );
+  const cat: Catalog = { aggregate: new Set(), volatile: new Set(), tableOnly: new Set() };
+  const rows = r.getRowsJS() as [string, string[], (string | null)[], string | null][];
+  for (const [name, types, stabilities] of rows) {
+    if (types.includes('aggregate')) cat.aggregate.add(name);
+    if (types.every((t) => t === 'table' || t === 'table_macro')) cat.tableOnly.add(name);
+    // error() is volatile only so that DuckDB never folds it away; its answer is deterministic
+    if (name !== 'error' && stabilities.some((s) => s === 'VOLATILE' || s === 'CONSISTENT_WITHIN_QUERY'))
+      cat.volatile.add(name);
+  }
+  // a built-in macro that calls an aggregate (geomean) is one too
+  for (const [name, types, , definition] of rows) {
+    if (!types.includes('macro') || !definition) continue;
+    for (const m of definition.matchAll(/([\w$]+)\s*\(/g))
+      if (cat.aggregate.has(m[1]!.toLowerCase())) cat.aggregate.add(name);
+  }
+  // set-returning in a select list: one row becomes several
+  cat.tableOnly.add('unnest').add('unlist');
+  return cat;
+}
+
+/** The state of one test file's database that decides whether a query is in scope. */
+interface FileState {
+  /** Settings that differ from their defaults now (lambda_syntax apart): queries are out of scope. */
+  setting?: string;
+  /** lambda_syntax differs from its default: queries with `->` are out of scope. */
+  lambdaSyntax?: boolean;
+  /** The settings of a fresh database, to tell a change from setting a default (`SET Calendar='gregorian'`). */
+  defaults: Map<string, string>;
+  /** Macros, functions and types the file created (lower case): queries naming them are out of scope. */
+  userNames: Set<string>;
+}
+
+interface Scoped {
+  kind: 'constant' | 'table';
+  /** The SQL as Sluice gets it: `... FROM input ...`. */
+  sluiceSql: string;
+  /** The table's name as the query wrote it (for reading its rows). */
+  table?: string;
+}
+
+const IDENT = String.raw`(?:"(?:[^"]|"")*"|[A-Za-z_][\w$]*)`;
+const QUALIFIED = new RegExp(`^(?:${IDENT}\\s*\\.\\s*)*${IDENT}`);
+
+/** Why a parsed query is out of scope, or how Sluice gets it. */
+function scope(sql: string, ast: Ast, cat: Catalog, state: FileState): Scoped | { out: string } {
+  if (ast.error) return { out: 'does not parse as a SELECT' };
+  if (ast.statements.length !== 1) return { out: 'several statements' };
+  const node = ast.statements[0].node;
+  if (node.type !== 'SELECT_NODE') return { out: 'set operation (UNION, ...)' };
+  if (node.cte_map?.map?.length) return { out: 'WITH' };
+  if (node.group_expressions?.length || node.group_sets?.length) return { out: 'GROUP BY' };
+  if (node.having) return { out: 'HAVING' };
+  if (node.qualify) return { out: 'QUALIFY' };
+  if (node.sample) return { out: 'SAMPLE' };
+  if (node.aggregate_handling !== 'STANDARD_HANDLING') return { out: 'GROUP BY ALL' };
+  let ordered = false;
+  for (const m of node.modifiers ?? []) {
+    if (m.type === 'ORDER_MODIFIER') ordered = true;
+    else if (m.type === 'DISTINCT_MODIFIER') return { out: 'DISTINCT' };
+    else return { out: 'LIMIT' };
+  }
+  const from = node.from_table;
+  let kind: 'constant' | 'table';
+  if (from.type === 'EMPTY') kind = 'constant';
+  else if (from.type === 'BASE_TABLE') kind = 'table';
+  else if (from.type === 'EXPRESSION_LIST') return { out: 'FROM VALUES' };
+  else return { out: `FROM ${from.type.toLowerCase().replace(/_/g, ' ')}` };
+  if (kind === 'constant' && node.where_clause) return { out: 'WHERE without FROM' };
+  if (state.setting) return { out: `after SET/PRAGMA ${state.setting}` };
+  if (state.lambdaSyntax && sql.includes('->')) return { out: 'a `->` lambda after SET lambda_syntax' };
+  const why = expressionScope(
+    { select: node.select_list, where: node.where_clause, mods: node.modifiers },
+    cat,
+  );
+  if (why) return { out: why };
+  const lower = sql.toLowerCase();
+  for (const n of state.userNames) {
+    if (new RegExp(`(^|[^\\w$])${n.replace(/[^\w$]/g, '\\$&')}($|[^\\w$])`).test(lower))
+      return { out: 'names a macro or type the file created' };
+  }
+  let text = sql.replace(/[\s;]+$/, '');
+  if (ordered) {
+    const all = [...text.matchAll(/\bORDER\s+BY\b/gi)];
+    const last = all.at(-1);
+    if (!last) return { out: 'ORDER BY not found' };
+    text = text.slice(0, last.index).replace(/\s+$/, '');
+  }
+  if (kind === 'constant') return { kind, sluiceSql: `${text}\nFROM input` };
+  const loc = Number(from.query_location);
+  const m = QUALIFIED.exec(text.slice(loc));
+  if (!m || !Number.isSafeInteger(loc)) return { out: 'table name not found in the text' };
+  const name = String(from.table_name);
+  const qualifiedUse = new RegExp(`(^|[^\\w$"])"?${name.replace(/[^\w$]/g, '\\$&')}"?\\s*\\.`, 'i');
+  const alias =
+    !from.alias && qualifiedUse.test(text.slice(loc + m[0].length)) ? ` AS ${quoteIdent(name)}` : '';
+  const sluiceSql = `${text.slice(0, loc)}input${alias}${text.slice(loc + m[0].length)}`;
+  const table = [from.catalog_name, from.schema_name, name]
+    .filter((p: string) => p)
+    .map((p: string) => quoteIdent(p))
+    .join('.');
+  return { kind, sluiceSql, table };
+}
+
+/** Why expressions leave the scope: a subquery, window, aggregate, set-returning or volatile function. */
+function expressionScope(root: unknown, cat: Catalog): string | undefined {
+  let why: string | undefined;
+  const visit = (v: unknown): void => {
+    if (why || v === null || typeof v !== 'object') return;
+    if (Array.isArray(v)) {
+      for (const e of v) visit(e);
+      return;
+    }
+    const o = v as Ast;
+    if (o.class === 'SUBQUERY') why = 'subquery';
+    else if (o.class === 'WINDOW') why = 'window function';
+    else if (o.class === 'PARAMETER') why = 'prepared-statement parameter';
+    else if (o.class === 'FUNCTION') {
+      const name = String(o.function_name).toLowerCase();
+      if (cat.aggregate.has(name)) why = 'aggregate function';
+      else if (cat.tableOnly.has(name)) why = 'set-returning or table function';
+      else if (cat.volatile.has(name)) why = 'nondeterministic function';
+    }
+    if (why) return;
+    for (const k of Object.keys(o)) visit(o[k]);
+  };
+  visit(root);
+  return why;
+}
+
+/**
+ * DuckDB's ASTs of a file's statements (`{ error: true }` for a statement that is not a SELECT or
+ * does not parse), in one round trip: parsing needs none of the file's state.
+ */
+async function parseAll(conn: DuckDBConnection, sqls: string[]): Promise<Map<string, Ast>> {
+  const unique = [...new Set(sqls.filter((q) => !SETUP.test(q)))];
+  const out = new Map<string, Ast>();
+  if (!unique.length) return out;
+  const r = await timed('parse', () =>
+    conn.runAndReadAll(
+      'SELECT json_serialize_sql(s) FROM unnest($1) WITH ORDINALITY AS t(s, i) ORDER BY i',
+      [listValue(unique)],
+      [LIST(VARCHAR)],
+    ),
+  );
+  r.getRowsJS().forEach(([json], i) => {
+    out.set(unique[i]!, JSON.parse(String(json)));
+  });
+  return out;
+}
+
+/** Names of the functions, operators and casts a query uses (for grouping disagreements). */
+function functionsOf(ast: Ast): string[] {
+  const names = new Set<string>();
+  const visit = (v: unknown): void => {
+    if (v === null || typeof v !== 'object') return;
+    if (Array.isArray(v)) {
+      for (const e of v) visit(e);
+      return;
+    }
+    const o = v as Ast;
+    if (o.class === 'FUNCTION') names.add(String(o.function_name).toLowerCase());
+    else if (o.class === 'CAST') names.add(`CAST AS ${String(o.cast_type?.id ?? '?')}`);
+    else if (o.class === 'COMPARISON' || o.class === 'CONJUNCTION' || o.class === 'OPERATOR')
+      names.add(String(o.type));
+    for (const k of Object.keys(o)) visit(o[k]);
+  };
+  visit(ast);
+  return [...names].sort();
+}
+
+/** DuckDB's output row as a record: later columns of one name win, at the earlier position (rowToRecord's rule). */
+function toRecordExact(names: readonly string[], row: readonly unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < names.length; i++) out[names[i]!] = fromDuckDB(row[i], true);
+  return out;
+}
+
+/** The first line of an error message, without DuckDB's JSON wrapper. */
+function firstLine(message: string): string {
+  return message.split('\n')[0]!.slice(0, 300);
+}
+
+/**
+ * The one-row `input` of a file's database (a temp view over a temp table), typed as Sluice types
+ * the record, built with the DuckDB path's own code. Consecutive records of one shape reuse it.
+ */
+class OracleInput {
+  #key?: string;
+  #value?: RecordValue;
+  readonly conn: DuckDBConnection;
+
+  constructor(conn: DuckDBConnection) {
+    this.conn = conn;
+  }
+
+  async load(value: RecordValue): Promise<void> {
+    const names = Object.keys(value);
+    const shapes = shapesOf(value, names);
+    const typed = names.flatMap((name, i) => (shapes[i]!.k === 'NULL' ? [] : [{ name, shape: shapes[i]! }]));
+    const key = `${names.join('\u0000')}\u0001${shapes.map(shapeKey).join('\u0000')}`;
+    if (key === this.#key) {
+      if (this.#value === value || !names.length) return;
+      await this.conn.run('DELETE FROM __sluice_conformance');
+    } else {
+      const defs = ['__sluice_row BIGINT', ...typed.map((c) => `${quoteIdent(c.name)} ${shapeSql(c.shape)}`)];
+      const cols = names.map((n, i) =>
+        shapes[i]!.k === 'NULL' ? `NULL AS ${quoteIdent(n)}` : quoteIdent(n),
+      );
+      if (!cols.length) cols.push('__sluice_row');
+      await this.conn.run(`CREATE OR REPLACE TEMP TABLE __sluice_conformance (${defs.join(', ')})`);
+      await this.conn.run(
+        `CREATE OR REPLACE TEMP VIEW input AS SELECT ${cols.join(', ')} FROM __sluice_conformance`,
+      );
+      this.#key = key;
+    }
+    await appendRecords(this.conn, '__sluice_conformance', typed, [value], [0]);
+    this.#value = value;
+  }
+}
+
+/** DuckDB's answer for one record: the query over a one-row `input` typed as Sluice types the record. */
+async function oracle(
+  input: OracleInput,
+  conn: DuckDBConnection,
+  sql: string,
+  value: RecordValue,
+): Promise<Outcome> {
+  await input.load(value);
+  try {
+    const r = await run(conn, STATEMENT_MS, () => conn.runAndReadAll(sql));
+    const rows = r.convertRows(sqlValueConverter) as unknown[][];
+    if (rows.length === 0) return { kind: 'filtered' };
+    if (rows.length > 1)
+      return { kind: 'error', message: `DuckDB returned ${rows.length} rows for one record` };
+    return { kind: 'value', value: toRecordExact(r.columnNames(), rows[0]!) };
+  } catch (err) {
+    if (err instanceof Interrupted) throw err;
+    return { kind: 'error', message: firstLine((err as Error).message) };
+  }
+}
+
+/** Sluice's answers for the records, and the path it took. */
+async function sluice(sql: string, records: RecordValue[]): Promise<{ path: Path; outcomes: Outcome[] }> {
+  let compiled: Awaited<ReturnType<typeof compileSelect>>;
+  try {
+    compiled = await compileSelect(sql);
+  } catch (err) {
+    const refused = (message: string) => ({
+      path: 'refused' as const,
+      outcomes: records.map(() => ({ kind: 'error' as const, message })),
+    });
+    if (!(err instanceof SluiceError)) return refused(`crash: ${(err as Error)?.stack ?? err}`);
+    if (err.code !== 'SLUICE_EXPR_INVALID' || !err.details?.beyondSubset)
+      return refused(`${err.code}: ${err.message}`);
+    let plan: Awaited<ReturnType<typeof planQuery>>;
+    try {
+      plan = await planQuery(sql);
+    } catch (e) {
+      return refused(`${(e as SluiceError).code ?? 'crash'}: ${(e as Error).message}`);
+    }
+    if (plan.path !== 'duckdb-batch') return refused(`planned ${plan.path}: ${plan.reason}`);
+    return { path: 'fallback', outcomes: await fallback(sql, records) };
+  }
+  const outcomes = records.map((value): Outcome => {
+    try {
+      const out = compiled(value);
+      return out === null ? { kind: 'filtered' } : { kind: 'value', value: out };
+    } catch (err) {
+      if (err instanceof SluiceError && err.code === 'SLUICE_EXPR_EVAL')
+        return { kind: 'error', message: `${err.code}: ${err.message}` };
+      return { kind: 'error', message: `crash: ${(err as Error)?.stack ?? err}` };
+    }
+  });
+  return { path: 'compiled', outcomes };
+}
+
+/** The DuckDB micro-batch path, one record per batch so each outcome maps to its record. */
+async function fallback(sql: string, records: RecordValue[]): Promise<Outcome[]> {
+  const q = await BatchQuery.open(sql);
+  try {
+    // one batch, as a step gives it; each record's index rides in its metadata key
+    const work = (async () => {
+      const r = await q.process(records.map((value, i) => ({ value, meta: { key: i } })));
+      const outcomes: Outcome[] = records.map(() => ({ kind: 'filtered' }));
+      const seen = new Set<number>();
+      for (const rej of r.rejected ?? []) {
+        const i = rej.record?.meta.key as number;
+        outcomes[i] = { kind: 'error', message: `${rej.error.code}: ${rej.error.message}` };
+      }
+      for (const out of r.records) {
+        const i = out.meta.key as number;
+        outcomes[i] = seen.has(i)
+          ? { kind: 'error', message: 'several output records for one input record' }
+          : { kind: 'value', value: out.value };
+        seen.add(i);
+      }
+      return outcomes;
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the DuckDB path took over ${FALLBACK_MS} ms`)), FALLBACK_MS);
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    await q.close();
+  }
+}
+
+function isZero(n: unknown): boolean {
+  return n === 0;
+}
+
+/** Equality of one output value (see README: numbers, NaN, -0, Dates, bigints, nested). */
+export function sameValue(a: unknown, b: unknown, tolerant: boolean): boolean {
+  if (a === null || a === undefined || b === null || b === undefined)
+    return (a === null || a === undefined) && (b === null || b === undefined);
+  if (typeof a === 'number' && typeof b === 'number') {
+    if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(a) && Number.isNaN(b);
+    // DuckDB prints a DOUBLE -0 as -0.0 (and JavaScript's -0 is the same value)
+    if (isZero(a) && isZero(b)) return Object.is(a, b);
+    if (a === b) return true;
+    return tolerant && Math.abs(a - b) <= 1e-15 * Math.max(Math.abs(a), Math.abs(b));
+  }
+  if (typeof a === 'bigint' || typeof b === 'bigint') {
+    const toBig = (x: unknown) =>
+      typeof x === 'bigint' ? x : typeof x === 'number' && Number.isInteger(x) ? BigInt(x) : undefined;
+    const x = toBig(a);
+    const y = toBig(b);
+    return x !== undefined && x === y;
+  }
+  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
+  if (a instanceof Uint8Array && b instanceof Uint8Array)
+    return a.length === b.length && a.every((x, i) => x === b[i]);
+  if (Array.isArray(a) && Array.isArray(b))
+    return a.length === b.length && a.every((x, i) => sameValue(x, b[i], tolerant));
+  if (
+    typeof a === 'object' &&
+    typeof b === 'object' &&
+    !Array.isArray(a) &&
+    !Array.isArray(b) &&
+    !(a instanceof Date) &&
+    !(b instanceof Date)
+  ) {
+    const ka = Object.keys(a);
+    const kb = Object.keys(b);
+    return (
+      ka.length === kb.length &&
+      ka.every(
+        (k, i) =>
+          k === kb[i] &&
+          sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], tolerant),
+      )
+    );
+  }
+  return a === b;
+}
+
+/** A value as JSON for the report (bigints, non-finite numbers, -0, Dates and bytes kept visible). */
+export function show(v: unknown): string {
+  return JSON.stringify(v, function (this: unknown, k, x) {
+    const raw = (this as Record<string, unknown>)?.[k];
+    if (typeof raw === 'bigint') return `${raw}n`;
+    if (raw instanceof Date) return Number.isNaN(raw.getTime()) ? 'Invalid Date' : raw.toISOString();
+    if (raw instanceof Uint8Array) return `bytes:${Buffer.from(raw).toString('hex')}`;
+    if (typeof raw === 'number' && (!Number.isFinite(raw) || Object.is(raw, -0)))
+      return String(raw === 0 ? '-0' : raw);
+    return x;
+  });
+}
+
+function showOutcome(o: Outcome): string {
+  if (o.kind === 'error') return `error: ${o.message.split('\n')[0]}`;
+  if (o.kind === 'filtered') return 'filtered out (no row)';
+  return show(o.value);
+}
+
+/** How a Sluice outcome differs from DuckDB's, or undefined when they agree. */
+function differ(mine: Outcome, theirs: Outcome, tolerant: boolean): string | undefined {
+  if (mine.kind === 'error' && mine.message.startsWith('crash:')) return 'Sluice crashed';
+  if (theirs.kind === 'error')
+    return mine.kind === 'error' ? undefined : 'DuckDB errors, Sluice gives a value';
+  if (mine.kind === 'error') return 'Sluice errors, DuckDB gives a value';
+  if (mine.kind !== theirs.kind)
+    return mine.kind === 'filtered' ? 'Sluice filters the record out' : 'DuckDB filters the record out';
+  if (mine.kind === 'filtered' || theirs.kind === 'filtered') return undefined;
+  const names = Object.keys(mine.value);
+  const expected = Object.keys(theirs.value);
+  if (names.join('\u0000') !== expected.join('\u0000')) return 'column names differ';
+  for (const k of names) if (!sameValue(mine.value[k], theirs.value[k], tolerant)) return 'values differ';
+  return undefined;
+}
+
+/** Strips the parts of a message that vary between instances of one cause (quoted values, numbers, positions). */
+function messageClass(message: string): string {
+  return message
+    .replace(/^SLUICE_EXPR_\w+: /, '')
+    .replace(/ \(at line \d+, column \d+, offset \d+\)/g, '')
+    .replace(/ \(in [\s\S]*\)$/, '')
+    .replace(/'[^']*'/g, "'…'")
+    .replace(/"[^"]*"/g, '"…"')
+    .replace(/-?\d+(\.\d+)?/g, 'N')
+    .slice(0, 160);
+}
+
+function categoryOf(kind: string, mine: Outcome, theirs: Outcome, fns: string[]): string {
+  if (kind === 'Sluice crashed' && mine.kind === 'error')
+    return `Sluice crashed: ${messageClass(mine.message.slice(7))}`;
+  if (kind === 'Sluice errors, DuckDB gives a value' && mine.kind === 'error')
+    return `Sluice errors: ${messageClass(mine.message)}`;
+  if (kind === 'DuckDB errors, Sluice gives a value' && theirs.kind === 'error')
+    return `DuckDB errors: ${messageClass(theirs.message)}`;
+  return `${kind}: ${fns.filter((f) => !f.startsWith('COMPARE_') && !f.startsWith('CONJUNCTION_')).join(', ') || '(none)'}`;
+}
+
+/** The records a table's rows make, as Sluice's DuckDB readers give them. */
+async function tableRecords(
+  conn: DuckDBConnection,
+  table: string,
+): Promise<{ records: RecordValue[]; truncated: boolean } | { out: string }> {
+  const r = await run(conn, STATEMENT_MS, () =>
+    conn.runAndReadAll(`SELECT * FROM ${table} LIMIT ${MAX_RECORDS + 1}`),
+  );
+  const rows = r.convertRows(sqlValueConverter) as unknown[][];
+  const names = r.columnNames();
+  const records: RecordValue[] = [];
+  for (const row of rows.slice(0, MAX_RECORDS)) {
+    const value = toRecordExact(names, row) as RecordValue;
+    if (hasBytes(value)) return { out: 'the table holds a BLOB (bytes have no record value yet)' };
+    try {
+      shapesOf(value, Object.keys(value));
+    } catch {
+      return { out: 'the table holds a value with no record type (an empty struct, a mixed list)' };
+    }
+    records.push(value);
+  }
+  return { records, truncated: rows.length > MAX_RECORDS };
+}
+
+function hasBytes(v: unknown): boolean {
+  if (v instanceof Uint8Array) return true;
+  if (Array.isArray(v)) return v.some(hasBytes);
+  if (v && typeof v === 'object' && !(v instanceof Date)) return Object.values(v).some(hasBytes);
+  return false;
+}
+
+function settingName(sql: string): string | undefined {
+  const m = /^\s*(?:SET|RESET|PRAGMA)\s+(?:(?:GLOBAL|SESSION|LOCAL)\s+)?([\w.]+)/i.exec(sql);
+  return m?.[1]?.toLowerCase();
+}
+
+export interface RunOptions {
+  /** Only files whose path (relative to the test root) contains this. */
+  filter?: string;
+  /** Called after each file, for progress. */
+  onFile?: (file: string, ms: number) => void;
+}
+
+async function listTests(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile() && e.name.endsWith('.test'))
+    .map((e) => relative(TEST_ROOT, join(e.parentPath, e.name)).split(sep).join('/'))
+    .sort();
+}
+
+export async function loadExceptions(): Promise<Exception[]> {
+  const doc = JSON.parse(await readFile(EXCEPTIONS_FILE, 'utf8')) as { exceptions: Exception[] };
+  return doc.exceptions;
+}
+
+export function exceptionKey(file: string, sql: string): string {
+  return `${file}\u0000${sql.trim()}`;
+}
+
+/** Runs every test file and classifies every query; see Report. */
+export async function runConformance(opts: RunOptions = {}): Promise<Report> {
+  const started = Date.now();
+  const exceptions = await loadExceptions();
+  const byKey = new Map(exceptions.map((e) => [exceptionKey(e.file, e.sql), e]));
+  const used = new Set<string>();
+  const report: Report = {
+    total: emptyCounts(),
+    byDirectory: {},
+    outOfScopeReasons: {},
+    skippedFiles: [],
+    disagreements: [],
+    stale: [],
+    truncatedTables: 0,
+    untypedNullRecords: 0,
+    ms: 0,
+    phases: {},
+  };
+  let catalog: Catalog | undefined;
+  // the next file's database is created while this file runs (creating one takes a while)
+  let next: Promise<DuckDBInstance> | undefined;
+  for (const file of await listTests(TEST_ROOT)) {
+    if (opts.filter && !file.includes(opts.filter)) continue;
+    const t0 = Date.now();
+    const records = parseSlt(await readFile(join(TEST_ROOT, file), 'utf8'));
+    const skip = fileSkipReason(records, await readFile(join(TEST_ROOT, file), 'utf8'));
+    if (skip) {
+      report.skippedFiles.push({ file, reason: skip });
+      continue;
+    }
+    const dir = file.split('/')[0]!;
+    report.byDirectory[dir] ??= emptyCounts();
+    const counts = report.byDirectory[dir];
+    const db: DuckDBInstance = await timed('open', () => next ?? createDuckDBInstance());
+    next = createDuckDBInstance();
+    const conn = await db.connect();
+    try {
+      await conn.run('SET threads = 1');
+      catalog ??= await loadCatalog(conn);
+      const asts = await parseAll(
+        conn,
+        records.flatMap((r) => (r.kind === 'command' ? [] : [r.sql])),
+      );
+      const tables = new Map<string, Awaited<ReturnType<typeof tableRecords>>>();
+      const state: FileState = { userNames: new Set(), defaults: await readSettings(conn) };
+      const input = new OracleInput(conn);
+      const pending: Promise<void>[] = [];
+      for (const rec of records) {
+        if (rec.kind === 'command') {
+          if (rec.name === 'halt') break;
+          continue;
+        }
+        const count = (k: keyof Counts) => {
+          counts[k]++;
+          report.total[k]++;
+        };
+        const outOfScope = (reason: string) => {
+          count('outOfScope');
+          report.outOfScopeReasons[reason] = (report.outOfScopeReasons[reason] ?? 0) + 1;
+        };
+        const ast: Ast = asts.get(rec.sql) ?? { error: true };
+        if (ast.error) {
+          // not a SELECT: a statement that sets the file's state up
+          await timed('setup', () => execute(conn, rec.sql, state));
+          tables.clear();
+          if (rec.kind === 'query') outOfScope('not a SELECT');
+          continue;
+        }
+        const s = scope(rec.sql, ast, catalog, state);
+        if ('out' in s) {
+          outOfScope(s.out);
+          continue;
+        }
+        const verdict = await judgeQuery(conn, input, tables, file, rec, s, ast);
+        if ('out' in verdict) {
+          outOfScope(verdict.out);
+          continue;
+        }
+        pending.push(
+          verdict.finish.then((judged) => {
+            if (judged.truncated) report.truncatedTables++;
+            report.untypedNullRecords += judged.untypedNull ?? 0;
+            count('inScope');
+            if (!judged.disagreement) {
+              count(
+                judged.path === 'compiled'
+                  ? 'agreeCompiled'
+                  : judged.path === 'fallback'
+                    ? 'agreeFallback'
+                    : 'agreeRefused',
+              );
+              return;
+            }
+            const key = exceptionKey(file, rec.sql);
+            const exception = byKey.get(key);
+            if (exception) {
+              used.add(key);
+              count('excepted');
+              report.disagreements.push({ ...judged.disagreement, excepted: exception.reason });
+            } else {
+              count('disagree');
+              report.disagreements.push(judged.disagreement);
+            }
+          }),
+        );
+      }
+      await Promise.all(pending);
+    } finally {
+      conn.closeSync();
+      db.closeSync();
+    }
+    opts.onFile?.(file, Date.now() - t0);
+  }
+  report.stale = exceptions.filter(
+    (e) => !used.has(exceptionKey(e.file, e.sql)) && (!opts.filter || e.file.includes(opts.filter)),
+  );
+  if (next) (await next).closeSync();
+  report.disagreements.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
+  report.ms = Date.now() - started;
+  for (const [k, v] of Object.entries(timings)) {
+    report.phases[k] = Math.round(v);
+    delete timings[k];
+  }
+  return report;
+}
+
+function fileSkipReason(records: SltRecord[], text: string): string | undefined {
+  for (const r of records) {
+    if (r.kind !== 'command') continue;
+    if (r.name === 'require') {
+      const what = r.args.join(' ');
+      if (!SATISFIED.has(what) && !SATISFIED.has(r.args[0]!)) return `require ${what}`;
+    }
+    if (FILE_COMMANDS.has(r.name)) return `uses the runner command ${r.name}`;
+  }
+  if (/__TEST_DIR__|\{DATA_DIR\}|'data\//.test(text)) return 'reads or writes files';
+  return undefined;
+}
+
+/** Runs a statement of the file's setup (its errors are the test's business), noting what changes scope. */
+async function execute(conn: DuckDBConnection, sql: string, state: FileState): Promise<void> {
+  const setting = settingName(sql);
+  if (setting && HARMLESS_SETTINGS.has(setting)) return;
+  try {
+    await run(conn, STATEMENT_MS, () => conn.run(sql));
+  } catch {
+    return;
+  }
+  if (setting) await noteSettings(conn, state);
+  else if (/^\s*(ATTACH|USE)\b/i.test(sql)) state.setting ??= 'ATTACH/USE';
+  for (const m of sql.matchAll(
+    /\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:MACRO|FUNCTION|TYPE)\s+(?:IF\s+NOT\s+EXISTS\s+)?((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))*)/gi,
+  )) {
+    state.userNames.add(m[1]!.split('.').at(-1)!.replace(/"/g, '').toLowerCase());
+  }
+}
+
+async function readSettings(conn: DuckDBConnection): Promise<Map<string, string>> {
+  const r = await conn.runAndReadAll('SELECT name, value FROM duckdb_settings()');
+  return new Map(r.getRowsJS().map(([n, v]) => [String(n), String(v)]));
+}
+
+/** After a SET/RESET/PRAGMA: which settings now differ from a fresh database's (so scope follows RESET too). */
+async function noteSettings(conn: DuckDBConnection, state: FileState): Promise<void> {
+  const now = await readSettings(conn);
+  const changed = [...now]
+    .filter(([n, v]) => state.defaults.get(n) !== v && !HARMLESS_SETTINGS.has(n.toLowerCase()))
+    .map(([n]) => n);
+  state.lambdaSyntax = changed.includes('lambda_syntax');
+  state.setting = changed.filter((n) => n !== 'lambda_syntax').join(', ') || undefined;
+}
+
+type Judged = { path: Path; truncated: boolean; untypedNull?: number; disagreement?: Disagreement };
+/** Out of scope, or in scope with Sluice's side under way (it needs no state of the file's database). */
+type Verdict = { out: string } | { finish: Promise<Judged> };
+
+/** How many queries' Sluice side run at once: each waits mostly on DuckDB's threads. */
+const SLUICE_CONCURRENCY = 4;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function limit<T>(f: () => Promise<T>): Promise<T> {
+  if (running >= SLUICE_CONCURRENCY) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await f();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+/**
+ * A record with a null field on which DuckDB's binder cannot pick a function: the field is an
+ * untyped NULL in the one-row input, which a typed column (other records) would not be.
+ */
+function untypedNull(record: RecordValue, theirs: Outcome): boolean {
+  return (
+    theirs.kind === 'error' &&
+    /^Binder Error: (Could not choose a best candidate function|Cannot deduce template type)/.test(
+      theirs.message,
+    ) &&
+    Object.values(record).some((v) => v === null)
+  );
+}
+
+async function judgeQuery(
+  conn: DuckDBConnection,
+  input: OracleInput,
+  /** Records per table, read once until a statement may have changed them. */
+  tables: Map<string, Awaited<ReturnType<typeof tableRecords>>>,
+  file: string,
+  rec: Extract<SltRecord, { sql: string }>,
+  s: Scoped,
+  ast: Ast,
+): Promise<Verdict> {
+  let records: RecordValue[] = [{}];
+  let truncated = false;
+  if (s.kind === 'table') {
+    let got = tables.get(s.table!);
+    if (!got) {
+      try {
+        got = await timed('records', () => tableRecords(conn, s.table!));
+      } catch (err) {
+        got = {
+          out: err instanceof Interrupted ? 'reading the table took too long' : 'the table cannot be read',
+        };
+      }
+      tables.set(s.table!, got);
+    }
+    if ('out' in got) return got;
+    if (!got.records.length) return { out: 'the table is empty' };
+    records = got.records;
+    truncated = got.truncated;
+  }
+  const theirs: Outcome[] = [];
+  try {
+    for (const r of records) theirs.push(await timed('duckdb', () => oracle(input, conn, s.sluiceSql, r)));
+  } catch (err) {
+    if (err instanceof Interrupted) return { out: 'DuckDB took too long' };
+    throw err;
+  }
+  const untyped = records.map((r, i) => untypedNull(r, theirs[i]!));
+  const compared = untyped.filter((u) => !u).length;
+  if (!compared) return { out: 'only records with an untyped NULL DuckDB cannot bind' };
+  return { finish: limit(() => compareSluice(file, rec, s, ast, records, theirs, truncated, untyped)) };
+}
+
+/** Sluice's answer for the records, compared with DuckDB's. */
+async function compareSluice(
+  file: string,
+  rec: Extract<SltRecord, { sql: string }>,
+  s: Scoped,
+  ast: Ast,
+  records: RecordValue[],
+  theirs: Outcome[],
+  truncated: boolean,
+  untyped: boolean[],
+): Promise<Judged> {
+  let mine: { path: Path; outcomes: Outcome[] };
+  try {
+    mine = await timed('sluice', () => sluice(s.sluiceSql, records));
+  } catch (err) {
+    mine = {
+      path: 'fallback',
+      outcomes: records.map(() => ({ kind: 'error', message: `crash: ${(err as Error).message}` })),
+    };
+  }
+  const tolerant = TRANSCENDENTAL.test(s.sluiceSql);
+  const compared = untyped.filter((u) => !u).length;
+  for (let i = 0; i < records.length; i++) {
+    if (untyped[i]) continue;
+    const kind = differ(mine.outcomes[i]!, theirs[i]!, tolerant);
+    if (!kind) continue;
+    return {
+      path: mine.path,
+      truncated,
+      disagreement: {
+        file,
+        line: rec.line,
+        sql: rec.sql,
+        sluiceSql: s.sluiceSql,
+        path: mine.path,
+        record: JSON.parse(show(records[i])),
+        sluice: showOutcome(mine.outcomes[i]!),
+        duckdb: showOutcome(theirs[i]!),
+        category: categoryOf(kind, mine.outcomes[i]!, theirs[i]!, functionsOf(ast)),
+      },
+    };
+  }
+  // a refusal agrees only where DuckDB errors on every record (checked above per record)
+  return { path: mine.path, truncated, untypedNull: records.length - compared };
+}

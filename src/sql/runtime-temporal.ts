@@ -1,0 +1,1006 @@
+/**
+ * Run-time helpers for dates and times. DATE, TIMESTAMP and TIMESTAMPTZ are epoch microseconds
+ * (a DATE at UTC midnight) in a JS number, as DuckDB keeps them: exact within ±2^53 µs (years
+ * 1685 to 2255) and, for whole milliseconds (every JavaScript Date), to about year 4250; DuckDB's
+ * `infinity` and `-infinity` are ±Infinity. Civil dates are computed arithmetically (proleptic
+ * Gregorian, astronomical years: 0 is 1 BC), so DuckDB's whole range works, not only JS Date's.
+ */
+import { evalError } from './runtime.ts';
+
+export const US_PER_DAY = 86400000000;
+const US_PER_HOUR = 3600000000;
+const US_PER_MINUTE = 60000000;
+const US_PER_SEC = 1000000;
+/** TIMESTAMP's range in DuckDB: int64 microseconds, the extremes being the infinities. */
+const TS_MAX = 2 ** 63;
+
+function table<T>(o: Record<string, T>): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, o);
+}
+
+function pad2(n: number): string {
+  return n < 10 ? `0${n}` : String(n);
+}
+
+// ---------------------------------------------------------------- civil calendar
+
+/** Days since 1970-01-01 of a proleptic Gregorian date (astronomical year). */
+export function daysFromCivil(y: number, m: number, d: number): number {
+  const yy = m <= 2 ? y - 1 : y;
+  const era = Math.floor(yy / 400);
+  const yoe = yy - era * 400;
+  const doy = Math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/** [year, month, day] of a day number (days since 1970-01-01). */
+export function civilFromDays(days: number): [number, number, number] {
+  const z = days + 719468;
+  const era = Math.floor(z / 146097);
+  const doe = z - era * 146097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
+}
+
+function isLeap(y: number): boolean {
+  return y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+}
+
+const MONTH_DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+export function monthDays(y: number, m: number): number {
+  return m === 2 && isLeap(y) ? 29 : MONTH_DAYS[m]!;
+}
+
+/** DuckDB's Date::IsValid: a real day within DATE's range (5877642 BC to 5881580 AD). */
+function validDate(y: number, m: number, d: number): boolean {
+  if (m < 1 || m > 12 || d < 1 || d > monthDays(y, m)) return false;
+  if (y < -5877641 || (y === -5877641 && (m < 6 || (m === 6 && d < 25)))) return false;
+  if (y > 5881580 || (y === 5881580 && (m > 7 || (m === 7 && d > 10)))) return false;
+  return true;
+}
+
+/** The day number of a µs value (floor), and the µs into that day. */
+export function floorDay(us: number): number {
+  if (!Number.isFinite(us)) return us;
+  return Math.floor(us / US_PER_DAY) * US_PER_DAY;
+}
+
+/** Broken-down fields of a finite µs value. */
+interface Fields {
+  y: number;
+  mo: number;
+  d: number;
+  h: number;
+  mi: number;
+  s: number;
+  /** microseconds within the second */
+  us: number;
+  days: number;
+}
+
+function fields(us: number): Fields {
+  const days = Math.floor(us / US_PER_DAY);
+  const tod = us - days * US_PER_DAY;
+  const [y, mo, d] = civilFromDays(days);
+  const secs = Math.floor(tod / US_PER_SEC);
+  return {
+    y,
+    mo,
+    d,
+    h: Math.floor(secs / 3600),
+    mi: Math.floor(secs / 60) % 60,
+    s: secs % 60,
+    us: tod - secs * US_PER_SEC,
+    days,
+  };
+}
+
+// ---------------------------------------------------------------- text
+
+function dateText(y: number, m: number, d: number): { text: string; bc: boolean } {
+  const bc = y <= 0;
+  const yy = String(bc ? 1 - y : y).padStart(4, '0');
+  return { text: `${yy}-${pad2(m)}-${pad2(d)}`, bc };
+}
+
+function timeText(h: number, mi: number, s: number, us: number): string {
+  const t = `${pad2(h)}:${pad2(mi)}:${pad2(s)}`;
+  return us ? `${t}.${String(us).padStart(6, '0').replace(/0+$/, '')}` : t;
+}
+
+/** DATE as DuckDB prints it: `2024-05-17`, `0044-03-15 (BC)`, `infinity`. */
+export function dateStr(us: number): string {
+  if (!Number.isFinite(us)) return us > 0 ? 'infinity' : '-infinity';
+  const [y, m, d] = civilFromDays(Math.floor(us / US_PER_DAY));
+  const { text, bc } = dateText(y, m, d);
+  return bc ? `${text} (BC)` : text;
+}
+
+/** TIMESTAMP as DuckDB prints it: `2024-05-17 13:14:15.5`, `1001-01-01 (BC) 01:03:20`. */
+export function tsStr(us: number): string {
+  if (!Number.isFinite(us)) return us > 0 ? 'infinity' : '-infinity';
+  const f = fields(us);
+  const { text, bc } = dateText(f.y, f.mo, f.d);
+  return `${text}${bc ? ' (BC)' : ''} ${timeText(f.h, f.mi, f.s, f.us)}`;
+}
+
+export function tstzStr(us: number): string {
+  return Number.isFinite(us) ? `${tsStr(us)}+00` : tsStr(us);
+}
+
+// ---------------------------------------------------------------- record values
+
+const JS_DATE_MAX_MS = 8.64e15;
+
+/**
+ * A DATE/TIMESTAMP as a record value (a Date), as DuckDB's JavaScript conversion gives it: whole
+ * milliseconds, truncated toward zero. Infinity and values beyond JavaScript's Date range fail the
+ * record, as they do on the DuckDB path.
+ */
+export function usToDate(us: number, type: string, x: string): Date {
+  const ms = Math.trunc(us / 1000);
+  if (!(Math.abs(ms) <= JS_DATE_MAX_MS)) {
+    const unit = type === 'DATE' ? `${Math.round(us / US_PER_DAY)} days` : `${us} micros`;
+    return evalError(
+      `${type} value out of range for JS Date: ${Number.isFinite(us) ? unit : us > 0 ? 'infinity' : '-infinity'}`,
+      x,
+    );
+  }
+  return new Date(ms === 0 ? 0 : ms);
+}
+
+// ---------------------------------------------------------------- casts from VARCHAR
+
+function isSpace(c: string | undefined): boolean {
+  return c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\v' || c === '\f';
+}
+
+function isDigit(c: string | undefined): boolean {
+  return c !== undefined && c >= '0' && c <= '9';
+}
+
+/** Outcome of parsing a date prefix: the day number (±Infinity for the specials), where it ended. */
+type DateScan = { days: number; pos: number } | 'format' | 'range';
+
+function special(s: string, pos: number, word: string, abbr: number): number {
+  let p = pos;
+  let i = 0;
+  for (; p < s.length && i < word.length; p++, i++) if (s[p]!.toLowerCase() !== word[i]) return -1;
+  if (i < word.length && p - pos !== abbr) return -1;
+  return p;
+}
+
+/** DuckDB's Date::TryConvertDate (non-strict): `[-]Y{1,}<sep>M{1,2}<sep>D{1,2}[ (BC)]`, sep one of ` -/\`. */
+function scanDate(s: string): DateScan {
+  const len = s.length;
+  let pos = 0;
+  while (pos < len && isSpace(s[pos])) pos++;
+  if (pos >= len) return 'format';
+  let neg = false;
+  if (s[pos] === '-') {
+    neg = true;
+    if (++pos >= len) return 'format';
+  }
+  if (!isDigit(s[pos])) {
+    let end = special(s, pos, 'infinity', 3);
+    let days = neg ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+    if (end < 0) {
+      end = special(s, pos, 'epoch', 5);
+      days = 0;
+    }
+    if (end < 0) return 'format';
+    while (end < len && isSpace(s[end])) end++;
+    return end === len ? { days, pos: end } : 'format';
+  }
+  let year = 0;
+  for (; pos < len && isDigit(s[pos]); pos++) {
+    if (year >= 100000000) return 'range';
+    year = year * 10 + (s.charCodeAt(pos) - 48);
+  }
+  if (neg) year = -year;
+  if (pos >= len) return 'format';
+  const sep = s[pos++];
+  if (sep !== ' ' && sep !== '-' && sep !== '/' && sep !== '\\') return 'format';
+  const two = (): number => {
+    if (!isDigit(s[pos])) return -1;
+    let v = s.charCodeAt(pos++) - 48;
+    if (isDigit(s[pos])) v = v * 10 + (s.charCodeAt(pos++) - 48);
+    return v;
+  };
+  const month = two();
+  if (month < 0 || pos >= len || s[pos++] !== sep || pos >= len) return 'format';
+  const day = two();
+  if (day < 0) return 'format';
+  if (
+    len - pos >= 5 &&
+    isSpace(s[pos]) &&
+    s[pos + 1] === '(' &&
+    s[pos + 2]?.toLowerCase() === 'b' &&
+    s[pos + 3]?.toLowerCase() === 'c' &&
+    s[pos + 4] === ')'
+  ) {
+    if (neg || year === 0) return 'format';
+    year = 1 - year;
+    pos += 5;
+  }
+  if (isDigit(s[pos])) return 'format';
+  if (!validDate(year, month, day)) return 'range';
+  return { days: daysFromCivil(year, month, day), pos };
+}
+
+/** VARCHAR → DATE (µs at midnight), as DuckDB's cast: anything may follow the date but a digit. */
+export function strToDate(s: string): number | undefined {
+  const r = scanDate(s);
+  if (typeof r === 'string') return undefined;
+  return Number.isFinite(r.days) ? r.days * US_PER_DAY : r.days;
+}
+
+type TsScan = number | 'format' | 'range' | 'zone';
+
+/**
+ * DuckDB's Timestamp::TryConvertTimestampTZ: a date, then optionally `T` or a space and a time
+ * `H{1,9}:MM[:SS[.fraction]]`, then `Z`, a UTC offset (`+HH[[:]MM[:SS]]`, ignored by a TIMESTAMP),
+ * or a space and a zone name (only UTC without time zone support).
+ */
+function scanTs(s: string): TsScan {
+  const d = scanDate(s);
+  if (typeof d === 'string') return d;
+  const len = s.length;
+  let pos = d.pos;
+  if (pos === len) {
+    if (!Number.isFinite(d.days)) return d.days;
+    return d.days * US_PER_DAY;
+  }
+  if (s[pos] === ' ' || s[pos] === 'T') pos++;
+  while (pos < len && isSpace(s[pos])) pos++;
+  if (!isDigit(s[pos])) return 'format';
+  let hour = 0;
+  let digits = 0;
+  for (; pos < len && isDigit(s[pos]); pos++) {
+    if (++digits > 9) return 'format';
+    hour = hour * 10 + (s.charCodeAt(pos) - 48);
+  }
+  if (pos >= len || s[pos++] !== ':') return 'format';
+  const two = (): number => {
+    if (!isDigit(s[pos])) return -1;
+    let v = s.charCodeAt(pos++) - 48;
+    if (isDigit(s[pos])) v = v * 10 + (s.charCodeAt(pos++) - 48);
+    return v;
+  };
+  let min = 0;
+  let sec = 0;
+  if (pos < len) {
+    min = two();
+    if (min < 0 || min >= 60) return 'format';
+    if (pos < len) {
+      if (s[pos++] !== ':') return 'format';
+      if (pos < len) {
+        sec = two();
+        if (sec < 0 || sec >= 60) return 'format';
+      }
+    }
+  }
+  let micros = 0;
+  if (s[pos] === '.') {
+    pos++;
+    for (let mult = 100000; pos < len && isDigit(s[pos]); pos++, mult = Math.floor(mult / 10)) {
+      micros += (s.charCodeAt(pos) - 48) * mult;
+    }
+  }
+  const time = ((hour * 60 + min) * 60 + sec) * US_PER_SEC + micros;
+  if (time > US_PER_DAY) return 'range';
+  if (!Number.isFinite(d.days)) return 'format';
+  const us = d.days * US_PER_DAY + time;
+  if (!(Math.abs(us) < TS_MAX)) return 'range';
+  if (pos < len) {
+    if (s[pos] === 'Z') pos++;
+    else if (utcOffsetEnd(s, pos) > 0) pos = utcOffsetEnd(s, pos);
+    else {
+      if (s[pos++] !== ' ') return 'zone';
+      const start = pos;
+      while (pos < len && /[A-Za-z0-9_/+\-:]/.test(s[pos]!)) pos++;
+      const zone = s.slice(start, pos);
+      while (pos < len && isSpace(s[pos])) pos++;
+      if (pos < len) return 'format';
+      if (zone && zone.toLowerCase() !== 'utc') return 'zone';
+    }
+    while (pos < len && isSpace(s[pos])) pos++;
+    if (pos < len) return 'format';
+  }
+  return us;
+}
+
+/** End of a UTC offset `±HH[[:]MM[:SS]]` at `pos`, or -1. */
+function utcOffsetEnd(s: string, pos: number): number {
+  let p = pos;
+  if (p + 3 > s.length || (s[p] !== '+' && s[p] !== '-')) return -1;
+  p++;
+  if (!isDigit(s[p]) || !isDigit(s[p + 1])) return -1;
+  p += 2;
+  if (p >= s.length) return p;
+  const colons = s[p] === ':';
+  if (colons) p++;
+  if (p + 2 > s.length || !isDigit(s[p]) || !isDigit(s[p + 1])) return p;
+  p += 2;
+  if (p >= s.length || !colons || s[p] !== ':') return p;
+  p++;
+  if (p + 2 > s.length || !isDigit(s[p]) || !isDigit(s[p + 1])) return p;
+  return p + 2;
+}
+
+/** Largest µs magnitude a JS number holds exactly. */
+const EXACT_US = 2 ** 53;
+
+/** VARCHAR → TIMESTAMP (µs). */
+export function strToTs(s: string): number | undefined {
+  const r = scanTs(s);
+  if (typeof r === 'string') return undefined;
+  if (Number.isFinite(r) && Math.abs(r) > EXACT_US && r % 1000 !== 0) return undefined; // see tsCastMessage
+  return r;
+}
+
+export function dateCastMessage(s: string): string {
+  return scanDate(s) === 'range'
+    ? `date field value out of range: "${s}", expected format is (YYYY-MM-DD)`
+    : `invalid date field format: "${s}", expected format is (YYYY-MM-DD)`;
+}
+
+export function tsCastMessage(s: string): string {
+  const r = scanTs(s);
+  if (r === 'zone')
+    return `timestamp field value "${s}" has a timestamp that is not UTC.\nUse the TIMESTAMPTZ type with the ICU extension loaded to handle non-UTC timestamps.`;
+  if (r === 'range')
+    return `timestamp field value out of range: "${s}", expected format is (YYYY-MM-DD HH:MM:SS[.US][±HH[:MM[:SS]]| ZONE])`;
+  if (typeof r === 'number' && Number.isFinite(r))
+    return `the timestamp "${s}" has microseconds beyond ±2^53, the exact range of JavaScript numbers`;
+  return `invalid timestamp field format: "${s}", expected format is (YYYY-MM-DD HH:MM:SS[.US][±HH[:MM[:SS]]| ZONE])`;
+}
+
+// ---------------------------------------------------------------- date parts
+
+const PART_ALIASES = table<string>({
+  year: 'year',
+  y: 'year',
+  yr: 'year',
+  yrs: 'year',
+  years: 'year',
+  month: 'month',
+  mon: 'month',
+  mons: 'month',
+  months: 'month',
+  day: 'day',
+  d: 'day',
+  days: 'day',
+  dayofmonth: 'day',
+  hour: 'hour',
+  h: 'hour',
+  hr: 'hour',
+  hrs: 'hour',
+  hours: 'hour',
+  minute: 'minute',
+  m: 'minute',
+  min: 'minute',
+  mins: 'minute',
+  minutes: 'minute',
+  second: 'second',
+  s: 'second',
+  sec: 'second',
+  secs: 'second',
+  seconds: 'second',
+  millisecond: 'millisecond',
+  ms: 'millisecond',
+  msec: 'millisecond',
+  msecs: 'millisecond',
+  milliseconds: 'millisecond',
+  millisecon: 'millisecond',
+  microsecond: 'microsecond',
+  us: 'microsecond',
+  usec: 'microsecond',
+  usecs: 'microsecond',
+  microseconds: 'microsecond',
+  microsecon: 'microsecond',
+  week: 'week',
+  w: 'week',
+  weeks: 'week',
+  weekofyear: 'week',
+  quarter: 'quarter',
+  quarters: 'quarter',
+  decade: 'decade',
+  dec: 'decade',
+  decades: 'decade',
+  decs: 'decade',
+  century: 'century',
+  c: 'century',
+  cent: 'century',
+  centuries: 'century',
+  millennium: 'millennium',
+  mil: 'millennium',
+  millenia: 'millennium',
+  millennia: 'millennium',
+  millenium: 'millennium',
+  mils: 'millennium',
+  dow: 'dow',
+  dayofweek: 'dow',
+  weekday: 'dow',
+  isodow: 'isodow',
+  doy: 'doy',
+  dayofyear: 'doy',
+  isoyear: 'isoyear',
+  yearweek: 'yearweek',
+  epoch: 'epoch',
+  era: 'era',
+  julian: 'julian',
+  timezone: 'timezone',
+  timezone_hour: 'timezone_hour',
+  timezone_minute: 'timezone_minute',
+});
+
+/** The canonical date part for a specifier, or undefined when DuckDB would not recognise it. */
+export function datePart(spec: string): string | undefined {
+  return PART_ALIASES[spec.toLowerCase()];
+}
+
+/** Parts whose value is a DOUBLE (the others are BIGINT). */
+export function partIsDouble(part: string): boolean {
+  return part === 'epoch' || part === 'julian';
+}
+
+/** ISO day of week, Monday 1 .. Sunday 7, of a day number. */
+function isoDow(days: number): number {
+  return ((((days + 3) % 7) + 7) % 7) + 1;
+}
+
+function isoWeek(days: number): { year: number; week: number } {
+  const thursday = days + (4 - isoDow(days));
+  const year = civilFromDays(thursday)[0];
+  return { year, week: Math.floor((thursday - daysFromCivil(year, 1, 1)) / 7) + 1 };
+}
+
+/**
+ * extract/date_part of a finite µs value. Integral parts are BIGINT; epoch and julian DOUBLE.
+ * An infinite value has no parts (NULL), as in DuckDB.
+ */
+export function extractPart(part: string, us: number): number | null {
+  if (!Number.isFinite(us)) return null;
+  const f = fields(us);
+  switch (part) {
+    case 'year':
+      return f.y;
+    case 'month':
+      return f.mo;
+    case 'day':
+      return f.d;
+    case 'hour':
+      return f.h;
+    case 'minute':
+      return f.mi;
+    case 'second':
+      return f.s;
+    case 'millisecond':
+      return f.s * 1000 + Math.floor(f.us / 1000);
+    case 'microsecond':
+      return f.s * US_PER_SEC + f.us;
+    case 'week':
+      return isoWeek(f.days).week;
+    case 'isoyear':
+      return isoWeek(f.days).year;
+    case 'yearweek': {
+      const w = isoWeek(f.days);
+      return w.year * 100 + (w.year < 0 ? -w.week : w.week);
+    }
+    case 'quarter':
+      return Math.floor((f.mo - 1) / 3) + 1;
+    case 'decade':
+      return Math.floor(f.y / 10);
+    case 'century':
+      return f.y > 0 ? Math.floor((f.y - 1) / 100) + 1 : -Math.floor(-f.y / 100) - 1;
+    case 'millennium':
+      return f.y > 0 ? Math.floor((f.y - 1) / 1000) + 1 : -Math.floor(-f.y / 1000) - 1;
+    case 'dow':
+      return isoDow(f.days) % 7;
+    case 'isodow':
+      return isoDow(f.days);
+    case 'doy':
+      return f.days - daysFromCivil(f.y, 1, 1) + 1;
+    case 'epoch':
+      return us / US_PER_SEC;
+    case 'era':
+      return f.y > 0 ? 1 : 0;
+    case 'julian':
+      return us / US_PER_DAY + 2440588;
+    default:
+      return 0; // timezone parts: timestamps are UTC
+  }
+}
+
+const TRUNC_PARTS = new Set([
+  'year',
+  'month',
+  'day',
+  'hour',
+  'minute',
+  'second',
+  'millisecond',
+  'microsecond',
+  'week',
+  'quarter',
+  'decade',
+  'century',
+  'millennium',
+  'isoyear',
+  'dow',
+  'isodow',
+  'doy',
+  'julian',
+]);
+
+export function truncPartValid(part: string): boolean {
+  return TRUNC_PARTS.has(part);
+}
+
+function floorTo(us: number, unit: number): number {
+  return Math.floor(us / unit) * unit;
+}
+
+/** date_trunc on a µs value; infinities stay. */
+export function dateTrunc(part: string, us: number): number {
+  if (!Number.isFinite(us)) return us;
+  const f = fields(us);
+  const at = (y: number, m = 1, d = 1) => daysFromCivil(y, m, d) * US_PER_DAY;
+  switch (part) {
+    case 'year':
+      return at(f.y);
+    case 'quarter':
+      return at(f.y, Math.floor((f.mo - 1) / 3) * 3 + 1);
+    case 'month':
+      return at(f.y, f.mo);
+    case 'week':
+      return (f.days - (isoDow(f.days) - 1)) * US_PER_DAY;
+    case 'isoyear': {
+      const jan4 = daysFromCivil(isoWeek(f.days).year, 1, 4);
+      return (jan4 - (isoDow(jan4) - 1)) * US_PER_DAY;
+    }
+    case 'hour':
+      return floorTo(us, US_PER_HOUR);
+    case 'minute':
+      return floorTo(us, US_PER_MINUTE);
+    case 'second':
+      return floorTo(us, US_PER_SEC);
+    case 'millisecond':
+      return floorTo(us, 1000);
+    case 'microsecond':
+      return us;
+    case 'decade':
+      return at(Math.floor(f.y / 10) * 10);
+    case 'century':
+      return at(Math.trunc(f.y / 100) * 100);
+    case 'millennium':
+      return at(Math.trunc(f.y / 1000) * 1000);
+    default:
+      return f.days * US_PER_DAY; // day, dow, isodow, doy, julian
+  }
+}
+
+// ---------------------------------------------------------------- strftime
+
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+const MONTHS = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+];
+
+export function dayName(us: number): string {
+  return DAYS[isoDow(Math.floor(us / US_PER_DAY)) % 7]!;
+}
+
+export function monthName(us: number): string {
+  return MONTHS[civilFromDays(Math.floor(us / US_PER_DAY))[1] - 1]!;
+}
+
+type FmtPart = string | ((f: Fields) => string);
+
+function weekNumber(f: Fields, mondayFirst: boolean): number {
+  const doy = f.days - daysFromCivil(f.y, 1, 1);
+  const dow = mondayFirst ? isoDow(f.days) - 1 : isoDow(f.days) % 7;
+  return Math.floor((doy + 7 - dow) / 7);
+}
+
+function yearDigits(y: number): string {
+  return y < 0 ? `-${String(-y).padStart(4, '0')}` : String(y).padStart(4, '0');
+}
+
+const SPECIFIERS = table<(f: Fields) => string>({
+  a: (f) => DAYS[isoDow(f.days) % 7]!.slice(0, 3),
+  A: (f) => DAYS[isoDow(f.days) % 7]!,
+  w: (f) => String(isoDow(f.days) % 7),
+  u: (f) => String(isoDow(f.days)),
+  d: (f) => pad2(f.d),
+  '-d': (f) => String(f.d),
+  b: (f) => MONTHS[f.mo - 1]!.slice(0, 3),
+  h: (f) => MONTHS[f.mo - 1]!.slice(0, 3),
+  B: (f) => MONTHS[f.mo - 1]!,
+  m: (f) => pad2(f.mo),
+  '-m': (f) => String(f.mo),
+  y: (f) => pad2(Math.abs(f.y) % 100),
+  '-y': (f) => String(Math.abs(f.y) % 100),
+  Y: (f) => yearDigits(f.y),
+  H: (f) => pad2(f.h),
+  '-H': (f) => String(f.h),
+  I: (f) => pad2(f.h % 12 || 12),
+  '-I': (f) => String(f.h % 12 || 12),
+  p: (f) => (f.h < 12 ? 'AM' : 'PM'),
+  M: (f) => pad2(f.mi),
+  '-M': (f) => String(f.mi),
+  S: (f) => pad2(f.s),
+  '-S': (f) => String(f.s),
+  g: (f) => String(Math.floor(f.us / 1000)).padStart(3, '0'),
+  f: (f) => String(f.us).padStart(6, '0'),
+  n: (f) => `${String(f.us).padStart(6, '0')}000`,
+  z: () => '+00',
+  Z: () => '',
+  j: (f) => String(f.days - daysFromCivil(f.y, 1, 1) + 1).padStart(3, '0'),
+  '-j': (f) => String(f.days - daysFromCivil(f.y, 1, 1) + 1),
+  U: (f) => pad2(weekNumber(f, false)),
+  W: (f) => pad2(weekNumber(f, true)),
+  V: (f) => pad2(isoWeek(f.days).week),
+  G: (f) => yearDigits(isoWeek(f.days).year),
+  c: (f) => `${yearDigits(f.y)}-${pad2(f.mo)}-${pad2(f.d)} ${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,
+  x: (f) => `${yearDigits(f.y)}-${pad2(f.mo)}-${pad2(f.d)}`,
+  X: (f) => `${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,
+});
+
+/** Parses a strftime format once; throws RangeError with DuckDB's message on an unknown specifier. */
+export function parseStrftime(format: string): FmtPart[] {
+  const parts: FmtPart[] = [];
+  let lit = '';
+  for (let i = 0; i < format.length; i++) {
+    const c = format[i]!;
+    if (c !== '%') {
+      lit += c;
+      continue;
+    }
+    if (i + 1 >= format.length) {
+      throw new RangeError(`Failed to parse format specifier ${format}: Trailing format character %`);
+    }
+    let spec = format[++i]!;
+    if (spec === '%') {
+      lit += '%';
+      continue;
+    }
+    if (spec === '-' && i + 1 < format.length) spec += format[++i]!;
+    const fn = SPECIFIERS[spec];
+    if (!fn) {
+      throw new RangeError(
+        `Failed to parse format specifier ${format}: Unrecognized format for strftime/strptime: %${spec}`,
+      );
+    }
+    if (lit) parts.push(lit);
+    lit = '';
+    parts.push(fn);
+  }
+  if (lit) parts.push(lit);
+  return parts;
+}
+
+/** strftime of a µs value; an infinity prints as DuckDB prints it. */
+export function strftime(parts: FmtPart[], us: number): string {
+  if (!Number.isFinite(us)) return us > 0 ? 'infinity' : '-infinity';
+  const f = fields(us);
+  let out = '';
+  for (const p of parts) out += typeof p === 'string' ? p : p(f);
+  return out;
+}
+
+// ---------------------------------------------------------------- constructors
+
+/** The last day of the month of a µs value, as a DATE. */
+export function lastDay(us: number): number {
+  if (!Number.isFinite(us)) return us;
+  const [y, m] = civilFromDays(Math.floor(us / US_PER_DAY));
+  return daysFromCivil(y, m, monthDays(y, m)) * US_PER_DAY;
+}
+
+/** make_date(y, m, d): DuckDB's Date::FromDate, failing on a date that does not exist. */
+export function makeDate(y: number, m: number, d: number, x: string): number {
+  if (!validDate(y, m, d)) return evalError(`Date out of range: ${y}-${m}-${d}`, x);
+  return daysFromCivil(y, m, d) * US_PER_DAY;
+}
+
+// ---------------------------------------------------------------- date_diff
+
+function floorDiv(v: number, unit: number): number {
+  return Math.floor(v / unit);
+}
+
+/** Canonical parts date_diff accepts (others are an error in DuckDB). */
+const DIFF_PARTS = new Set([
+  'year',
+  'month',
+  'day',
+  'dow',
+  'isodow',
+  'doy',
+  'julian',
+  'decade',
+  'century',
+  'millennium',
+  'quarter',
+  'week',
+  'yearweek',
+  'isoyear',
+  'microsecond',
+  'millisecond',
+  'second',
+  'epoch',
+  'minute',
+  'hour',
+]);
+
+export function diffPartValid(part: string): boolean {
+  return DIFF_PARTS.has(part);
+}
+
+/** date_diff(part, start, end): part boundaries between two finite values (DuckDB's DateDiff); NULL for an infinity. */
+export function dateDiff(part: string, a: number, b: number): number | null {
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return null;
+  const da = Math.floor(a / US_PER_DAY);
+  const db = Math.floor(b / US_PER_DAY);
+  switch (part) {
+    case 'year':
+      return civilFromDays(db)[0] - civilFromDays(da)[0];
+    case 'month':
+    case 'quarter': {
+      const [ya, ma] = civilFromDays(da);
+      const [yb, mb] = civilFromDays(db);
+      if (part === 'month') return yb * 12 + mb - 1 - (ya * 12 + ma - 1);
+      return Math.trunc((yb * 12 + mb - 1) / 3) - Math.trunc((ya * 12 + ma - 1) / 3);
+    }
+    case 'decade':
+      return Math.trunc(civilFromDays(db)[0] / 10) - Math.trunc(civilFromDays(da)[0] / 10);
+    case 'century':
+      return Math.trunc(civilFromDays(db)[0] / 100) - Math.trunc(civilFromDays(da)[0] / 100);
+    case 'millennium':
+      return Math.trunc(civilFromDays(db)[0] / 1000) - Math.trunc(civilFromDays(da)[0] / 1000);
+    case 'week':
+    case 'yearweek':
+      return Math.trunc((db - da) / 7);
+    case 'isoyear':
+      return isoWeek(db).year - isoWeek(da).year;
+    case 'microsecond':
+      return b - a;
+    case 'millisecond':
+      return floorDiv(b, 1000) - floorDiv(a, 1000);
+    case 'second':
+    case 'epoch':
+      return floorDiv(b, US_PER_SEC) - floorDiv(a, US_PER_SEC);
+    case 'minute':
+      return floorDiv(b, US_PER_MINUTE) - floorDiv(a, US_PER_MINUTE);
+    case 'hour':
+      return floorDiv(b, US_PER_HOUR) - floorDiv(a, US_PER_HOUR);
+    default:
+      return db - da; // day, dow, isodow, doy, julian
+  }
+}
+
+// ---------------------------------------------------------------- strptime
+
+/** A parsed strptime format: literals, and specifiers with their numeric width (0: a name). */
+export interface StrpFormat {
+  literals: string[];
+  specs: string[];
+}
+
+const STRP_WIDTH: Record<string, number> = table({
+  d: 2,
+  m: 2,
+  y: 2,
+  H: 2,
+  I: 2,
+  M: 2,
+  S: 2,
+  g: 3,
+  Y: 4,
+  f: 6,
+  p: 0,
+  b: 0,
+  h: 0,
+  B: 0,
+  a: 0,
+  A: 0,
+});
+
+/**
+ * Parses a strptime format as DuckDB's StrpTimeFormat does, for the specifiers the compiled path
+ * supports; returns undefined for any other (week numbers, ISO years, day of year, zones: those
+ * queries run on DuckDB). Throws RangeError with DuckDB's message for a malformed format.
+ */
+export function parseStrptime(format: string): StrpFormat | undefined {
+  const literals: string[] = [];
+  const specs: string[] = [];
+  let lit = '';
+  for (let i = 0; i < format.length; i++) {
+    const c = format[i]!;
+    if (c !== '%') {
+      lit += c;
+      continue;
+    }
+    if (i + 1 >= format.length) {
+      throw new RangeError(`Failed to parse format specifier ${format}: Trailing format character %`);
+    }
+    let spec = format[++i]!;
+    if (spec === '%') {
+      lit += '%';
+      continue;
+    }
+    if (spec === '-' && i + 1 < format.length) spec = format[++i]!;
+    if (!(spec in STRP_WIDTH)) return undefined;
+    literals.push(lit);
+    lit = '';
+    specs.push(spec);
+  }
+  literals.push(lit);
+  return { literals, specs };
+}
+
+function matchName(s: string, pos: number, names: readonly string[]): [number, number] {
+  for (let c = 0; c < names.length; c++) {
+    const n = names[c]!;
+    if (pos + n.length <= s.length && s.slice(pos, pos + n.length).toLowerCase() === n.toLowerCase())
+      return [c, pos + n.length];
+  }
+  return [-1, pos];
+}
+
+/**
+ * strptime of `s` (DuckDB's StrpTimeFormat::Parse, non-strict) as TIMESTAMP µs, or undefined when
+ * it does not match. `infinity`, `-infinity` and `epoch` are those values, except that DuckDB's
+ * try_strptime gives the parser's defaults (1900-01-01) for them (`tryParse`).
+ */
+export function strptime(s: string, f: StrpFormat, tryParse = false): number | undefined {
+  const size = s.length;
+  let pos = 0;
+  while (pos < size && isSpace(s[pos])) pos++;
+  if (size - pos > 4) {
+    let end = -1;
+    let v = 0;
+    if (s[pos] === '-') {
+      end = special(s, pos + 1, 'infinity', 3);
+      v = Number.NEGATIVE_INFINITY;
+    } else if (/[A-Za-z]/.test(s[pos]!)) {
+      end = special(s, pos, 'infinity', 3);
+      v = Number.POSITIVE_INFINITY;
+      if (end < 0) {
+        end = special(s, pos, 'epoch', 5);
+        v = 0;
+      }
+    }
+    if (end >= 0) {
+      while (end < size && isSpace(s[end])) end++;
+      if (end !== size) return undefined;
+      return tryParse ? daysFromCivil(1900, 1, 1) * US_PER_DAY : v;
+    }
+  }
+  let y = 1900;
+  let mo = 1;
+  let d = 1;
+  let h = 0;
+  let mi = 0;
+  let sec = 0;
+  let micros = 0;
+  let ampm = '';
+  for (let i = 0; ; i++) {
+    const literal = f.literals[i]!;
+    for (let l = 0; l < literal.length; ) {
+      if (isSpace(literal[l])) {
+        if (!isSpace(s[pos])) return undefined;
+        for (pos++; pos < size && isSpace(s[pos]); pos++);
+        for (l++; l < literal.length && isSpace(literal[l]); l++);
+        continue;
+      }
+      if (s[pos++] !== literal[l++]) return undefined;
+    }
+    if (i === f.specs.length) break;
+    const spec = f.specs[i]!;
+    const width = STRP_WIDTH[spec]!;
+    if (width > 0) {
+      const start = pos;
+      let n = 0;
+      while (pos < size && pos < start + width && isDigit(s[pos])) n = n * 10 + (s.charCodeAt(pos++) - 48);
+      if (pos === start) return undefined;
+      const digits = pos - start;
+      switch (spec) {
+        case 'd':
+          if (n < 1 || n > 31) return undefined;
+          d = n;
+          break;
+        case 'm':
+          if (n < 1 || n > 12) return undefined;
+          mo = n;
+          break;
+        case 'y':
+          if (n >= 100) return undefined;
+          y = n >= 69 ? 1900 + n : 2000 + n;
+          break;
+        case 'Y':
+          y = n;
+          break;
+        case 'H':
+          if (n >= 24) return undefined;
+          h = n;
+          break;
+        case 'I':
+          if (n < 1 || n > 12) return undefined;
+          h = n;
+          break;
+        case 'M':
+          if (n >= 60) return undefined;
+          mi = n;
+          break;
+        case 'S':
+          if (n >= 60) return undefined;
+          sec = n;
+          break;
+        default: {
+          // g, f: a fraction of the given width, padded on the right
+          const scaled = n * 10 ** (width - digits);
+          micros = spec === 'g' ? scaled * 1000 : scaled;
+        }
+      }
+      continue;
+    }
+    if (spec === 'p') {
+      if (pos + 2 > size || s[pos + 1]!.toLowerCase() !== 'm') return undefined;
+      const c = s[pos]!.toLowerCase();
+      if (c !== 'a' && c !== 'p') return undefined;
+      ampm = c;
+      pos += 2;
+      continue;
+    }
+    const names =
+      spec === 'a'
+        ? DAYS.map((n) => n.slice(0, 3))
+        : spec === 'A'
+          ? DAYS
+          : spec === 'B'
+            ? MONTHS
+            : MONTHS.map((n) => n.slice(0, 3));
+    const [c, end] = matchName(s, pos, names);
+    if (c < 0) return undefined;
+    pos = end;
+    if (spec === 'b' || spec === 'h' || spec === 'B') mo = c + 1;
+  }
+  while (pos < size && isSpace(s[pos])) pos++;
+  if (pos !== size) return undefined;
+  if (ampm) {
+    if (h > 12) return undefined;
+    if (ampm === 'a' && h === 12) h = 0;
+    else if (ampm === 'p' && h !== 12) h += 12;
+  }
+  if (!validDate(y, mo, d)) return undefined;
+  return daysFromCivil(y, mo, d) * US_PER_DAY + ((h * 60 + mi) * 60 + sec) * US_PER_SEC + micros;
+}
+
+export function strptimeOrFail(s: string, f: StrpFormat, format: string, x: string): number {
+  const r = strptime(s, f);
+  if (r === undefined)
+    return evalError(`Could not parse string "${s}" according to format specifier "${format}"`, x, s);
+  return r;
+}
