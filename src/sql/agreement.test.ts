@@ -74,6 +74,11 @@ async function agrees(expr: string, row: RecordValue = ROW, path?: string): Prom
   assert.fail(`${problems[0]} on ${mine.path}`);
 }
 
+/** `agrees` for each expression in turn. */
+async function agreeAll(exprs: string[], row: RecordValue = ROW, path?: string): Promise<void> {
+  for (const expr of exprs) await agrees(expr, row, path);
+}
+
 function judge(expr: string, mine: Outcome, theirs: OracleResult): string | undefined {
   const shown = JSON.stringify(mine);
   if (!theirs.ok) {
@@ -110,7 +115,7 @@ describe('the function catalog', () => {
 
 describe('lists and structs', () => {
   test('< <= > >= order lists element by element and structs field by field, NULLs last', async () => {
-    for (const expr of [
+    await agreeAll([
       '[1,2] < [1,3]',
       'l < [1,3]',
       'l >= [1, 2, 3, 0]',
@@ -122,12 +127,24 @@ describe('lists and structs', () => {
       "{'a': 1, 'b': 2} < {'b': 3, 'a': 1}",
       '[[1,2],[3]] < [[1,2],[4]]',
       "[1,2] < ['1', '3']",
-    ]) {
-      await agrees(expr);
-    }
+    ]);
+  });
+  test('greatest() and least() order lists and structs as comparisons do', async () => {
+    await agreeAll(
+      [
+        'greatest([1,2],[1,3])',
+        'greatest(l, [1,3])',
+        'least(l, [1,3], NULL)',
+        "least(st, {'a': 0, 'B': 'z'})",
+        'greatest([1, NULL], [1, 2])',
+      ],
+      ROW,
+      'compiled',
+    );
+    await agrees("greatest([1], ['a'])", ROW, 'refused');
   });
   test('contains() on a list is list_contains', async () => {
-    for (const expr of [
+    await agreeAll([
       "contains(tags, 'vip')",
       "contains(tags, 'zz')",
       'contains(l, 2)',
@@ -137,9 +154,7 @@ describe('lists and structs', () => {
       "contains(['a', 'b'], 2)",
       "contains([1, 2], 'a')",
       "contains([{'a': 1}], {'a': 1})",
-    ]) {
-      await agrees(expr);
-    }
+    ]);
   });
   test('contains() where DuckDB cannot choose an overload is refused with its reason', async () => {
     await agrees('contains(NULL, NULL)', ROW, 'refused');
@@ -148,10 +163,8 @@ describe('lists and structs', () => {
     await agrees("contains(NULL, 'a')", ROW, 'compiled');
   });
   test('+ on lists concatenates them; || with NULL is NULL', async () => {
-    for (const expr of ['[1,2] + [3,4]', '[1] + NULL', 'NULL + [1]', 'l + l', '[1] + [2.5]', "['a'] + [1]"]) {
-      await agrees(expr);
-    }
-    for (const expr of ['[1] || NULL', 'l || NULL', 'NULL || [1]']) await agrees(expr);
+    await agreeAll(['[1,2] + [3,4]', '[1] + NULL', 'NULL + [1]', 'l + l', '[1] + [2.5]', "['a'] + [1]"]);
+    await agreeAll(['[1] || NULL', 'l || NULL', 'NULL || [1]']);
   });
   test('concat() of a list and a string is refused, as DuckDB refuses it', async () => {
     await agrees("concat([1], 'hello')", ROW, 'refused');
@@ -159,28 +172,45 @@ describe('lists and structs', () => {
     await agrees('concat(l, [7], NULL)', ROW, 'compiled');
   });
   test('a list of structs with different keys gets every key', async () => {
-    for (const expr of [
-      "[{'foo':1}, {'bar':2}]",
-      "[{'foo':1}, {'FOO':2}]",
-      "[{'a':1,'b':2}, {'b':3,'a':4}]",
-      "[{'x': {'a':1}}, {'x': {'b':2}}]",
-      "[[{'a':1}], [{'b':2}]]",
-      "[st, {'c': 3}]",
-    ]) {
-      await agrees(expr, ROW, 'compiled');
-    }
+    await agreeAll(
+      [
+        "[{'foo':1}, {'bar':2}]",
+        "[{'foo':1}, {'FOO':2}]",
+        "[{'a':1,'b':2}, {'b':3,'a':4}]",
+        "[{'x': {'a':1}}, {'x': {'b':2}}]",
+        "[[{'a':1}], [{'b':2}]]",
+        "[st, {'c': 3}]",
+      ],
+      ROW,
+      'compiled',
+    );
     await agrees("[{'a':1}, {'a':'x'}]", ROW, 'refused');
   });
+  test('typeof() of a record list or struct names its element and field types', async () => {
+    await agreeAll(
+      [
+        'typeof(l)',
+        'typeof(st)',
+        'typeof(tags)',
+        'typeof([l])',
+        "typeof({'x': 1, 'y': {'z': st, 'w': 1.5}})",
+      ],
+      ROW,
+      'compiled',
+    );
+  });
   test('struct fields and columns are found whatever their case', async () => {
-    for (const expr of ['st.b', "st['b']", 'ST.A', 'S', 'I + 1', "struct_extract({'Ab': 1}, 'ab')"]) {
-      await agrees(expr, ROW, 'compiled');
-    }
+    await agreeAll(
+      ['st.b', "st['b']", 'ST.A', 'S', 'I + 1', "struct_extract({'Ab': 1}, 'ab')"],
+      ROW,
+      'compiled',
+    );
   });
 });
 
 describe('numbers', () => {
   test('round(x, NULL) is NULL; round(double, n) with n far below 0 is 0', async () => {
-    for (const expr of [
+    await agreeAll([
       'round(42.5, NULL)',
       'round(i, NULL)',
       'round(d, NULL)',
@@ -189,24 +219,15 @@ describe('numbers', () => {
       'round(d, 400)',
       "round('inf'::DOUBLE, -1)",
       'round(1e300::DOUBLE, -299)',
-    ]) {
-      await agrees(expr);
-    }
+    ]);
   });
   test('log(b, x) fails as DuckDB does for a base of 0, below 0, or 1', async () => {
-    for (const expr of ['log(0, 8)', 'log(-2, 8)', 'log(1, 8)', 'log(1, 0)', 'log(2, 0)', 'log(2, -1)']) {
-      await agrees(expr);
-    }
-    for (const expr of [
-      'log(i - 5, 8)',
-      'log(i - 4, 8)',
-      'log(i - 6, 8)',
-      'log(2, i)',
-      'log(d, 100)',
-      'log(0.5, 8)',
-    ]) {
-      await agrees(expr, ROW, 'compiled');
-    }
+    await agreeAll(['log(0, 8)', 'log(-2, 8)', 'log(1, 8)', 'log(1, 0)', 'log(2, 0)', 'log(2, -1)']);
+    await agreeAll(
+      ['log(i - 5, 8)', 'log(i - 4, 8)', 'log(i - 6, 8)', 'log(2, i)', 'log(d, 100)', 'log(0.5, 8)'],
+      ROW,
+      'compiled',
+    );
   });
   test('VARCHAR → integer follows DuckDB’s rules for underscores, 0x/0b, fractions, exponents and spaces', async () => {
     const strings = [
@@ -262,22 +283,24 @@ describe('numbers', () => {
     await agrees('CAST(d AS DECIMAL(20,16))', ROW, 'duckdb-batch');
   });
   test('DECIMAL text has no integer digit for a type without one; true is its smallest unit', async () => {
-    for (const expr of [
-      "CAST('0.1'::DECIMAL(3,3) AS VARCHAR)",
-      "CAST('-0.1'::DECIMAL(3,3) AS VARCHAR)",
-      "CAST('0'::DECIMAL(3,3) AS VARCHAR)",
-      "CAST('0.1'::DECIMAL(4,3) AS VARCHAR)",
-      'CAST(true::DECIMAL(4,4) AS VARCHAR)',
-      'true::DECIMAL(3,3)',
-      'true::DECIMAL(5,4)',
-      '(i > 0)::DECIMAL(2,2)',
-    ]) {
-      await agrees(expr, ROW, 'compiled');
-    }
+    await agreeAll(
+      [
+        "CAST('0.1'::DECIMAL(3,3) AS VARCHAR)",
+        "CAST('-0.1'::DECIMAL(3,3) AS VARCHAR)",
+        "CAST('0'::DECIMAL(3,3) AS VARCHAR)",
+        "CAST('0.1'::DECIMAL(4,3) AS VARCHAR)",
+        'CAST(true::DECIMAL(4,4) AS VARCHAR)',
+        'true::DECIMAL(3,3)',
+        'true::DECIMAL(5,4)',
+        '(i > 0)::DECIMAL(2,2)',
+      ],
+      ROW,
+      'compiled',
+    );
     await agrees("CAST('0.1'::DECIMAL(32,32) AS VARCHAR)", ROW, 'duckdb-batch');
   });
   test('substring() offsets and lengths beyond 32 bits fail as in DuckDB', async () => {
-    for (const expr of [
+    await agreeAll([
       'substring(s, 0, 4294967296)',
       'substring(s, 4294967296, 1)',
       'substring(s, 1, -4294967297)',
@@ -289,8 +312,93 @@ describe('numbers', () => {
       's[4294967296]',
       's[-4294967296]',
       'substring(s, 1, big)',
-    ]) {
-      await agrees(expr);
+    ]);
+  });
+});
+
+describe('regular expressions', () => {
+  test('options: spaces, tabs and newlines are ignored, the last of c/i and s/m wins, g only in regexp_replace', async () => {
+    await agreeAll([
+      "regexp_matches(s, 'h', 'i ')",
+      "regexp_matches(s, 'h', ' i')",
+      "regexp_matches(s, 'h', E'i\\t')",
+      "regexp_matches(s, 'h', E'i\\n')",
+      "regexp_matches(E'a\\nb', 'a.b', 'sm')",
+      "regexp_matches(E'a\\nb', 'a.b', 'ms')",
+      "regexp_matches('A', 'a', 'ic')",
+      "regexp_matches('A', 'a', 'ci')",
+      "regexp_replace(s, 'L', '_', 'i g')",
+    ]);
+    await agreeAll([
+      "regexp_matches(s, 'h', E'i\\r')",
+      "regexp_matches(s, 'h', 'g')",
+      "regexp_matches(s, 'h', NULL)",
+    ]);
+  });
+  test('a global replace skips an empty match where the previous match ended, as RE2 does', async () => {
+    const cases: [string, string, string, string][] = [
+      ['hello\nworld', '.*', 'x', 'sg'],
+      ['hello\nworld', '.*', 'x', 'g'],
+      ['abc', 'b*', '-', 'g'],
+      ['abc', 'x*', '-', 'g'],
+      ['aaa', 'a*?', '-', 'g'],
+      ['abc', '', '-', 'g'],
+      ['héllo', 'x*', '-', 'g'],
+      ['ab', '\\b', '|', 'g'],
+      ['abab', 'ab|', 'X', 'g'],
+      ['abc', '(b*)', '[\\1]', 'g'],
+      ['😀a', 'x*', '-', 'g'],
+      ['a b  c', ' *', '_', 'g'],
+      ['abc', '(?P<x>b)|', '<\\0>', 'g'],
+    ];
+    for (const [text, pattern, replacement, options] of cases) {
+      await agrees(
+        `regexp_replace(s, '${pattern}', '${replacement}', '${options}')`,
+        { s: text },
+        'compiled',
+      );
+      await agrees(
+        `regexp_replace(s, p, r, '${options}')`,
+        { s: text, p: pattern, r: replacement },
+        'compiled',
+      );
     }
+  });
+});
+
+describe('RE2 syntax and the DuckDB path', () => {
+  test('\\x{HHHH}, \\Q...\\E, \\z, \\A and [[:alpha:]] classes mean what they mean in RE2', async () => {
+    await agreeAll(
+      [
+        "regexp_matches('00 001', '^00\\x{0020}001$')",
+        "regexp_matches('00 001', '\\x{1F986}')",
+        "regexp_matches(s, '[[:alpha:]][[:lower:]]')",
+        "regexp_matches('a1', '^[[:digit:]]')",
+        "regexp_matches('axb', '\\Qa.b\\E')",
+        "regexp_matches('a]', '[]a]+$')",
+        "regexp_replace('a-b_c', '[[:punct:]]', '', 'g')",
+      ],
+      ROW,
+      'compiled',
+    );
+  });
+  test('an ESCAPE of more than one character known per record fails as in DuckDB', async () => {
+    await agrees('s ILIKE p ESCAPE e', { s: 'a%c', p: 'a$%C', e: 'a%c' }, 'compiled');
+    await agrees('s ILIKE p ESCAPE e', { s: 'a%c', p: 'a$%C', e: '$' }, 'compiled');
+  });
+  test('a DOUBLE constant with an integral value keeps its type on the DuckDB path', async () => {
+    await agrees('format_bytes(1e9::BIGINT)', ROW, 'duckdb-batch');
+    await agrees("printf('%,.f', 1.7e12::double)", ROW, 'duckdb-batch');
+  });
+});
+
+describe('output columns', () => {
+  test('two output columns of one name are one field with the last value, as on DuckDB’s path', async () => {
+    const sql = 'SELECT 1 == 1, 1 = 1, i AS x, i + 1 AS x FROM input';
+    assert.equal((await planQuery(sql)).path, 'compiled');
+    const batch = await BatchQuery.open(sql);
+    batches.push(batch);
+    const out = await batch.process([{ value: ROW, meta: {} } as never]);
+    assert.deepEqual((await compileSelect(sql))(ROW), out.records[0]!.value);
   });
 });

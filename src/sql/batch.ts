@@ -106,11 +106,11 @@ interface Job {
 /** JSON.parse keeping integers beyond 2^53 as raw JSON, so they serialise back unchanged. */
 function parseAst(text: string): unknown {
   const raw = (JSON as unknown as { rawJSON(s: string): unknown }).rawJSON;
+  // a number keeps its text when JavaScript would write it otherwise: an integer beyond 2^53, and a
+  // DOUBLE constant such as 1000000000.0, which written as 1000000000 DuckDB would read as an integer
+  // ("property 'value' expected type 'double', but got type: 'uint'")
   return JSON.parse(text, (_k, value, context?: { source?: string }) =>
-    typeof value === 'number' &&
-    !Number.isSafeInteger(value) &&
-    context?.source &&
-    /^-?\d+$/.test(context.source)
+    typeof value === 'number' && context?.source && JSON.stringify(value) !== context.source
       ? raw(context.source)
       : value,
   );

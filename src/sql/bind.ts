@@ -4,6 +4,7 @@
  */
 import { closest, distance } from 'fastest-levenshtein';
 import type { SluiceError } from '../sdk/errors.ts';
+import { LIST_AGGREGATES } from './calls/lists.ts';
 import { constantSubtree } from './codegen.ts';
 import { describeSubset, FUNCTION_NAMES, FUNCTIONS } from './functions.ts';
 import { type BoundQuery, children, type Node, type OutColumn, type PathSeg } from './ir.ts';
@@ -71,6 +72,13 @@ const TYPE_TEXT: Record<string, string> = nullProto({
   TINYINT: '"TINYINT"',
 });
 
+/** Functions taking a lambda: how many parameters the lambda may have. */
+const LAMBDA_PARAMS: Record<string, [number, number]> = nullProto({
+  list_transform: [1, 2],
+  list_filter: [1, 2],
+  list_reduce: [2, 3],
+});
+
 /** Zero-argument functions that SQL writes without parentheses and DuckDB parses as column references. */
 const BARE_FUNCTIONS: Record<string, string> = nullProto({
   current_timestamp: 'now',
@@ -84,6 +92,9 @@ export class Binder {
   #tableNames = new Set(['input']);
   /** Offsets of the expressions being bound, innermost last: the position of a node DuckDB does not place. */
   #where: number[] = [];
+  /** Lambda parameters in scope, innermost last: lower-cased name → id (they shadow columns). */
+  #lambdaScopes: Map<string, number>[] = [];
+  #lambdaIds = 0;
 
   constructor(ctx: BindContext) {
     this.#ctx = ctx;
@@ -169,8 +180,9 @@ export class Binder {
     if (node.sample) throw this.unsupported('USING SAMPLE');
     const where = node.where_clause ? this.expr(node.where_clause) : null;
     if (mode === 'condition') return { columns: [], where };
+    // two columns of one name are one field of the record, holding the last one's value, as on
+    // DuckDB's path (DuckDB itself accepts the query)
     const columns: OutColumn[] = [];
-    const seen = new Map<string, AstNode>();
     for (const item of node.select_list as AstNode[]) {
       if (item.class === 'STAR') {
         columns.push(this.#star(item));
@@ -178,10 +190,6 @@ export class Binder {
       }
       const bound = this.expr(item);
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
-      if (seen.has(name)) {
-        throw this.error(`duplicate output column "${name}": give one of them another name with AS`, item);
-      }
-      seen.set(name, item);
       columns.push({ kind: 'expr', name, node: bound });
     }
     return { columns, where };
@@ -388,6 +396,15 @@ export class Binder {
       if (bare) return { k: 'call', fn: bare, args: [], text: names[0]!, loc };
     }
     const text = names.map((n) => this.quoteIdent(n)).join('.');
+    const lambda = this.#lambdaVar(names, loc);
+    if (lambda) return lambda;
+    if (
+      names.length > 1 &&
+      this.#tableNames.has(names[0]!.toLowerCase()) &&
+      this.#lambdaVar(names.slice(1), loc)
+    )
+      // DuckDB does not resolve a table-qualified name that a lambda parameter shadows
+      throw this.error(`Referenced table "${names[0]}" not found!`, undefined);
     if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
     return { k: 'leaf', path: names, text, loc };
   }
@@ -494,8 +511,23 @@ export class Binder {
           loc,
         };
       }
-      case 'ARRAY_SLICE':
-        throw this.unsupported('list slicing (l[a:b])', ast);
+      case 'ARRAY_SLICE': {
+        // an omitted bound is an empty list constant: from the first, to the last element
+        const omitted = (c: AstNode) => c?.class === 'CONSTANT' && c.value?.type?.id === 'LIST';
+        if (kids.length !== 3) throw this.unsupported('list slicing with a step (l[a:b:c])', ast);
+        const base = this.expr(kids[0]);
+        const bound = (c: AstNode, dflt: number): Node =>
+          omitted(c) ? { k: 'const', type: T.BIGINT, value: dflt, lit: true, text: '', loc } : this.expr(c);
+        const b = bound(kids[1], 1);
+        const e = bound(kids[2], -1);
+        return {
+          k: 'call',
+          fn: 'list_slice',
+          args: [base, b, e],
+          text: `${base.text}[${b.text}:${e.text}]`,
+          loc,
+        };
+      }
       default:
         throw this.unsupported(`the operator ${String(ast.type).toLowerCase().replace(/_/g, ' ')}`, ast);
     }
@@ -566,6 +598,7 @@ export class Binder {
         ast,
       );
     }
+    if (LAMBDA_PARAMS[info.name]) return this.#lambdaCall(info.name, rawName, kids, ast, loc);
     const args = kids.map((c) => this.expr(c));
     const prefix = ast.schema === 'main' ? 'main.' : '';
     const argText =
@@ -600,7 +633,108 @@ export class Binder {
     if ((info.name === 'strptime' || info.name === 'try_strptime') && !constantSubtree(args[1]!)) {
       throw this.error('strptime format must be a constant', ast);
     }
-    return { k: 'call', fn: info.name, args, text, loc };
+    const opt = this.#listOptions(info.name, rawName, args, ast);
+    return opt
+      ? { k: 'call', fn: info.name, args, text, loc, opt }
+      : { k: 'call', fn: info.name, args, text, loc };
+  }
+
+  /** Constant arguments that choose what a list function does: the aggregate's name, the sort order. */
+  #listOptions(fn: string, rawName: string, args: Node[], ast: AstNode): Record<string, unknown> | undefined {
+    const word = (n: Node | undefined) =>
+      n?.k === 'const' && typeof n.value === 'string' ? n.value.trim().toUpperCase() : undefined;
+    if (fn === 'list_aggregate') {
+      const name = word(args[1])?.toLowerCase();
+      const extra = name === 'string_agg' ? 1 : 0;
+      if (!name || !LIST_AGGREGATES.has(name) || args.length > 2 + extra)
+        throw this.unsupported(`${rawName}() with ${args[1]?.text ?? 'this'} as the aggregate`, ast);
+      return { aggregate: name };
+    }
+    if (fn === 'list_sort' || fn === 'list_reverse_sort') {
+      const words = args.slice(1).map(word);
+      let desc = fn === 'list_reverse_sort';
+      let nullsFirst = false;
+      let i = 0;
+      if (fn === 'list_sort' && (words[0] === 'ASC' || words[0] === 'DESC')) desc = words[i++] === 'DESC';
+      if (words[i] === 'NULLS FIRST' || words[i] === 'NULLS LAST') nullsFirst = words[i++] === 'NULLS FIRST';
+      if (i !== words.length)
+        throw this.unsupported(
+          `${rawName}() with an order other than constant 'ASC'/'DESC' and 'NULLS FIRST'/'NULLS LAST'`,
+          ast,
+        );
+      return { desc, nullsFirst };
+    }
+    return undefined;
+  }
+
+  /** A reference to a lambda parameter in scope (`x`, or `x.field`), which shadows a column of that name. */
+  #lambdaVar(names: string[], loc: number | undefined): Node | undefined {
+    const first = names[0]!.toLowerCase();
+    for (let i = this.#lambdaScopes.length - 1; i >= 0; i--) {
+      const id = this.#lambdaScopes[i]!.get(first);
+      if (id === undefined) continue;
+      let node: Node = { k: 'lvar', id, text: this.quoteIdent(names[0]!), loc };
+      for (const field of names.slice(1)) {
+        const key: Node = { k: 'const', type: T.VARCHAR, value: field, lit: true, text: `'${field}'`, loc };
+        node = {
+          k: 'call',
+          fn: 'struct_extract',
+          args: [node, key],
+          text: `${node.text}.${this.quoteIdent(field)}`,
+          loc,
+        };
+      }
+      return node;
+    }
+    return undefined;
+  }
+
+  /** list_transform / list_filter / list_reduce: the list, a lambda (`x -> ...` or `lambda x: ...`), an initial value. */
+  #lambdaCall(fn: string, rawName: string, kids: AstNode[], ast: AstNode, loc: number | undefined): Node {
+    const lam = kids[1];
+    if (
+      lam?.class !== 'LAMBDA' ||
+      kids.slice(2).some((k) => k.class === 'LAMBDA') ||
+      kids[0]?.class === 'LAMBDA'
+    )
+      throw this.unsupported(`${rawName}() without a lambda as its second argument`, ast);
+    const lhs = lam.lhs;
+    const paramAsts: AstNode[] =
+      lhs?.class === 'COLUMN_REF'
+        ? [lhs]
+        : lhs?.class === 'FUNCTION' && String(lhs.function_name) === 'row'
+          ? lhs.children
+          : [];
+    const names = paramAsts.map((p) =>
+      p?.class === 'COLUMN_REF' && p.column_names?.length === 1 ? String(p.column_names[0]) : '',
+    );
+    const [min, max] = LAMBDA_PARAMS[fn]!;
+    if (!names.length || names.some((n) => !n) || names.length < min || names.length > max)
+      throw this.unsupported(`${rawName}() with this lambda's parameters`, lam);
+    const list = this.expr(kids[0]);
+    const scope = new Map<string, number>();
+    const params = names.map((n) => {
+      const id = this.#lambdaIds++;
+      scope.set(n.toLowerCase(), id);
+      return id;
+    });
+    this.#lambdaScopes.push(scope);
+    let body: Node;
+    try {
+      body = this.expr(lam.expr);
+    } finally {
+      this.#lambdaScopes.pop();
+    }
+    const rest = kids.slice(2).map((c) => this.expr(c));
+    // DuckDB writes `x -> e` for the arrow form, `lambda x: e` for Python's (whose parameters it does not place)
+    const arrow = this.#ctx.parsed.offset(lhs.query_location) !== undefined;
+    const ps = names.map((n) => this.quoteIdent(n)).join(', ');
+    const lamText = arrow
+      ? `(${names.length === 1 ? ps : `main."row"(${ps})`} -> ${body.text})`
+      : `(lambda ${ps}: ${body.text})`;
+    const prefix = ast.schema === 'main' ? 'main.' : '';
+    const text = `${prefix}${this.quoteIdent(rawName)}(${[list.text, lamText, ...rest.map((r) => r.text)].join(', ')})`;
+    return { k: 'call', fn, args: [list, ...rest], lambda: { params, body }, text, loc };
   }
 
   #unknownFunction(name: string, ast: AstNode): SluiceError {

@@ -5,8 +5,9 @@
  * overflow, NULL propagation, decimal scale). Values whose type is only known per record (an
  * element of a record's list) go through a run-time site that compiles the operator per type.
  */
+import { LAMBDA_CALLS, LIST_CALLS } from './calls/lists.ts';
 import { TEMPORAL_CALLS } from './calls/temporal.ts';
-import type { Node } from './ir.ts';
+import { children, type Node } from './ir.ts';
 import * as R from './runtime.ts';
 import {
   asDecimal,
@@ -140,6 +141,8 @@ export class Gen {
   folding = false;
   readonly #leaves: Map<string, Val>;
   readonly #params: Val[];
+  /** Lambda parameters in scope while a lambda body is generated. */
+  readonly #lvars = new Map<number, Val>();
 
   /** `leaves` maps a path key (JSON of the path) to its input; `params` are run-time site arguments. */
   constructor(leaves: Map<string, Input>, params: Input[]) {
@@ -164,6 +167,20 @@ export class Gen {
       return { code: v, type: t, nullable: false };
     }
     return { code: inp.name, type: t, nullable: false };
+  }
+
+  /** Generates `fn` with lambda parameters bound to values. */
+  withLambda<V>(binds: [number, Val][], fn: () => V): V {
+    for (const [id, v] of binds) this.#lvars.set(id, v);
+    try {
+      return fn();
+    } finally {
+      for (const [id] of binds) this.#lvars.delete(id);
+    }
+  }
+
+  fail(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type'): CompileError {
+    return new CompileError(message, node, kind);
   }
 
   tmp(): string {
@@ -597,6 +614,11 @@ export class Gen {
       case 'param': {
         const v = this.#params[node.i];
         if (!v) throw new Error('internal: unknown parameter');
+        return v;
+      }
+      case 'lvar': {
+        const v = this.#lvars.get(node.id);
+        if (!v) throw new Error(`internal: lambda parameter ${node.text} out of scope`);
         return v;
       }
       case 'and':
@@ -1033,7 +1055,9 @@ const STRICT = new Set([
   'array_extract',
   'struct_extract',
 ]);
-for (const name of Object.keys(TEMPORAL_CALLS)) if (name !== 'now' && name !== 'today') STRICT.add(name);
+// (strptime's format is checked before its NULL: DuckDB refuses strptime(NULL, ''))
+for (const name of Object.keys(TEMPORAL_CALLS))
+  if (!['now', 'today', 'strptime', 'try_strptime'].includes(name)) STRICT.add(name);
 
 const constantCache = new WeakMap<Node, boolean>();
 
@@ -1041,16 +1065,23 @@ const constantCache = new WeakMap<Node, boolean>();
 export function constantSubtree(n: Node): boolean {
   let c = constantCache.get(n);
   if (c === undefined) {
-    c = !(n.k === 'leaf' || n.k === 'param' || (n.k === 'call' && (n.fn === 'now' || n.fn === 'today')));
+    c = !(
+      n.k === 'leaf' ||
+      n.k === 'param' ||
+      n.k === 'lvar' ||
+      (n.k === 'call' && (n.fn === 'now' || n.fn === 'today'))
+    );
     if (c) {
       const kids =
-        n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
-          ? n.args
-          : n.k === 'isnull'
-            ? [n.arg]
-            : n.k === 'case'
-              ? [...n.whens.flatMap((w) => [w.when, w.result]), ...(n.else ? [n.else] : [])]
-              : [];
+        n.k === 'call' && n.lambda
+          ? [...n.args, ...lambdaFree(n)]
+          : n.k === 'call' || n.k === 'and' || n.k === 'or' || n.k === 'coalesce'
+            ? n.args
+            : n.k === 'isnull'
+              ? [n.arg]
+              : n.k === 'case'
+                ? [...n.whens.flatMap((w) => [w.when, w.result]), ...(n.else ? [n.else] : [])]
+                : [];
       c = kids.every(constantSubtree);
     }
     constantCache.set(n, c);
@@ -1058,8 +1089,33 @@ export function constantSubtree(n: Node): boolean {
   return c;
 }
 
+/**
+ * What a lambda body reads from outside the lambda, for constantSubtree: the record (a leaf) and
+ * the clock are not constant; the lambda's own parameters are.
+ */
+function lambdaFree(call: Extract<Node, { k: 'call' }>): Node[] {
+  const out: Node[] = [];
+  // parameters of this lambda and of lambdas nested in its body are bound; any other is an outer lambda's
+  const bound = new Set<number>();
+  const visit = (n: Node): void => {
+    if (n.k === 'call' && n.lambda) for (const id of n.lambda.params) bound.add(id);
+    if (
+      n.k === 'leaf' ||
+      n.k === 'param' ||
+      (n.k === 'lvar' && !bound.has(n.id)) ||
+      (n.k === 'call' && (n.fn === 'now' || n.fn === 'today'))
+    )
+      out.push(n);
+    for (const c of children(n)) visit(c);
+  };
+  for (const id of call.lambda!.params) bound.add(id);
+  visit(call.lambda!.body);
+  return out;
+}
+
 /** Calls that handle ANY arguments themselves instead of going through a run-time site. */
 const ANY_NATIVE = new Set([
+  ...LAMBDA_CALLS,
   'array_extract',
   'struct_extract',
   'typeof',
@@ -1420,6 +1476,15 @@ function padFn(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>, left: bo
   return g.op([str, n, fill], T.VARCHAR, `pad(${str.code}, ${n.code}, ${fill.code}, ${left}, ${x(g, node)})`);
 }
 
+/** The options argument of a regex function: DuckDB needs a constant string, not NULL. */
+function regexOptions(g: Gen, o: Val | undefined, node: Node): string {
+  if (o === undefined) return '';
+  const options = o.isConst ? g.constString(o) : undefined;
+  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+  if (options === null) throw new CompileError('Regex options field must not be NULL', node);
+  return options;
+}
+
 function regexFn(mode: 'search' | 'full'): CallImpl {
   return (g, args, node) => {
     const [s, p, o] = g.params('regexp_matches', args, [T.VARCHAR, T.VARCHAR, T.VARCHAR], node) as [
@@ -1427,8 +1492,7 @@ function regexFn(mode: 'search' | 'full'): CallImpl {
       Val,
       Val | undefined,
     ];
-    const options = o === undefined ? '' : g.constString(o);
-    if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+    const options = regexOptions(g, o, node);
     const pattern = g.constString(p);
     let code: string;
     if (pattern !== undefined && pattern !== null) {
@@ -1452,8 +1516,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
     [T.VARCHAR, T.VARCHAR, T.VARCHAR, T.VARCHAR],
     node,
   ) as [Val, Val, Val, Val | undefined];
-  const options = o === undefined ? '' : g.constString(o);
-  if (options === undefined) throw new CompileError('Regex options field must be a constant', node);
+  const options = regexOptions(g, o, node);
   const pattern = g.constString(p);
   const repl = g.constString(r);
   let reCode: string;
@@ -1469,6 +1532,7 @@ function regexReplace(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): 
   if (re && repl !== undefined && repl !== null) {
     // RE2 leaves the string as it is when the replacement names a group the pattern does not have
     if (R.maxGroupRef(repl) > R.groupCount(re)) return g.op([s, p, r], T.VARCHAR, s.code);
+    if (re.global) return g.op([s, p, r], T.VARCHAR, `reReplaceAll(${s.code}, ${reCode}, ${jsLit(repl)})`);
     return g.op([s, p, r], T.VARCHAR, `${s.code}.replace(${reCode}, ${jsLit(R.jsReplacement(repl))})`);
   }
   return g.op([s, p, r], T.VARCHAR, `reReplaceDyn(${s.code}, ${reCode}, ${r.code})`);
@@ -1667,11 +1731,16 @@ function greatestLeast(greatest: boolean): CallImpl {
     const name = greatest ? 'greatest' : 'least';
     const t = g.unify(args, `${name}()`, node);
     if (t.id === 'NULL') return g.nullOf(T.INTEGER);
-    if (t.id === 'LIST' || t.id === 'STRUCT' || t.id === 'OTHER') throw g.mismatch(name, args, node);
+    if (t.id === 'OTHER') throw g.mismatch(name, args, node);
+    const nested = t.id === 'LIST' || t.id === 'STRUCT';
+    if (nested && args.some((a, i) => i > 0 && !nestedComparable(args[0]!.type, a.type)))
+      throw g.mismatch(name, args, node);
     const vals = args.map((a) => g.convert(a, t, node, () => g.mismatch(name, args, node).message));
     const r = g.tmp();
     g.emit(`let ${r} = null;`);
     const better = (v: string) => {
+      // lists and structs order as in comparisons (element by element, field by field)
+      if (nested) return `nestedCmp(${v}, ${r}, ${x(g, node)}) ${greatest ? '>' : '<'} 0`;
       if (t.id === 'VARCHAR') return `strCmp(${v}, ${r}) ${greatest ? '>' : '<'} 0`;
       if (t.id === 'DOUBLE') return `dblCmp(${v}, ${r}) ${greatest ? '>' : '<'} 0`;
       return `${v} ${greatest ? '>' : '<'} ${r}`;
@@ -1969,10 +2038,28 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   list_value: listValue,
   array_extract: arrayExtract,
   struct_extract: structExtract,
+  ...LIST_CALLS,
   typeof: (g, args) => {
     const [a] = args as [Val];
     if (a.type.id === 'ANY')
-      return g.op([], T.VARCHAR, `(${a.code} === null ? '"NULL"' : typeOfValue(${a.code}))`);
+      return g.op([], T.VARCHAR, `(${a.code} === null ? '"NULL"' : typeOfRecordValue(${a.code}))`);
+    // a list or struct from the record: its element and field types are its values'
+    const fromRecord = (t: SqlType): boolean =>
+      (t.id === 'LIST' && (t.child.id === 'ANY' || fromRecord(t.child))) ||
+      (t.id === 'STRUCT' && (!t.fields || t.fields.some(([, f]) => fromRecord(f))));
+    if (fromRecord(a.type)) {
+      // a struct literal names its fields' types; only those read from the record are looked at per value
+      const text = (t: SqlType, code: string): string => {
+        if (!fromRecord(t)) return JSON.stringify(typeName(t));
+        if (t.id !== 'STRUCT' || !t.fields) return `typeOfRecordValue(${code})`;
+        const parts = t.fields.map(
+          ([k, f]) =>
+            `${JSON.stringify(`${/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? k : `"${k.replace(/"/g, '""')}"`} `)} + ${text(f, `${code}[${JSON.stringify(k)}]`)}`,
+        );
+        return `"STRUCT(" + ${parts.join(' + ", " + ')} + ")"`;
+      };
+      return g.op([a], T.VARCHAR, text(a.type, a.code));
+    }
     const name = a.type.id === 'NULL' ? '"NULL"' : a.lit && isInt(a.type) ? 'INTEGER' : typeName(a.type);
     return g.constVal(T.VARCHAR, name);
   },

@@ -5,6 +5,9 @@
  * src/sql/conformance/README.md; `npm run conformance` runs it alone with a longer report.
  */
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { formatReport, writeOutputs } from './conformance/report.ts';
 import { runConformance } from './conformance/runner.ts';
@@ -33,4 +36,94 @@ test('DuckDB conformance: no disagreement outside the exceptions file, and no st
     [],
     'exceptions that now agree with DuckDB: delete them from src/sql/conformance/exceptions.json',
   );
+});
+
+test('the runner classifies queries, compares per record, honours exceptions and reports stale ones', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'sluice-conformance-'));
+  try {
+    await mkdir(join(root, 'demo'));
+    await writeFile(
+      join(root, 'demo', 'a.test'),
+      `statement ok
+CREATE TABLE t(i INTEGER, s VARCHAR)
+
+statement ok
+INSERT INTO t VALUES (1, 'a'), (2, 'b'), (NULL, NULL)
+
+query II
+SELECT 1 + 2 AS x
+----
+3
+
+query IT
+SELECT i * 2 AS d, upper(s) AS u FROM t WHERE i > 1 ORDER BY i
+----
+4	B
+
+query I
+SELECT sum(i) FROM t
+----
+3
+
+statement error
+SELECT CAST('x' AS INTEGER)
+----
+
+query I
+SELECT 9007199254740993::BIGINT AS big
+----
+9007199254740993
+
+query I
+SELECT 9007199254740995::BIGINT AS big
+----
+9007199254740995
+
+statement ok
+SET default_null_order = 'nulls_first'
+
+query I
+SELECT 2 AS y
+----
+2
+`,
+    );
+    // a file needing an extension this DuckDB lacks is left out
+    await writeFile(join(root, 'demo', 'b.test'), 'require spatial\n\nquery I\nSELECT 1\n----\n1\n');
+    const exceptionsFile = join(root, 'exceptions.json');
+    await writeFile(
+      exceptionsFile,
+      JSON.stringify({
+        exceptions: [
+          { file: 'demo/a.test', sql: 'SELECT 9007199254740993::BIGINT AS big', reason: 'beyond 2^53' },
+          { file: 'demo/a.test', sql: 'SELECT 1 + 2 AS x', reason: 'agrees, so stale' },
+        ],
+      }),
+    );
+    const report = await runConformance({ root, exceptionsFile });
+    const t = report.total;
+    assert.equal(t.inScope, 5);
+    assert.equal(t.agreeCompiled + t.agreeFallback + t.agreeRefused, 3);
+    assert.equal(t.excepted, 1);
+    assert.equal(t.disagree, 1);
+    assert.equal(t.outOfScope, 2);
+    assert.deepEqual(report.outOfScopeReasons, {
+      'aggregate function': 1,
+      'after SET/PRAGMA default_null_order': 1,
+    });
+    assert.deepEqual(report.skippedFiles, [{ file: 'demo/b.test', reason: 'require spatial' }]);
+    const open = report.disagreements.filter((d) => !d.excepted);
+    assert.equal(open.length, 1);
+    const lines = (await readFile(join(root, 'demo', 'a.test'), 'utf8')).split('\n');
+    assert.equal(open[0]!.line, lines.indexOf('SELECT 9007199254740995::BIGINT AS big'));
+    assert.equal(open[0]!.sluiceSql, 'SELECT 9007199254740995::BIGINT AS big\nFROM input');
+    assert.match(open[0]!.duckdb, /9007199254740995/);
+    assert.match(open[0]!.sluice, /^error: /);
+    assert.deepEqual(
+      report.stale.map((e) => e.sql),
+      ['SELECT 1 + 2 AS x'],
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });

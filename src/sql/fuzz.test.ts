@@ -60,3 +60,30 @@ test(`random expressions agree with DuckDB on fixed and random records (seed ${S
   t.diagnostic(`${fixed + random} cases: ${fixed} on fixed records, ${random} on random records`);
   if (!process.env.SLUICE_SQL_FUZZ) assert.ok(fixed + random >= 10_000, `only ${fixed + random} cases`);
 });
+
+const LIST_EXPRESSIONS = Math.max(1, Math.round(EXPRESSIONS / 4));
+
+test(`random list expressions and lambdas agree with DuckDB (seed ${SEED})`, async (t) => {
+  const gen = new ExprGen(SEED, {
+    num: ['i', 'n', 'd'],
+    str: ['s', 'u'],
+    bool: ['(i > 0)'],
+    ts: ["TIMESTAMP '2024-05-17 13:14:15.5'"],
+    list: ['l', 'ld'],
+  });
+  const records = new RecordGen(SEED);
+  const problems: string[] = [];
+  let cases = 0;
+  for (let k = 0; k < LIST_EXPRESSIONS; k++) {
+    const sql = `SELECT ${gen.listExpr(2)} AS r FROM input`;
+    for (let j = 0; j < RANDOM_PER_EXPRESSION; j++) {
+      const row = records.listRecord();
+      cases++;
+      const diff = await compare(sql, row);
+      if (diff)
+        problems.push(`list records, seed ${SEED}, case ${k}: ${sql}\n    record ${show(row)}\n    ${diff}`);
+    }
+  }
+  t.diagnostic(`${cases} list cases`);
+  assert.deepEqual(problems, [], `${problems.length} cases differ\n${problems.slice(0, 30).join('\n')}`);
+});

@@ -25,6 +25,8 @@ export interface Columns {
   ts: string[];
   /** Text columns holding timestamps (with UTC offsets). */
   tsText?: string[];
+  /** List columns (of integers or doubles) for listExpr. */
+  list?: string[];
 }
 
 const NUM_LITERALS = [
@@ -274,6 +276,74 @@ export class ExprGen {
     }
   }
 
+  /**
+   * An expression over a list column (`list` columns): lambdas with closures over other columns,
+   * list aggregates, sorting, search, slicing, and the string functions that make lists.
+   */
+  listExpr(depth = 2): string {
+    const list = this.#listOf(depth);
+    const n = () => this.gen('num', 1);
+    const s = () => this.gen('str', 1);
+    switch (this.#int(13)) {
+      case 0:
+        return `list_sum(${list})`;
+      case 1:
+        return `${this.#pick(['list_min', 'list_max', 'list_count', 'len', 'list_unique'])}(${list})`;
+      case 2:
+        return `list_aggr(${list}, ${this.#pick(["'sum'", "'max'", "'count'", "'string_agg'"])})`;
+      case 3:
+        return `list_reduce(${list}, ${this.#pick(['(a, b) -> a + b', 'lambda a, b: greatest(a, b)', '(a, b, k) -> a + b * k'])}${this.#chance(0.5) ? `, ${this.#pick(['0', '1', '-7'])}` : ''})`;
+      case 4:
+        return `list_contains(${list}, ${n()})`;
+      case 5:
+        return `list_position(${list}, ${n()})`;
+      case 6:
+        return `list_aggr(${list}, 'string_agg', '-')`;
+      case 7:
+        return `regexp_extract(${s()}, ${this.#pick(["'[a-z]+'", "'(.)(.)'", "'l+'"])}, ${this.#pick(['0', '1', '2'])})`;
+      case 8:
+        return `len(regexp_extract_all(${s()}, ${this.#pick(["'[aeiou]'", "'l'", "'.'"])}))`;
+      case 9:
+        return `list_aggr(${this.#pick(['string_split', 'regexp_split_to_array'])}(${s()}, ${this.#pick(["','", "' '", "'l'"])}), 'string_agg', '|')`;
+      case 10:
+        return this.#chance(0.5)
+          ? `trunc(${n()})`
+          : `array_to_string(${list}, ${this.#pick(["'-'", 'NULL', "''"])})`;
+      case 11:
+        return `${this.#pick(['list_has_any', 'list_has_all'])}(${list}, ${this.#listOf(0)})`;
+      default:
+        return `list_aggr(list_transform(${list}, x -> CAST(x AS VARCHAR)), 'string_agg', ',')`;
+    }
+  }
+
+  #listOf(depth: number): string {
+    const cols = this.#cols.list ?? ['l'];
+    if (depth <= 0 || this.#chance(0.3))
+      return this.#chance(0.8) ? this.#pick(cols) : this.#pick(['[1, 2, 3]', '[]', '[NULL, 5]']);
+    const l = this.#listOf(depth - 1);
+    const n = () => this.gen('num', 1);
+    switch (this.#int(9)) {
+      case 0:
+        return `list_transform(${l}, x -> ${this.#pick(['x + 1', 'x * 2', `x + ${n()}`, 'x // 2', 'abs(x)', '-x'])})`;
+      case 1:
+        return `list_transform(${l}, (x, k) -> x * k)`;
+      case 2:
+        return `list_filter(${l}, ${this.#pick(['x -> x > 0', 'lambda x: x IS NOT NULL', `x -> x < ${n()}`, '(x, k) -> k % 2 = 1'])})`;
+      case 3:
+        return `list_sort(${l}${this.#pick(['', ", 'DESC'", ", 'ASC', 'NULLS FIRST'", ", 'DESC', 'NULLS LAST'"])})`;
+      case 4:
+        return `list_reverse_sort(${l})`;
+      case 5:
+        return `${l}[${this.#pick(['1', '2', '-2', ''])}:${this.#pick(['2', '-1', ''])}]`;
+      case 6:
+        return `list_concat(${l}, ${this.#listOf(0)})`;
+      case 7:
+        return this.#chance(0.5) ? `list_reverse(${l})` : `list_append(${l}, ${n()})`;
+      default:
+        return `${this.#pick(['range', 'generate_series'])}(${this.#pick(['0', '1', '-2'])}, ${this.#pick(['3', '5', '0'])})`;
+    }
+  }
+
   #ts(d: number): string {
     switch (this.#int(5)) {
       case 4:
@@ -396,6 +466,21 @@ export class RecordGen {
     if (this.#r() < 0.2) return null;
     const one = () => (this.#r() < 0.1 ? null : this.#int(2001) - 1000);
     return Array.from({ length: 1 + this.#int(3) }, one);
+  }
+
+  /** A record for listExpr: `l` integers, `ld` doubles (with NULLs inside, or NULL, or empty), and scalars. */
+  listRecord(): Record<string, unknown> {
+    const list = (one: () => number | null) =>
+      this.#r() < 0.15 ? null : Array.from({ length: this.#int(5) }, () => (this.#r() < 0.15 ? null : one()));
+    return {
+      i: this.#num(),
+      n: this.#num(),
+      d: this.#num(),
+      s: this.#str(),
+      u: this.#str(),
+      l: list(() => this.#int(41) - 20),
+      ld: list(() => Math.round((this.#r() - 0.5) * 400) / 8),
+    };
   }
 
   record(): Record<string, unknown> {

@@ -21,6 +21,8 @@ export type Node =
   | (Base & { k: 'leaf'; path: PathSeg[] })
   /** An argument of a compiled run-time site (see codegen.ts `dynamic`). */
   | (Base & { k: 'param'; i: number })
+  /** A lambda parameter (`x` in `x -> x + 1`), numbered per query; it shadows a column of that name. */
+  | (Base & { k: 'lvar'; id: number })
   /**
    * An operator or function with strict argument evaluation. `to` is the target of a cast,
    * `names` the field names of a struct literal, `opt` per-function flags (LIKE's case-insensitivity).
@@ -32,6 +34,8 @@ export type Node =
       to?: SqlType;
       names?: string[];
       opt?: Record<string, unknown>;
+      /** The lambda argument of list_transform, list_filter, list_reduce: its parameters' ids and body. */
+      lambda?: { params: number[]; body: Node };
     })
   /** `between` marks the AND that `x BETWEEN lo AND hi` becomes. */
   | (Base & { k: 'and' | 'or'; args: Node[]; between?: boolean })
@@ -52,6 +56,7 @@ export interface BoundQuery {
 export function children(n: Node): Node[] {
   switch (n.k) {
     case 'call':
+      return n.lambda ? [...n.args, n.lambda.body] : n.args;
     case 'and':
     case 'or':
     case 'coalesce':

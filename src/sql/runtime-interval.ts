@@ -4,7 +4,7 @@
  * since midnight. Both reach records as DuckDB's text of them, as on the DuckDB path.
  */
 import { evalError } from './runtime.ts';
-import { civilFromDays, daysFromCivil, monthDays, US_PER_DAY } from './runtime-temporal.ts';
+import { civilFromDays, dayNumber, daysFromCivil, monthDays, US_PER_DAY } from './runtime-temporal.ts';
 
 export interface Interval {
   readonly m: number;
@@ -133,7 +133,7 @@ export function tsAddInterval(ts: number, v: Interval): number {
   if (!Number.isFinite(ts)) return ts;
   let r = ts;
   if (v.m !== 0) {
-    const days = Math.floor(ts / US_PER_DAY);
+    const days = dayNumber(ts);
     const tod = ts - days * US_PER_DAY;
     let [y, mo, d] = civilFromDays(days);
     const yd = Math.trunc(v.m / 12);

@@ -13,6 +13,8 @@ const US_PER_MINUTE = 60000000;
 const US_PER_SEC = 1000000;
 /** TIMESTAMP's range in DuckDB: int64 microseconds, the extremes being the infinities. */
 const TS_MAX = 2 ** 63;
+/** Largest µs magnitude a JS number holds exactly. */
+const EXACT_US = 2 ** 53;
 
 function table<T>(o: Record<string, T>): Record<string, T> {
   return Object.assign(Object.create(null) as Record<string, T>, o);
@@ -67,10 +69,22 @@ function validDate(y: number, m: number, d: number): boolean {
   return true;
 }
 
-/** The day number of a µs value (floor), and the µs into that day. */
+/**
+ * The day number (days since 1970-01-01, floor) of a finite µs value. Beyond ±2^53 µs a value is
+ * only within its rounding error of a whole day (DATE is days × 86400e6), which counts as that day.
+ */
+export function dayNumber(us: number): number {
+  const q = us / US_PER_DAY;
+  const d = Math.floor(q);
+  if (Math.abs(us) <= EXACT_US) return d;
+  const r = Math.round(q);
+  return Math.abs(q - r) * US_PER_DAY <= Math.abs(us) * 2 ** -52 ? r : d;
+}
+
+/** A µs value truncated to its day (UTC midnight). */
 export function floorDay(us: number): number {
   if (!Number.isFinite(us)) return us;
-  return Math.floor(us / US_PER_DAY) * US_PER_DAY;
+  return dayNumber(us) * US_PER_DAY;
 }
 
 /** Broken-down fields of a finite µs value. */
@@ -87,8 +101,16 @@ interface Fields {
 }
 
 function fields(us: number): Fields {
-  const days = Math.floor(us / US_PER_DAY);
-  const tod = us - days * US_PER_DAY;
+  let days = dayNumber(us);
+  let tod = Math.max(0, us - days * US_PER_DAY);
+  if (Math.abs(us) > EXACT_US) {
+    // only whole milliseconds are kept there (strToTs refuses more): drop the rounding error
+    tod = Math.round(tod / 1000) * 1000;
+    if (tod >= US_PER_DAY) {
+      days++;
+      tod -= US_PER_DAY;
+    }
+  }
   const [y, mo, d] = civilFromDays(days);
   const secs = Math.floor(tod / US_PER_SEC);
   return {
@@ -119,7 +141,7 @@ function timeText(h: number, mi: number, s: number, us: number): string {
 /** DATE as DuckDB prints it: `2024-05-17`, `0044-03-15 (BC)`, `infinity`. */
 export function dateStr(us: number): string {
   if (!Number.isFinite(us)) return us > 0 ? 'infinity' : '-infinity';
-  const [y, m, d] = civilFromDays(Math.floor(us / US_PER_DAY));
+  const [y, m, d] = civilFromDays(dayNumber(us));
   const { text, bc } = dateText(y, m, d);
   return bc ? `${text} (BC)` : text;
 }
@@ -146,7 +168,7 @@ const JS_DATE_MAX_MS = 8.64e15;
  * record, as they do on the DuckDB path.
  */
 export function usToDate(us: number, type: string, x: string): Date {
-  const ms = Math.trunc(us / 1000);
+  const ms = Math.abs(us) > EXACT_US ? Math.round(us / 1000) : Math.trunc(us / 1000);
   if (!(Math.abs(ms) <= JS_DATE_MAX_MS)) {
     const unit = type === 'DATE' ? `${Math.round(us / US_PER_DAY)} days` : `${us} micros`;
     return evalError(
@@ -243,7 +265,8 @@ export function strToDate(s: string): number | undefined {
   return Number.isFinite(r.days) ? r.days * US_PER_DAY : r.days;
 }
 
-type TsScan = number | 'format' | 'range' | 'zone';
+/** 'inexact': microseconds beyond ±2^53 µs, which a JS number cannot hold. */
+type TsScan = number | 'format' | 'range' | 'zone' | 'inexact';
 
 /**
  * DuckDB's Timestamp::TryConvertTimestampTZ: a date, then optionally `T` or a space and a time
@@ -300,6 +323,7 @@ function scanTs(s: string): TsScan {
   if (!Number.isFinite(d.days)) return 'format';
   const us = d.days * US_PER_DAY + time;
   if (!(Math.abs(us) < TS_MAX)) return 'range';
+  if (Math.abs(us) > EXACT_US && micros % 1000 !== 0) return 'inexact';
   if (pos < len) {
     if (s[pos] === 'Z') pos++;
     else if (utcOffsetEnd(s, pos) > 0) pos = utcOffsetEnd(s, pos);
@@ -336,14 +360,14 @@ function utcOffsetEnd(s: string, pos: number): number {
   return p + 2;
 }
 
-/** Largest µs magnitude a JS number holds exactly. */
-const EXACT_US = 2 ** 53;
-
-/** VARCHAR → TIMESTAMP (µs). */
+/**
+ * VARCHAR → TIMESTAMP (µs). Microseconds beyond ±2^53 µs (years 1685 to 2255) fail the record, also
+ * in TRY_CAST, as a BIGINT beyond ±2^53 does: a JS number cannot hold them.
+ */
 export function strToTs(s: string): number | undefined {
   const r = scanTs(s);
+  if (r === 'inexact') return evalError(tsCastMessage(s), 'CAST', s);
   if (typeof r === 'string') return undefined;
-  if (Number.isFinite(r) && Math.abs(r) > EXACT_US && r % 1000 !== 0) return undefined; // see tsCastMessage
   return r;
 }
 
@@ -359,7 +383,7 @@ export function tsCastMessage(s: string): string {
     return `timestamp field value "${s}" has a timestamp that is not UTC.\nUse the TIMESTAMPTZ type with the ICU extension loaded to handle non-UTC timestamps.`;
   if (r === 'range')
     return `timestamp field value out of range: "${s}", expected format is (YYYY-MM-DD HH:MM:SS[.US][±HH[:MM[:SS]]| ZONE])`;
-  if (typeof r === 'number' && Number.isFinite(r))
+  if (r === 'inexact')
     return `the timestamp "${s}" has microseconds beyond ±2^53, the exact range of JavaScript numbers`;
   return `invalid timestamp field format: "${s}", expected format is (YYYY-MM-DD HH:MM:SS[.US][±HH[:MM[:SS]]| ZONE])`;
 }
@@ -608,11 +632,11 @@ const MONTHS = [
 ];
 
 export function dayName(us: number): string {
-  return DAYS[isoDow(Math.floor(us / US_PER_DAY)) % 7]!;
+  return DAYS[isoDow(dayNumber(us)) % 7]!;
 }
 
 export function monthName(us: number): string {
-  return MONTHS[civilFromDays(Math.floor(us / US_PER_DAY))[1] - 1]!;
+  return MONTHS[civilFromDays(dayNumber(us))[1] - 1]!;
 }
 
 type FmtPart = string | ((f: Fields) => string);
@@ -714,7 +738,7 @@ export function strftime(parts: FmtPart[], us: number): string {
 /** The last day of the month of a µs value, as a DATE. */
 export function lastDay(us: number): number {
   if (!Number.isFinite(us)) return us;
-  const [y, m] = civilFromDays(Math.floor(us / US_PER_DAY));
+  const [y, m] = civilFromDays(dayNumber(us));
   return daysFromCivil(y, m, monthDays(y, m)) * US_PER_DAY;
 }
 
@@ -761,8 +785,8 @@ export function diffPartValid(part: string): boolean {
 /** date_diff(part, start, end): part boundaries between two finite values (DuckDB's DateDiff); NULL for an infinity. */
 export function dateDiff(part: string, a: number, b: number): number | null {
   if (!Number.isFinite(a) || !Number.isFinite(b)) return null;
-  const da = Math.floor(a / US_PER_DAY);
-  const db = Math.floor(b / US_PER_DAY);
+  const da = dayNumber(a);
+  const db = dayNumber(b);
   switch (part) {
     case 'year':
       return civilFromDays(db)[0] - civilFromDays(da)[0];
@@ -785,6 +809,8 @@ export function dateDiff(part: string, a: number, b: number): number | null {
     case 'isoyear':
       return isoWeek(db).year - isoWeek(da).year;
     case 'microsecond':
+      if (Math.abs(b - a) >= TS_MAX)
+        return evalError(`Overflow in subtraction of INT64 (${b} - ${a})!`, 'date_diff');
       return b - a;
     case 'millisecond':
       return floorDiv(b, 1000) - floorDiv(a, 1000);
@@ -833,6 +859,7 @@ const STRP_WIDTH: Record<string, number> = table({
  * queries run on DuckDB). Throws RangeError with DuckDB's message for a malformed format.
  */
 export function parseStrptime(format: string): StrpFormat | undefined {
+  if (format === '') throw new RangeError('Failed to parse format specifier : Empty format string');
   const literals: string[] = [];
   const specs: string[] = [];
   let lit = '';
@@ -1003,4 +1030,42 @@ export function strptimeOrFail(s: string, f: StrpFormat, format: string, x: stri
   if (r === undefined)
     return evalError(`Could not parse string "${s}" according to format specifier "${format}"`, x, s);
   return r;
+}
+
+/** A BIGINT result of a date function, failing beyond JavaScript's exact range as BIGINT arithmetic does. */
+export function exactInt(v: number | null, x: string): number | null {
+  if (v !== null && !Number.isSafeInteger(v))
+    return evalError(`BIGINT result ${v} is beyond ±2^53, the exact integer range of JavaScript numbers`, x);
+  return v;
+}
+
+// ---------------------------------------------------------------- make_time, make_timestamp
+
+/** make_time(h, m, s): DuckDB's MakeTimeOperator (seconds may have a fraction) as µs since midnight. */
+export function makeTime(h: number, m: number, s: number, x: string): number {
+  if (Math.abs(h) > 2147483647 || Math.abs(m) > 2147483647 || !(Math.abs(s) <= 2147483647))
+    return evalError(
+      `Type DOUBLE with value ${s} can't be cast because the value is out of range for the destination type INT32`,
+      x,
+    );
+  const whole = Math.trunc(s);
+  const micros = Math.round((s - whole) * US_PER_SEC);
+  const valid =
+    h >= 0 && h < 24
+      ? m >= 0 && m < 60 && whole >= 0 && whole <= 60 && micros >= 0 && micros <= 1000000
+      : h === 24 && m === 0 && whole === 0 && micros === 0;
+  if (!valid) return evalError(`Time out of range: ${h}:${m}:${whole}.${micros}`, x);
+  return ((h * 60 + m) * 60 + whole) * US_PER_SEC + micros;
+}
+
+export function makeTimestamp(
+  y: number,
+  mo: number,
+  d: number,
+  h: number,
+  mi: number,
+  s: number,
+  x: string,
+): number {
+  return makeDate(y, mo, d, x) + makeTime(h, mi, s, x);
 }

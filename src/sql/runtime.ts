@@ -9,6 +9,7 @@
 import { SluiceError } from '../sdk/errors.ts';
 import { parseDuckInt } from './int-parse.ts';
 import { tsStr } from './runtime-temporal.ts';
+import { type Shape, shapeOf } from './shape.ts';
 
 export * from './runtime-interval.ts';
 export * from './runtime-temporal.ts';
@@ -118,6 +119,29 @@ export function extractAny(v: unknown, key: unknown, expression: string): unknow
   if (typeof key === 'string') return field(v, key, expression);
   if (typeof key === 'number' && Number.isInteger(key)) return elem(v, key, expression);
   return evalError(`Cannot use ${typeOfValue(key)} as an index`, expression, key);
+}
+
+/**
+ * typeof() of a record value: a list or struct gets the DuckDB type the DuckDB paths give it
+ * (`BIGINT[]`, `STRUCT(a BIGINT, b VARCHAR)`; see shape.ts), other values their class.
+ */
+export function typeOfRecordValue(v: unknown): string {
+  if (typeof v !== 'object' || v === null || v instanceof Date) return typeOfValue(v);
+  try {
+    return shapeText(shapeOf(v));
+  } catch {
+    return typeOfValue(v);
+  }
+}
+
+function shapeText(s: Shape): string {
+  if (s.k === 'NULL') return 'INTEGER';
+  if (s.k === 'LIST') return `${shapeText(s.e)}[]`;
+  if (s.k === 'STRUCT') {
+    const name = (n: string) => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(n) ? n : `"${n.replace(/"/g, '""')}"`);
+    return `STRUCT(${s.f.map(([n, t]) => `${name(n)} ${shapeText(t)}`).join(', ')})`;
+  }
+  return s.k;
 }
 
 export function typeOfValue(v: unknown): string {
@@ -655,6 +679,8 @@ export function likeDyn(
   ci: boolean,
   x: string,
 ): boolean {
+  if (escapeChar !== null && Array.from(escapeChar).length > 1)
+    return evalError('Invalid escape string. Escape string must be empty or one character.', x, escapeChar);
   const key = `${ci ? 'i' : 'c'}${escapeChar ?? ''}\u0000${pattern}`;
   let re = likeCache.get(key);
   if (!re) {
@@ -674,17 +700,22 @@ export function likeDyn(
  * the common syntax; inline flags at the start (`(?i)`, `(?s)`) become RegExp flags.
  */
 export function makeRegExp(pattern: string, options: string, mode: 'search' | 'full' | 'replace'): RegExp {
-  let flags = 'u';
+  // DuckDB's options: the last of c/i and of s/m/n/p wins; spaces, tabs and newlines are ignored
+  let ci = false;
+  let dotNl = false;
   let global = false;
   let literal = false;
   for (const o of options) {
-    if (o === 'i') flags += flags.includes('i') ? '' : 'i';
-    else if (o === 'c') flags = flags.replace('i', '');
-    else if (o === 's') flags += flags.includes('s') ? '' : 's';
-    else if (o === 'g' && mode === 'replace') global = true;
+    if (o === 'i' || o === 'c') ci = o === 'i';
+    else if (o === 's' || o === 'm' || o === 'n' || o === 'p') dotNl = o === 's';
     else if (o === 'l') literal = true;
-    else if (o !== 'm' && o !== 'n' && o !== 'p') throw new RangeError(`Unrecognized Regex option ${o}`);
+    else if (o === 'g') {
+      if (mode !== 'replace')
+        throw new RangeError("Option 'g' (global replace) is only valid for regexp_replace");
+      global = true;
+    } else if (o !== ' ' && o !== '\t' && o !== '\n') throw new RangeError(`Unrecognized Regex option ${o}`);
   }
+  let flags = `u${ci ? 'i' : ''}${dotNl ? 's' : ''}`;
   let p = pattern;
   const inline = /^\(\?([imsU]+)\)/.exec(p);
   if (inline && !literal) {
@@ -694,8 +725,7 @@ export function makeRegExp(pattern: string, options: string, mode: 'search' | 'f
     }
     p = p.slice(inline[0].length);
   }
-  if (literal) p = escapeRe(p);
-  else p = p.replace(/\\z/g, '$').replace(/\\A/g, '^');
+  p = literal ? escapeRe(p) : re2Syntax(p);
   if (mode === 'full') p = `^(?:${p})$`;
   if (global) flags += 'g';
   try {
@@ -704,6 +734,84 @@ export function makeRegExp(pattern: string, options: string, mode: 'search' | 'f
     const why = (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
     throw new RangeError(`invalid regular expression '${pattern}': ${why}`);
   }
+}
+
+const POSIX_CLASSES: Record<string, string> = {
+  alnum: '0-9A-Za-z',
+  alpha: 'A-Za-z',
+  ascii: '\\x00-\\x7F',
+  blank: '\\t ',
+  cntrl: '\\x00-\\x1F\\x7F',
+  digit: '0-9',
+  graph: '\\x21-\\x7E',
+  lower: 'a-z',
+  print: '\\x20-\\x7E',
+  punct: '\\x21-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7E',
+  space: '\\t\\n\\v\\f\\r ',
+  upper: 'A-Z',
+  word: '\\w',
+  xdigit: '0-9A-Fa-f',
+};
+
+/**
+ * RE2 syntax JavaScript writes otherwise: `\\z` and `\\A`, `\\x{HHHH}`, `\\Q...\\E`, `(?P<name>`
+ * and `[[:alpha:]]` (which JavaScript would read as a class of the letters `[:alph`).
+ */
+function re2Syntax(p: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i]!;
+    if (c === '\\' && i + 1 < p.length) {
+      const n = p[i + 1]!;
+      if (n === 'x' && p[i + 2] === '{') {
+        const close = p.indexOf('}', i + 3);
+        if (close > 0) {
+          out += `\\u{${p.slice(i + 3, close)}}`;
+          i = close;
+          continue;
+        }
+      }
+      if (n === 'Q' && !inClass) {
+        const end = p.indexOf('\\E', i + 2);
+        out += escapeRe(p.slice(i + 2, end < 0 ? p.length : end));
+        i = end < 0 ? p.length : end + 1;
+        continue;
+      }
+      out += !inClass && n === 'z' ? '$' : !inClass && n === 'A' ? '^' : c + n;
+      i++;
+      continue;
+    }
+    if (inClass) {
+      const posix = c === '[' && p[i + 1] === ':' ? /^\[:([a-z]+):\]/.exec(p.slice(i)) : null;
+      if (posix && POSIX_CLASSES[posix[1]!]) {
+        out += POSIX_CLASSES[posix[1]!];
+        i += posix[0].length - 1;
+        continue;
+      }
+      if (c === ']') inClass = false;
+      out += c;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      out += c;
+      // a `]` first in the class (or after `^`) is a literal
+      if (p[i + 1] === '^') out += p[++i];
+      if (p[i + 1] === ']') {
+        out += '\\]';
+        i++;
+      }
+      continue;
+    }
+    if (c === '(' && p.startsWith('(?P<', i)) {
+      out += '(?<';
+      i += 3;
+      continue;
+    }
+    out += c;
+  }
+  return out;
 }
 
 /** RE2 replacement (`\1`, `\0`) to JavaScript's (`$1`, `$&`). */
@@ -743,8 +851,46 @@ export function maxGroupRef(r: string): number {
 /** regexp_replace with a replacement known only per record: RE2 leaves the string as is when the replacement names a missing group. */
 export function reReplaceDyn(s: string, re: RegExp, r: string): string {
   if (maxGroupRef(r) > groupCount(re)) return s;
+  if (re.global) return reReplaceAll(s, re, r);
   re.lastIndex = 0;
   return s.replace(re, jsReplacement(r));
+}
+
+/**
+ * regexp_replace(..., 'g') as RE2's GlobalReplace: every match is replaced except an empty match
+ * where the previous match ended (JavaScript replaces it: `.*` on 'ab' gives 'xx' there, 'x' in DuckDB).
+ * `r` is the RE2 replacement (`\\0`..`\\9`).
+ */
+export function reReplaceAll(s: string, re: RegExp, r: string): string {
+  let lastEnd = -1;
+  re.lastIndex = 0;
+  return s.replace(re, (...args: unknown[]) => {
+    const match = args[0] as string;
+    // (match, groups..., offset, input[, named groups])
+    const at = typeof args[args.length - 1] === 'object' ? args.length - 3 : args.length - 2;
+    const offset = args[at] as number;
+    if (match === '' && offset === lastEnd) return '';
+    lastEnd = offset + match.length;
+    return rewrite(r, args, at);
+  });
+}
+
+/** RE2's Rewrite of a replacement for one match (`args` as String.replace passes them; groups end before `end`). */
+function rewrite(r: string, args: unknown[], end: number): string {
+  if (!r.includes('\\')) return r;
+  let out = '';
+  for (let i = 0; i < r.length; i++) {
+    const c = r[i]!;
+    if (c !== '\\' || i + 1 >= r.length) {
+      out += c;
+      continue;
+    }
+    const n = r[++i]!;
+    const k = n.charCodeAt(0) - 48;
+    if (k >= 0 && k <= 9) out += k < end ? ((args[k] as string | undefined) ?? '') : '';
+    else out += n;
+  }
+  return out;
 }
 
 const reCache = new Map<string, RegExp>();
@@ -926,3 +1072,4 @@ export function copyStar(
     setOwn(o, k, repl?.has(k) ? repl.get(k) : row[k]);
   }
 }
+export * from './runtime-lists.ts';

@@ -83,9 +83,8 @@ describe('invalid SQL is refused with its position', () => {
       'SELECT CAST(a AS INTERVAL) FROM input',
       /a cast to INTERVAL of a value that is not a constant string is not allowed/,
     ],
-    ['SELECT a[1:2] FROM input', /list slicing/],
+    ['SELECT a[1:3:2] FROM input', /list slicing with a step/],
     ['SELECT $1 FROM input', /query parameters/],
-    ['SELECT a, b AS a FROM input', /duplicate output column "a"/],
     ['INSERT INTO t VALUES (1)', /only a SELECT statement/],
     ['SELECT 1 FROM input; SELECT 2 FROM input', /only one SQL statement/],
     ["SELECT CAST('abc' AS INTEGER) FROM input", /Could not convert string 'abc' to INT32/],
@@ -262,9 +261,16 @@ describe('SELECT lists', () => {
       "(s ~~ 'a%')",
     ]);
     assert.deepEqual(Object.keys((await compileSelect('SELECT payload.user.id FROM input'))({})!), ['id']);
-    assert.match(
-      (await invalid('SELECT id, payload.user.id FROM input')).message,
-      /duplicate output column "id"/,
+    // two columns of one name: one field, the last one's value, in the first one's place (DuckDB's path)
+    assert.deepEqual(
+      (await compileSelect('SELECT id, payload.user.id, 1 AS z FROM input'))({
+        id: 1,
+        payload: { user: { id: 2 } },
+      }),
+      {
+        id: 2,
+        z: 1,
+      },
     );
   });
 

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SluiceRecord } from '../sdk/types.ts';
 import { BatchQuery } from './batch.ts';
-import { planQuery } from './index.ts';
+import { compileSelect, planQuery } from './index.ts';
 import { compare, oracle } from './oracle.ts';
 
 const ROWS: RecordValue[] = [
@@ -172,6 +172,25 @@ const AGREE = [
   "try_strptime(s, '%Y-%m-%d %H:%M:%S.%f')",
   "strptime(s, '%Y-%m-%d')",
   "strptime(d, '%Y/%m/%d')",
+  // far from 1970: DuckDB's whole calendar
+  "datediff('week', DATE '-5877641-06-25', DATE '5881580-07-10')",
+  "datediff('day', DATE '-5877641-06-25', DATE '5881580-07-10')",
+  "datediff('microsecond', DATE '-290000-01-01', DATE '290000-01-01')",
+  "CAST(DATE '5881580-07-10' AS VARCHAR)",
+  "CAST(TIMESTAMP '-99999-01-10 23:59:59.999' AS VARCHAR)",
+  "CAST(TIMESTAMP '294247-01-10 04:00:54' AS VARCHAR)",
+  "year(DATE '5881580-07-10')",
+  // make_time, make_timestamp
+  'make_time(12, 34, 56.5)',
+  'make_time(24, 0, 0)',
+  'make_time(23, 59, 59.9999996)',
+  'make_time(12, 60, 0)',
+  'make_time(n, 0, x)',
+  'make_timestamp(2024, 2, 29, 12, 34, 56.123456)',
+  'make_timestamp(2023, 2, 29, 12, 34, 56)',
+  'make_timestamp(1704067200123456)',
+  'make_timestamp(n, 1, 1, 0, 0, 0)',
+  'make_timestamp(2024, 1, 1, 25, 0, 0)',
   // times
   "date_part('hour', TIME '12:34:56.5')",
   "date_part('epoch', TIME '12:34:56.5')",
@@ -208,6 +227,7 @@ const FALLBACK = [
   "date_diff(p, TIMESTAMP '2024-05-17 13:14:15', ts)",
   "strptime('2024', '%G')",
   "try_strptime(s, ['%Y', '%d'])",
+  "TRY_CAST('99999-01-10 04:00:54.123456' AS TIMESTAMP)",
   'CAST(ts AS TIME)',
   'CAST(s AS INTERVAL)',
   "INTERVAL '2 days ago'",
@@ -237,6 +257,18 @@ describe('temporal constructs outside the compiled subset run on DuckDB', () => 
 });
 
 describe('SQL DuckDB refuses is refused at validation', () => {
+  for (const e of ["try_strptime(NULL, '')", "strptime(s, '')", "date_diff('era', ts, ts)"]) {
+    test(e, async () => {
+      const sql = `SELECT ${e} AS v FROM input`;
+      const theirs = await oracle(sql, ROWS[0]!, 'table');
+      assert.ok(!theirs.ok, 'DuckDB refuses it');
+      await assert.rejects(
+        planQuery(sql),
+        (err: unknown) => err instanceof SluiceError && err.code === 'SLUICE_EXPR_INVALID',
+      );
+    });
+  }
+
   test('a strptime format that is not a constant', async () => {
     const sql = 'SELECT try_strptime(s, f) AS v FROM input';
     const theirs = await oracle(sql, { s: '2024', f: '%Y' }, 'table');
@@ -269,6 +301,29 @@ describe('whole queries agree with DuckDB', () => {
       for (const row of ROWS) {
         const diff = await compare(sql, row);
         assert.equal(diff, undefined, `${diff} for ${JSON.stringify(row)}`);
+      }
+    });
+  }
+});
+
+describe('record values are the same on the compiled and the DuckDB path', () => {
+  const SQL = [
+    "SELECT ts - TIMESTAMP '2023-01-01 00:00:00.5' AS iv, TIME '12:34:56.5' AS t, CAST(ts AS DATE) AS d, ts, old FROM input",
+    "SELECT -to_days(n) AS iv, CAST(s AS TIMESTAMP) AS s, date_part(['year', 'epoch'], ts) AS p FROM input",
+  ];
+  for (const sql of SQL) {
+    test(sql, async () => {
+      const compiled = await compileSelect(sql);
+      const batch = await BatchQuery.open(sql);
+      try {
+        const rows = [ROWS[0]!, ROWS[2]!];
+        const out = await batch.process(records(rows));
+        assert.deepEqual(
+          rows.map((r) => compiled(r)),
+          out.records.map((r) => r.value),
+        );
+      } finally {
+        await batch.close();
       }
     });
   }

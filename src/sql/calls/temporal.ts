@@ -183,9 +183,14 @@ function dateDiff(g: Gen, args: Val[], node: Call): Val {
   const b = temporalArg(g, 'date_diff', args, 2, node);
   if (part === null) return g.nullOf(T.BIGINT);
   if (!R.diffPartValid(part)) throw g.error('Specifier type not implemented for DATEDIFF', node);
-  return g.op([a, b], T.BIGINT, `dateDiff(${JSON.stringify(part)}, ${a.code}, ${b.code})`, {
-    nullable: true,
-  });
+  return g.op(
+    [a, b],
+    T.BIGINT,
+    `exactInt(dateDiff(${JSON.stringify(part)}, ${a.code}, ${b.code}), ${JSON.stringify(node.text)})`,
+    {
+      nullable: true,
+    },
+  );
 }
 
 /** strptime(text, format) with a constant format; `tryParse`: NULL instead of an error. */
@@ -215,7 +220,30 @@ function strptime(tryParse: boolean): CallImpl {
   };
 }
 
+function makeTime(g: Gen, args: Val[], node: Call): Val {
+  const [h, m, sec] = g.params('make_time', args, [T.BIGINT, T.BIGINT, T.DOUBLE], node) as [Val, Val, Val];
+  return g.op(
+    [h, m, sec],
+    T.TIME,
+    `makeTime(${h.code}, ${m.code}, ${sec.code}, ${JSON.stringify(node.text)})`,
+  );
+}
+
+function makeTimestamp(g: Gen, args: Val[], node: Call): Val {
+  const xs = JSON.stringify(node.text);
+  if (args.length === 1) {
+    const [us] = g.params('make_timestamp', args, [T.BIGINT], node) as [Val];
+    return g.op([us], T.TIMESTAMP, us.code);
+  }
+  if (args.length !== 6) throw g.mismatch('make_timestamp', args, node);
+  const types = [T.BIGINT, T.BIGINT, T.BIGINT, T.BIGINT, T.BIGINT, T.DOUBLE];
+  const v = g.params('make_timestamp', args, types, node);
+  return g.op(v, T.TIMESTAMP, `makeTimestamp(${v.map((a) => a.code).join(', ')}, ${xs})`);
+}
+
 export const TEMPORAL_CALLS: Record<string, CallImpl> = {
+  make_time: makeTime,
+  make_timestamp: makeTimestamp,
   strptime: strptime(false),
   try_strptime: strptime(true),
   date_diff: dateDiff,
@@ -223,7 +251,7 @@ export const TEMPORAL_CALLS: Record<string, CallImpl> = {
   epoch_ms: epochMs,
   epoch_us: (g, args, node) => {
     const ts = temporalArg(g, 'epoch_us', args, 0, node);
-    return g.op([ts], T.BIGINT, ts.code);
+    return g.op([ts], T.BIGINT, `exactInt(${ts.code}, ${JSON.stringify(node.text)})`, { nullable: true });
   },
   dayname: (g, args, node) => {
     const ts = temporalArg(g, 'dayname', args, 0, node);

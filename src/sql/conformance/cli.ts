@@ -15,6 +15,6 @@ const report = await runConformance({
   filter: positionals[0],
   onFile: values.quiet ? undefined : (file, ms) => process.stderr.write(`${file} ${ms} ms\n`),
 });
-await writeOutputs(report);
+await writeOutputs(report, positionals[0]);
 process.stdout.write(formatReport(report, Number(values.show)));
 process.exitCode = report.total.disagree || report.stale.length ? 1 : 0;

@@ -589,7 +589,23 @@ function categoryOf(kind: string, mine: Outcome, theirs: Outcome, fns: string[])
     return `Sluice errors: ${messageClass(mine.message)}`;
   if (kind === 'DuckDB errors, Sluice gives a value' && theirs.kind === 'error')
     return `DuckDB errors: ${messageClass(theirs.message)}`;
+  if (kind === 'column names differ' && mine.kind === 'value' && theirs.kind === 'value')
+    return `column names differ: ${nameDifference(Object.keys(mine.value), Object.keys(theirs.value))}`;
   return `${kind}: ${fns.filter((f) => !f.startsWith('COMPARE_') && !f.startsWith('CONJUNCTION_')).join(', ') || '(none)'}`;
+}
+
+/** The part of the first differing column name that differs: Sluice's text, then DuckDB's. */
+function nameDifference(mine: string[], theirs: string[]): string {
+  if (mine.length !== theirs.length) return `${mine.length} columns where DuckDB has ${theirs.length}`;
+  const i = mine.findIndex((n, k) => n !== theirs[k]);
+  const a = mine[i]!;
+  const b = theirs[i]!;
+  let start = 0;
+  while (start < a.length && a[start] === b[start]) start++;
+  let end = 0;
+  while (end < a.length - start && end < b.length - start && a.at(-1 - end) === b.at(-1 - end)) end++;
+  const cut = (t: string) => JSON.stringify(t.slice(start, t.length - end).slice(0, 40));
+  return `Sluice ${cut(a)} where DuckDB ${cut(b)}`;
 }
 
 /** The records a table's rows make, as Sluice's DuckDB readers give them. */
@@ -631,6 +647,10 @@ function settingName(sql: string): string | undefined {
 export interface RunOptions {
   /** Only files whose path (relative to the test root) contains this. */
   filter?: string;
+  /** The test files' folder (default: DuckDB's files under src/sql/conformance/duckdb/). */
+  root?: string;
+  /** The exceptions file (default: src/sql/conformance/exceptions.json). */
+  exceptionsFile?: string;
   /** Called after each file, for progress. */
   onFile?: (file: string, ms: number) => void;
 }
@@ -639,12 +659,12 @@ async function listTests(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries
     .filter((e) => e.isFile() && e.name.endsWith('.test'))
-    .map((e) => relative(TEST_ROOT, join(e.parentPath, e.name)).split(sep).join('/'))
+    .map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join('/'))
     .sort();
 }
 
-export async function loadExceptions(): Promise<Exception[]> {
-  const doc = JSON.parse(await readFile(EXCEPTIONS_FILE, 'utf8')) as { exceptions: Exception[] };
+export async function loadExceptions(path = EXCEPTIONS_FILE): Promise<Exception[]> {
+  const doc = JSON.parse(await readFile(path, 'utf8')) as { exceptions: Exception[] };
   return doc.exceptions;
 }
 
@@ -655,7 +675,8 @@ export function exceptionKey(file: string, sql: string): string {
 /** Runs every test file and classifies every query; see Report. */
 export async function runConformance(opts: RunOptions = {}): Promise<Report> {
   const started = Date.now();
-  const exceptions = await loadExceptions();
+  const root = opts.root ?? TEST_ROOT;
+  const exceptions = await loadExceptions(opts.exceptionsFile);
   const byKey = new Map(exceptions.map((e) => [exceptionKey(e.file, e.sql), e]));
   const used = new Set<string>();
   const report: Report = {
@@ -673,11 +694,12 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
   let catalog: Catalog | undefined;
   // the next file's database is created while this file runs (creating one takes a while)
   let next: Promise<DuckDBInstance> | undefined;
-  for (const file of await listTests(TEST_ROOT)) {
+  for (const file of await listTests(root)) {
     if (opts.filter && !file.includes(opts.filter)) continue;
     const t0 = Date.now();
-    const records = parseSlt(await readFile(join(TEST_ROOT, file), 'utf8'));
-    const skip = fileSkipReason(records, await readFile(join(TEST_ROOT, file), 'utf8'));
+    const text = await readFile(join(root, file), 'utf8');
+    const records = parseSlt(text);
+    const skip = fileSkipReason(records, text);
     if (skip) {
       report.skippedFiles.push({ file, reason: skip });
       continue;
@@ -821,7 +843,8 @@ async function noteSettings(conn: DuckDBConnection, state: FileState): Promise<v
     .filter(([n, v]) => state.defaults.get(n) !== v && !HARMLESS_SETTINGS.has(n.toLowerCase()))
     .map(([n]) => n);
   state.lambdaSyntax = changed.includes('lambda_syntax');
-  state.setting = changed.filter((n) => n !== 'lambda_syntax').join(', ') || undefined;
+  // one name is enough for the reason (an alias such as null_order changes with its setting)
+  state.setting = changed.find((n) => n !== 'lambda_syntax');
 }
 
 type Judged = { path: Path; truncated: boolean; untypedNull?: number; disagreement?: Disagreement };
@@ -829,7 +852,7 @@ type Judged = { path: Path; truncated: boolean; untypedNull?: number; disagreeme
 type Verdict = { out: string } | { finish: Promise<Judged> };
 
 /** How many queries' Sluice side run at once: each waits mostly on DuckDB's threads. */
-const SLUICE_CONCURRENCY = 4;
+const SLUICE_CONCURRENCY = Number(process.env.SLUICE_CONFORMANCE_CONCURRENCY ?? 4);
 let running = 0;
 const waiting: (() => void)[] = [];
 
@@ -938,7 +961,7 @@ async function compareSluice(
         record: JSON.parse(show(records[i])),
         sluice: showOutcome(mine.outcomes[i]!),
         duckdb: showOutcome(theirs[i]!),
-        category: categoryOf(kind, mine.outcomes[i]!, theirs[i]!, functionsOf(ast)),
+        category: `[${mine.path}] ${categoryOf(kind, mine.outcomes[i]!, theirs[i]!, functionsOf(ast))}`,
       },
     };
   }
