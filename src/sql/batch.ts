@@ -8,13 +8,12 @@
 import type {
   DuckDBAppender,
   DuckDBConnection,
-  DuckDBInstance,
   DuckDBMaterializedResult,
   DuckDBPreparedStatement,
 } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
 import type { Rejection, SluiceRecord, StepResult } from '../sdk/types.ts';
-import { createDuckDBInstance } from './duckdb.ts';
+import { newOneThreadConnection } from './duckdb.ts';
 import { type Lookups, loadLookups } from './lookups.ts';
 import { CONDITION_PREFIX, duckMessage } from './plan.ts';
 import { analysePruning, type Pruning, passthrough, starKeeps } from './pruning.ts';
@@ -121,7 +120,6 @@ const NULL_SHAPE: Shape = { k: 'NULL' };
 const nested = (s: Shape) => s.k === 'LIST' || s.k === 'STRUCT';
 
 export class BatchQuery {
-  readonly #instance: DuckDBInstance;
   readonly #conn: DuckDBConnection;
   readonly #sql: string;
   readonly #mode: 'select' | 'condition';
@@ -141,14 +139,12 @@ export class BatchQuery {
   #loaded = 0;
 
   private constructor(
-    instance: DuckDBInstance,
     conn: DuckDBConnection,
     sql: string,
     mode: 'select' | 'condition',
     ast: string,
     prune: boolean,
   ) {
-    this.#instance = instance;
     this.#conn = conn;
     this.#sql = sql;
     this.#mode = mode;
@@ -164,12 +160,10 @@ export class BatchQuery {
 
   static async open(sql: string, opts: BatchQueryOptions = {}): Promise<BatchQuery> {
     const mode = opts.mode ?? 'select';
-    // An instance of its own on one thread: the batches are small, and a second thread costs more
-    // CPU waking up and handing work over than it saves (measured: 30% less CPU on one thread).
-    const instance = await createDuckDBInstance({ threads: '1' });
-    let conn: DuckDBConnection | undefined;
+    // On the one-thread instance: the batches are small, and a second thread costs more CPU
+    // waking up and handing work over than it saves (measured: about 30% less CPU on one thread).
+    const conn = await newOneThreadConnection();
     try {
-      conn = await instance.connect();
       // Each shape's query is prepared once and run on every batch, but DuckDB plans it with the
       // statistics of the table at that time (the first batch): a branch they prove dead is gone
       // for every later batch too, so a record of a later batch would not meet its error.
@@ -177,10 +171,9 @@ export class BatchQuery {
       await loadLookups(conn, opts.lookups, opts.baseDir ?? '.', true);
       const text = mode === 'condition' ? `${CONDITION_PREFIX}${sql}\n` : sql;
       const r = await conn.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [text]);
-      return new BatchQuery(instance, conn, sql, mode, String(r.getRowsJS()[0]?.[0]), !opts.loadAll);
+      return new BatchQuery(conn, sql, mode, String(r.getRowsJS()[0]?.[0]), !opts.loadAll);
     } catch (err) {
-      conn?.closeSync();
-      instance.closeSync();
+      conn.closeSync();
       throw err;
     }
   }
@@ -206,7 +199,6 @@ export class BatchQuery {
     while (this.#running) await this.#running;
     for (const entry of this.#entries.values()) await this.#release(entry);
     this.#conn.closeSync();
-    this.#instance.closeSync();
   }
 
   #pump(): void {
