@@ -257,7 +257,7 @@ function alike(a: SqlType, b: SqlType): boolean {
 }
 
 /** `a || b` with a BLOB operand: BLOB || BLOB is a BLOB; with a string, the BLOB is cast to VARCHAR. */
-export function concatTypes(g: Gen, a: Val, b: Val, node: Node): Val | undefined {
+export function concatTypes(g: Gen, a: Val, b: Val, _node: Node): Val | undefined {
   if (a.type.id !== 'BLOB' && b.type.id !== 'BLOB') return undefined;
   if (a.type.id === 'BLOB' && b.type.id === 'BLOB')
     return g.op([a, b], T.BLOB, `blobConcat(${a.code}, ${b.code})`);
