@@ -54,7 +54,13 @@ function childOf(list: Val): SqlType {
 function perElementType(g: Gen, list: Val, node: Call, make: (list: Val) => Val): Val {
   const child = childOf(list);
   if (child.id !== 'ANY') return make(list);
-  const arms: { cases: number[] | null; lines: string[]; val: Val | null; error?: string }[] = [];
+  const arms: {
+    cases: number[] | null;
+    lines: string[];
+    val: Val | null;
+    error?: string;
+    beyond?: boolean;
+  }[] = [];
   for (const [cases, type] of [...VARIANTS, [null, T.ANY] as [null, SqlType]]) {
     const mark = g.lines.length;
     try {
@@ -63,7 +69,9 @@ function perElementType(g: Gen, list: Val, node: Call, make: (list: Val) => Val)
     } catch (err) {
       if (!(err instanceof Error) || err.name !== 'CompileError') throw err;
       g.lines.length = mark; // what the failed variant emitted before failing
-      arms.push({ cases, lines: [], val: null, error: err.message });
+      // a variant compiled code does not model (not one DuckDB refuses) is DuckDB's to answer
+      const beyond = (err as Error & { kind?: string }).kind === 'beyond';
+      arms.push({ cases, lines: [], val: null, error: err.message, beyond });
     }
   }
   const vals = arms.flatMap((a) => (a.val ? [a.val] : []));
@@ -89,7 +97,8 @@ function perElementType(g: Gen, list: Val, node: Call, make: (list: Val) => Val)
       // the element type is lost in LIST_ANY: a DOUBLE list keeps it for the next list function
       const c = v.type.id === 'LIST' ? v.type.child : undefined;
       if (!same && c?.id === 'DOUBLE') g.emit(`if (${r} !== null) markDoubleList(${r});`);
-    } else g.emit(`evalError(${JSON.stringify(arm.error)}, ${g.x(node)}, ${list.code});`);
+    } else if (arm.beyond) g.emit(`onDuckDB(${JSON.stringify(arm.error)}, ${g.x(node)});`);
+    else g.emit(`evalError(${JSON.stringify(arm.error)}, ${g.x(node)}, ${list.code});`);
     g.emit('break; }');
   }
   g.emit('}');

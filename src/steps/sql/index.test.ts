@@ -363,6 +363,25 @@ describe('sql step on DuckDB micro-batches', () => {
     }
   });
 
+  test("a list function over a list it does not model (bigints beyond ±2^53, mixed types) gives DuckDB's answer", async () => {
+    const step = await make('SELECT id, list_sum(l) AS s FROM input');
+    const batch = [
+      rec({ id: 1, l: [1, 2] }, 1),
+      rec({ id: 2, l: [9223372036854775807n, 5n] }, 2),
+      rec({ id: 3, l: [1.5, 2] }, 3),
+    ];
+    const { out } = await runAll(step, [batch]);
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.value),
+      [
+        { id: 1, s: 3 },
+        { id: 2, s: 9223372036854775812n },
+        { id: 3, s: 3.5 },
+      ],
+    );
+    assert.equal(out[0]!.rejected, undefined);
+  });
+
   test('integers beyond ±2^53 (as JSON Lines gives them) pass through and compare exactly', async () => {
     const step = await make(
       'SELECT id, n, n > 9007199254740992 AS above, n = 9007199254740993 AS eq, n + 1 AS next FROM input WHERE n <> 0',
