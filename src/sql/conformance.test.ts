@@ -69,15 +69,15 @@ statement error
 SELECT CAST('x' AS INTEGER)
 ----
 
-query I
-SELECT 9007199254740993::BIGINT AS big
+query II
+SELECT 2 AS c, c * 3 AS d
 ----
-9007199254740993
+2	6
 
-query I
-SELECT 9007199254740995::BIGINT AS big
+query II
+SELECT 1 AS c, c + 1 AS d
 ----
-9007199254740995
+1	2
 
 statement ok
 SET default_null_order = 'nulls_first'
@@ -95,7 +95,7 @@ SELECT 2 AS y
       exceptionsFile,
       JSON.stringify({
         exceptions: [
-          { file: 'demo/a.test', sql: 'SELECT 9007199254740993::BIGINT AS big', reason: 'beyond 2^53' },
+          { file: 'demo/a.test', sql: 'SELECT 2 AS c, c * 3 AS d', reason: 'a lateral alias' },
           { file: 'demo/a.test', sql: 'SELECT 1 + 2 AS x', reason: 'agrees, so stale' },
         ],
       }),
@@ -115,10 +115,13 @@ SELECT 2 AS y
     const open = report.disagreements.filter((d) => !d.excepted);
     assert.equal(open.length, 1);
     const lines = (await readFile(join(root, 'demo', 'a.test'), 'utf8')).split('\n');
-    assert.equal(open[0]!.line, lines.indexOf('SELECT 9007199254740995::BIGINT AS big'));
-    assert.equal(open[0]!.sluiceSql, 'SELECT 9007199254740995::BIGINT AS big\nFROM input');
-    assert.match(open[0]!.duckdb, /9007199254740995/);
-    assert.match(open[0]!.sluice, /^error: /);
+    // a lateral alias: Sluice reads the absent field c as NULL (its rule for a missing field),
+    // DuckDB, with no column c, takes the alias (listed in exceptions.json; a fixture to change
+    // when the compiler learns lateral aliases)
+    assert.equal(open[0]!.line, lines.indexOf('SELECT 1 AS c, c + 1 AS d'));
+    assert.equal(open[0]!.sluiceSql, 'SELECT 1 AS c, c + 1 AS d\nFROM input');
+    assert.match(open[0]!.duckdb, /"d":2/);
+    assert.match(open[0]!.sluice, /"d":null/);
     assert.deepEqual(
       report.stale.map((e) => e.sql),
       ['SELECT 1 + 2 AS x'],
