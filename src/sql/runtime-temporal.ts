@@ -691,9 +691,13 @@ const SPECIFIERS = table<(f: Fields) => string>({
   X: (f) => `${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,
 });
 
-/** Parses a strftime format once; throws RangeError with DuckDB's message on an unknown specifier. */
-export function parseStrftime(format: string): FmtPart[] {
-  const parts: FmtPart[] = [];
+/**
+ * Walks a strftime/strptime format as DuckDB does, left to right: `onSpec` gets each specifier
+ * (with its `-` flag: `-d`) and the literal text before it, and may stop the walk by returning
+ * false; a trailing `%` throws DuckDB's RangeError when the walk reaches it. Returns the literal
+ * text after the last specifier.
+ */
+function walkFormat(format: string, onSpec: (before: string, spec: string) => boolean): string {
   let lit = '';
   for (let i = 0; i < format.length; i++) {
     const c = format[i]!;
@@ -710,17 +714,27 @@ export function parseStrftime(format: string): FmtPart[] {
       continue;
     }
     if (spec === '-' && i + 1 < format.length) spec += format[++i]!;
+    if (!onSpec(lit, spec)) break;
+    lit = '';
+  }
+  return lit;
+}
+
+/** Parses a strftime format once; throws RangeError with DuckDB's message on an unknown specifier. */
+export function parseStrftime(format: string): FmtPart[] {
+  const parts: FmtPart[] = [];
+  const rest = walkFormat(format, (before, spec) => {
     const fn = SPECIFIERS[spec];
     if (!fn) {
       throw new RangeError(
         `Failed to parse format specifier ${format}: Unrecognized format for strftime/strptime: %${spec}`,
       );
     }
-    if (lit) parts.push(lit);
-    lit = '';
+    if (before) parts.push(before);
     parts.push(fn);
-  }
-  if (lit) parts.push(lit);
+    return true;
+  });
+  if (rest) parts.push(rest);
   return parts;
 }
 
@@ -862,28 +876,19 @@ export function parseStrptime(format: string): StrpFormat | undefined {
   if (format === '') throw new RangeError('Failed to parse format specifier : Empty format string');
   const literals: string[] = [];
   const specs: string[] = [];
-  let lit = '';
-  for (let i = 0; i < format.length; i++) {
-    const c = format[i]!;
-    if (c !== '%') {
-      lit += c;
-      continue;
+  let known = true;
+  const rest = walkFormat(format, (before, flagged) => {
+    // strptime ignores the `-` flag (`%-d` reads as `%d`)
+    const spec = flagged.length > 1 ? flagged.slice(1) : flagged;
+    known = spec in STRP_WIDTH;
+    if (known) {
+      literals.push(before);
+      specs.push(spec);
     }
-    if (i + 1 >= format.length) {
-      throw new RangeError(`Failed to parse format specifier ${format}: Trailing format character %`);
-    }
-    let spec = format[++i]!;
-    if (spec === '%') {
-      lit += '%';
-      continue;
-    }
-    if (spec === '-' && i + 1 < format.length) spec = format[++i]!;
-    if (!(spec in STRP_WIDTH)) return undefined;
-    literals.push(lit);
-    lit = '';
-    specs.push(spec);
-  }
-  literals.push(lit);
+    return known;
+  });
+  if (!known) return undefined;
+  literals.push(rest);
   return { literals, specs };
 }
 
