@@ -1,28 +1,24 @@
 /**
  * Per-record SQL on DuckDB, in micro-batches: for queries outside the compiled subset, or joining
  * lookup tables. A batch is grouped by record shape (field names and value types) so each record
- * is typed as on its own; each group is appended to a temp table with a row number that maps the
- * output rows back to their input record (its metadata, its position in the batch). A group that
- * fails (a bad cast) is bisected until the failing records are found: only those are rejected.
+ * is typed as on its own; DuckDB scans each group in place (batch-scan.ts) with a row number that
+ * maps the output rows back to their input record (its metadata, its position in the batch). A
+ * group that fails (a bad cast) is bisected until the failing records are found: only those are
+ * rejected.
  */
-import type {
-  DuckDBAppender,
-  DuckDBConnection,
-  DuckDBMaterializedResult,
-  DuckDBPreparedStatement,
-} from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBMaterializedResult, DuckDBPreparedStatement } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
 import type { Rejection, SluiceRecord, StepResult } from '../sdk/types.ts';
+import { BatchFeed, feedViewSql, registerBatchScan } from './batch-scan.ts';
 import { newOneThreadConnection } from './duckdb.ts';
 import { type Lookups, loadLookups } from './lookups.ts';
 import { CONDITION_PREFIX, duckMessage } from './plan.ts';
 import { analysePruning, type Pruning, passthrough, starKeeps } from './pruning.ts';
-import { mergeShapes, type Shape, ShapeError, shapeKey, shapeOf, shapeSql } from './shape.ts';
-import { appendRows, type Column, quoteIdent } from './table.ts';
+import { mergeShapes, type Shape, ShapeError, shapeKey, shapeOf } from './shape.ts';
 import { fromDuckDB, sqlValueConverter } from './values.ts';
 
 export const ROW = '__sluice_row';
-/** Shapes kept (a temp table each); beyond it the oldest are dropped. */
+/** Shapes kept (a view and a prepared query each); beyond it the oldest are dropped. */
 const MAX_SHAPES = 64;
 /** Missing columns added for one shape before giving up (each costs one failed bind). */
 const MAX_MISSING = 200;
@@ -62,7 +58,8 @@ interface Part {
 
 interface Entry {
   id: number;
-  table: string;
+  /** The rows of this shape DuckDB scans, set per run. */
+  feed: BatchFeed;
   view: string;
   names: string[];
   shapes: Shape[];
@@ -71,10 +68,8 @@ interface Entry {
   query?: string;
   /** A pruned query's output fields, in order (the row number is its last column). */
   parts?: Part[];
-  /** The query and the table reset, prepared once: parsing, binding and planning per batch cost more than the batch. */
-  prepared?: { query: DuckDBPreparedStatement; clear: DuckDBPreparedStatement };
-  /** The table's appender, kept open. */
-  appender?: DuckDBAppender;
+  /** The query, prepared once: parsing, binding and planning per batch cost more than the batch. */
+  prepared?: DuckDBPreparedStatement;
 }
 
 interface Group {
@@ -93,6 +88,9 @@ interface FieldInfo {
   clash?: string;
   plan: FieldPlan | null;
 }
+
+/** Each input record's output: none, one record, or several (a query may give a record more rows). */
+type Outputs = (SluiceRecord | SluiceRecord[] | undefined)[];
 
 /** A result: its column names, each row's record index, and the columns converted (only those read). */
 type Result = { names: string[]; rows: number[]; columns: (unknown[] | undefined)[] };
@@ -131,11 +129,6 @@ export class BatchQuery {
   readonly #waiting: Job[] = [];
   #running: Promise<void> | undefined;
   #calls = 0;
-  /**
-   * The reset of the table last run, started after its query and awaited before the connection is
-   * used again (a connection runs one statement at a time).
-   */
-  #clearing: Promise<unknown> = Promise.resolve();
   #loaded = 0;
 
   private constructor(
@@ -164,6 +157,7 @@ export class BatchQuery {
     // waking up and handing work over than it saves (measured: about 30% less CPU on one thread).
     const conn = await newOneThreadConnection();
     try {
+      registerBatchScan(conn);
       // Each shape's query is prepared once and run on every batch, but DuckDB plans it with the
       // statistics of the table at that time (the first batch): a branch they prove dead is gone
       // for every later batch too, so a record of a later batch would not meet its error.
@@ -197,7 +191,7 @@ export class BatchQuery {
 
   async close(): Promise<void> {
     while (this.#running) await this.#running;
-    for (const entry of this.#entries.values()) await this.#release(entry);
+    for (const entry of this.#entries.values()) this.#release(entry);
     this.#conn.closeSync();
   }
 
@@ -218,7 +212,7 @@ export class BatchQuery {
 
   async #runJobs(jobs: Job[]): Promise<void> {
     const all = jobs.length === 1 ? jobs[0]!.batch : jobs.flatMap((j) => j.batch);
-    let out: (SluiceRecord[] | undefined)[];
+    let out: Outputs;
     let rejected: (Rejection | undefined)[];
     try {
       ({ out, rejected } = await this.#evaluate(all));
@@ -232,44 +226,45 @@ export class BatchQuery {
       const rejections: Rejection[] = [];
       for (let i = at; i < at + j.batch.length; i++) {
         const r = rejected[i];
+        const o = out[i];
         if (r) rejections.push(r);
-        else if (out[i]) for (const o of out[i]!) records.push(o);
+        else if (Array.isArray(o)) for (const x of o) records.push(x);
+        else if (o) records.push(o);
       }
       at += j.batch.length;
       j.resolve(rejections.length ? { records, rejected: rejections } : { records });
     }
   }
 
-  async #evaluate(
-    batch: SluiceRecord[],
-  ): Promise<{ out: (SluiceRecord[] | undefined)[]; rejected: (Rejection | undefined)[] }> {
-    const out: (SluiceRecord[] | undefined)[] = new Array(batch.length);
+  async #evaluate(batch: SluiceRecord[]): Promise<{ out: Outputs; rejected: (Rejection | undefined)[] }> {
+    const out: Outputs = new Array(batch.length);
     const rejected: (Rejection | undefined)[] = new Array(batch.length);
     const groups = new Map<string, Group[]>();
+    // records of one input mostly list the same fields in the same order: the names are compared
+    // with the previous record's (property names are interned strings) before being looked up
+    let lastNames: string[] = [];
+    let lastKey = '';
+    let fields: FieldInfo | undefined;
     for (let i = 0; i < batch.length; i++) {
       const value = batch[i]!.value;
       const names = Object.keys(value);
-      const key = names.join('\u0000');
-      const fields = this.#fields(key, names);
+      if (!fields || !sameNames(names, lastNames)) {
+        lastKey = names.join('\u0000');
+        lastNames = names;
+        fields = this.#fields(lastKey, names);
+      }
       let shapes: Shape[];
       try {
         if (fields.clash) throw new ShapeError(fields.clash);
-        shapes = valueShapes(value, names);
+        shapes = valueShapes(value, names, fields.plan);
       } catch (err) {
         rejected[i] = this.#reject(batch[i]!, (err as Error).message);
         continue;
       }
-      const plan = fields.plan;
-      if (plan) {
-        // a field DuckDB need not see is left out of the table, and out of the grouping
-        for (let f = 0; f < shapes.length; f++) {
-          if (!plan.referenced[f] && !(plan.starred[f] && nested(shapes[f]!))) shapes[f] = NULL_SHAPE;
-        }
-      }
-      let list = groups.get(key);
+      let list = groups.get(lastKey);
       if (!list) {
         list = [];
-        groups.set(key, list);
+        groups.set(lastKey, list);
       }
       const group = list.find((g) => mergeInto(g.shapes, shapes));
       if (group) group.rows.push(i);
@@ -318,7 +313,7 @@ export class BatchQuery {
   async #runGroup(
     g: Group,
     batch: SluiceRecord[],
-    out: (SluiceRecord[] | undefined)[],
+    out: Outputs,
     rejected: (Rejection | undefined)[],
   ): Promise<void> {
     let entry: Entry;
@@ -353,7 +348,7 @@ export class BatchQuery {
     entry: Entry,
     result: Result,
     batch: SluiceRecord[],
-    out: (SluiceRecord[] | undefined)[],
+    out: Outputs,
     rejected: (Rejection | undefined)[],
   ): void {
     const { names, columns } = result;
@@ -366,43 +361,32 @@ export class BatchQuery {
       if (rejected[i]) return;
       const input = batch[i]!;
       if (this.#mode === 'condition') {
-        out[i] ??= [input];
+        out[i] ??= input;
         return;
       }
       // integers beyond ±2^53 stay exact bigints: DuckDB's answer, which compiled SQL defers to (per-record.ts)
-      const value = build(input, k, true);
-      const rows = out[i] ?? [];
-      rows.push({ value, meta: input.meta });
-      out[i] = rows;
+      const record = { value: build(input, k, true), meta: input.meta };
+      const had = out[i];
+      if (had === undefined) out[i] = record;
+      else if (Array.isArray(had)) had.push(record);
+      else out[i] = [had, record];
     });
   }
 
-  /** Loads `rows` of the batch into the shape's table and runs the query, adding missing columns as NULL. */
+  /** Runs the query over `rows` of the batch (DuckDB scans them in place), adding missing columns as NULL. */
   async #run(entry: Entry, rows: number[], batch: SluiceRecord[]): Promise<Result> {
-    const columns: Column[] = [];
-    entry.names.forEach((name, i) => {
-      if (entry.shapes[i]!.k !== 'NULL') columns.push({ name, shape: entry.shapes[i]! });
-    });
     this.#calls++;
-    this.#loaded += rows.length * columns.length;
-    await this.#clearing;
-    entry.appender ??= await this.#conn.createAppender(entry.table, 'main', 'temp');
+    this.#loaded += rows.length * entry.feed.columns.length;
+    entry.feed.load(
+      rows.map((i) => batch[i]!.value),
+      rows,
+    );
     try {
-      appendRows(
-        entry.appender,
-        columns,
-        rows.map((i) => batch[i]!.value),
-        rows,
-        'INTEGER',
-      );
       for (let tries = 0; ; tries++) {
         entry.query ??= await this.#rewrite(entry);
         try {
-          entry.prepared ??= {
-            query: await this.#conn.prepare(entry.query),
-            clear: await this.#conn.prepare(`DELETE FROM ${entry.table}`),
-          };
-          return this.#read(entry, await entry.prepared.query.run());
+          entry.prepared ??= await this.#conn.prepare(entry.query);
+          return this.#read(entry, await entry.prepared.run());
         } catch (err) {
           const missing = missingColumn((err as Error).message, entry);
           if (!missing || tries >= MAX_MISSING) throw err;
@@ -413,13 +397,7 @@ export class BatchQuery {
         }
       }
     } finally {
-      // the reset runs on DuckDB's thread while this thread makes records of the result
-      // (rows left in the table would be taken for the next run's: a failed reset is tried again, and
-      // a second failure fails whatever uses the connection next)
-      const clear = () => this.#conn.run(`DELETE FROM ${entry.table}`);
-      const clearing = (entry.prepared ? entry.prepared.clear.run() : clear()).catch(clear);
-      clearing.catch(() => {});
-      this.#clearing = clearing;
+      entry.feed.clear();
     }
   }
 
@@ -446,7 +424,6 @@ export class BatchQuery {
   }
 
   async #entry(names: string[], shapes: Shape[]): Promise<Entry> {
-    await this.#clearing;
     const key = `${names.join('\u0000')}\u0001${shapes.map(shapeKey).join('\u0000')}`;
     const found = this.#entries.get(key);
     if (found) {
@@ -458,50 +435,40 @@ export class BatchQuery {
     if (this.#entries.size >= MAX_SHAPES) {
       const [oldKey, old] = this.#entries.entries().next().value as [string, Entry];
       this.#entries.delete(oldKey);
-      await this.#release(old);
-      await this.#conn.run(`DROP VIEW IF EXISTS ${old.view}; DROP TABLE IF EXISTS ${old.table}`);
+      await this.#conn.run(`DROP VIEW IF EXISTS ${old.view}`);
+      this.#release(old);
     }
     const id = ++this.#seq;
+    const columns = names.flatMap((name, i) =>
+      shapes[i]!.k === 'NULL' ? [] : [{ name, shape: shapes[i]! }],
+    );
     const entry: Entry = {
       id,
-      table: `__sluice_t${id}`,
+      feed: new BatchFeed(ROW, columns),
       view: `__sluice_v${id}`,
       names,
       shapes,
       missing: [],
     };
-    const defs = [`${ROW} INTEGER`];
-    names.forEach((n, i) => {
-      if (shapes[i]!.k !== 'NULL') defs.push(`${quoteIdent(n)} ${shapeSql(shapes[i]!)}`);
-    });
-    await this.#conn.run(`CREATE OR REPLACE TEMP TABLE ${entry.table} (${defs.join(', ')})`);
     await this.#createView(entry);
     this.#entries.set(key, entry);
     return entry;
   }
 
-  /** Closes the entry's appender and statements. */
-  async #release(entry: Entry): Promise<void> {
-    await this.#clearing.catch(() => undefined);
-    entry.appender?.closeSync();
-    entry.appender = undefined;
+  /** Frees the entry's feed and statement. */
+  #release(entry: Entry): void {
+    entry.feed.close();
     this.#unprepare(entry);
   }
 
   #unprepare(entry: Entry): void {
-    entry.prepared?.query.destroySync();
-    entry.prepared?.clear.destroySync();
+    entry.prepared?.destroySync();
     entry.prepared = undefined;
   }
 
   async #createView(entry: Entry): Promise<void> {
-    const cols = [ROW];
-    entry.names.forEach((n, i) => {
-      cols.push(entry.shapes[i]!.k === 'NULL' ? `NULL AS ${quoteIdent(n)}` : quoteIdent(n));
-    });
-    for (const m of entry.missing) cols.push(`NULL AS ${quoteIdent(m)}`);
     await this.#conn.run(
-      `CREATE OR REPLACE TEMP VIEW ${entry.view} AS SELECT ${cols.join(', ')} FROM ${entry.table}`,
+      `CREATE OR REPLACE TEMP VIEW ${entry.view} AS ${feedViewSql(entry.feed, entry.names, entry.missing)}`,
     );
   }
 
@@ -642,17 +609,33 @@ function caseClash(names: string[]): string | undefined {
   return undefined;
 }
 
-function valueShapes(value: Record<string, unknown>, names: string[]): Shape[] {
+/**
+ * The shapes of a record's fields. With a plan, a field DuckDB need not see (neither read by the
+ * query nor a list or struct a `*` keeps) is NULL: left out of the scan and out of the grouping.
+ */
+function valueShapes(value: Record<string, unknown>, names: string[], plan?: FieldPlan | null): Shape[] {
   const shapes: Shape[] = new Array(names.length);
   for (let i = 0; i < names.length; i++) {
+    if (plan && !plan.referenced[i] && !plan.starred[i]) {
+      shapes[i] = NULL_SHAPE;
+      continue;
+    }
+    let shape: Shape;
     try {
-      shapes[i] = shapeOf(value[names[i]!]);
+      shape = shapeOf(value[names[i]!]);
     } catch (err) {
       if (err instanceof ShapeError) throw new ShapeError(`field ${names[i]}: ${err.message}`);
       throw err;
     }
+    shapes[i] = plan && !plan.referenced[i] && !nested(shape) ? NULL_SHAPE : shape;
   }
   return shapes;
+}
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Merges `b` into `a` (in place) when each pair of shapes merges exactly; false, untouched, if not. */

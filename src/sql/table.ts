@@ -1,24 +1,15 @@
 /** Loading records into DuckDB temp tables with DuckDB's appender (no SQL text per row). */
-import {
-  type DuckDBAppender,
-  type DuckDBConnection,
-  DuckDBTimestampValue,
-  type DuckDBType,
-} from '@duckdb/node-api';
+import { BIGINT, type DuckDBConnection, DuckDBDataChunk } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
-import { duckType, duckValue, type Shape } from './shape.ts';
+import { duckConverter, duckType, type Shape } from './shape.ts';
 
 export interface Column {
   name: string;
   shape: Shape;
 }
 
-/** A column as the appender writes it: fast paths for flat types, DuckDB values for nested ones. */
-interface Writer {
-  name: string;
-  shape: Shape;
-  type: DuckDBType;
-}
+/** Rows per data chunk: DuckDB's vector size, the most a chunk holds. */
+const CHUNK_ROWS = 2048;
 
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -36,64 +27,26 @@ export async function appendRecords(
   ids: readonly number[],
 ): Promise<void> {
   const appender = await conn.createAppender(table, 'main', 'temp');
+  const convert = columns.map((c) => duckConverter(c.shape));
+  const types = [BIGINT, ...columns.map((c) => duckType(c.shape))];
   try {
-    appendRows(appender, columns, values, ids, 'BIGINT');
-  } finally {
-    appender.closeSync();
-  }
-}
-
-/**
- * `appendRecords` on an appender kept open across calls (creating one is a round trip to
- * DuckDB's thread), flushed at the end; the row number column is a BIGINT or an INTEGER.
- */
-export function appendRows(
-  appender: DuckDBAppender,
-  columns: readonly Column[],
-  values: readonly Record<string, unknown>[],
-  ids: readonly number[],
-  idType: 'BIGINT' | 'INTEGER',
-): void {
-  const writers: Writer[] = columns.map((c) => ({ name: c.name, shape: c.shape, type: duckType(c.shape) }));
-  try {
-    for (let i = 0; i < values.length; i++) {
-      const row = values[i]!;
-      if (idType === 'INTEGER') appender.appendInteger(ids[i]!);
-      else appender.appendBigInt(BigInt(ids[i]!));
-      for (const w of writers) {
-        const v = row[w.name];
-        if (v === null || v === undefined) {
-          appender.appendNull();
-          continue;
-        }
-        switch (w.shape.k) {
-          case 'BIGINT':
-            appender.appendBigInt(typeof v === 'bigint' ? v : BigInt(v as number));
-            break;
-          case 'DOUBLE':
-            appender.appendDouble(Number(v));
-            break;
-          case 'VARCHAR':
-            appender.appendVarchar(String(v));
-            break;
-          case 'BOOLEAN':
-            appender.appendBoolean(Boolean(v));
-            break;
-          case 'TIMESTAMP':
-            appender.appendTimestamp(new DuckDBTimestampValue(BigInt((v as Date).getTime()) * 1000n));
-            break;
-          case 'NULL':
-            appender.appendNull();
-            break;
-          default:
-            appender.appendValue(duckValue(v, w.shape), w.type);
-        }
-      }
-      appender.endRow();
+    // filled column by column: a vector write per value, one native call per chunk for numbers
+    for (let at = 0; at < values.length; at += CHUNK_ROWS) {
+      const n = Math.min(CHUNK_ROWS, values.length - at);
+      const chunk = DuckDBDataChunk.create(types, n);
+      const idVector = chunk.getColumnVector(0);
+      for (let k = 0; k < n; k++) idVector.setItem(k, BigInt(ids[at + k]!));
+      idVector.flush();
+      columns.forEach(({ name }, c) => {
+        const vector = chunk.getColumnVector(c + 1);
+        for (let k = 0; k < n; k++) vector.setItem(k, convert[c]!(values[at + k]![name]));
+        vector.flush();
+      });
+      appender.appendDataChunk(chunk);
     }
     appender.flushSync();
   } catch (err) {
-    // rows appended but not flushed would go with the next flush
+    // rows appended but not flushed would go with the close's flush
     appender.clear();
     throw new SluiceError(
       'SLUICE_INTERNAL',
@@ -102,5 +55,7 @@ export function appendRows(
         cause: err,
       },
     );
+  } finally {
+    appender.closeSync();
   }
 }
