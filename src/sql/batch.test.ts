@@ -290,6 +290,46 @@ describe("BatchQuery: DuckDB's own column names and meaning", () => {
     assert.deepStrictEqual(mine, { ...theirs.rows[0], m: null });
   });
 
+  test('a condition with COLUMNS(*) tests the record fields only', async () => {
+    const condition = 'COLUMNS(*) IS NULL';
+    const values = [
+      { x: null, s: null },
+      { x: 1, s: null },
+    ];
+    const q = await BatchQuery.open(condition, { mode: 'condition' });
+    let kept: RecordValue[];
+    try {
+      kept = (await q.process(values.map((v, i) => rec(v, i)))).records.map((r) => r.value);
+    } finally {
+      await q.close();
+    }
+    const expected: RecordValue[] = [];
+    for (const v of values) {
+      const theirs = await oracle(`SELECT * FROM input WHERE ${condition}`, v, 'table');
+      assert.ok(theirs.ok);
+      if (theirs.rows.length) expected.push(v);
+    }
+    assert.deepStrictEqual(kept, expected);
+    assert.equal(expected.length, 1);
+  });
+
+  test("DuckDB's names also when the first shape lacks a field the query reads", async () => {
+    const query = 'SELECT x::DECIMAL, list_transform(l, lambda v: v + m) FROM input';
+    const q = await BatchQuery.open(query);
+    let first: RecordValue;
+    let second: RecordValue;
+    try {
+      first = (await q.process([rec({ x: 1, l: [1] }, 0)])).records[0]!.value;
+      second = (await q.process([rec({ x: 1, l: [1], m: 2 }, 1)])).records[0]!.value;
+    } finally {
+      await q.close();
+    }
+    const theirs = await oracle(query, { x: 1, l: [1], m: 2 }, 'table');
+    assert.ok(theirs.ok);
+    assert.deepStrictEqual(Object.keys(first), theirs.columns);
+    assert.deepStrictEqual(second, theirs.rows[0]);
+  });
+
   for (const query of [
     'SELECT struct_pack(*) FROM input',
     'SELECT hash(*) FROM input',
