@@ -261,6 +261,7 @@ describe("BatchQuery: DuckDB's own column names and meaning", () => {
     'SELECT COLUMNS(*) FROM input',
     "SELECT COLUMNS(c -> c <> 'l') FROM input",
     "SELECT COLUMNS('s|x') FROM input",
+    "SELECT COLUMNS('^x$') + 1, COLUMNS(c -> c = 's') FROM input",
     'SELECT struct_pack(COLUMNS(*)) FROM input',
     'SELECT x FROM input WHERE COLUMNS(*) IS NOT NULL',
   ];
