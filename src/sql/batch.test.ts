@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SluiceRecord, StepResult } from '../sdk/types.ts';
 import { BatchQuery, type BatchQueryOptions } from './batch.ts';
+import { newDuckDBConnection } from './duckdb.ts';
+import { normalize, oracle, sameValue } from './oracle.ts';
+import { planQuery } from './plan.ts';
+import { SetQuery } from './set.ts';
 import { ROWS } from './testdata.ts';
 
 const rec = (value: RecordValue, offset: number): SluiceRecord => ({
@@ -185,5 +190,204 @@ describe('BatchQuery: batches handed in while DuckDB works are joined into one c
     } finally {
       await q.close();
     }
+  });
+});
+
+const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
+
+/** The query on the DuckDB path and on DuckDB itself, record by record: same names, same values, or both failing. */
+async function assertDuckDBsAnswer(query: string, values: RecordValue[]): Promise<void> {
+  const q = await BatchQuery.open(query);
+  let result: StepResult;
+  try {
+    result = await q.process(values.map((v, i) => rec(v, i)));
+  } finally {
+    await q.close();
+  }
+  const out = [...result.records];
+  const rejected = new Set((result.rejected ?? []).map((r) => r.record?.meta.position?.offset));
+  for (const [i, row] of values.entries()) {
+    const theirs = await oracle(query, row, 'table');
+    if (!theirs.ok) {
+      assert.ok(
+        rejected.has(i),
+        `record ${i}: DuckDB fails (${theirs.error.split('\n')[0]}), Sluice does not`,
+      );
+      continue;
+    }
+    assert.ok(!rejected.has(i), `record ${i}: DuckDB gives ${show(theirs.rows)}, Sluice rejects it`);
+    for (const expected of theirs.rows) {
+      const mine = out.shift()?.value ?? {};
+      assert.deepStrictEqual(Object.keys(mine), theirs.columns, `record ${i}: column names`);
+      for (const k of theirs.columns)
+        assert.ok(
+          sameValue(normalize(mine[k]), expected[k]),
+          `record ${i}, ${k}: ${show(mine[k])} vs ${show(expected[k])}`,
+        );
+    }
+  }
+  assert.equal(out.length, 0, 'no more rows than DuckDB');
+}
+
+describe("BatchQuery: DuckDB's own column names and meaning", () => {
+  const ROW = { x: 2, s: 'ab', l: [1, 2, 3], d: new Date(Date.UTC(2020, 0, 31)) };
+  const CASES: [string, string][] = [
+    ['a lambda keeps its `lambda x:` spelling', 'SELECT list_transform(l, lambda x: x + 1) FROM input'],
+    [
+      'two lambdas, one nested',
+      'SELECT list_transform(l, lambda x: list_filter(l, lambda y: y > x)) FROM input',
+    ],
+    ['an INTERVAL literal', "SELECT d + INTERVAL '3' MONTH, list_distinct([INTERVAL 1 YEAR]) FROM input"],
+    ['a CHAR cast', 'SELECT hash(NULL::CHAR), s::CHAR FROM input'],
+    ['a DECIMAL cast', "SELECT '1.234'::DECIMAL, printf('%.3f', '1.234'::DECIMAL), x::DECIMAL FROM input"],
+    [
+      'renamed items beside a star and an aliased item',
+      "SELECT *, x::DECIMAL, s AS t, '1.5'::DECIMAL AS y FROM input",
+    ],
+    [
+      'a renamed item in a filtered query',
+      'SELECT list_transform(l, lambda x: x * 2) FROM input WHERE x > 1',
+    ],
+  ];
+  for (const [what, query] of CASES) {
+    test(`${what}: ${query}`, async () => {
+      await assertDuckDBsAnswer(query, [ROW, { ...ROW, x: 0 }]);
+    });
+  }
+
+  const STARS = [
+    'SELECT struct_pack(*COLUMNS(*)) AS p FROM input',
+    'SELECT hash(*COLUMNS(*)) AS h FROM input',
+    'SELECT COLUMNS(*) FROM input',
+    "SELECT COLUMNS(c -> c <> 'l') FROM input",
+    "SELECT COLUMNS('s|x') FROM input",
+    "SELECT COLUMNS('^x$') + 1, COLUMNS(c -> c = 's') FROM input",
+    'SELECT struct_pack(COLUMNS(*)) FROM input',
+    'SELECT x FROM input WHERE COLUMNS(*) IS NOT NULL',
+  ];
+  for (const query of STARS) {
+    test(`a * inside an expression covers the record's fields only: ${query}`, async () => {
+      const { path } = await planQuery(query);
+      assert.equal(path, 'duckdb-batch');
+      await assertDuckDBsAnswer(query, [
+        { x: 2, s: 'ab' },
+        { x: 3, s: null },
+      ]);
+    });
+  }
+
+  test('a * inside an expression leaves out a field the record lacks, which the query names', async () => {
+    // `m` is not in the record: Sluice reads it as NULL, and no star shows it (DuckDB has no column m)
+    const stars = "SELECT struct_pack(*COLUMNS(*)) AS p, COLUMNS('s|m') FROM input";
+    const q = await BatchQuery.open("SELECT struct_pack(*COLUMNS(*)) AS p, COLUMNS('s|m'), m FROM input");
+    let mine: RecordValue;
+    try {
+      mine = (await q.process([rec({ x: 2, s: 'ab' }, 0)])).records[0]!.value;
+    } finally {
+      await q.close();
+    }
+    const theirs = await oracle(stars, { x: 2, s: 'ab' }, 'table');
+    assert.ok(theirs.ok);
+    assert.deepStrictEqual(mine, { ...theirs.rows[0], m: null });
+  });
+
+  test('a condition with COLUMNS(*) tests the record fields only', async () => {
+    const condition = 'COLUMNS(*) IS NULL';
+    const values = [
+      { x: null, s: null },
+      { x: 1, s: null },
+    ];
+    const q = await BatchQuery.open(condition, { mode: 'condition' });
+    let kept: RecordValue[];
+    try {
+      kept = (await q.process(values.map((v, i) => rec(v, i)))).records.map((r) => r.value);
+    } finally {
+      await q.close();
+    }
+    const expected: RecordValue[] = [];
+    for (const v of values) {
+      const theirs = await oracle(`SELECT * FROM input WHERE ${condition}`, v, 'table');
+      assert.ok(theirs.ok);
+      if (theirs.rows.length) expected.push(v);
+    }
+    assert.deepStrictEqual(kept, expected);
+    assert.equal(expected.length, 1);
+  });
+
+  test("DuckDB's names also when the first shape lacks a field the query reads", async () => {
+    const query = 'SELECT x::DECIMAL, list_transform(l, lambda v: v + m) FROM input';
+    const q = await BatchQuery.open(query);
+    let first: RecordValue;
+    let second: RecordValue;
+    try {
+      first = (await q.process([rec({ x: 1, l: [1] }, 0)])).records[0]!.value;
+      second = (await q.process([rec({ x: 1, l: [1], m: 2 }, 1)])).records[0]!.value;
+    } finally {
+      await q.close();
+    }
+    const theirs = await oracle(query, { x: 1, l: [1], m: 2 }, 'table');
+    assert.ok(theirs.ok);
+    assert.deepStrictEqual(Object.keys(first), theirs.columns);
+    assert.deepStrictEqual(second, theirs.rows[0]);
+  });
+
+  for (const query of [
+    'SELECT struct_pack(*) FROM input',
+    'SELECT hash(*) FROM input',
+    'SELECT row(*) FROM input',
+  ]) {
+    test(`f(*) is f() in DuckDB, which refuses it; so does Sluice, at validation: ${query}`, async () => {
+      assert.equal((await oracle(query, { x: 1 }, 'table')).ok, false);
+      await assert.rejects(planQuery(query), (err: SluiceError) => err.code === 'SLUICE_EXPR_INVALID');
+    });
+  }
+
+  test('geomean() is an aggregate (a built-in macro over avg()): the whole input, as DuckDB answers', async () => {
+    const query = 'SELECT geomean(x) AS g FROM input';
+    const plan = await planQuery(query);
+    assert.equal(plan.path, 'duckdb-set');
+    assert.match(plan.reason, /geomean/);
+    await assert.rejects(
+      planQuery('geomean(x) > 1', { mode: 'condition' }),
+      /geomean\(\) is not allowed in a filter/,
+    );
+    const values = [{ x: 2 }, { x: 8 }];
+    const set = await SetQuery.open(query);
+    const rows: RecordValue[] = [];
+    try {
+      await set.add(values.map((v, i) => rec(v, i)));
+      for await (const r of set.results()) for (const o of r.records) rows.push(o.value);
+    } finally {
+      await set.close();
+    }
+    const conn = await newDuckDBConnection();
+    try {
+      const r = await conn.runAndReadAll(`WITH input AS (SELECT * FROM (VALUES (2), (8)) t(x)) ${query}`);
+      assert.deepStrictEqual(rows, r.getRowObjectsJS());
+    } finally {
+      conn.closeSync();
+    }
+  });
+
+  test('CURRENT_TIME: the name and the kind of value DuckDB gives', async () => {
+    const query = 'SELECT CURRENT_TIME, current_time AS t FROM input';
+    const q = await BatchQuery.open(query);
+    let mine: RecordValue;
+    try {
+      mine = (await q.process([rec({ x: 1 }, 0)])).records[0]!.value;
+    } finally {
+      await q.close();
+    }
+    const theirs = await oracle(query, { x: 1 }, 'table');
+    assert.ok(theirs.ok);
+    assert.deepStrictEqual(Object.keys(mine), theirs.columns);
+    // the time of day with its offset, in DuckDB's text of a TIME WITH TIME ZONE; a few seconds apart at most
+    const seconds = (v: unknown) => {
+      const m = /^(\d\d):(\d\d):(\d\d(?:\.\d+)?)\+00$/.exec(String(v));
+      assert.ok(m, `${v} is DuckDB's text of a TIMETZ`);
+      return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+    };
+    const apart = Math.abs(seconds(mine.CURRENT_TIME) - seconds(theirs.rows[0]!.CURRENT_TIME));
+    assert.ok(Math.min(apart, 86400 - apart) < 60, `${mine.CURRENT_TIME} vs ${theirs.rows[0]!.CURRENT_TIME}`);
   });
 });

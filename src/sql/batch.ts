@@ -130,6 +130,8 @@ export class BatchQuery {
   #running: Promise<void> | undefined;
   #calls = 0;
   #loaded = 0;
+  /** DuckDB's own names of the select items the re-rendered query names otherwise, by index (`#ownNames`). */
+  #itemNames: Map<number, string> | undefined;
 
   private constructor(
     conn: DuckDBConnection,
@@ -474,8 +476,10 @@ export class BatchQuery {
 
   /**
    * The user's statement reading the shape's view instead of `input`, with the row number added to
-   * the select list and left out of `*` (as are the columns only added as NULL). Pruned, a `*` is
-   * spelled out: only the fields DuckDB must give back (lists, structs, replaced ones) are selected.
+   * the select list and left out of every `*` and COLUMNS() (as are the columns only added as NULL).
+   * Pruned, a `*` is spelled out: only the fields DuckDB must give back (lists, structs, replaced
+   * ones) are selected. Select items that the re-rendering would name otherwise get DuckDB's own
+   * name as their alias (see `#ownNames`).
    */
   async #rewrite(entry: Entry): Promise<string> {
     // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
@@ -489,27 +493,183 @@ export class BatchQuery {
     const rowRef = columnRef(alias, ROW);
     rowRef.alias = ROW;
     entry.parts = undefined;
+    if (this.#mode === 'select') this.#itemNames ??= await this.#ownNames(entry);
+    const names = this.#itemNames;
+    // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+    const named = (item: any, i: number) => {
+      const name = names?.get(i);
+      return name === undefined ? item : { ...item, alias: name };
+    };
     if (this.#mode === 'condition') root.select_list = [rowRef];
     else if (this.#pruning && this.#fields(entry.names.join('\u0000'), entry.names).plan) {
-      const { select, parts } = spellOut(this.#pruning, entry, alias);
+      const slots = this.#pruning.slots.map((s, i) =>
+        s.star ? s : { star: false as const, item: named(s.item, i) },
+      );
+      const { select, parts } = spellOut({ ...this.#pruning, slots }, entry, alias);
       root.select_list = [...select, rowRef];
       entry.parts = parts;
-    } else {
-      const hidden = [ROW, ...entry.missing];
-      for (const item of root.select_list) {
-        if (item.class !== 'STAR' || item.columns) continue;
-        const rel = String(item.relation_name ?? '').toLowerCase();
-        if (rel && rel !== alias.toLowerCase()) continue;
-        item.exclude_list ??= [];
-        const ex: unknown[] = item.exclude_list;
-        const have = new Set(ex.map((e) => String(typeof e === 'string' ? e : '').toLowerCase()));
-        for (const h of hidden) if (!have.has(h.toLowerCase())) ex.push(h);
-      }
-      root.select_list.push(rowRef);
-    }
+    } else root.select_list = [...root.select_list.map(named), rowRef];
+    await this.#hideColumns(root, alias, [ROW, ...entry.missing]);
+    return this.#render(json);
+  }
+
+  /** DuckDB's SQL text of an AST. */
+  async #render(json: unknown): Promise<string> {
     const r = await this.#conn.runAndReadAll('SELECT json_deserialize_sql($1::JSON)', [JSON.stringify(json)]);
     return String(r.getRowsJS()[0]?.[0]);
   }
+
+  /**
+   * Leaves `hidden` (columns of the view that are not fields of the record) out of every `*` and
+   * COLUMNS() over the record, wherever it is: the select list, inside a call (`struct_pack(*COLUMNS(*))`),
+   * the WHERE clause. A COLUMNS('regex') that DuckDB finds matching a hidden name becomes the
+   * same selection over a `*` that leaves them out; one with a `\1`-style alias cannot, and keeps them.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+  async #hideColumns(root: any, alias: string, hidden: string[]): Promise<void> {
+    for (const star of recordStars(root, alias)) {
+      const regex = star.columns && star.expr?.class === 'CONSTANT' ? star.expr.value : undefined;
+      if (regex?.type?.id === 'VARCHAR' && !regex.is_null) {
+        if (String(star.alias).includes('\\')) continue;
+        const re = String(regex.value);
+        const hit = await this.#conn.runAndReadAll(
+          `SELECT bool_or(regexp_matches(h, ${sqlString(re)})) FROM (VALUES ${hidden.map((h) => `(${sqlString(h)})`).join(', ')}) t(h)`,
+        );
+        if (hit.getRowsJS()[0]?.[0] !== true) continue;
+        const r = await this.#conn.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [
+          `SELECT COLUMNS(list_filter(*, lambda __sluice_c: regexp_matches(__sluice_c, ${sqlString(re)})))`,
+        ]);
+        // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+        const filter = (parseAst(String(r.getRowsJS()[0]?.[0])) as any).statements[0].node.select_list[0]
+          .expr;
+        const inner = filter.children[0];
+        inner.relation_name = star.relation_name ?? '';
+        exclude(inner, hidden);
+        star.expr = filter;
+      } else if (!star.expr) exclude(star, hidden);
+      // COLUMNS(lambda) is COLUMNS(list_filter(*, lambda)): its inner `*` is one of the stars found
+    }
+  }
+
+  /**
+   * DuckDB's own names of the select items whose re-rendered text DuckDB names otherwise (a lambda
+   * written `lambda x: ...`, an INTERVAL literal, a CHAR or DECIMAL cast), by item index. The user's
+   * text is prepared over a temp view named input with the shape's columns, and the re-rendered
+   * query beside it, each such item after a copy under a marker alias so that its column is found
+   * by position. Such a name depends on the item's text only, so it is learnt once, from the first
+   * shape DuckDB binds the query for (undefined until then). A name the query also refers to as
+   * a column is left alone: as an alias it could be taken for that column.
+   */
+  async #ownNames(entry: Entry): Promise<Map<number, string> | undefined> {
+    // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+    const json = parseAst(this.#ast) as any;
+    const root = json.statements[0].node;
+    // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+    const items: any[] = root.select_list;
+    // a column reference is named after its column alike; an item with a star may expand to several
+    const marked = new Set(
+      items.flatMap((item, i) => (!item.alias && item.class !== 'COLUMN_REF' && !hasStar(item) ? [i] : [])),
+    );
+    if (!marked.size) return new Map();
+    const input = findInput(root.from_table);
+    const alias = String(input.alias || 'input');
+    input.table_name = entry.view;
+    input.alias = alias;
+    root.select_list = items.flatMap((item, i) =>
+      marked.has(i) ? [{ ...item, alias: `${NAME_MARK}${i}` }, item] : [item],
+    );
+    const columnNames = async (sql: string): Promise<string[]> => {
+      const p = await this.#conn.prepare(sql);
+      try {
+        return Array.from({ length: p.columnCount }, (_, c) => p.columnName(c));
+      } finally {
+        p.destroySync();
+      }
+    };
+    try {
+      // both over the same columns, the row number too (a record without fields has no other), so
+      // that their stars expand alike
+      const rendered = await this.#render(json);
+      await this.#conn.run(`CREATE OR REPLACE TEMP VIEW input AS SELECT * FROM ${entry.view}`);
+      const own = await columnNames(this.#sql);
+      const mine = await columnNames(rendered);
+      if (own.length !== mine.length - marked.size) return undefined;
+      const referenced = columnRefNames(json);
+      const names = new Map<number, string>();
+      let marks = 0;
+      mine.forEach((name, c) => {
+        if (!name.startsWith(NAME_MARK)) return;
+        const ownName = own[c - marks++]!;
+        if (ownName !== mine[c + 1] && !referenced.has(ownName.toLowerCase()))
+          names.set(Number(name.slice(NAME_MARK.length)), ownName);
+      });
+      return names;
+    } catch {
+      return undefined;
+    } finally {
+      await this.#conn.run('DROP VIEW IF EXISTS temp.main.input');
+    }
+  }
+}
+
+/** The alias prefix that marks a select item's copy while DuckDB's own names are learnt. */
+const NAME_MARK = '__sluice_name_';
+
+function sqlString(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/** Adds `names` to a star's EXCLUDE list (those not there already). */
+// biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+function exclude(star: any, names: string[]): void {
+  star.exclude_list ??= [];
+  const list: unknown[] = star.exclude_list;
+  const have = new Set(list.map((e) => String(typeof e === 'string' ? e : '').toLowerCase()));
+  for (const n of names) if (!have.has(n.toLowerCase())) list.push(n);
+}
+
+/** The `*` and COLUMNS() nodes over the record (unqualified or qualified by its alias), outside subqueries and FROM. */
+// biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+function recordStars(root: any, alias: string): any[] {
+  const lower = alias.toLowerCase();
+  // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+  const stars: any[] = [];
+  // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+  const walk = (node: any): void => {
+    if (node === null || typeof node !== 'object') return;
+    if (Array.isArray(node)) {
+      for (const n of node) walk(n);
+      return;
+    }
+    // a subquery's stars are over its own FROM (a lookup)
+    if (node.class === 'SUBQUERY') {
+      walk(node.child);
+      return;
+    }
+    if (node.class === 'STAR') {
+      const rel = String(node.relation_name ?? '').toLowerCase();
+      if (!rel || rel === lower) stars.push(node);
+    }
+    for (const key of Object.keys(node)) walk(node[key]);
+  };
+  for (const key of Object.keys(root)) if (key !== 'from_table' && key !== 'cte_map') walk(root[key]);
+  return stars;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+function hasStar(node: any): boolean {
+  if (node === null || typeof node !== 'object') return false;
+  if (node.class === 'STAR') return true;
+  return Object.values(node).some(hasStar);
+}
+
+/** The lower-cased names (every part) that the query's column references use. */
+function columnRefNames(node: unknown, out = new Set<string>()): Set<string> {
+  if (node === null || typeof node !== 'object') return out;
+  const n = node as { class?: string; column_names?: unknown[] };
+  if (n.class === 'COLUMN_REF') for (const c of n.column_names ?? []) out.add(String(c).toLowerCase());
+  for (const v of Object.values(node)) columnRefNames(v, out);
+  return out;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON

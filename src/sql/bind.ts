@@ -330,10 +330,8 @@ export class Binder {
       case 'SUBQUERY':
         throw this.beyond('subqueries are not allowed in per-record SQL', ast);
       case 'STAR':
-        throw this.error(
-          '* is only allowed as a select-list item (SELECT *, * EXCLUDE (...), * REPLACE (...))',
-          ast,
-        );
+        // COLUMNS(*) in a call or a condition, struct_pack(*COLUMNS(*)): DuckDB's binder judges the rest
+        throw this.unsupported('* or COLUMNS() inside an expression', ast);
       case 'PARAMETER':
         throw this.error('query parameters ($1, ?) are not allowed: write the value in the SQL', ast);
       case 'LAMBDA':

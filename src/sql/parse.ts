@@ -53,12 +53,51 @@ export function getCatalog(): Promise<Catalog> {
       if (type !== 'aggregate' && known && !known.startsWith('table')) continue;
       functions.set(n, type);
     }
+    for (const name of await aggregateMacros(db, functions)) functions.set(name, 'aggregate');
     return { keywords, functions };
   }).catch((err: unknown) => {
     catalog = undefined;
     throw err;
   });
   return catalog;
+}
+
+/**
+ * Built-in macros that call an aggregate (geomean is exp(avg(ln(x)))), directly or through
+ * another such macro: like an aggregate, they need the whole input.
+ */
+async function aggregateMacros(
+  db: Awaited<ReturnType<typeof getDuckDB>>,
+  functions: Map<string, string>,
+): Promise<string[]> {
+  const r = await db.runAndReadAll(
+    "SELECT DISTINCT lower(function_name), json_serialize_sql('SELECT ' || macro_definition) FROM duckdb_functions() WHERE function_type = 'macro'",
+  );
+  const calls = new Map<string, Set<string>>();
+  for (const [name, ast] of r.getRowsJS()) {
+    const called = calls.get(String(name)) ?? new Set<string>();
+    const walk = (node: AstNode): void => {
+      if (node === null || typeof node !== 'object') return;
+      // a subquery's aggregate is over the subquery's rows
+      if (node.class === 'SUBQUERY') return;
+      if (node.class === 'FUNCTION') called.add(String(node.function_name).toLowerCase());
+      for (const v of Object.values(node)) walk(v);
+    };
+    walk(JSON.parse(String(ast)).statements?.[0]?.node?.select_list);
+    calls.set(String(name), called);
+  }
+  const aggregates = new Set<string>();
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [name, called] of calls) {
+      if (aggregates.has(name)) continue;
+      if ([...called].some((f) => functions.get(f) === 'aggregate' || aggregates.has(f))) {
+        aggregates.add(name);
+        grew = true;
+      }
+    }
+  }
+  return [...aggregates];
 }
 
 /** Position of a character offset as 1-based line and column. */

@@ -332,6 +332,12 @@ function lambdaNames(lhs: AstNode): string[] {
 const TYPE_DEPENDENT =
   /^(Conversion Error|Invalid Input Error|Out of Range Error)|No function matches the given name and argument types|Cannot deduce template type|Cannot compare values|could not be cast|cannot be cast|Cannot extract field|"NULL"/;
 
+/** COLUMNS('regex') or COLUMNS(lambda) matching none of the columns named: the records' fields decide. */
+const FIELD_DEPENDENT = /No matching columns found that match regex|resulted in an empty set of columns/;
+
+/** A call without arguments (`hash(*)` is `hash()` to DuckDB's parser) fails whatever the types. */
+const NO_ARGUMENTS = /argument types '[^'(]*\(\)'|Can't pack nothing into a struct/;
+
 /**
  * Binds the query in DuckDB against lookups (as views) and an `input` whose columns are the ones
  * the query names, all NULL: unknown tables, columns and functions are reported with an offset
@@ -354,7 +360,8 @@ async function bindCheck(a: Analysis, sql: string, opts: PlanOptions): Promise<v
       prepared.destroySync();
     } catch (err) {
       const message = (err as Error).message;
-      if (TYPE_DEPENDENT.test(message)) return;
+      if (TYPE_DEPENDENT.test(message) && !NO_ARGUMENTS.test(message)) return;
+      if (FIELD_DEPENDENT.test(message)) return;
       throw bindError(message, a, sql, lookupColumns, cols);
     }
   } finally {
