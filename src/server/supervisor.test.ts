@@ -3,8 +3,11 @@
  * gate in the real job store instead of hoping for the timing.
  */
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitUntil } from '../sdk/testing.ts';
+import { jobPaths } from './jobs.ts';
 import type { JobState } from './lifecycle.ts';
 import { ServerMetrics } from './metrics.ts';
 import { recordingLogger } from './scheduler.suite.ts';
@@ -164,6 +167,40 @@ describe('supervisor', () => {
       assert.deepEqual(after.summary?.totals, { read: 5, written: 5, failed: 0, filtered: 0, skipped: 0 });
     } finally {
       ended.open();
+      await supervisor.stop();
+    }
+  });
+
+  it('fails a job whose folders cannot be made, and frees its slot, instead of leaving it running', async () => {
+    const store = new GatedJobStore(db);
+    const { supervisor, logger } = oneSlotSupervisor(store);
+    const blocked = await submit(store, generateSpec('blocked', { count: 5 }));
+    const launch = store.holdMoveTo('running');
+    await supervisor.start();
+    try {
+      const running = await launch.reached;
+      // a file where the job's folder goes: making its runs folder fails (ENOTDIR)
+      await mkdir(path.dirname(jobPaths(ts.dir, running.id).dir), { recursive: true });
+      await writeFile(jobPaths(ts.dir, running.id).dir, 'in the way');
+      const next = await submit(store, generateSpec('after-blocked', { count: 5 }));
+      launch.open();
+      await waitUntil(
+        'the blocked job ended',
+        async () => (await store.requireJob(blocked.id)).state === 'failed',
+      );
+      const after = await store.requireJob(blocked.id);
+      assert.equal(after.reason, 'it could not start: its folders could not be made (ENOTDIR)');
+      assert.ok(!after.reason?.includes(ts.dir), "the server's paths stay in its log");
+      assert.ok(
+        logger.lines.some(
+          (l) => l.msg === 'could not make the job folders' && l.fields.job_id === blocked.id,
+        ),
+      );
+      await waitUntil('the next job got the slot and a process', () =>
+        logger.lines.some((l) => l.msg === 'job process started' && l.fields.job_id === next.id),
+      );
+    } finally {
+      launch.open();
       await supervisor.stop();
     }
   });

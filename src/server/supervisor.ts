@@ -61,6 +61,8 @@ interface PreparedLaunch {
   version: PipelineVersion;
   paths: ReturnType<typeof jobPaths>;
   attempt: number;
+  /** Why the job cannot start after all (its folders could not be made): it ends without a process. */
+  unstartable?: string;
 }
 
 /** What the job's summary keeps of each attempt (one per process). */
@@ -148,6 +150,13 @@ export class Supervisor {
     }
     if (!prepared) return;
     const { job, version, paths, attempt } = prepared;
+    if (prepared.unstartable !== undefined) {
+      // no process will end this job: it ends here (as cancelled if a cancel came meanwhile)
+      const failed = await this.#finalize(job, 'running', 'failed', prepared.unstartable);
+      if (!failed) await this.#finalize(job, 'cancelling', 'cancelled', starting.cancelled ?? 'cancelled');
+      this.wake(); // the slot it was given is free again
+      return;
+    }
     // From here to `#live.set` nothing awaits, so a cancel either came already or finds the process.
     if (starting.cancelled !== undefined) {
       await this.#finalize(job, 'cancelling', 'cancelled', starting.cancelled);
@@ -257,8 +266,21 @@ export class Supervisor {
     );
     if (!job) return undefined; // cancelled meanwhile
     const paths = jobPaths(stateDir, job.id);
-    await mkdir(paths.runs, { recursive: true });
-    await mkdir(paths.tmp, { recursive: true });
+    try {
+      await mkdir(paths.runs, { recursive: true });
+      await mkdir(paths.tmp, { recursive: true });
+    } catch (err) {
+      // the server's own paths stay in its log; the job's owner sees the kind of failure
+      this.#o.logger.error('could not make the job folders', { job_id: job.id, error: String(err) });
+      const code = (err as NodeJS.ErrnoException).code ?? 'an error';
+      return {
+        job,
+        version,
+        paths,
+        attempt,
+        unstartable: `it could not start: its folders could not be made (${code})`,
+      };
+    }
     return { job, version, paths, attempt };
   }
 
