@@ -5,6 +5,7 @@
  * `infinity` and `-infinity` are ±Infinity. Civil dates are computed arithmetically (proleptic
  * Gregorian, astronomical years: 0 is 1 BC), so DuckDB's whole range works, not only JS Date's.
  */
+import { civilFromDays, daysFromCivil, monthDays } from '../formats/calendar.ts';
 import { evalError } from './runtime.ts';
 
 export const US_PER_DAY = 86400000000;
@@ -25,41 +26,6 @@ function pad2(n: number): string {
 }
 
 // ---------------------------------------------------------------- civil calendar
-
-/** Days since 1970-01-01 of a proleptic Gregorian date (astronomical year). */
-export function daysFromCivil(y: number, m: number, d: number): number {
-  const yy = m <= 2 ? y - 1 : y;
-  const era = Math.floor(yy / 400);
-  const yoe = yy - era * 400;
-  const doy = Math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146097 + doe - 719468;
-}
-
-/** [year, month, day] of a day number (days since 1970-01-01). */
-export function civilFromDays(days: number): [number, number, number] {
-  const z = days + 719468;
-  const era = Math.floor(z / 146097);
-  const doe = z - era * 146097;
-  const yoe = Math.floor(
-    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
-  );
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
-}
-
-function isLeap(y: number): boolean {
-  return y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
-}
-
-const MONTH_DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-
-export function monthDays(y: number, m: number): number {
-  return m === 2 && isLeap(y) ? 29 : MONTH_DAYS[m]!;
-}
 
 /** DuckDB's Date::IsValid: a real day within DATE's range (5877642 BC to 5881580 AD). */
 function validDate(y: number, m: number, d: number): boolean {
