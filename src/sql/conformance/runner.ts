@@ -10,6 +10,7 @@ import { type DuckDBConnection, type DuckDBInstance, LIST, listValue, VARCHAR } 
 import { SluiceError } from '../../sdk/errors.ts';
 import type { RecordValue } from '../../sdk/types.ts';
 import { BatchQuery, shapesOf } from '../batch.ts';
+import { withStatementTimeout } from '../confined.ts';
 import { createDuckDBInstance } from '../duckdb.ts';
 import { isComputeOnDuckDB } from '../fallback.ts';
 import { compileSelect } from '../index.ts';
@@ -151,20 +152,15 @@ async function timed<T>(phase: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Runs `sql` on `conn`, interrupting it after `ms`. */
+/** Runs `f` on `conn`, interrupting it after `ms` (as a statement timeout does for a user's query). */
 async function run<T>(conn: DuckDBConnection, ms: number, f: () => Promise<T>): Promise<T> {
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    conn.interrupt();
-  }, ms);
   try {
-    return await f();
+    return await withStatementTimeout(conn, ms, f);
   } catch (err) {
-    if (timedOut) throw new Interrupted(`interrupted after ${ms} ms`);
+    // DuckDB's own errors are not SluiceErrors: this one is the timeout
+    if (err instanceof SluiceError && err.code === 'SLUICE_QUERY_FAILED')
+      throw new Interrupted(`interrupted after ${ms} ms`);
     throw err;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
