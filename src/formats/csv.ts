@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordSchema, RecordValue, SourceBatch } from '../sdk/types.ts';
 import { BatchBuilder, type DecodeOptions, decodeRejection, excerpt, untilAborted } from './batch.ts';
+import { daysFromCivil, monthDays } from './calendar.ts';
 import { type CsvProblem, CsvTokenizer } from './csv-tokenizer.ts';
 import { JsonEncoder } from './jsonl.ts';
 
@@ -146,17 +147,6 @@ function toDouble(text: string): unknown {
   return special[1] === '-' ? -Infinity : Infinity;
 }
 
-/** Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-function daysFromCivil(y: number, m: number, d: number): number {
-  const yy = m <= 2 ? y - 1 : y;
-  const era = Math.floor(yy / 400);
-  const yoe = yy - era * 400;
-  const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1;
-  return era * 146_097 + yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy - 719_468;
-}
-
-const DAYS_IN_MONTH = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-
 /** The value of the digits text[from, from + n), or -1 if any is not a digit. */
 function digits(text: string, from: number, n: number): number {
   let v = 0;
@@ -178,8 +168,7 @@ function fastTimestamp(text: string, dateOnly: boolean): number | undefined {
   const y = digits(text, 0, 4);
   const mo = digits(text, 5, 2);
   const d = digits(text, 8, 2);
-  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > DAYS_IN_MONTH[mo]!) return undefined;
-  if (mo === 2 && d === 29 && !(y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0))) return undefined;
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > monthDays(y, mo)) return undefined;
   const day = daysFromCivil(y, mo, d) * 86_400_000;
   if (n === 10) return day;
   if (dateOnly || n < 19) return undefined;

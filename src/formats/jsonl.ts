@@ -6,6 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SourceBatch } from '../sdk/types.ts';
 import { BatchBuilder, type DecodeOptions, decodeRejection, untilAborted } from './batch.ts';
+import { civilFromDays } from './calendar.ts';
 import { bigintAsNumber, mayHoldInexactNumber, parseJsonExactSlow } from './json-numbers.ts';
 
 /** A line longer than this (in characters) fails the read: it is almost surely not line-delimited. */
@@ -152,25 +153,19 @@ const pad3 = (n: number): string => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${
 const MAX_FAST_ISO = 253402300799999;
 
 /**
- * `date.toISOString()`, several times faster for years 1970-9999 (days to civil date after
- * Howard Hinnant's algorithm); null for an invalid Date, as `toJSON` gives.
+ * `date.toISOString()`, several times faster for years 1970-9999 (days to civil date by
+ * arithmetic, calendar.ts); null for an invalid Date, as `toJSON` gives.
  */
 export function isoString(date: Date): string | null {
   const ms = date.getTime();
   if (!(ms >= 0 && ms <= MAX_FAST_ISO)) return Number.isNaN(ms) ? null : date.toISOString();
   const days = Math.floor(ms / 86_400_000);
   let rem = ms - days * 86_400_000;
-  const z = days + 719_468;
-  const era = Math.floor(z / 146_097);
-  const doe = z - era * 146_097;
-  const yoe = Math.floor(
-    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
-  );
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const month = mp < 10 ? mp + 3 : mp - 9;
-  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  // indexed, not destructured: destructuring measured about 5% slower here
+  const ymd = civilFromDays(days);
+  const year = ymd[0];
+  const month = ymd[1];
+  const day = ymd[2];
   const h = Math.floor(rem / 3_600_000);
   rem -= h * 3_600_000;
   const mi = Math.floor(rem / 60_000);

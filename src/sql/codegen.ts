@@ -41,20 +41,39 @@ import {
   unifyInt,
 } from './types.ts';
 
+/**
+ * Why compiled code leaves a construct DuckDB accepts to DuckDB: it does not model it ('unmodelled'),
+ * or it cannot hold a constant exactly ('inexact': an integer beyond ±2^53).
+ */
+export type BeyondReason = 'unmodelled' | 'inexact';
+
 /** A type or constant problem found while generating code: a bind error in DuckDB's terms. */
 export class CompileError extends Error {
   readonly node: Node;
   /**
    * 'value': a constant that does not convert (DuckDB fails only where it is evaluated); 'type': a bind
-   * error; 'beyond': DuckDB accepts it but compiled code does not model it, or a constant the compiled
-   * path cannot hold exactly (at validation the query, at run time the record, goes to DuckDB).
+   * error; 'beyond': DuckDB accepts it but compiled code leaves it to DuckDB (at validation the query,
+   * at run time the record, goes to DuckDB).
    */
   readonly kind: 'type' | 'value' | 'beyond';
-  constructor(message: string, node: Node, kind: 'type' | 'value' | 'beyond' = 'type') {
-    super(message);
+  /** For kind 'beyond': why, and what (the construct, or for 'inexact' the whole reason). */
+  readonly beyond?: { reason: BeyondReason; what: string };
+  /** For kind 'beyond', `message` says what compiled code leaves to DuckDB; the message users see is made here. */
+  constructor(
+    message: string,
+    node: Node,
+    kind: 'type' | 'value' | 'beyond' = 'type',
+    reason: BeyondReason = 'unmodelled',
+  ) {
+    super(
+      kind === 'beyond' && reason === 'unmodelled'
+        ? `${message} is not yet supported in per-record SQL`
+        : message,
+    );
     this.name = 'CompileError';
     this.node = node;
     this.kind = kind;
+    if (kind === 'beyond') this.beyond = { reason, what: message };
   }
 }
 
@@ -511,8 +530,8 @@ export class Gen {
         r = evalTemplate(tpl, v.cv);
       } catch (err) {
         if (err instanceof Error && err.message.includes('beyond ±2^53'))
-          throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond');
-        if (isComputeOnDuckDB(err)) throw new CompileError(err.message, node, 'beyond');
+          throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond', 'inexact');
+        if (isComputeOnDuckDB(err)) throw new CompileError(err.message, node, 'beyond', 'inexact');
         throw err;
       }
       if (r === undefined) {
@@ -906,7 +925,7 @@ export class Gen {
 
   /** A construct outside the compiled subset, found with the types (DuckDB runs the query). */
   beyond(message: string, node: Node): CompileError {
-    return new CompileError(`${message} is not yet supported in per-record SQL`, node, 'beyond');
+    return new CompileError(message, node, 'beyond');
   }
 
   mismatch(name: string, args: Val[], node: Node): CompileError {

@@ -67,7 +67,7 @@ folding.fold = (node: Node) => {
   } catch (err) {
     // a constant DuckDB holds exactly but a JavaScript number cannot: the query runs on DuckDB
     if (err instanceof SluiceError && err.message.includes('beyond ±2^53'))
-      throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond');
+      throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond', 'inexact');
     if (err instanceof SluiceError && err.code === 'SLUICE_EXPR_EVAL') return undefined;
     throw err;
   }
@@ -182,13 +182,8 @@ export class Program {
       if (!(err instanceof CompileError)) throw err;
       if (strict) {
         // a construct the compiler does not model is not wrong SQL: DuckDB runs the query
-        const beyond = err.kind === 'beyond';
-        const message =
-          beyond && !/per-record SQL|beyond ±2\^53/.test(err.message)
-            ? `${err.message} is not yet supported in per-record SQL`
-            : err.message;
-        const refusal = invalid(message, err.node.loc, this.#spec.userText);
-        if (beyond && refusal.details) refusal.details.beyondSubset = true;
+        const refusal = invalid(err.message, err.node.loc, this.#spec.userText);
+        if (err.kind === 'beyond' && refusal.details) refusal.details.beyondSubset = true;
         throw refusal;
       }
       return evalFailure(err);

@@ -3,8 +3,10 @@
  * microseconds (each kept apart: a month is not a fixed number of days); a TIME is microseconds
  * since midnight. Both reach records as DuckDB's text of them, as on the DuckDB path.
  */
+
+import { civilFromDays, daysFromCivil, monthDays } from '../formats/calendar.ts';
 import { evalError } from './runtime.ts';
-import { civilFromDays, dayNumber, daysFromCivil, monthDays, US_PER_DAY } from './runtime-temporal.ts';
+import { dayNumber, US_PER_DAY } from './runtime-temporal.ts';
 
 export interface Interval {
   readonly m: number;

@@ -5,6 +5,7 @@
  * `infinity` and `-infinity` are ±Infinity. Civil dates are computed arithmetically (proleptic
  * Gregorian, astronomical years: 0 is 1 BC), so DuckDB's whole range works, not only JS Date's.
  */
+import { civilFromDays, daysFromCivil, monthDays } from '../formats/calendar.ts';
 import { evalError } from './runtime.ts';
 
 export const US_PER_DAY = 86400000000;
@@ -25,41 +26,6 @@ function pad2(n: number): string {
 }
 
 // ---------------------------------------------------------------- civil calendar
-
-/** Days since 1970-01-01 of a proleptic Gregorian date (astronomical year). */
-export function daysFromCivil(y: number, m: number, d: number): number {
-  const yy = m <= 2 ? y - 1 : y;
-  const era = Math.floor(yy / 400);
-  const yoe = yy - era * 400;
-  const doy = Math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146097 + doe - 719468;
-}
-
-/** [year, month, day] of a day number (days since 1970-01-01). */
-export function civilFromDays(days: number): [number, number, number] {
-  const z = days + 719468;
-  const era = Math.floor(z / 146097);
-  const doe = z - era * 146097;
-  const yoe = Math.floor(
-    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
-  );
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
-}
-
-function isLeap(y: number): boolean {
-  return y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
-}
-
-const MONTH_DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-
-export function monthDays(y: number, m: number): number {
-  return m === 2 && isLeap(y) ? 29 : MONTH_DAYS[m]!;
-}
 
 /** DuckDB's Date::IsValid: a real day within DATE's range (5877642 BC to 5881580 AD). */
 function validDate(y: number, m: number, d: number): boolean {
@@ -200,62 +166,74 @@ function special(s: string, pos: number, word: string, abbr: number): number {
   return p;
 }
 
-/** DuckDB's Date::TryConvertDate (non-strict): `[-]Y{1,}<sep>M{1,2}<sep>D{1,2}[ (BC)]`, sep one of ` -/\`. */
+/*
+ * The text forms DuckDB's casts to DATE and TIMESTAMP accept, as patterns (a description of the
+ * forms, not a port of DuckDB's parser; text-casts.test.ts checks each against DuckDB). White space
+ * is ASCII's six characters.
+ *
+ * DATE: [spaces] [-] year sep month sep day [" (BC)"], where
+ *   year   any digits (ten or more significant ones: out of range)
+ *   sep    one of ` `, `-`, `/`, `\`, the same twice
+ *   month, day   one or two digits
+ *   (BC)   after one white-space character, any case; not with a `-` year or year 0
+ * and then anything but a digit; or a special, alone but for spaces: `[-]infinity`, `[-]inf`
+ * (nothing after it at all), `[-]epoch`, any case.
+ */
+const WS = '[ \\t\\n\\v\\f\\r]';
+const DATE_SPECIAL = new RegExp(`^${WS}*(-?)(?:(infinity)${WS}*|(inf)|epoch${WS}*)$`, 'i');
+const DATE_YEAR = new RegExp(`^${WS}*-?0*(\\d*)`);
+const BC = `${WS}\\([bB][cC]\\)`;
+const DATE_FORM = new RegExp(`^${WS}*(-?)(\\d+)([- /\\\\])(\\d\\d?)\\3(\\d\\d?)(?:(${BC})|(?!${BC}))(?!\\d)`);
+
+/** The value of the two digits at `i`, or -1. */
+function twoDigits(s: string, i: number): number {
+  const a = s.charCodeAt(i) - 48;
+  const b = s.charCodeAt(i + 1) - 48;
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
+}
+
+/**
+ * The day number of `YYYY-MM-DD` at the start of `s` when what follows cannot change its meaning
+ * (the end, `T`, or a space and a digit), else undefined: the common form without a regular
+ * expression, which costs several times more per record.
+ */
+function isoDate(s: string): number | undefined {
+  if (s.length > 10) {
+    const next = s.charCodeAt(10);
+    if (next !== 84 /* T */ && !(next === 32 && s.charCodeAt(11) >= 48 && s.charCodeAt(11) <= 57))
+      return undefined;
+  } else if (s.length < 10) return undefined;
+  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return undefined;
+  const hi = twoDigits(s, 0);
+  const lo = twoDigits(s, 2);
+  const month = twoDigits(s, 5);
+  const day = twoDigits(s, 8);
+  if (hi < 0 || lo < 0 || !validDate(hi * 100 + lo, month, day)) return undefined;
+  return daysFromCivil(hi * 100 + lo, month, day);
+}
+
 function scanDate(s: string): DateScan {
-  const len = s.length;
-  let pos = 0;
-  while (pos < len && isSpace(s[pos])) pos++;
-  if (pos >= len) return 'format';
-  let neg = false;
-  if (s[pos] === '-') {
-    neg = true;
-    if (++pos >= len) return 'format';
+  const iso = isoDate(s);
+  if (iso !== undefined) return { days: iso, pos: 10 };
+  const m = DATE_FORM.exec(s);
+  if (!m) {
+    const special = DATE_SPECIAL.exec(s);
+    if (!special) return DATE_YEAR.exec(s)![1]!.length >= 10 ? 'range' : 'format';
+    const days = special[2] || special[3] ? Number.POSITIVE_INFINITY : 0;
+    return { days: special[1] && days ? -days : days, pos: s.length };
   }
-  if (!isDigit(s[pos])) {
-    let end = special(s, pos, 'infinity', 3);
-    let days = neg ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
-    if (end < 0) {
-      end = special(s, pos, 'epoch', 5);
-      days = 0;
-    }
-    if (end < 0) return 'format';
-    while (end < len && isSpace(s[end])) end++;
-    return end === len ? { days, pos: end } : 'format';
-  }
-  let year = 0;
-  for (; pos < len && isDigit(s[pos]); pos++) {
-    if (year >= 100000000) return 'range';
-    year = year * 10 + (s.charCodeAt(pos) - 48);
-  }
-  if (neg) year = -year;
-  if (pos >= len) return 'format';
-  const sep = s[pos++];
-  if (sep !== ' ' && sep !== '-' && sep !== '/' && sep !== '\\') return 'format';
-  const two = (): number => {
-    if (!isDigit(s[pos])) return -1;
-    let v = s.charCodeAt(pos++) - 48;
-    if (isDigit(s[pos])) v = v * 10 + (s.charCodeAt(pos++) - 48);
-    return v;
-  };
-  const month = two();
-  if (month < 0 || pos >= len || s[pos++] !== sep || pos >= len) return 'format';
-  const day = two();
-  if (day < 0) return 'format';
-  if (
-    len - pos >= 5 &&
-    isSpace(s[pos]) &&
-    s[pos + 1] === '(' &&
-    s[pos + 2]?.toLowerCase() === 'b' &&
-    s[pos + 3]?.toLowerCase() === 'c' &&
-    s[pos + 4] === ')'
-  ) {
-    if (neg || year === 0) return 'format';
+  // indexed, not destructured: this runs per record
+  const digits = m[2]!;
+  if (digits.length >= 10 && DATE_YEAR.exec(s)![1]!.length >= 10) return 'range';
+  let year = Number(digits);
+  if (m[6]) {
+    if (m[1] || year === 0) return 'format';
     year = 1 - year;
-    pos += 5;
-  }
-  if (isDigit(s[pos])) return 'format';
+  } else if (m[1]) year = -year;
+  const month = Number(m[4]);
+  const day = Number(m[5]);
   if (!validDate(year, month, day)) return 'range';
-  return { days: daysFromCivil(year, month, day), pos };
+  return { days: daysFromCivil(year, month, day), pos: m[0].length };
 }
 
 /** VARCHAR → DATE (µs at midnight), as DuckDB's cast: anything may follow the date but a digit. */
@@ -268,96 +246,81 @@ export function strToDate(s: string): number | undefined {
 /** 'inexact': microseconds beyond ±2^53 µs, which a JS number cannot hold. */
 type TsScan = number | 'format' | 'range' | 'zone' | 'inexact';
 
-/**
- * DuckDB's Timestamp::TryConvertTimestampTZ: a date, then optionally `T` or a space and a time
- * `H{1,9}:MM[:SS[.fraction]]`, then `Z`, a UTC offset (`+HH[[:]MM[:SS]]`, ignored by a TIMESTAMP),
- * or a space and a zone name (only UTC without time zone support).
+/*
+ * TIMESTAMP: a DATE (above), then nothing, or [`T` or a space] [spaces] a time and a suffix:
+ *   time    hours (up to nine digits) `:` [minutes [`:` [seconds [`.` fraction]]]], minutes and
+ *           seconds one or two digits below 60; after the minutes only `:` or the end; a fraction
+ *           counts to microseconds; the whole at most a day
+ *   suffix  nothing; `Z`; a UTC offset `±HH[[:]MM[:SS]]` (ignored: TIMESTAMP has no zone); or a
+ *           space and a zone name, which must be UTC (no zones without ICU); then only spaces
+ * Which check fails decides the message: the form of the time, then the ranges, then the suffix.
  */
+const TIME_FORM = new RegExp(`^[ T]?${WS}*(\\d+):(?:$|(\\d\\d?)(?:$|:(?:$|(\\d\\d?)(?:\\.(\\d*))?)))`);
+const UTC_OFFSET = /^[+-]\d\d(?::(?:\d\d(?::(?:\d\d)?)?)?|\d\d)?/;
+const TRAILING_WS = new RegExp(`^${WS}*$`);
+const ZONE = new RegExp(`^ ([A-Za-z0-9_/+\\-:]*)${WS}*$`);
+
 function scanTs(s: string): TsScan {
   const d = scanDate(s);
   if (typeof d === 'string') return d;
-  const len = s.length;
-  let pos = d.pos;
-  if (pos === len) {
-    if (!Number.isFinite(d.days)) return d.days;
-    return d.days * US_PER_DAY;
+  if (d.pos === s.length) return Number.isFinite(d.days) ? d.days * US_PER_DAY : d.days;
+  const iso = d.pos === 10 ? isoTime(s) : -1;
+  if (iso >= 0) {
+    const us = d.days * US_PER_DAY + iso;
+    return Math.abs(us) > EXACT_US && iso % 1000 !== 0 ? 'inexact' : us;
   }
-  if (s[pos] === ' ' || s[pos] === 'T') pos++;
-  while (pos < len && isSpace(s[pos])) pos++;
-  if (!isDigit(s[pos])) return 'format';
-  let hour = 0;
-  let digits = 0;
-  for (; pos < len && isDigit(s[pos]); pos++) {
-    if (++digits > 9) return 'format';
-    hour = hour * 10 + (s.charCodeAt(pos) - 48);
-  }
-  if (pos >= len || s[pos++] !== ':') return 'format';
-  const two = (): number => {
-    if (!isDigit(s[pos])) return -1;
-    let v = s.charCodeAt(pos++) - 48;
-    if (isDigit(s[pos])) v = v * 10 + (s.charCodeAt(pos++) - 48);
-    return v;
-  };
-  let min = 0;
-  let sec = 0;
-  if (pos < len) {
-    min = two();
-    if (min < 0 || min >= 60) return 'format';
-    if (pos < len) {
-      if (s[pos++] !== ':') return 'format';
-      if (pos < len) {
-        sec = two();
-        if (sec < 0 || sec >= 60) return 'format';
-      }
-    }
-  }
-  let micros = 0;
-  if (s[pos] === '.') {
-    pos++;
-    for (let mult = 100000; pos < len && isDigit(s[pos]); pos++, mult = Math.floor(mult / 10)) {
-      micros += (s.charCodeAt(pos) - 48) * mult;
-    }
-  }
-  const time = ((hour * 60 + min) * 60 + sec) * US_PER_SEC + micros;
-  if (time > US_PER_DAY) return 'range';
+  const rest = s.slice(d.pos);
+  const t = TIME_FORM.exec(rest);
+  if (!t) return 'format';
+  const hours = t[1]!;
+  const minutes = t[2] === undefined ? 0 : Number(t[2]);
+  const seconds = t[3] === undefined ? 0 : Number(t[3]);
+  if (hours.length > 9 || minutes >= 60 || seconds >= 60) return 'format';
+  const fraction = t[4];
+  const micros = fraction ? Number(fraction.length >= 6 ? fraction.slice(0, 6) : fraction.padEnd(6, '0')) : 0;
+  const ofDay = ((Number(hours) * 60 + minutes) * 60 + seconds) * US_PER_SEC + micros;
+  if (ofDay > US_PER_DAY) return 'range';
   if (!Number.isFinite(d.days)) return 'format';
-  const us = d.days * US_PER_DAY + time;
+  const us = d.days * US_PER_DAY + ofDay;
   if (!(Math.abs(us) < TS_MAX)) return 'range';
   if (Math.abs(us) > EXACT_US && micros % 1000 !== 0) return 'inexact';
-  if (pos < len) {
-    if (s[pos] === 'Z') pos++;
-    else if (utcOffsetEnd(s, pos) > 0) pos = utcOffsetEnd(s, pos);
-    else {
-      if (s[pos++] !== ' ') return 'zone';
-      const start = pos;
-      while (pos < len && /[A-Za-z0-9_/+\-:]/.test(s[pos]!)) pos++;
-      const zone = s.slice(start, pos);
-      while (pos < len && isSpace(s[pos])) pos++;
-      if (pos < len) return 'format';
-      if (zone && zone.toLowerCase() !== 'utc') return 'zone';
-    }
-    while (pos < len && isSpace(s[pos])) pos++;
-    if (pos < len) return 'format';
-  }
-  return us;
+  return t[0].length === rest.length ? us : (suffixProblem(rest.slice(t[0].length)) ?? us);
 }
 
-/** End of a UTC offset `±HH[[:]MM[:SS]]` at `pos`, or -1. */
-function utcOffsetEnd(s: string, pos: number): number {
-  let p = pos;
-  if (p + 3 > s.length || (s[p] !== '+' && s[p] !== '-')) return -1;
-  p++;
-  if (!isDigit(s[p]) || !isDigit(s[p + 1])) return -1;
-  p += 2;
-  if (p >= s.length) return p;
-  const colons = s[p] === ':';
-  if (colons) p++;
-  if (p + 2 > s.length || !isDigit(s[p]) || !isDigit(s[p + 1])) return p;
-  p += 2;
-  if (p >= s.length || !colons || s[p] !== ':') return p;
-  p++;
-  if (p + 2 > s.length || !isDigit(s[p]) || !isDigit(s[p + 1])) return p;
-  return p + 2;
+/**
+ * Microseconds of the day of `HH:MM:SS[.fraction]` from offset 11 to the end of `s` (after an ISO
+ * date and `T` or a space), or -1 for any other text: the common form without regular expressions.
+ */
+function isoTime(s: string): number {
+  const len = s.length;
+  const sep = s.charCodeAt(10);
+  if (len < 19 || (sep !== 84 && sep !== 32) || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return -1;
+  const h = twoDigits(s, 11);
+  const mi = twoDigits(s, 14);
+  const sec = twoDigits(s, 17);
+  if (h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59) return -1;
+  let micros = 0;
+  if (len > 19) {
+    if (s.charCodeAt(19) !== 46 || len > 26) return -1;
+    for (let i = 20, unit = 100000; i < len; i++, unit /= 10) {
+      const c = s.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) return -1;
+      micros += c * unit;
+    }
+  }
+  return ((h * 60 + mi) * 60 + sec) * US_PER_SEC + micros;
+}
+
+/** What is wrong with the text after a timestamp's time, if anything. */
+function suffixProblem(suffix: string): 'format' | 'zone' | undefined {
+  if (suffix === '') return undefined;
+  const zoneless =
+    suffix[0] === 'Z' ? suffix.slice(1) : suffix.slice(UTC_OFFSET.exec(suffix)?.[0].length ?? 0);
+  if (zoneless !== suffix) return TRAILING_WS.test(zoneless) ? undefined : 'format';
+  if (suffix[0] !== ' ') return 'zone';
+  const zone = ZONE.exec(suffix);
+  if (!zone) return 'format';
+  return zone[1] && zone[1].toLowerCase() !== 'utc' ? 'zone' : undefined;
 }
 
 /**

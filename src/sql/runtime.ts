@@ -698,17 +698,30 @@ export function likeDyn(
   if (escapeChar !== null && Array.from(escapeChar).length > 1)
     return evalError('Invalid escape string. Escape string must be empty or one character.', x, escapeChar);
   const key = `${ci ? 'i' : 'c'}${escapeChar ?? ''}\u0000${pattern}`;
-  let re = likeCache.get(key);
-  if (!re) {
-    try {
-      re = likeRegExp(pattern, escapeChar, ci);
-    } catch (e) {
-      return evalError((e as Error).message, x, pattern);
-    }
-    if (likeCache.size > 1000) likeCache.clear();
-    likeCache.set(key, re);
+  return cachedRegExp(likeCache, key, () => likeRegExp(pattern, escapeChar, ci), x, pattern).test(s);
+}
+
+/**
+ * The regular expression for a pattern met at run time, built once per key (a cache of at most
+ * about 1,000, emptied when full); a pattern that does not build fails the record.
+ */
+function cachedRegExp(
+  cache: Map<string, RegExp>,
+  key: string,
+  build: () => RegExp,
+  x: string,
+  pattern: string,
+): RegExp {
+  let re = cache.get(key);
+  if (re) return re;
+  try {
+    re = build();
+  } catch (e) {
+    return evalError((e as Error).message, x, pattern);
   }
-  return re.test(s);
+  if (cache.size > 1000) cache.clear();
+  cache.set(key, re);
+  return re;
 }
 
 /**
@@ -925,16 +938,7 @@ export function regexDyn(
   x: string,
 ): RegExp {
   const key = `${mode}\u0000${options}\u0000${pattern}`;
-  let re = reCache.get(key);
-  if (!re) {
-    try {
-      re = makeRegExp(pattern, options, mode);
-    } catch (e) {
-      return evalError((e as Error).message, x, pattern);
-    }
-    if (reCache.size > 1000) reCache.clear();
-    reCache.set(key, re);
-  }
+  const re = cachedRegExp(reCache, key, () => makeRegExp(pattern, options, mode), x, pattern);
   re.lastIndex = 0;
   return re;
 }

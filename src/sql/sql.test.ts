@@ -106,6 +106,15 @@ describe('invalid SQL is refused with its position', () => {
     });
   }
 
+  test("a refusal as beyond the subset reads the same whatever the user's text holds", async () => {
+    // the pattern JavaScript cannot take is quoted in the message: its words must not change the rest
+    for (const pattern of ['a{,2}', 'a{,2} per-record SQL', 'a{,2} beyond ±2^53']) {
+      const err = await invalid(`SELECT regexp_extract_all('x', '${pattern}') AS r FROM input`);
+      assert.ok(err.details?.beyondSubset, pattern);
+      assert.match(err.message, /: Incomplete quantifier is not yet supported in per-record SQL \(at line 1/);
+    }
+  });
+
   test('the offset points at the construct', async () => {
     assert.equal((await invalid('SELECT id, sum(x) FROM input')).details?.offset, 11);
     assert.equal((await invalid('SELECT id FROM input ORDER BY id')).details?.offset, 30);

@@ -10,7 +10,8 @@ import type { ComponentContext, SluiceRecord } from '../sdk/types.ts';
 import { createFilterStep, filterStep } from '../steps/filter/index.ts';
 import { createSqlStep, sqlStep } from '../steps/sql/index.ts';
 import { planQuery } from './index.ts';
-import { compare, sameValue } from './oracle.ts';
+import { compare } from './oracle.ts';
+import { sameValue } from './same-value.ts';
 import { ROWS } from './testdata.ts';
 
 const RECORDS = [

@@ -10,10 +10,12 @@ import { type DuckDBConnection, type DuckDBInstance, LIST, listValue, VARCHAR } 
 import { SluiceError } from '../../sdk/errors.ts';
 import type { RecordValue } from '../../sdk/types.ts';
 import { BatchQuery, shapesOf } from '../batch.ts';
+import { withStatementTimeout } from '../confined.ts';
 import { createDuckDBInstance } from '../duckdb.ts';
 import { isComputeOnDuckDB } from '../fallback.ts';
 import { compileSelect } from '../index.ts';
 import { planQuery } from '../plan.ts';
+import { callsTranscendental, sameValue } from '../same-value.ts';
 import { shapeKey, shapeSql } from '../shape.ts';
 import { appendRecords, quoteIdent } from '../table.ts';
 import { fromDuckDB, sqlValueConverter } from '../values.ts';
@@ -55,10 +57,6 @@ const SATISFIED = new Set(['icu', 'json', 'parquet', 'notwindows', 'skip_reload'
 
 /** Runner commands that need files, a restart or wall-clock time: the file is left out. */
 const FILE_COMMANDS = new Set(['load', 'restart', 'unzip', 'sleep', 'reconnect', 'concurrentloop']);
-
-/** Functions whose results are not exact in the last bits (C library vs JavaScript's Math). */
-const TRANSCENDENTAL =
-  /\b(sin|cos|tan|asin|acos|atan|atan2|cot|sinh|cosh|tanh|asinh|acosh|atanh|exp|ln|log|log2|log10|pow|power|sqrt|cbrt|gamma|lgamma|degrees|radians|erf|erfc)\s*\(|\*\*|\^/i;
 
 export type Path = 'compiled' | 'fallback' | 'refused';
 
@@ -154,20 +152,15 @@ async function timed<T>(phase: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Runs `sql` on `conn`, interrupting it after `ms`. */
+/** Runs `f` on `conn`, interrupting it after `ms` (as a statement timeout does for a user's query). */
 async function run<T>(conn: DuckDBConnection, ms: number, f: () => Promise<T>): Promise<T> {
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    conn.interrupt();
-  }, ms);
   try {
-    return await f();
+    return await withStatementTimeout(conn, ms, f);
   } catch (err) {
-    if (timedOut) throw new Interrupted(`interrupted after ${ms} ms`);
+    // DuckDB's own errors are not SluiceErrors: this one is the timeout
+    if (err instanceof SluiceError && err.code === 'SLUICE_QUERY_FAILED')
+      throw new Interrupted(`interrupted after ${ms} ms`);
     throw err;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -518,55 +511,6 @@ async function fallback(sql: string, records: RecordValue[]): Promise<Outcome[]>
   } finally {
     await q.close();
   }
-}
-
-function isZero(n: unknown): boolean {
-  return n === 0;
-}
-
-/** Equality of one output value (see README: numbers, NaN, -0, Dates, bigints, nested). */
-export function sameValue(a: unknown, b: unknown, tolerant: boolean): boolean {
-  if (a === null || a === undefined || b === null || b === undefined)
-    return (a === null || a === undefined) && (b === null || b === undefined);
-  if (typeof a === 'number' && typeof b === 'number') {
-    if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(a) && Number.isNaN(b);
-    // DuckDB prints a DOUBLE -0 as -0.0 (and JavaScript's -0 is the same value)
-    if (isZero(a) && isZero(b)) return Object.is(a, b);
-    if (a === b) return true;
-    return tolerant && Math.abs(a - b) <= 1e-15 * Math.max(Math.abs(a), Math.abs(b));
-  }
-  if (typeof a === 'bigint' || typeof b === 'bigint') {
-    const toBig = (x: unknown) =>
-      typeof x === 'bigint' ? x : typeof x === 'number' && Number.isInteger(x) ? BigInt(x) : undefined;
-    const x = toBig(a);
-    const y = toBig(b);
-    return x !== undefined && x === y;
-  }
-  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
-  if (a instanceof Uint8Array && b instanceof Uint8Array)
-    return a.length === b.length && a.every((x, i) => x === b[i]);
-  if (Array.isArray(a) && Array.isArray(b))
-    return a.length === b.length && a.every((x, i) => sameValue(x, b[i], tolerant));
-  if (
-    typeof a === 'object' &&
-    typeof b === 'object' &&
-    !Array.isArray(a) &&
-    !Array.isArray(b) &&
-    !(a instanceof Date) &&
-    !(b instanceof Date)
-  ) {
-    const ka = Object.keys(a);
-    const kb = Object.keys(b);
-    return (
-      ka.length === kb.length &&
-      ka.every(
-        (k, i) =>
-          k === kb[i] &&
-          sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], tolerant),
-      )
-    );
-  }
-  return a === b;
 }
 
 /** A value as JSON for the report (bigints, non-finite numbers, -0, Dates and bytes kept visible). */
@@ -986,7 +930,7 @@ async function compareSluice(
       outcomes: records.map(() => ({ kind: 'error', message: `crash: ${(err as Error).message}` })),
     };
   }
-  const tolerant = TRANSCENDENTAL.test(s.sluiceSql);
+  const tolerant = callsTranscendental(s.sluiceSql);
   const compared = untyped.filter((u) => !u).length;
   for (let i = 0; i < records.length; i++) {
     if (untyped[i]) continue;

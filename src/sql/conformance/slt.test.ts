@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { sameValue } from './runner.ts';
 import { parseSlt } from './slt.ts';
 
 test('parseSlt: statements, queries with results, loops with ${var}, mode skip and onlyif', () => {
@@ -72,21 +71,4 @@ kept
   );
   const queries = recs.filter((r) => r.kind === 'query').map((r) => 'sql' in r && r.sql);
   assert.deepEqual(queries, ['SELECT i\nFROM t', 'SELECT 0', 'SELECT 1', "SELECT 'kept'"]);
-});
-
-test('sameValue: NaN, the sign of zero, relative 1e-15 only for transcendental results, bigints, Dates, nesting', () => {
-  assert.ok(sameValue(Number.NaN, Number.NaN, false));
-  assert.ok(!sameValue(-0, 0, false));
-  assert.ok(sameValue(-0, -0, false));
-  assert.ok(!sameValue(0.1 + 0.2, 0.3, false));
-  assert.ok(sameValue(0.1 + 0.2, 0.3, true));
-  assert.ok(!sameValue(1, 1 + 1e-14, true));
-  assert.ok(sameValue(2n ** 60n, 2n ** 60n, false));
-  assert.ok(sameValue(42n, 42, false));
-  assert.ok(!sameValue(42n, 42.5, false));
-  assert.ok(sameValue(new Date(5), new Date(5), false));
-  assert.ok(sameValue([{ a: [1, null] }], [{ a: [1, null] }], false));
-  assert.ok(!sameValue({ a: 1, b: 2 }, { b: 2, a: 1 }, false));
-  assert.ok(!sameValue('1', 1, false));
-  assert.ok(sameValue(null, undefined, false));
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import type { ComponentContext, SluiceRecord, StepInstance, StepResult } from '../../sdk/types.ts';
-import { sameValue } from '../../sql/oracle.ts';
+import { sameValue } from '../../sql/same-value.ts';
 import { ROWS } from '../../sql/testdata.ts';
 import { createSqlStep, type SqlConfig, sqlStep } from './index.ts';
 
