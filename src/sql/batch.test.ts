@@ -4,8 +4,9 @@ import type { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue, SluiceRecord, StepResult } from '../sdk/types.ts';
 import { BatchQuery, type BatchQueryOptions } from './batch.ts';
 import { newDuckDBConnection } from './duckdb.ts';
-import { normalize, oracle, sameValue } from './oracle.ts';
+import { normalize, oracle } from './oracle.ts';
 import { planQuery } from './plan.ts';
+import { sameValue } from './same-value.ts';
 import { SetQuery } from './set.ts';
 import { ROWS } from './testdata.ts';
 
