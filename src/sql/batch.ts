@@ -522,6 +522,7 @@ export class BatchQuery {
     const rowRef = columnRef(alias, ROW);
     rowRef.alias = ROW;
     entry.parts = undefined;
+    if (this.#mode === 'select') await this.#keepNames(entry, root.select_list);
     if (this.#mode === 'condition') root.select_list = [rowRef];
     else if (this.#pruning && this.#fields(entry.names.join('\u0000'), entry.names).plan) {
       const { select, parts } = spellOut(this.#pruning, entry, alias);
@@ -542,6 +543,45 @@ export class BatchQuery {
     }
     const r = await this.#conn.runAndReadAll('SELECT json_deserialize_sql($1::JSON)', [JSON.stringify(json)]);
     return String(r.getRowsJS()[0]?.[0]);
+  }
+
+  /**
+   * Aliases each unnamed select item that computes something with the name DuckDB gives it in the
+   * user's SQL. The rewrite
+   * goes through SQL text, where what DuckDB's parser made of a shorthand reads back as written
+   * SQL with another name: `INTERVAL 1 DAY` is to_days(CAST(trunc(CAST(1 AS DOUBLE)) AS INTEGER)),
+   * which, written, is named CAST(1 AS "DOUBLE").
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+  async #keepNames(entry: Entry, items: any[]): Promise<void> {
+    const stars = items.filter((i) => i.class === 'STAR').length;
+    if (stars > 1 || items.every((i) => i.class === 'STAR' || i.alias)) return;
+    let names: string[];
+    try {
+      await this.#conn.run(
+        `CREATE OR REPLACE TEMP VIEW input AS SELECT * EXCLUDE (${quoteIdent(ROW)}) FROM ${entry.view}`,
+      );
+      const p = await this.#conn.prepare(this.#sql);
+      names = Array.from({ length: p.columnCount }, (_, i) => p.columnName(i));
+      p.destroySync();
+    } catch {
+      return; // the rewritten query meets the same error
+    }
+    const starWidth = names.length - (items.length - stars);
+    let at = 0;
+    items.forEach((item, i) => {
+      if (item.class === 'STAR') {
+        at += starWidth;
+        return;
+      }
+      // a bare name stays unaliased: an alias would shadow a column the record lacks (`l` AS l)
+      if (!item.alias && names[at]!.includes('(')) {
+        item.alias = names[at];
+        const slot = this.#pruning?.slots[i];
+        if (slot && !slot.star) (slot.item as { alias?: string }).alias = names[at];
+      }
+      at++;
+    });
   }
 }
 

@@ -474,12 +474,15 @@ export class Binder {
         ast,
       );
     const fn = ast.try_cast ? 'try_cast' : 'cast';
+    // `INTERVAL n SECOND` is to_seconds(CAST(n AS DOUBLE)) at the operand's place, a cast whose
+    // column name spells the type unquoted (a written one quotes a keyword: CAST(n AS "DOUBLE"))
+    const desugared = loc !== undefined && ast.query_location === ast.child?.query_location;
     return {
       k: 'call',
       fn,
       args: [arg],
       to: type,
-      text: `${ast.try_cast ? 'TRY_CAST' : 'CAST'}(${arg.text} AS ${typeText})`,
+      text: `${ast.try_cast ? 'TRY_CAST' : 'CAST'}(${arg.text} AS ${desugared ? String(ast.cast_type.id) : typeText})`,
       loc,
     };
   }
