@@ -5,6 +5,7 @@
  * `infinity` and `-infinity` are ±Infinity. Civil dates are computed arithmetically (proleptic
  * Gregorian, astronomical years: 0 is 1 BC), so DuckDB's whole range works, not only JS Date's.
  */
+import { onDuckDB } from './fallback.ts';
 import { evalError } from './runtime.ts';
 
 export const US_PER_DAY = 86400000000;
@@ -647,8 +648,9 @@ function weekNumber(f: Fields, mondayFirst: boolean): number {
   return Math.floor((doy + 7 - dow) / 7);
 }
 
+/** A year as DuckDB's strftime writes it: four digits at least, a negative one unpadded (`-43`). */
 function yearDigits(y: number): string {
-  return y < 0 ? `-${String(-y).padStart(4, '0')}` : String(y).padStart(4, '0');
+  return y < 0 ? `-${-y}` : String(y).padStart(4, '0');
 }
 
 const SPECIFIERS = table<(f: Fields) => string>({
@@ -685,7 +687,11 @@ const SPECIFIERS = table<(f: Fields) => string>({
   U: (f) => pad2(weekNumber(f, false)),
   W: (f) => pad2(weekNumber(f, true)),
   V: (f) => pad2(isoWeek(f.days).week),
-  G: (f) => yearDigits(isoWeek(f.days).year),
+  // DuckDB writes an ISO year before 0 as a number it wraps (-1 as 7295): DuckDB computes that record
+  G: (f) => {
+    const year = isoWeek(f.days).year;
+    return year < 0 ? onDuckDB(`strftime's %G of the ISO year ${year}`, 'strftime') : yearDigits(year);
+  },
   c: (f) => `${yearDigits(f.y)}-${pad2(f.mo)}-${pad2(f.d)} ${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,
   x: (f) => `${yearDigits(f.y)}-${pad2(f.mo)}-${pad2(f.d)}`,
   X: (f) => `${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,
