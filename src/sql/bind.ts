@@ -424,8 +424,8 @@ export class Binder {
       this.#tableNames.has(names[0]!.toLowerCase()) &&
       this.#lambdaVar(names.slice(1), loc)
     )
-      // DuckDB does not resolve a table-qualified name that a lambda parameter shadows
-      throw this.error(`Referenced table "${names[0]}" not found!`, undefined);
+      // a table-qualified name that a lambda parameter shadows: DuckDB resolves it by rules of its own
+      throw this.beyond(`the column ${text}, which a lambda parameter shadows`, ast);
     if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
     return { k: 'leaf', path: names, text, loc };
   }
@@ -531,7 +531,8 @@ export class Binder {
           k: 'call',
           fn: 'list_value',
           args,
-          text: `ARRAY[${args.map((a) => a.text).join(', ')}]`,
+          // DuckDB's name wraps it in parentheses: (ARRAY[1])
+          text: `(ARRAY[${args.map((a) => a.text).join(', ')}])`,
           loc,
         };
       }

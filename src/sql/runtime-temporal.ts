@@ -524,7 +524,8 @@ export function extractPart(part: string, us: number): number | null {
     case 'quarter':
       return Math.floor((f.mo - 1) / 3) + 1;
     case 'decade':
-      return Math.floor(f.y / 10);
+      // DuckDB divides the year toward zero: year -43 is decade -4
+      return (f.y / 10) | 0;
     case 'century':
       return f.y > 0 ? Math.floor((f.y - 1) / 100) + 1 : -Math.floor(-f.y / 100) - 1;
     case 'millennium':
@@ -540,7 +541,8 @@ export function extractPart(part: string, us: number): number | null {
     case 'era':
       return f.y > 0 ? 1 : 0;
     case 'julian':
-      return us / US_PER_DAY + 2440588;
+      // DuckDB's sum, in its order: the time of day as a fraction, plus the day number
+      return (us - f.days * US_PER_DAY) / US_PER_DAY + (f.days + 2440588);
     default:
       return 0; // timezone parts: timestamps are UTC
   }
@@ -755,9 +757,9 @@ export function strftime(parts: FmtPart[], us: number): string {
 
 // ---------------------------------------------------------------- constructors
 
-/** The last day of the month of a µs value, as a DATE. */
-export function lastDay(us: number): number {
-  if (!Number.isFinite(us)) return us;
+/** The last day of the month of a µs value, as a DATE; NULL for ±infinity, as in DuckDB. */
+export function lastDay(us: number): number | null {
+  if (!Number.isFinite(us)) return null;
   const [y, m] = civilFromDays(dayNumber(us));
   return daysFromCivil(y, m, monthDays(y, m)) * US_PER_DAY;
 }
@@ -1043,10 +1045,9 @@ export function strptimeOrFail(s: string, f: StrpFormat, format: string, x: stri
   return r;
 }
 
-/** A BIGINT result of a date function, failing beyond JavaScript's exact range as BIGINT arithmetic does. */
+/** A BIGINT result of a date function; beyond JavaScript's exact range (or infinite) DuckDB computes it. */
 export function exactInt(v: number | null, x: string): number | null {
-  if (v !== null && !Number.isSafeInteger(v))
-    return evalError(`BIGINT result ${v} is beyond ±2^53, the exact integer range of JavaScript numbers`, x);
+  if (v !== null && !Number.isSafeInteger(v)) return onDuckDB(`the BIGINT result ${v} is beyond ±2^53`, x);
   return v;
 }
 

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { SluiceError } from '../sdk/errors.ts';
 import type { RecordValue } from '../sdk/types.ts';
 import { BatchQuery } from './batch.ts';
 import { compileSelect, isComputeOnDuckDB, planQuery } from './index.ts';
@@ -87,4 +88,94 @@ describe('strftime', () => {
       await q.close();
     }
   });
+});
+
+/** Compiled SQL gives what Sluice's DuckDB path gives for the record (which reads any year, unlike the oracle's literals). */
+async function sameOnBothPaths(sql: string, row: RecordValue): Promise<void> {
+  const q = await BatchQuery.open(sql);
+  try {
+    const r = await q.process([{ value: row, meta: {} }]);
+    assert.equal(r.rejected?.[0]?.error.message, undefined, 'DuckDB fails');
+    let compiled: unknown;
+    try {
+      compiled = (await compileSelect(sql))(row);
+    } catch (err) {
+      if (isComputeOnDuckDB(err)) return; // the record is DuckDB's to compute
+      throw err;
+    }
+    assert.deepEqual(compiled, r.records[0]?.value);
+  } finally {
+    await q.close();
+  }
+}
+
+describe('dates before year 1 and infinities', () => {
+  const bc = { ts: new Date(Date.UTC(-43, 2, 13, 9, 33, 41, 988)), d: new Date(Date.UTC(-5, 0, 1)) };
+  const sqls = [
+    // decade divides toward zero (-43 is decade -4), julian sums as DuckDB does
+    "SELECT decade(ts) AS a, decade(d) AS b, julian(ts) AS c, date_part('julian', ts) AS e, date_part(['decade', 'julian'], ts) AS f FROM input",
+    // beyond ±2^53 µs: DuckDB computes the record
+    'SELECT epoch_us(ts) AS u FROM input',
+    "SELECT last_day('infinity'::DATE) AS a, last_day('-infinity'::TIMESTAMP) AS b FROM input",
+  ];
+  for (const sql of sqls) test(sql, () => sameOnBothPaths(sql, bc));
+
+  test('epoch_us beyond ±2^53 hands the record to DuckDB instead of failing it', async () => {
+    const f = await compileSelect('SELECT epoch_us(ts) AS u FROM input');
+    assert.throws(
+      () => f(bc),
+      (err) => isComputeOnDuckDB(err),
+    );
+  });
+});
+
+describe('what DuckDB binds, and what its binder refuses', () => {
+  const row = { ts: new Date('1962-07-31T12:20:48.124Z'), k: ',', c: [] as number[], x: [1, 2] };
+  for (const sql of [
+    // DuckDB names ARRAY[...] in parentheses
+    'SELECT array[1] || array[2], list_concat(array[1], array[NULL]) FROM input',
+    "SELECT array_to_string([1, 2, 3], ',' || '') AS s FROM input",
+  ]) {
+    test(sql, async () => assert.equal(await compare(sql, row), undefined));
+  }
+
+  for (const sql of [
+    "SELECT DATE_PART(['year', 'month', 'year'], ts) FROM input",
+    'SELECT DATE_PART([], ts) FROM input',
+    'SELECT array_to_string([1, 2, 3], k) FROM input',
+  ]) {
+    test(`refused, as DuckDB refuses it: ${sql}`, async () => {
+      const theirs = await oracle(sql, row, 'table');
+      assert.equal(theirs.ok, false);
+      // at validation, or (a field typed per record: k) for every record
+      let f: Awaited<ReturnType<typeof compileSelect>>;
+      try {
+        f = await compileSelect(sql);
+      } catch (err) {
+        assert.ok(!(err as SluiceError).details?.beyondSubset, 'refused, not handed to DuckDB');
+        return;
+      }
+      assert.throws(
+        () => f(row),
+        (err: SluiceError) => err.code === 'SLUICE_EXPR_EVAL' && !isComputeOnDuckDB(err),
+      );
+    });
+  }
+
+  for (const sql of [
+    // a list from a list function, empty: its element type is DuckDB's to know
+    'SELECT [y for y in c if y IS NOT NULL] AS r FROM input',
+    // a table-qualified name a lambda parameter shadows
+    'SELECT list_transform(t.x, lambda x: (t.x)[1] + 1 + x) AS r FROM input AS t',
+    // a subquery over VALUES or range(), COLUMNS() of the record's fields
+    'SELECT (SELECT min(v) FROM (VALUES (k)) AS t(v)) AS m, (SELECT count(*) FROM range(3)) AS n FROM input',
+    "SELECT to_hex(COLUMNS('^k$')) FROM input",
+  ]) {
+    test(`the DuckDB path gives DuckDB's answer: ${sql}`, async () => {
+      const plan = await planQuery(sql);
+      if (plan.path === 'compiled') return sameOnBothPaths(sql, row);
+      assert.equal(plan.path, 'duckdb-batch');
+      await compareDuckDBPath(sql, row);
+    });
+  }
 });
