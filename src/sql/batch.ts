@@ -530,15 +530,25 @@ export class BatchQuery {
       entry.parts = parts;
     } else {
       const hidden = [ROW, ...entry.missing];
-      for (const item of root.select_list) {
-        if (item.class !== 'STAR' || item.columns) continue;
-        const rel = String(item.relation_name ?? '').toLowerCase();
-        if (rel && rel !== alias.toLowerCase()) continue;
-        item.exclude_list ??= [];
-        const ex: unknown[] = item.exclude_list;
-        const have = new Set(ex.map((e) => String(typeof e === 'string' ? e : '').toLowerCase()));
-        for (const h of hidden) if (!have.has(h.toLowerCase())) ex.push(h);
-      }
+      // every `*` of input's, also COLUMNS(*) and one inside an expression (list_distinct([COLUMNS(*)])),
+      // but not a subquery's own
+      // biome-ignore lint/suspicious/noExplicitAny: DuckDB's AST is untyped JSON
+      const exclude = (v: any): void => {
+        if (v === null || typeof v !== 'object' || v.class === 'SUBQUERY') return;
+        if (Array.isArray(v)) {
+          for (const e of v) exclude(e);
+          return;
+        }
+        const rel = String(v.relation_name ?? '').toLowerCase();
+        if (v.class === 'STAR' && !v.expr && (!rel || rel === alias.toLowerCase())) {
+          v.exclude_list ??= [];
+          const ex: unknown[] = v.exclude_list;
+          const have = new Set(ex.map((e) => String(typeof e === 'string' ? e : '').toLowerCase()));
+          for (const h of hidden) if (!have.has(h.toLowerCase())) ex.push(h);
+        }
+        for (const k of Object.keys(v)) exclude(v[k]);
+      };
+      exclude(root.select_list);
       root.select_list.push(rowRef);
     }
     const r = await this.#conn.runAndReadAll('SELECT json_deserialize_sql($1::JSON)', [JSON.stringify(json)]);
@@ -558,9 +568,8 @@ export class BatchQuery {
     if (stars > 1 || items.every((i) => i.class === 'STAR' || i.alias)) return;
     let names: string[];
     try {
-      await this.#conn.run(
-        `CREATE OR REPLACE TEMP VIEW input AS SELECT * EXCLUDE (${quoteIdent(ROW)}) FROM ${entry.view}`,
-      );
+      // (a `*` takes the row number too: only its width counts, below)
+      await this.#conn.run(`CREATE OR REPLACE TEMP VIEW input AS SELECT * FROM ${entry.view}`);
       const p = await this.#conn.prepare(this.#sql);
       names = Array.from({ length: p.columnCount }, (_, i) => p.columnName(i));
       p.destroySync();

@@ -115,8 +115,8 @@ function strftime(g: Gen, args: Val[], node: Call): Val {
   try {
     parts = R.parseStrftime(format);
   } catch (err) {
-    // DuckDB refuses such a format only for a value it formats (a NULL one is NULL): DuckDB runs it
-    throw g.beyond((err as Error).message, node);
+    // DuckDB refuses a format it cannot parse only for a value it formats: a NULL one is NULL
+    return g.op([ts], T.VARCHAR, `evalError(${JSON.stringify((err as Error).message)}, ${g.x(node)})`);
   }
   return g.op([ts], T.VARCHAR, `strftime(${g.k(parts)}, ${ts.code})`);
 }
