@@ -69,20 +69,6 @@ describe('strftime', () => {
     );
     assert.deepEqual(f({ d: new Date(Date.UTC(2020, 0, 1)) }), { g: '2020' });
   });
-
-  for (const sql of ["SELECT strftime(ts, '%C') AS c FROM input"]) {
-    test(`a format DuckDB cannot use fails only a value it formats: ${sql}`, async () => {
-      const f = await compileSelect(sql);
-      assert.deepEqual(f({ ts: null }), { c: null });
-      assert.deepEqual(await oracle(sql, { ts: null }), { ok: true, columns: ['c'], rows: [{ c: null }] });
-      const row = { ts: new Date('2020-01-01T00:00:00Z') };
-      assert.equal((await oracle(sql, row, 'table')).ok, false);
-      assert.throws(
-        () => f(row),
-        (err: SluiceError) => err.code === 'SLUICE_EXPR_EVAL' && !isComputeOnDuckDB(err),
-      );
-    });
-  }
 });
 
 /** Compiled SQL gives what Sluice's DuckDB path gives for the record (which reads any year, unlike the oracle's literals). */

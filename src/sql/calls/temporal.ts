@@ -115,8 +115,8 @@ function strftime(g: Gen, args: Val[], node: Call): Val {
   try {
     parts = R.parseStrftime(format);
   } catch (err) {
-    // DuckDB refuses a format it cannot parse only for a value it formats: a NULL one is NULL
-    return g.op([ts], T.VARCHAR, `evalError(${JSON.stringify((err as Error).message)}, ${g.x(node)})`);
+    // DuckDB's binder refuses it, also over a table of NULLs (only an untyped NULL folds first)
+    throw g.error((err as Error).message, node);
   }
   return g.op([ts], T.VARCHAR, `strftime(${g.k(parts)}, ${ts.code})`);
 }
