@@ -422,8 +422,8 @@ export class Binder {
       this.#tableNames.has(names[0]!.toLowerCase()) &&
       this.#lambdaVar(names.slice(1), loc)
     )
-      // DuckDB does not resolve a table-qualified name that a lambda parameter shadows
-      throw this.error(`Referenced table "${names[0]}" not found!`, undefined);
+      // a table-qualified name that a lambda parameter shadows: DuckDB resolves it by rules of its own
+      throw this.beyond(`the column ${text}, which a lambda parameter shadows`, ast);
     if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
     return { k: 'leaf', path: names, text, loc };
   }
@@ -472,12 +472,15 @@ export class Binder {
         ast,
       );
     const fn = ast.try_cast ? 'try_cast' : 'cast';
+    // `INTERVAL n SECOND` is to_seconds(CAST(n AS DOUBLE)) at the operand's place, a cast whose
+    // column name spells the type unquoted (a written one quotes a keyword: CAST(n AS "DOUBLE"))
+    const desugared = loc !== undefined && ast.query_location === ast.child?.query_location;
     return {
       k: 'call',
       fn,
       args: [arg],
       to: type,
-      text: `${ast.try_cast ? 'TRY_CAST' : 'CAST'}(${arg.text} AS ${typeText})`,
+      text: `${ast.try_cast ? 'TRY_CAST' : 'CAST'}(${arg.text} AS ${desugared ? String(ast.cast_type.id) : typeText})`,
       loc,
     };
   }
@@ -526,7 +529,8 @@ export class Binder {
           k: 'call',
           fn: 'list_value',
           args,
-          text: `ARRAY[${args.map((a) => a.text).join(', ')}]`,
+          // DuckDB's name wraps it in parentheses: (ARRAY[1])
+          text: `(ARRAY[${args.map((a) => a.text).join(', ')}])`,
           loc,
         };
       }

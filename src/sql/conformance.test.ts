@@ -79,6 +79,37 @@ SELECT 1 AS c, c + 1 AS d
 ----
 1	2
 
+query I
+SELECT 3 AS w WHERE 1 < 2
+----
+3
+
+query I
+SELECT x + 1 AS y FROM (SELECT 5 AS x) sq WHERE x > 1
+----
+6
+
+query I
+SELECT (SELECT 42) + i AS z FROM t WHERE i = 1
+----
+43
+
+query I
+SELECT (SELECT max(i) FROM t) AS m
+----
+2
+
+statement ok
+CREATE TABLE far(d DATE)
+
+statement ok
+INSERT INTO far VALUES ('2000-01-01'), ('5881580-07-10')
+
+query I
+SELECT d + 1 AS e FROM far
+----
+2000-01-02
+
 statement ok
 SET default_null_order = 'nulls_first'
 
@@ -86,6 +117,11 @@ query I
 SELECT 2 AS y
 ----
 2
+
+query I
+SELECT list_sort([3, NULL, 1]) AS l
+----
+[NULL, 1, 3]
 `,
     );
     // a file needing an extension this DuckDB lacks is left out
@@ -102,15 +138,20 @@ SELECT 2 AS y
     );
     const report = await runConformance({ root, exceptionsFile });
     const t = report.total;
-    assert.equal(t.inScope, 5);
-    assert.equal(t.agreeCompiled + t.agreeFallback + t.agreeRefused, 3);
+    // in scope too: a WHERE without FROM, a derived table's rows, a subquery over constants, the
+    // readable row of a table, and a query whose answer a changed setting does not change
+    assert.equal(t.inScope, 10);
+    assert.equal(t.agreeCompiled + t.agreeFallback + t.agreeRefused, 8);
     assert.equal(t.excepted, 1);
     assert.equal(t.disagree, 1);
-    assert.equal(t.outOfScope, 2);
+    assert.equal(t.outOfScope, 3);
     assert.deepEqual(report.outOfScopeReasons, {
       'aggregate function': 1,
-      'after SET/PRAGMA default_null_order': 1,
+      'subquery over a table': 1,
+      'depends on setting default_null_order': 1,
     });
+    assert.deepEqual(report.inScopeUnderSetting, { default_null_order: 1 });
+    assert.equal(report.unreadableRows, 1);
     assert.deepEqual(report.skippedFiles, [{ file: 'demo/b.test', reason: 'require spatial' }]);
     const open = report.disagreements.filter((d) => !d.excepted);
     assert.equal(open.length, 1);

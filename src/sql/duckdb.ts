@@ -12,6 +12,13 @@ import { confine, confinedInstanceOptions, type DuckDBConfinement } from './conf
  * instance made with `createDuckDBInstance`, to the job's folders (src/sql/confined.ts).
  */
 let instance: Promise<DuckDBInstance> | undefined;
+
+/**
+ * Sluice's dates and times are UTC (compiled SQL reads a TIMESTAMPTZ as UTC), so its DuckDBs are too,
+ * not the host's zone (DuckDB's default): a sql step gives one answer whichever path runs it.
+ * Only a statement can set it (ICU's setting is unknown when an instance is configured).
+ */
+const UTC = "SET GLOBAL TimeZone = 'UTC'";
 let shared: Promise<DuckDBConnection> | undefined;
 let processConfinement: DuckDBConfinement | undefined;
 
@@ -50,11 +57,14 @@ export function duckDBConfinement(): DuckDBConfinement | undefined {
  */
 export async function createDuckDBInstance(options: Record<string, string> = {}): Promise<DuckDBInstance> {
   const c = processConfinement;
-  if (!c) return DuckDBInstance.create(':memory:', options);
-  const created = await DuckDBInstance.create(':memory:', { ...confinedInstanceOptions(c), ...options });
+  const created = await DuckDBInstance.create(
+    ':memory:',
+    c ? { ...confinedInstanceOptions(c), ...options } : options,
+  );
   const conn = await created.connect();
   try {
-    await confine(conn, { ...c, lock: false });
+    await conn.run(UTC);
+    if (c) await confine(conn, { ...c, lock: false });
   } catch (err) {
     created.closeSync();
     throw err;
@@ -74,11 +84,14 @@ export function getDuckDBInstance(): Promise<DuckDBInstance> {
 
 async function createShared(): Promise<DuckDBInstance> {
   const c = processConfinement;
-  if (!c) return DuckDBInstance.create(':memory:');
-  const created = await DuckDBInstance.create(':memory:', confinedInstanceOptions(c));
+  const created = await DuckDBInstance.create(':memory:', c ? confinedInstanceOptions(c) : {});
   const conn = await created.connect();
   try {
-    await confine(conn, c);
+    await conn.run(UTC);
+    if (c) await confine(conn, c);
+  } catch (err) {
+    created.closeSync();
+    throw err;
   } finally {
     conn.closeSync();
   }

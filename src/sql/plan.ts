@@ -190,12 +190,25 @@ export async function analyze(
         walkNode(t.subquery?.node, false);
         return;
       case 'TABLE_FUNCTION':
+        // inside a subquery, a generator of constants (no file, no other table) is the query's own business
+        if (!top && GENERATORS.has(String(t.function?.function_name).toLowerCase())) {
+          walk(t.function?.children, top);
+          return;
+        }
         fail(
           `table function ${t.function?.function_name}() is not allowed: read reference data with \`lookups\``,
           t.function ?? t,
         );
         return;
       case 'EMPTY':
+        return;
+      case 'EXPRESSION_LIST':
+        // VALUES (...) in a subquery: constants, or the record's fields
+        if (!top) {
+          walk(t.values, top);
+          return;
+        }
+        fail('expression list is not allowed in FROM', t);
         return;
       default:
         fail(`${String(t.type).toLowerCase().replace(/_/g, ' ')} is not allowed in FROM`, t);
@@ -328,9 +341,15 @@ function lambdaNames(lhs: AstNode): string[] {
   return [];
 }
 
-/** Errors that depend on the records' types, which validation cannot know: not spec errors. */
+/** Table functions that generate constants, allowed in a subquery (`(SELECT list(i) FROM range(4))`). */
+const GENERATORS = new Set(['range', 'generate_series', 'unnest']);
+
+/**
+ * Errors that depend on the records' types or fields, which validation cannot know: not spec
+ * errors (`COLUMNS('^a')` matches the fields a record has).
+ */
 const TYPE_DEPENDENT =
-  /^(Conversion Error|Invalid Input Error|Out of Range Error)|No function matches the given name and argument types|Cannot deduce template type|Cannot compare values|could not be cast|cannot be cast|Cannot extract field|"NULL"/;
+  /^(Conversion Error|Invalid Input Error|Out of Range Error)|No function matches the given name and argument types|Cannot deduce template type|Cannot compare values|could not be cast|cannot be cast|Cannot extract field|"NULL"|No matching columns found that match regex|resulted in an empty set of columns|Could not choose a best candidate function/;
 
 /** COLUMNS('regex') or COLUMNS(lambda) matching none of the columns named: the records' fields decide. */
 const FIELD_DEPENDENT = /No matching columns found that match regex|resulted in an empty set of columns/;

@@ -6,6 +6,7 @@
  * Gregorian, astronomical years: 0 is 1 BC), so DuckDB's whole range works, not only JS Date's.
  */
 import { civilFromDays, daysFromCivil, monthDays } from '../formats/calendar.ts';
+import { onDuckDB } from './fallback.ts';
 import { evalError } from './runtime.ts';
 
 export const US_PER_DAY = 86400000000;
@@ -486,7 +487,8 @@ export function extractPart(part: string, us: number): number | null {
     case 'quarter':
       return Math.floor((f.mo - 1) / 3) + 1;
     case 'decade':
-      return Math.floor(f.y / 10);
+      // DuckDB divides the year toward zero: year -43 is decade -4
+      return (f.y / 10) | 0;
     case 'century':
       return f.y > 0 ? Math.floor((f.y - 1) / 100) + 1 : -Math.floor(-f.y / 100) - 1;
     case 'millennium':
@@ -502,7 +504,8 @@ export function extractPart(part: string, us: number): number | null {
     case 'era':
       return f.y > 0 ? 1 : 0;
     case 'julian':
-      return us / US_PER_DAY + 2440588;
+      // DuckDB's sum, in its order: the time of day as a fraction, plus the day number
+      return (us - f.days * US_PER_DAY) / US_PER_DAY + (f.days + 2440588);
     default:
       return 0; // timezone parts: timestamps are UTC
   }
@@ -610,8 +613,9 @@ function weekNumber(f: Fields, mondayFirst: boolean): number {
   return Math.floor((doy + 7 - dow) / 7);
 }
 
+/** A year as DuckDB's strftime writes it: four digits at least, a negative one unpadded (`-43`). */
 function yearDigits(y: number): string {
-  return y < 0 ? `-${String(-y).padStart(4, '0')}` : String(y).padStart(4, '0');
+  return y < 0 ? `-${-y}` : String(y).padStart(4, '0');
 }
 
 const SPECIFIERS = table<(f: Fields) => string>({
@@ -648,7 +652,11 @@ const SPECIFIERS = table<(f: Fields) => string>({
   U: (f) => pad2(weekNumber(f, false)),
   W: (f) => pad2(weekNumber(f, true)),
   V: (f) => pad2(isoWeek(f.days).week),
-  G: (f) => yearDigits(isoWeek(f.days).year),
+  // DuckDB writes an ISO year before 0 as a number it wraps (-1 as 7295): DuckDB computes that record
+  G: (f) => {
+    const year = isoWeek(f.days).year;
+    return year < 0 ? onDuckDB(`strftime's %G of the ISO year ${year}`, 'strftime') : yearDigits(year);
+  },
   c: (f) => `${yearDigits(f.y)}-${pad2(f.mo)}-${pad2(f.d)} ${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,
   x: (f) => `${yearDigits(f.y)}-${pad2(f.mo)}-${pad2(f.d)}`,
   X: (f) => `${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,
@@ -712,9 +720,9 @@ export function strftime(parts: FmtPart[], us: number): string {
 
 // ---------------------------------------------------------------- constructors
 
-/** The last day of the month of a µs value, as a DATE. */
-export function lastDay(us: number): number {
-  if (!Number.isFinite(us)) return us;
+/** The last day of the month of a µs value, as a DATE; NULL for ±infinity, as in DuckDB. */
+export function lastDay(us: number): number | null {
+  if (!Number.isFinite(us)) return null;
   const [y, m] = civilFromDays(dayNumber(us));
   return daysFromCivil(y, m, monthDays(y, m)) * US_PER_DAY;
 }
@@ -1000,10 +1008,9 @@ export function strptimeOrFail(s: string, f: StrpFormat, format: string, x: stri
   return r;
 }
 
-/** A BIGINT result of a date function, failing beyond JavaScript's exact range as BIGINT arithmetic does. */
+/** A BIGINT result of a date function; beyond JavaScript's exact range (or infinite) DuckDB computes it. */
 export function exactInt(v: number | null, x: string): number | null {
-  if (v !== null && !Number.isSafeInteger(v))
-    return evalError(`BIGINT result ${v} is beyond ±2^53, the exact integer range of JavaScript numbers`, x);
+  if (v !== null && !Number.isSafeInteger(v)) return onDuckDB(`the BIGINT result ${v} is beyond ±2^53`, x);
   return v;
 }
 

@@ -98,7 +98,13 @@ function perElementType(g: Gen, list: Val, node: Call, make: (list: Val) => Val)
       const c = v.type.id === 'LIST' ? v.type.child : undefined;
       if (!same && c?.id === 'DOUBLE') g.emit(`if (${r} !== null) markDoubleList(${r});`);
     } else if (arm.beyond) g.emit(`onDuckDB(${JSON.stringify(arm.error)}, ${g.x(node)});`);
-    else g.emit(`evalError(${JSON.stringify(arm.error)}, ${g.x(node)}, ${list.code});`);
+    else {
+      // an empty (or all-NULL) list has no element to tell its type: it may come from a list
+      // function whose element type a record value no longer shows ([] from list_apply of structs)
+      if (arm.cases?.includes(0))
+        g.emit(`if (${k} === 0) onDuckDB(${JSON.stringify(`an empty list: ${arm.error}`)}, ${g.x(node)});`);
+      g.emit(`evalError(${JSON.stringify(arm.error)}, ${g.x(node)}, ${list.code});`);
+    }
     g.emit('break; }');
   }
   g.emit('}');
@@ -713,6 +719,9 @@ const arrayToString: Impl = (g, args, node) => {
   const list = listArg(g, 'array_to_string', args, 0, node);
   if (g.isNull(list)) return g.nullOf(T.VARCHAR, list.isConst === true);
   const sep = args[1] ?? g.constVal(T.VARCHAR, ',');
+  // DuckDB's binder needs it constant
+  if (sep.isConst !== true && !g.isNull(sep))
+    throw g.error('Separator argument to StringAgg must be a constant', node);
   const s = g.isNull(sep) ? g.constVal(T.VARCHAR, ',') : sep;
   const sepVal: Val = s.nullable ? { code: `(${s.code} ?? ",")`, type: s.type, nullable: false } : s;
   return perElementType(g, list, node, (l) => {

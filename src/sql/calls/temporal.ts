@@ -60,9 +60,13 @@ function datePart(g: Gen, args: Val[], node: Call): Val {
     const names: string[] = [];
     const fields: [string, ReturnType<typeof partType>][] = [];
     const parts: string[] = [];
+    // DuckDB's binder refuses these
+    if (!list.args.length) throw g.error('date_part requires non-empty lists of part names', node);
     for (const a of list.args) {
       if (a.k !== 'const' || typeof a.value !== 'string')
         throw g.error('date_part takes a list of constant part names', node);
+      if (names.some((n) => n.toLowerCase() === String(a.value).toLowerCase()))
+        throw g.error(`Duplicate struct entry name "${a.value}" in date_part`, node);
       const part = R.datePart(a.value);
       if (!part) throw g.error(`extract specifier "${a.value}" not recognized`, node);
       if (ts.type.id === 'DATE' && DATE_UNRECOGNIZED.has(part))
@@ -111,6 +115,7 @@ function strftime(g: Gen, args: Val[], node: Call): Val {
   try {
     parts = R.parseStrftime(format);
   } catch (err) {
+    // DuckDB's binder refuses it, also over a table of NULLs (only an untyped NULL folds first)
     throw g.error((err as Error).message, node);
   }
   return g.op([ts], T.VARCHAR, `strftime(${g.k(parts)}, ${ts.code})`);
@@ -277,7 +282,7 @@ export const TEMPORAL_CALLS: Record<string, CallImpl> = {
   },
   last_day: (g, args, node) => {
     const ts = temporalArg(g, 'last_day', args, 0, node);
-    return g.op([ts], T.DATE, `lastDay(${ts.code})`);
+    return g.op([ts], T.DATE, `lastDay(${ts.code})`, { nullable: true });
   },
   make_date: makeDate,
   to_millennia: builder('to_millennia', [12000, 0, 0], T.BIGINT, MONTHS_LIMIT),

@@ -48,6 +48,15 @@ export function formatReport(report: Report, show = 20): string {
     );
   if (report.untypedNullRecords)
     out.push(`records left out (a null field DuckDB's binder cannot type): ${report.untypedNullRecords}`);
+  if (report.unreadableRows)
+    out.push(
+      `rows left out (a value Sluice's readers cannot take, such as a DATE beyond JavaScript's): ${report.unreadableRows}`,
+    );
+  const settings = Object.entries(report.inScopeUnderSetting).sort((a, b) => b[1] - a[1]);
+  if (settings.length)
+    out.push(
+      `in scope under a changed setting (DuckDB answers the same with Sluice's): ${settings.map(([r, n]) => `${r} ${n}`).join('; ')}`,
+    );
   const reasons = Object.entries(report.outOfScopeReasons).sort((a, b) => b[1] - a[1]);
   out.push(`out of scope: ${reasons.map(([r, n]) => `${r} ${n}`).join('; ')}`);
   const cats = categories(report);

@@ -6,7 +6,15 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { type DuckDBConnection, type DuckDBInstance, LIST, listValue, VARCHAR } from '@duckdb/node-api';
+import {
+  type DuckDBConnection,
+  type DuckDBInstance,
+  type DuckDBType,
+  type DuckDBValue,
+  LIST,
+  listValue,
+  VARCHAR,
+} from '@duckdb/node-api';
 import { SluiceError } from '../../sdk/errors.ts';
 import type { RecordValue } from '../../sdk/types.ts';
 import { BatchQuery, shapesOf } from '../batch.ts';
@@ -99,6 +107,10 @@ export interface Report {
   total: Counts;
   byDirectory: Record<string, Counts>;
   outOfScopeReasons: Record<string, number>;
+  /** In-scope queries run while the file had changed a setting (DuckDB's answer the same either way), per setting. */
+  inScopeUnderSetting: Record<string, number>;
+  /** Rows left out of in-scope queries' records (per query): a value Sluice's readers cannot take (a DATE beyond JavaScript's Date range). */
+  unreadableRows: number;
   skippedFiles: { file: string; reason: string }[];
   disagreements: Disagreement[];
   /** Exceptions whose query now agrees (or no longer exists): to delete from the file. */
@@ -190,10 +202,13 @@ async function loadCatalog(conn: DuckDBConnection): Promise<Catalog> {
 
 /** The state of one test file's database that decides whether a query is in scope. */
 interface FileState {
-  /** Settings that differ from their defaults now (lambda_syntax apart): queries are out of scope. */
-  setting?: string;
-  /** lambda_syntax differs from its default: queries with `->` are out of scope. */
-  lambdaSyntax?: boolean;
+  /**
+   * Settings that differ from Sluice's now: a query runs on DuckDB both ways, and is in scope only
+   * where the answers agree (a sql step cannot change a setting).
+   */
+  changed: string[];
+  /** ATTACH/USE: queries may name another database's tables (out of scope). */
+  attached?: boolean;
   /** The settings of a fresh database, to tell a change from setting a default (`SET Calendar='gregorian'`). */
   defaults: Map<string, string>;
   /** Macros, functions and types the file created (lower case): queries naming them are out of scope. */
@@ -204,9 +219,53 @@ interface Scoped {
   kind: 'constant' | 'table';
   /** The SQL as Sluice gets it: `... FROM input ...`. */
   sluiceSql: string;
-  /** The table's name as the query wrote it (for reading its rows). */
+  /** What the records are read from (`SELECT * FROM <table>`): the table's name, a derived table, a table function. */
   table?: string;
 }
+
+/**
+ * Where the keywords of `words` (upper case) stand at the top level of `sql`: outside parentheses,
+ * quotes and comments.
+ */
+function topLevelWords(sql: string, words: ReadonlySet<string>): { word: string; index: number }[] {
+  const out: { word: string; index: number }[] = [];
+  let depth = 0;
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    if (c === "'" || c === '"') {
+      // E'...' strings take backslash escapes; the others double the quote
+      const escapes = c === "'" && /[eE]/.test(sql[i - 1] ?? '') && !/[\w$]/.test(sql[i - 2] ?? '');
+      i++;
+      while (i < sql.length) {
+        if (escapes && sql[i] === '\\') i += 2;
+        else if (sql[i] === c && sql[i + 1] === c) i += 2;
+        else if (sql[i] === c) break;
+        else i++;
+      }
+      i++;
+    } else if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end;
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      i = end < 0 ? sql.length : end + 2;
+    } else if (c === '(' || c === '[' || c === '{') {
+      depth++;
+      i++;
+    } else if (c === ')' || c === ']' || c === '}') {
+      depth--;
+      i++;
+    } else if (/[A-Za-z_]/.test(c) && !/[\w$]/.test(sql[i - 1] ?? '')) {
+      const word = /^[A-Za-z_][\w$]*/.exec(sql.slice(i))![0];
+      if (depth === 0 && words.has(word.toUpperCase())) out.push({ word: word.toUpperCase(), index: i });
+      i += word.length;
+    } else i++;
+  }
+  return out;
+}
+
+const CLAUSES = new Set(['FROM', 'WHERE', 'ORDER']);
 
 const IDENT = String.raw`(?:"(?:[^"]|"")*"|[A-Za-z_][\w$]*)`;
 const QUALIFIED = new RegExp(`^(?:${IDENT}\\s*\\.\\s*)*${IDENT}`);
@@ -230,14 +289,14 @@ function scope(sql: string, ast: Ast, cat: Catalog, state: FileState): Scoped | 
     else return { out: 'LIMIT' };
   }
   const from = node.from_table;
-  let kind: 'constant' | 'table';
+  let kind: 'constant' | 'table' | 'derived';
   if (from.type === 'EMPTY') kind = 'constant';
   else if (from.type === 'BASE_TABLE') kind = 'table';
-  else if (from.type === 'EXPRESSION_LIST') return { out: 'FROM VALUES' };
+  // the rows of a derived table, a table function or VALUES in FROM are the records, as a table's are
+  else if (from.type === 'SUBQUERY' || from.type === 'TABLE_FUNCTION' || from.type === 'EXPRESSION_LIST')
+    kind = 'derived';
   else return { out: `FROM ${from.type.toLowerCase().replace(/_/g, ' ')}` };
-  if (kind === 'constant' && node.where_clause) return { out: 'WHERE without FROM' };
-  if (state.setting) return { out: `after SET/PRAGMA ${state.setting}` };
-  if (state.lambdaSyntax && sql.includes('->')) return { out: 'a `->` lambda after SET lambda_syntax' };
+  if (state.attached) return { out: 'after ATTACH/USE' };
   const why = expressionScope(
     { select: node.select_list, where: node.where_clause, mods: node.modifiers },
     cat,
@@ -249,13 +308,34 @@ function scope(sql: string, ast: Ast, cat: Catalog, state: FileState): Scoped | 
       return { out: 'names a macro or type the file created' };
   }
   let text = sql.replace(/[\s;]+$/, '');
+  const clauses = topLevelWords(text, CLAUSES);
   if (ordered) {
-    const all = [...text.matchAll(/\bORDER\s+BY\b/gi)];
-    const last = all.at(-1);
+    const last = clauses.findLast((c) => c.word === 'ORDER');
     if (!last) return { out: 'ORDER BY not found' };
     text = text.slice(0, last.index).replace(/\s+$/, '');
   }
-  if (kind === 'constant') return { kind, sluiceSql: `${text}\nFROM input` };
+  if (kind === 'constant') {
+    // a WHERE without FROM filters the one empty record
+    const where = node.where_clause ? clauses.find((c) => c.word === 'WHERE') : undefined;
+    if (node.where_clause && !where) return { out: 'WHERE not found' };
+    if (!where) return { kind, sluiceSql: `${text}\nFROM input` };
+    return {
+      kind,
+      sluiceSql: `${text.slice(0, where.index).replace(/\s+$/, '')}\nFROM input\n${text.slice(where.index)}`,
+    };
+  }
+  if (kind === 'derived') {
+    const start = clauses.find((c) => c.word === 'FROM');
+    const end = clauses.find((c) => c.word !== 'FROM' && start && c.index > start.index);
+    if (!start) return { out: 'FROM not found' };
+    const source = text.slice(start.index + 4, end?.index ?? text.length).trim();
+    const alias = from.alias ? ` AS ${quoteIdent(String(from.alias))}` : '';
+    return {
+      kind: 'table',
+      table: source,
+      sluiceSql: `${text.slice(0, start.index)}FROM input${alias}${end ? ` ${text.slice(end.index)}` : ''}`,
+    };
+  }
   const loc = Number(from.query_location);
   const m = QUALIFIED.exec(text.slice(loc));
   if (!m || !Number.isSafeInteger(loc)) return { out: 'table name not found in the text' };
@@ -273,36 +353,47 @@ function scope(sql: string, ast: Ast, cat: Catalog, state: FileState): Scoped | 
   return { kind, sluiceSql, table };
 }
 
-/** Why expressions leave the scope: a subquery, window, aggregate, set-returning or volatile function. */
+/** Why expressions leave the scope: a subquery over a table, window, aggregate, set-returning or volatile function. */
 function expressionScope(root: unknown, cat: Catalog): string | undefined {
   let why: string | undefined;
-  const visit = (v: unknown): void => {
+  // `inner`: inside a subquery over constants, which is per record (DuckDB's path runs it), so
+  // aggregates and the like are fine there; only the clock is not
+  const visit = (v: unknown, inner: boolean): void => {
     if (why || v === null || typeof v !== 'object') return;
     if (Array.isArray(v)) {
-      for (const e of v) visit(e);
+      for (const e of v) visit(e, inner);
       return;
     }
     const o = v as Ast;
-    if (o.class === 'SUBQUERY') why = 'subquery';
-    else if (o.class === 'WINDOW') why = 'window function';
-    else if (o.class === 'PARAMETER') why = 'prepared-statement parameter';
+    const name = o.class === 'FUNCTION' ? String(o.function_name).toLowerCase() : '';
+    if (o.class === 'SUBQUERY' && !inner && readsTable(o.subquery)) why = 'subquery over a table';
     else if (
-      o.class === 'COLUMN_REF' &&
-      o.column_names?.length === 1 &&
-      CLOCK_WORDS.has(String(o.column_names[0]).toLowerCase())
+      (name && cat.volatile.has(name)) ||
+      (o.class === 'COLUMN_REF' &&
+        o.column_names?.length === 1 &&
+        CLOCK_WORDS.has(String(o.column_names[0]).toLowerCase()))
     )
       why = 'nondeterministic function';
-    else if (o.class === 'FUNCTION') {
-      const name = String(o.function_name).toLowerCase();
-      if (cat.aggregate.has(name)) why = 'aggregate function';
-      else if (cat.tableOnly.has(name)) why = 'set-returning or table function';
-      else if (cat.volatile.has(name)) why = 'nondeterministic function';
-    }
+    else if (inner) {
+      // nothing else leaves the scope inside a subquery over constants
+    } else if (o.class === 'WINDOW') why = 'window function';
+    else if (o.class === 'PARAMETER') why = 'prepared-statement parameter';
+    else if (name && cat.aggregate.has(name)) why = 'aggregate function';
+    else if (name && cat.tableOnly.has(name)) why = 'set-returning or table function';
     if (why) return;
-    for (const k of Object.keys(o)) visit(o[k]);
+    for (const k of Object.keys(o)) visit(o[k], inner || o.class === 'SUBQUERY');
   };
-  visit(root);
+  visit(root, false);
   return why;
+}
+
+/** Whether a query (part) reads a table: a base table in some FROM, or a CTE naming one. */
+function readsTable(v: unknown): boolean {
+  if (v === null || typeof v !== 'object') return false;
+  if (Array.isArray(v)) return v.some(readsTable);
+  const o = v as Ast;
+  if (o.type === 'BASE_TABLE') return true;
+  return Object.keys(o).some((k) => readsTable(o[k]));
 }
 
 /**
@@ -406,12 +497,8 @@ class OracleInput {
 }
 
 /** DuckDB's answer for one record: the query over a one-row `input` typed as Sluice types the record. */
-async function oracle(
-  input: OracleInput,
-  conn: DuckDBConnection,
-  sql: string,
-  value: RecordValue,
-): Promise<Outcome> {
+async function oracle(input: OracleInput, sql: string, value: RecordValue): Promise<Outcome> {
+  const conn = input.conn;
   await input.load(value);
   try {
     const r = await run(conn, STATEMENT_MS, () => conn.runAndReadAll(sql));
@@ -590,14 +677,30 @@ function nameDifference(mine: string[], theirs: string[]): string {
 async function tableRecords(
   conn: DuckDBConnection,
   table: string,
-): Promise<{ records: RecordValue[]; truncated: boolean } | { out: string }> {
+): Promise<{ records: RecordValue[]; truncated: boolean; unreadable: number } | { out: string }> {
   const r = await run(conn, STATEMENT_MS, () =>
     conn.runAndReadAll(`SELECT * FROM ${table} LIMIT ${MAX_RECORDS + 1}`),
   );
-  const rows = r.convertRows(sqlValueConverter) as unknown[][];
+  // a row holding a value the readers cannot take (a DATE beyond JavaScript's Date range) never
+  // reaches a step: it is left out, and the other rows are the records
+  let failure: string | undefined;
+  const converter = (value: DuckDBValue, type: DuckDBType): unknown => {
+    try {
+      return sqlValueConverter(value, type, converter);
+    } catch (err) {
+      failure ??= (err as Error).message;
+      return UNREADABLE;
+    }
+  };
+  const rows = r.convertRows(converter) as unknown[][];
   const names = r.columnNames();
   const records: RecordValue[] = [];
+  let unreadable = 0;
   for (const row of rows.slice(0, MAX_RECORDS)) {
+    if (holdsUnreadable(row)) {
+      unreadable++;
+      continue;
+    }
     const value = toRecordExact(names, row) as RecordValue;
     try {
       shapesOf(value, Object.keys(value));
@@ -606,7 +709,19 @@ async function tableRecords(
     }
     records.push(value);
   }
-  return { records, truncated: rows.length > MAX_RECORDS };
+  if (failure && !records.length)
+    return { out: `the table cannot be read (${messageClass(failure).split(':')[0]})` };
+  return { records, truncated: rows.length > MAX_RECORDS, unreadable };
+}
+
+const UNREADABLE = Symbol('unreadable');
+
+function holdsUnreadable(v: unknown): boolean {
+  if (v === UNREADABLE) return true;
+  if (Array.isArray(v)) return v.some(holdsUnreadable);
+  if (v && typeof v === 'object' && !(v instanceof Date) && !(v instanceof Uint8Array))
+    return Object.values(v).some(holdsUnreadable);
+  return false;
 }
 
 function settingName(sql: string): string | undefined {
@@ -653,6 +768,8 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
     total: emptyCounts(),
     byDirectory: {},
     outOfScopeReasons: {},
+    inScopeUnderSetting: {},
+    unreadableRows: 0,
     skippedFiles: [],
     disagreements: [],
     stale: [],
@@ -662,6 +779,17 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
     phases: {},
   };
   let catalog: Catalog | undefined;
+  // a database at Sluice's settings, for the files that change one (made on first use)
+  let defaults: Promise<{ db: DuckDBInstance; input: OracleInput }> | undefined;
+  const defaultsOracle = async (): Promise<OracleInput> => {
+    defaults ??= (async () => {
+      const db = await createDuckDBInstance();
+      const conn = await db.connect();
+      await conn.run('SET threads = 1');
+      return { db, input: new OracleInput(conn) };
+    })();
+    return (await defaults).input;
+  };
   // the next file's database is created while this file runs (creating one takes a while)
   let next: Promise<DuckDBInstance> | undefined;
   for (const file of await listTests(root)) {
@@ -688,7 +816,7 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
         records.flatMap((r) => (r.kind === 'command' ? [] : [r.sql])),
       );
       const tables = new Map<string, Awaited<ReturnType<typeof tableRecords>>>();
-      const state: FileState = { userNames: new Set(), defaults: await readSettings(conn) };
+      const state: FileState = { changed: [], userNames: new Set(), defaults: await readSettings(conn) };
       const input = new OracleInput(conn);
       const pending: Promise<void>[] = [];
       for (const rec of records) {
@@ -717,14 +845,25 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
           outOfScope(s.out);
           continue;
         }
-        const verdict = await judgeQuery(conn, input, tables, file, rec, s, ast);
+        const changed = state.changed;
+        const verdict = await judgeQuery(
+          { file: input, defaults: defaultsOracle, changed },
+          tables,
+          file,
+          rec,
+          s,
+          ast,
+        );
         if ('out' in verdict) {
           outOfScope(verdict.out);
           continue;
         }
+        report.unreadableRows += verdict.unreadable;
         pending.push(
           verdict.finish.then((judged) => {
             if (judged.truncated) report.truncatedTables++;
+            for (const name of changed)
+              report.inScopeUnderSetting[name] = (report.inScopeUnderSetting[name] ?? 0) + 1;
             report.untypedNullRecords += judged.untypedNull ?? 0;
             count('inScope');
             if (!judged.disagreement) {
@@ -761,6 +900,11 @@ export async function runConformance(opts: RunOptions = {}): Promise<Report> {
     (e) => !used.has(exceptionKey(e.file, e.sql)) && (!opts.filter || e.file.includes(opts.filter)),
   );
   if (next) (await next).closeSync();
+  if (defaults) {
+    const { db, input } = await defaults;
+    input.conn.closeSync();
+    db.closeSync();
+  }
   report.disagreements.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
   report.ms = Date.now() - started;
   for (const [k, v] of Object.entries(timings)) {
@@ -793,7 +937,7 @@ async function execute(conn: DuckDBConnection, sql: string, state: FileState): P
     return;
   }
   if (setting) await noteSettings(conn, state);
-  else if (/^\s*(ATTACH|USE)\b/i.test(sql)) state.setting ??= 'ATTACH/USE';
+  else if (/^\s*(ATTACH|USE)\b/i.test(sql)) state.attached = true;
   for (const m of sql.matchAll(
     /\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:MACRO|FUNCTION|TYPE)\s+(?:IF\s+NOT\s+EXISTS\s+)?((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))*)/gi,
   )) {
@@ -812,14 +956,18 @@ async function noteSettings(conn: DuckDBConnection, state: FileState): Promise<v
   const changed = [...now]
     .filter(([n, v]) => state.defaults.get(n) !== v && !HARMLESS_SETTINGS.has(n.toLowerCase()))
     .map(([n]) => n);
-  state.lambdaSyntax = changed.includes('lambda_syntax');
-  // one name is enough for the reason (an alias such as null_order changes with its setting)
-  state.setting = changed.find((n) => n !== 'lambda_syntax');
+  // an alias changes with its setting (null_order with default_null_order): one name is enough
+  state.changed = changed.filter(
+    (n) => !SETTING_ALIASES.has(n) || !changed.includes(SETTING_ALIASES.get(n)!),
+  );
 }
+
+/** Settings that are another's alias: listed under the other's name. */
+const SETTING_ALIASES = new Map([['null_order', 'default_null_order']]);
 
 type Judged = { path: Path; truncated: boolean; untypedNull?: number; disagreement?: Disagreement };
 /** Out of scope, or in scope with Sluice's side under way (it needs no state of the file's database). */
-type Verdict = { out: string } | { finish: Promise<Judged> };
+type Verdict = { out: string } | { finish: Promise<Judged>; unreadable: number };
 
 /** How many queries' Sluice side run at once: each waits mostly on DuckDB's threads. */
 const SLUICE_CONCURRENCY = Number(process.env.SLUICE_CONFORMANCE_CONCURRENCY ?? 4);
@@ -863,9 +1011,15 @@ function untypedNull(record: RecordValue, theirs: Outcome): boolean {
   );
 }
 
+/** The oracle's connections: the file's database, and one at Sluice's settings for a file that changed some. */
+interface Oracles {
+  file: OracleInput;
+  defaults: () => Promise<OracleInput>;
+  changed: readonly string[];
+}
+
 async function judgeQuery(
-  conn: DuckDBConnection,
-  input: OracleInput,
+  oracles: Oracles,
   /** Records per table, read once until a statement may have changed them. */
   tables: Map<string, Awaited<ReturnType<typeof tableRecords>>>,
   file: string,
@@ -873,8 +1027,10 @@ async function judgeQuery(
   s: Scoped,
   ast: Ast,
 ): Promise<Verdict> {
+  const conn = oracles.file.conn;
   let records: RecordValue[] = [{}];
   let truncated = false;
+  let unreadable = 0;
   if (s.kind === 'table') {
     let got = tables.get(s.table!);
     if (!got) {
@@ -894,10 +1050,32 @@ async function judgeQuery(
     if (!got.records.length) return { out: 'the table is empty' };
     records = got.records;
     truncated = got.truncated;
+    unreadable = got.unreadable;
   }
-  const theirs: Outcome[] = [];
+  let theirs: Outcome[];
+  const answers = async (input: OracleInput): Promise<Outcome[]> => {
+    const out: Outcome[] = [];
+    for (const r of records) out.push(await oracle(input, s.sluiceSql, r));
+    return out;
+  };
   try {
-    for (const r of records) theirs.push(await timed('duckdb', () => oracle(input, conn, s.sluiceSql, r)));
+    if (!oracles.changed.length) theirs = await timed('duckdb', () => answers(oracles.file));
+    else {
+      // the answer under Sluice's settings is the one to give; the query is in scope only when
+      // the file's settings give it too (the two databases answer at once)
+      const defaults = await oracles.defaults();
+      // both settle before either connection is used again (an interrupted one throws after)
+      const settled = await timed('duckdb', () =>
+        Promise.allSettled([answers(oracles.file), answers(defaults)]),
+      );
+      const [file, ours] = settled.map((r) => {
+        if (r.status === 'rejected') throw r.reason;
+        return r.value;
+      }) as [Outcome[], Outcome[]];
+      if (ours.some((o, i) => differ(o, file[i]!, false)))
+        return { out: `depends on setting ${oracles.changed.join(', ')}` };
+      theirs = ours;
+    }
   } catch (err) {
     if (err instanceof Interrupted) return { out: 'DuckDB took too long' };
     throw err;
@@ -907,7 +1085,10 @@ async function judgeQuery(
   const untyped = records.map((r, i) => untypedNull(r, theirs[i]!));
   const compared = untyped.filter((u) => !u).length;
   if (!compared) return { out: 'only records with an untyped NULL DuckDB cannot bind' };
-  return { finish: limit(() => compareSluice(file, rec, s, ast, records, theirs, truncated, untyped)) };
+  return {
+    finish: limit(() => compareSluice(file, rec, s, ast, records, theirs, truncated, untyped)),
+    unreadable,
+  };
 }
 
 /** Sluice's answer for the records, compared with DuckDB's. */
