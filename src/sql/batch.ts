@@ -660,6 +660,8 @@ function recordStars(root: any, alias: string): any[] {
 function hasStar(node: any): boolean {
   if (node === null || typeof node !== 'object') return false;
   if (node.class === 'STAR') return true;
+  // a subquery's `*` is over its own FROM: the item is still one column
+  if (node.class === 'SUBQUERY') return false;
   return Object.values(node).some(hasStar);
 }
 
