@@ -8,7 +8,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createLogger } from '../cli/logger.ts';
+import { createLogger } from '../shared/log.ts';
 import { type CheckpointStore, FileCheckpointStore, saveCheckpointsTo } from '../engine/checkpoint-store.ts';
 import { inputFraction, PipelineRun } from '../engine/run.ts';
 import { defaultRegistry, openCheckpointStore } from '../registry.ts';

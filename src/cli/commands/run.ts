@@ -13,7 +13,7 @@ import { loadPipeline, type Pipeline } from '../../spec/validate.ts';
 import { describeHttpMetrics } from '../../steps/http/metrics.ts';
 import { EXIT } from '../exit-codes.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
-import { createLogger, isLogLevel } from '../logger.ts';
+import { createLogger, isLogLevel } from '../../shared/log.ts';
 import { defineCommand, PARAM_OPTION, parseCommand, parseParams } from '../options.ts';
 import { ProgressReporter } from '../progress.ts';
 import { onStopSignal, type StopSignal } from '../signals.ts';
