@@ -30,8 +30,9 @@ import type { Pipeline } from '../spec/validate.ts';
 import { createDuckDBInstance } from '../sql/duckdb.ts';
 import { planQuery, ResultSchema } from '../sql/index.ts';
 import { defaultErrorsConfig } from './errors-location.ts';
-import { cpuMs, type RunProgress, type RunSummary } from './run.ts';
+import type { RunProgress } from './run.ts';
 import type { OperatorSummary } from './stats.ts';
+import { buildRunSummary, type RunSummary, type SummaryFacts } from './summary.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: DuckDB's serialized AST is untyped JSON
 type Ast = any;
@@ -1218,7 +1219,7 @@ export class PushdownRun {
     const errors = await this.#closeErrorsSink();
     return {
       kind: 'done',
-      summary: { ...this.#summary(startedAt, counts!, written!, times, outputs, errors), positions },
+      summary: this.#summary(startedAt, counts!, written!, times, outputs, errors, { positions }),
     };
   }
 
@@ -1370,18 +1371,15 @@ export class PushdownRun {
   async #interruptedSummary(startedAt: Date): Promise<RunSummary> {
     const errors = await this.#closeErrorsSink().catch(() => ({ component: 'file', outputs: [] }));
     const counts = this.#o.plan.stages.map(() => 0);
-    const summary = this.#summary(startedAt, counts, 0, { count: 0, copy: 0 }, [], errors);
-    return {
-      ...summary,
+    return this.#summary(startedAt, counts, 0, { count: 0, copy: 0 }, [], errors, {
       status: 'interrupted',
-      input_fraction: 0,
-      positions: {},
+      inputFraction: 0,
       failure: {
         code: 'SLUICE_INTERRUPTED',
         message: 'interrupted: DuckDB stopped; the temporary output was discarded',
         retriable: false,
       },
-    };
+    });
   }
 
   #summary(
@@ -1391,9 +1389,9 @@ export class PushdownRun {
     times: { count: number; copy: number },
     outputs: string[],
     errors: { component: string; outputs: string[] },
+    end: Partial<Pick<SummaryFacts, 'status' | 'failure' | 'inputFraction' | 'positions'>> = {},
   ): RunSummary {
     const { plan, pipeline, runId } = this.#o;
-    const elapsed = performance.now() - this.#started;
     const read = counts[0] ?? 0;
     const operators: OperatorSummary[] = plan.stages.map((stage, k) => {
       const inCount = k === 0 ? read : counts[k - 1]!;
@@ -1431,35 +1429,26 @@ export class PushdownRun {
       failed: 0,
       time_ms: 0,
     });
-    const positions: Record<string, number> = {};
-    return {
-      run_id: runId,
-      pipeline: pipeline.metadata.name,
-      spec: pipeline.file,
-      status: 'succeeded',
-      started_at: startedAt.toISOString(),
-      ended_at: new Date().toISOString(),
-      elapsed_ms: Math.round(elapsed),
-      records: {
-        read,
-        written,
-        filtered: operators.reduce((n, o) => n + o.filtered, 0),
-        failed: 0,
-        skipped: 0,
-      },
-      records_per_second: elapsed > 0 ? Math.round((read / elapsed) * 1000) : 0,
-      input_fraction: 1,
+    return buildRunSummary({
+      runId,
+      pipeline: { name: pipeline.metadata.name, file: pipeline.file },
+      engine: 'duckdb-pushdown',
+      engineReasons: plan.notes,
+      // No checkpoint is kept: the COPY is all or nothing, so a restart runs it again from the start.
+      restartFrom: 'scratch',
+      status: end.status ?? 'succeeded',
+      failure: end.failure ?? null,
+      startedAt,
+      elapsedMs: performance.now() - this.#started,
       operators,
+      skipped: 0,
+      inputFraction: end.inputFraction ?? 1,
       outputs: { [sink.name]: outputs },
       errors: { count: 0, by_code: {}, outputs: errors.outputs },
       checkpoints: { count: 0, last_at: null },
-      positions,
-      resumed_from: null,
-      failure: null,
-      peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
-      cpu_ms: cpuMs(),
-      engine: 'duckdb-pushdown',
-    };
+      positions: end.positions ?? {},
+      resumedFrom: null,
+    });
   }
 }
 

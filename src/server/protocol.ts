@@ -37,7 +37,15 @@ export interface LiveProgress {
 }
 
 export type WorkerMessage =
-  | { type: 'started'; runId: string; resumedFrom: Record<string, number> | null; checks: Check[] }
+  | {
+      type: 'started';
+      runId: string;
+      resumedFrom: Record<string, number> | null;
+      checks: Check[];
+      /** The engine the runner picked, and where a restart of this attempt begins. */
+      engine: RunSummary['engine'];
+      restartFrom: RunSummary['restart_from'];
+    }
   | { type: 'progress'; progress: LiveProgress; metrics: JobMetricsSnapshot }
   | { type: 'checkpoint'; positions: Record<string, number>; at: number }
   | { type: 'summary'; summary: RunSummary }
