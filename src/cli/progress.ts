@@ -76,6 +76,6 @@ export class ProgressDisplay {
 export function progressMode(requested: string, recordsOnTerminal: boolean): 'live' | 'plain' | 'none' {
   const terminal = process.stderr.isTTY === true;
   if (requested === 'live') return recordsOnTerminal ? 'plain' : 'live';
-  if (requested === 'auto') return recordsOnTerminal ? 'none' : terminal ? 'live' : 'plain';
+  if (requested === 'auto') return !terminal ? 'plain' : recordsOnTerminal ? 'none' : 'live';
   return requested === 'plain' ? 'plain' : 'none';
 }
