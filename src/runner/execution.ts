@@ -1,10 +1,11 @@
 /**
  * The `Execution` contract and its two implementations: the streaming engine (src/engine/run.ts)
- * and the DuckDB pushdown (src/engine/pushdown.ts). See src/runner/index.ts for the contract's
+ * and the DuckDB pushdown (src/engine/pushdown-run.ts). See src/runner/index.ts for the contract's
  * rules; an engine added later (one split of a job on a worker, Flink SQL) is one more class here.
  */
 import type { Checkpoint } from '../engine/checkpoint-store.ts';
-import { type PushdownEligible, PushdownRun } from '../engine/pushdown.ts';
+import type { PushdownEligible } from '../engine/pushdown.ts';
+import { PushdownRun } from '../engine/pushdown-run.ts';
 import { PipelineRun, type RunOptions, type RunProgress, type RunSnapshot } from '../engine/run.ts';
 import type { EngineName, RunSummary } from '../engine/summary.ts';
 import type { Logger } from '../sdk/types.ts';
