@@ -13,17 +13,10 @@ import { createLogger } from '../shared/log.ts';
 import { workspaceRoots } from '../spec/workspace.ts';
 import { confineProcessDuckDB } from '../sql/duckdb.ts';
 import { loadVersion } from './jobs.ts';
-import { type StartMessage, WORKER_EXIT, type WorkerMessage } from './protocol.ts';
+import { type StartMessage, sendToServer as send, WORKER_EXIT } from './protocol.ts';
 import { liveProgress, takeSnapshot } from './worker-metrics.ts';
 
 const PROGRESS_EVERY_MS = 1000;
-
-function send(message: WorkerMessage): Promise<void> {
-  return new Promise((resolve) => {
-    if (!process.connected) return resolve();
-    process.send!(message, undefined, {}, () => resolve());
-  });
-}
 
 async function runJob(start: StartMessage): Promise<number> {
   const runId = `${start.jobId}-a${start.attempt}`;
