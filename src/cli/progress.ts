@@ -36,3 +36,46 @@ export class ProgressReporter {
     return parts.join(' · ');
   }
 }
+
+/**
+ * Shows a progress line on stderr while a run goes: `live` redraws one line (4 times a second),
+ * `plain` prints a line every `intervalMs`, `none` nothing. `clear()` wipes the live line before
+ * anything else is written to the terminal.
+ */
+export class ProgressDisplay {
+  #shown = false;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(mode: 'live' | 'plain' | 'none', line: () => string, intervalMs: number) {
+    if (mode === 'live')
+      this.#timer = setInterval(() => {
+        process.stderr.write(`\r\x1b[2K${line()}`);
+        this.#shown = true;
+      }, 250);
+    else if (mode === 'plain')
+      this.#timer = setInterval(() => process.stderr.write(`progress: ${line()}\n`), intervalMs);
+  }
+
+  clear = (): void => {
+    if (this.#shown) process.stderr.write('\r\x1b[2K');
+    this.#shown = false;
+  };
+
+  end(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.clear();
+  }
+}
+
+/**
+ * The display for `--progress MODE`. A redrawn line and records on one terminal glue together
+ * (`… elapsed 2.8s{"id":54,…}`): when the stdout sink writes to a terminal, auto shows no
+ * progress (the records are the progress, as curl hides its meter then) and live prints whole
+ * lines, which never split a record.
+ */
+export function progressMode(requested: string, recordsOnTerminal: boolean): 'live' | 'plain' | 'none' {
+  const terminal = process.stderr.isTTY === true;
+  if (requested === 'live') return recordsOnTerminal ? 'plain' : 'live';
+  if (requested === 'auto') return !terminal ? 'plain' : recordsOnTerminal ? 'none' : 'live';
+  return requested === 'plain' ? 'plain' : 'none';
+}

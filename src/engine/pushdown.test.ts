@@ -8,7 +8,8 @@ import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { type CliResult, sluice } from '../cli/test-util.ts';
 import { defaultRegistry } from '../registry.ts';
 import { loadPipeline } from '../spec/validate.ts';
-import { countsFromProfile, csvTextHazard, planPushdown } from './pushdown.ts';
+import { planPushdown } from './pushdown.ts';
+import { countsFromProfile, csvTextHazard } from './pushdown-run.ts';
 import type { RunSummary } from './run.ts';
 import { assertCountsAddUp } from './test-util.ts';
 

@@ -14,6 +14,7 @@ import type {
   StepInstance,
   StepResult,
 } from '../sdk/types.ts';
+import { backoffDelay } from '../shared/backoff.ts';
 import { parseDuration } from '../spec/duration.ts';
 import type { Pipeline, SinkUse } from '../spec/validate.ts';
 import { type CompiledCondition, compileCondition } from '../sql/index.ts';
@@ -21,40 +22,10 @@ import type { PendingCommits } from './checkpoint-store.ts';
 import { ErrorChannel } from './error-channel.ts';
 import { defaultErrorsConfig } from './errors-location.ts';
 import { BoundedQueue } from './queue.ts';
-import { countProblems, OperatorStats, type OperatorSummary } from './stats.ts';
+import { countProblems, OperatorStats } from './stats.ts';
+import { buildRunSummary, type RunStatus, type RunSummary } from './summary.ts';
 
-export type RunStatus = 'succeeded' | 'failed' | 'interrupted';
-
-export interface RunSummary {
-  run_id: string;
-  pipeline: string;
-  spec: string;
-  status: RunStatus;
-  started_at: string;
-  ended_at: string;
-  elapsed_ms: number;
-  /** `skipped`: records dropped because an earlier attempt had committed them (not counted as read). */
-  records: { read: number; written: number; filtered: number; failed: number; skipped: number };
-  records_per_second: number;
-  /** How much of a bounded input was consumed (0..1), when the source can tell. */
-  input_fraction: number | null;
-  operators: OperatorSummary[];
-  outputs: Record<string, string[]>;
-  errors: { count: number; by_code: Record<string, number>; outputs: string[] };
-  checkpoints: { count: number; last_at: string | null };
-  /** Last committed offset per source partition: where a resumed run would start. */
-  positions: Record<string, number>;
-  /** The checkpoint positions this run resumed from, or null when it started from the beginning. */
-  resumed_from: Record<string, number> | null;
-  /** Why the run failed; `retriable`: a restart from the last checkpoint may succeed (a dropped connection, a broker away). */
-  failure: { code: string; message: string; retriable: boolean } | null;
-  /** Peak resident memory of the process that ran the pipeline. */
-  peak_rss_mib: number;
-  /** CPU time (user and system) of the process that ran the pipeline, all threads. */
-  cpu_ms: number;
-  /** Which engine ran it: the streaming engine, or one DuckDB COPY (docs/pushdown.md). */
-  engine: 'streaming' | 'duckdb-pushdown';
-}
+export type { RunStatus, RunSummary } from './summary.ts';
 
 export interface RunProgress {
   elapsedMs: number;
@@ -116,6 +87,8 @@ export interface RunOptions {
     final: boolean,
     pending: PendingCommits,
   ) => Promise<void>;
+  /** Why this run is on the streaming engine (the pushdown's reasons), for the summary. */
+  engineReasons?: readonly string[];
 }
 
 type QueueItem =
@@ -631,7 +604,7 @@ export class PipelineRun {
         // instead of sending good records to the errors sink.
         if (error.retriable && attempt >= attempts) throw error;
         if (error.retriable) {
-          const wait = Math.random() * Math.min(cap, base * 2 ** (attempt - 1));
+          const wait = backoffDelay(attempt, { baseMs: base, maxMs: cap, jitter: 'full' });
           this.#options.logger.warn(`sink ${slot.use.name}: write failed, retrying`, {
             attempt,
             of: attempts,
@@ -763,37 +736,21 @@ export class PipelineRun {
   }
 
   #summary(startedAt: Date): RunSummary {
-    const ended = new Date();
-    const elapsed = performance.now() - this.#started;
-    const operators = [
-      this.#sourceStats,
-      ...this.#stepStats,
-      ...(this.#routeStats ? [this.#routeStats] : []),
-      ...this.#sinkSlots.map((s) => s.stats),
-      ...(this.#errors ? [this.#errors.stats] : []),
-    ].map((s) => s.toJSON());
-    const fraction = inputFraction(this.progress());
     const failure = this.#failure;
     const status: RunStatus = this.#interrupted ? 'interrupted' : failure ? 'failed' : 'succeeded';
-    const read = this.#sourceStats.in;
-    return {
-      run_id: this.#options.runId,
-      pipeline: this.#pipeline.metadata.name,
-      spec: this.#pipeline.file,
+    return buildRunSummary({
+      runId: this.#options.runId,
+      pipeline: { name: this.#pipeline.metadata.name, file: this.#pipeline.file },
+      engine: 'streaming',
+      engineReasons: this.#options.engineReasons,
+      restartFrom: this.#notResumable() ? 'scratch' : 'checkpoint',
       status,
-      started_at: startedAt.toISOString(),
-      ended_at: ended.toISOString(),
-      elapsed_ms: Math.round(elapsed),
-      records: {
-        read,
-        written: this.#sinkSlots.reduce((n, s) => n + s.stats.out, 0),
-        filtered: this.#stepStats.reduce((n, s) => n + s.filtered, 0),
-        failed: this.#errors?.total ?? 0,
-        skipped: this.#skipped,
-      },
-      records_per_second: elapsed > 0 ? Math.round((read / elapsed) * 1000) : 0,
-      input_fraction: fraction,
-      operators,
+      failure,
+      startedAt,
+      elapsedMs: performance.now() - this.#started,
+      operators: this.snapshot().operators.map((s) => s.toJSON()),
+      skipped: this.#skipped,
+      inputFraction: inputFraction(this.progress()),
       outputs: Object.fromEntries(this.#sinkSlots.map((s) => [s.use.name, s.instance.outputs?.() ?? []])),
       errors: {
         count: this.#errors?.total ?? 0,
@@ -802,14 +759,8 @@ export class PipelineRun {
       },
       checkpoints: { count: this.#checkpoints, last_at: this.#lastCheckpoint?.toISOString() ?? null },
       positions: Object.fromEntries(this.#committedPositions),
-      resumed_from: this.#resumedFrom,
-      failure: failure
-        ? { code: failure.code, message: failure.message, retriable: failure.retriable }
-        : null,
-      peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
-      cpu_ms: cpuMs(),
-      engine: 'streaming',
-    };
+      resumedFrom: this.#resumedFrom,
+    });
   }
 }
 
@@ -836,10 +787,4 @@ async function nextOrStop<T>(
 
 function isAsyncIterable<T>(x: unknown): x is AsyncIterable<T> {
   return typeof (x as AsyncIterable<T> | null)?.[Symbol.asyncIterator] === 'function';
-}
-
-/** CPU time (user and system) this process has used so far, all threads, in milliseconds. */
-export function cpuMs(): number {
-  const usage = process.resourceUsage();
-  return Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000);
 }

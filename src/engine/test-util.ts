@@ -6,7 +6,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { defaultRegistry } from '../registry.ts';
 import { loadPipeline } from '../spec/validate.ts';
-import { PushdownRun, planPushdown } from './pushdown.ts';
+import { planPushdown } from './pushdown.ts';
+import { PushdownRun } from './pushdown-run.ts';
 import { PipelineRun, type RunSummary } from './run.ts';
 import { countProblems } from './stats.ts';
 

@@ -37,7 +37,15 @@ export interface LiveProgress {
 }
 
 export type WorkerMessage =
-  | { type: 'started'; runId: string; resumedFrom: Record<string, number> | null; checks: Check[] }
+  | {
+      type: 'started';
+      runId: string;
+      resumedFrom: Record<string, number> | null;
+      checks: Check[];
+      /** The engine the runner picked, and where a restart of this attempt begins. */
+      engine: RunSummary['engine'];
+      restartFrom: RunSummary['restart_from'];
+    }
   | { type: 'progress'; progress: LiveProgress; metrics: JobMetricsSnapshot }
   | { type: 'checkpoint'; positions: Record<string, number>; at: number }
   | { type: 'summary'; summary: RunSummary }
@@ -45,3 +53,11 @@ export type WorkerMessage =
 
 /** Exit codes of a job process: anything else (or a signal) means it died. */
 export const WORKER_EXIT = { succeeded: 0, failed: 1, invalid: 2, interrupted: 130 } as const;
+
+/** Sends a message from a job's process to the server; resolves once sent (at once when the server is gone). */
+export function sendToServer(message: WorkerMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.connected) return resolve();
+    process.send!(message, undefined, {}, () => resolve());
+  });
+}

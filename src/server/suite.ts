@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -138,6 +138,37 @@ export function controlPlaneSuite(kind: StoreKind): void {
         assert.deepEqual(
           detail.body.events.map((e) => e.to_state),
           ['pending', 'running', 'succeeded'],
+        );
+      });
+
+      it('runs a file → SQL → file job pushed down to DuckDB, and its summary says so', async () => {
+        await mkdir(path.join(work, 'pushdown'), { recursive: true });
+        await writeFile(path.join(work, 'pushdown/in.csv'), 'id,amount\n1,10\n2,-3\n3,7\n');
+        const spec = `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: pushed }
+source:
+  file: { path: pushdown/in.csv, csv: { columns: { id: integer, amount: integer } } }
+steps:
+  - sql: SELECT id, amount * 2 AS twice FROM input WHERE amount > 0
+sink:
+  file: { path: out/pushed/result.csv }
+`;
+        const job = await waitForJob(api, (await submit(spec)).body.job.id);
+        assert.equal(job.state, 'succeeded', job.reason ?? '');
+        const summary = job.summary as {
+          engine: string;
+          engine_reasons: string[];
+          restart_from: string;
+          records: { read: number; written: number; filtered: number };
+        };
+        assert.equal(summary.engine, 'duckdb-pushdown');
+        assert.match(summary.engine_reasons.join('\n'), /as one DuckDB COPY/);
+        assert.equal(summary.restart_from, 'scratch', 'a pushed-down job restarts from scratch');
+        assert.deepEqual(summary.records, { read: 3, written: 2, filtered: 1, failed: 0, skipped: 0 });
+        assert.equal(
+          await readFile(path.join(work, 'out/pushed/result.csv'), 'utf8'),
+          'id,twice\n1,20\n3,14\n',
         );
       });
 

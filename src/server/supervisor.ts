@@ -11,6 +11,7 @@ import { setPriority, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { RunSummary } from '../engine/run.ts';
 import type { Logger } from '../sdk/types.ts';
+import { backoffDelay } from '../shared/backoff.ts';
 import type { Check } from '../spec/schema.ts';
 import type { Workspace } from '../spec/workspace.ts';
 import { apiJob, evaluateChecks, eventFor, jobPaths } from './jobs.ts';
@@ -46,6 +47,8 @@ interface LiveJob {
   child: ChildProcess;
   attempt: number;
   runId?: string;
+  /** Where a restart begins: a pushed-down run keeps no checkpoint and starts over. */
+  restartFrom?: 'checkpoint' | 'scratch';
   progress?: LiveProgress;
   summary?: RunSummary;
   checks?: Check[];
@@ -288,6 +291,7 @@ export class Supervisor {
     if (m.type === 'started') {
       live.runId = m.runId;
       live.checks = m.checks;
+      live.restartFrom = m.restartFrom;
     } else if (m.type === 'progress') {
       live.progress = m.progress;
       this.#o.metrics.setJobSnapshot(live.job.id, live.job.pipeline_name, m.metrics);
@@ -349,6 +353,7 @@ export class Supervisor {
         `it failed: ${summary.failure.code}: ${summary.failure.message}`,
         summary,
         attempts,
+        live.restartFrom,
       );
     }
     if ((code === WORKER_EXIT.failed && summary?.status === 'failed') || code === WORKER_EXIT.invalid) {
@@ -358,19 +363,22 @@ export class Supervisor {
         : `its spec no longer validates: ${live.invalid ?? 'see the job log'}`;
       return this.#finalize(job, 'running', 'failed', why, summary, attempts);
     }
-    return this.#crashed(job, exit, summary, attempts);
+    return this.#crashed(job, exit, summary, attempts, live.restartFrom);
   }
 
   /**
    * The process died, or the run failed with a retriable error (`exit` then starts with "it
-   * failed"): restart from the checkpoint while the policy allows, else fail.
+   * failed"): restart from the checkpoint (or from scratch: a pushed-down run keeps none) while
+   * the policy allows, else fail.
    */
   async #crashed(
     job: JobRecord,
     exit: string,
     summary: RunSummary | undefined,
     attempts: AttemptSummary[],
+    from: LiveJob['restartFrom'] = 'checkpoint',
   ): Promise<boolean> {
+    const where = from === 'scratch' ? 'from scratch (it keeps no checkpoint)' : 'from its last checkpoint';
     const policy = job.restart_policy;
     const used = job.restarts;
     if (used >= policy.attempts) {
@@ -384,12 +392,12 @@ export class Supervisor {
         attempts,
       );
     }
-    const wait = Math.min(policy.max_backoff_ms, policy.backoff_ms * 2 ** used);
+    const wait = backoffDelay(used + 1, { baseMs: policy.backoff_ms, maxMs: policy.max_backoff_ms });
     const moved = await this.#o.store.transition(
       job.id,
       'running',
       'pending',
-      `${why(exit)}; restart ${used + 1} of ${policy.attempts} in ${Math.round(wait / 1000)}s, from its last checkpoint`,
+      `${why(exit)}; restart ${used + 1} of ${policy.attempts} in ${Math.round(wait / 1000)}s, ${where}`,
       {
         restarts: used + 1,
         next_start_at: Date.now() + wait,
@@ -398,7 +406,7 @@ export class Supervisor {
       },
     );
     if (!moved) return false;
-    this.#o.logger.warn(`job restarting from its checkpoint: ${why(exit)}`, {
+    this.#o.logger.warn(`job restarting ${where}: ${why(exit)}`, {
       job_id: job.id,
       exit,
       wait_ms: wait,

@@ -10,6 +10,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { SluiceError } from '../sdk/errors.ts';
 import type { Logger } from '../sdk/types.ts';
+import { backoffDelay as exponentialBackoff } from '../shared/backoff.ts';
 import type { Db } from './store/db.ts';
 import { newId } from './store/ids.ts';
 
@@ -118,8 +119,7 @@ export function backoffDelay(
   retry: RetryPolicy,
   random: () => number = Math.random,
 ): number {
-  const ceiling = Math.min(retry.maxMs, retry.baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(random() * ceiling);
+  return Math.round(exponentialBackoff(attempt, { ...retry, jitter: 'full' }, random));
 }
 
 // ------------------------------------------------------------------ service

@@ -2,8 +2,9 @@
  * What a job's worker process reports to the control plane for metrics, once a second over IPC:
  * plain JSON with cumulative counters since the run started, so a lost message skews no total.
  */
-import type { PipelineRun } from '../engine/run.ts';
+import { inputFraction, type RunProgress, type RunSnapshot } from '../engine/run.ts';
 import type { OperatorSummary } from '../engine/stats.ts';
+import type { LiveProgress } from './protocol.ts';
 
 /** The summary's counters of one operator, with its batch-latency histogram instead of its total time. */
 export interface OperatorMetrics extends Omit<OperatorSummary, 'time_ms'> {
@@ -25,7 +26,7 @@ export interface JobMetricsSnapshot {
   takenAt: number;
 }
 
-export function takeSnapshot(run: PipelineRun, now: number = Date.now()): JobMetricsSnapshot {
+export function takeSnapshot(run: { snapshot(): RunSnapshot }, now: number = Date.now()): JobMetricsSnapshot {
   const snap = run.snapshot();
   return {
     operators: snap.operators.map((s) => ({
@@ -42,5 +43,18 @@ export function takeSnapshot(run: PipelineRun, now: number = Date.now()): JobMet
     queues: snap.queues.map((q) => ({ size: q.size, capacity: q.capacity })),
     lastCheckpointAt: snap.lastCheckpointAt,
     takenAt: now,
+  };
+}
+
+/** The counters a job shows while it runs (`GET /v1/jobs/ID`). */
+export function liveProgress(p: RunProgress): LiveProgress {
+  return {
+    read: p.read,
+    written: p.written,
+    failed: p.failed,
+    filtered: p.filtered,
+    elapsed_ms: Math.round(p.elapsedMs),
+    records_per_second: p.elapsedMs > 0 ? Math.round((p.read / p.elapsedMs) * 1000) : 0,
+    input_fraction: inputFraction(p),
   };
 }

@@ -2,8 +2,8 @@ import { type ApiJob, type ApiJobEvent, CLIENT_OPTIONS, clientFrom } from '../cl
 import { EXIT } from '../exit-codes.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
 import { defineCommand, parseCommand } from '../options.ts';
+import { operatorTable } from '../run-report.ts';
 import { jobDurationMs, shortTime } from './jobs.ts';
-import { operatorTable } from './run.ts';
 
 export const jobCommand = defineCommand({
   name: 'job',

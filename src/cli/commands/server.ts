@@ -1,8 +1,8 @@
 import { SluiceError } from '../../sdk/errors.ts';
 import { createTokenInStore, startServer } from '../../server/server.ts';
 import { TOKEN_SCOPES, type TokenScope } from '../../server/store/jobs.ts';
+import { createLogger, isLogLevel } from '../../shared/log.ts';
 import { EXIT } from '../exit-codes.ts';
-import { createLogger, isLogLevel } from '../logger.ts';
 import { defineCommand, type OptionSpec, parseCommand } from '../options.ts';
 import { onStopSignal } from '../signals.ts';
 

@@ -1,3 +1,4 @@
+/** The process logger of `sluice run`, `sluice server` and job processes (shared: the server and the runner must not import cli/). */
 import pino from 'pino';
 import type { Logger } from '../sdk/types.ts';
 
