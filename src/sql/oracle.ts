@@ -207,24 +207,9 @@ function judge(mine: Outcome, theirs: OracleResult, sql: string, row: RecordValu
   const expected = theirs.rows[0]!;
   const tolerant = callsTranscendental(sql);
   for (const k of names) {
-    if (
-      !sameValue(mine.value[k], expected[k], tolerant) &&
-      !differsInNanSignOnly(mine.value[k], expected[k])
-    ) {
+    if (!sameValue(mine.value[k], expected[k], tolerant)) {
       return `${k}: ${show(mine.value[k])} but DuckDB gives ${show(expected[k])}`;
     }
   }
   return undefined;
-}
-
-/**
- * A known difference the differential tests let pass (docs/sql.md, Conformance with DuckDB): DuckDB
- * prints a NaN whose sign bit is set (`0/0` on x86, `-'nan'`) as `-nan`, compiled SQL as `nan`.
- */
-function differsInNanSignOnly(mine: unknown, theirs: unknown): boolean {
-  return (
-    typeof mine === 'string' &&
-    typeof theirs === 'string' &&
-    mine.replace(/-nan/g, 'nan') === theirs.replace(/-nan/g, 'nan')
-  );
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { parse as parseYaml } from 'yaml';
 import type { ComponentContext, SluiceRecord, StepInstance, StepResult } from '../../sdk/types.ts';
 import { sameValue } from '../../sql/same-value.ts';
@@ -22,6 +23,17 @@ function rec(value: Record<string, unknown>, offset: number): SluiceRecord {
     value,
     meta: { position: { partition: 'in.jsonl', offset }, eventTime: 1000 + offset, headers: { h: 'v' } },
   };
+}
+
+/** DuckDB's own rows for a query, as plain values. */
+async function duckRows(sql: string): Promise<Record<string, unknown>[]> {
+  const instance = await DuckDBInstance.create(':memory:');
+  try {
+    const conn = await instance.connect();
+    return (await conn.runAndReadAll(sql)).getRowObjectsJS();
+  } finally {
+    instance.closeSync();
+  }
 }
 
 async function make(query: string, lookups?: SqlConfig['lookups']): Promise<StepInstance> {
@@ -378,6 +390,23 @@ describe('sql step on DuckDB micro-batches', () => {
         { id: 2, s: 9223372036854775812n },
         { id: 3, s: 3.5 },
       ],
+    );
+    assert.equal(out[0]!.rejected, undefined);
+  });
+
+  test("a NaN written as text is DuckDB's, sign included (nan, -nan), not the compiled code's", async () => {
+    // inf - inf and -nan have their sign bit set on DuckDB's x86 builds; JavaScript cannot say
+    const step = await make(
+      "SELECT id, (x - x)::VARCHAR AS diff, (-(x - x))::VARCHAR AS neg, 'nan'::DOUBLE::VARCHAR AS lit, x::VARCHAR AS t FROM input",
+    );
+    const batch = [rec({ id: 1, x: Number.POSITIVE_INFINITY }, 1), rec({ id: 2, x: 2.5 }, 2)];
+    const { out } = await runAll(step, [batch]);
+    const expected = await duckRows(
+      "SELECT id, (x - x)::VARCHAR AS diff, (-(x - x))::VARCHAR AS neg, 'nan'::DOUBLE::VARCHAR AS lit, x::VARCHAR AS t FROM (VALUES (1, 'inf'::DOUBLE), (2, 2.5::DOUBLE)) v(id, x)",
+    );
+    assert.deepEqual(
+      out[0]!.records.map((r) => r.value),
+      expected,
     );
     assert.equal(out[0]!.rejected, undefined);
   });
