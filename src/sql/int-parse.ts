@@ -11,14 +11,19 @@
  * | [sign] digits `.` digits, `.` digits              | rounded half away from zero                 |
  * | any of those, then `e`/`E` [sign] digits [`.`]    | times 10^exponent, then rounded likewise    |
  *
+ * An unsigned target refuses a minus sign before white space, a point or an exponent (`'- '`,
+ * `'-0.4'`, `'-0e0'`; `'-0'` is 0), and a UBIGINT reads hex, binary, fractions and exponents in
+ * unsigned 64-bit arithmetic (up to 2^64-1) where every other target uses signed.
+ *
  * Digits may have single `_` between them; trailing white space is allowed except after a hex or
  * binary number. With a fraction or an exponent DuckDB computes in 64-bit integers: the integer part
  * (and, for a positive exponent, it scaled, and the fraction digits it moves before the point) must
- * fit a BIGINT even for a UBIGINT target; a fraction digit that would overflow its 64-bit
+ * fit a BIGINT (a UBIGINT for a UBIGINT target); a fraction digit that would overflow its 64-bit
  * accumulator is skipped (a later, smaller one may still count); the exponent fits a SMALLINT.
  */
 
 const I64_MAX = 2n ** 63n - 1n;
+const U64_MAX = 2n ** 64n - 1n;
 /** The largest magnitude a BIGINT holds for each sign. */
 const I64_MAGNITUDE = { pos: I64_MAX, neg: 2n ** 63n };
 
@@ -33,14 +38,19 @@ const DECIMAL = new RegExp(
 
 /** `s` as an integer in [lo, hi] the way DuckDB casts it, or undefined when DuckDB refuses it. */
 export function parseDuckInt(s: string, lo: bigint, hi: bigint): bigint | undefined {
+  const unsigned = lo === 0n;
+  // DuckDB reads a UBIGINT in unsigned 64-bit arithmetic, every other integer in signed
+  const ubigint = hi > I64_MAX;
   if (RADIX_PREFIX.test(s)) {
     const m = RADIX.exec(s);
     if (!m) return undefined;
     const v =
       m[1] !== undefined ? BigInt(`0x${m[1].replace(/_/g, '')}`) : BigInt(`0b${m[2]!.replace(/_/g, '')}`);
-    return v <= I64_MAX && v <= hi ? v : undefined;
+    return v <= (ubigint ? U64_MAX : I64_MAX) && v <= hi ? v : undefined;
   }
-  if (SIGN_ONLY.test(s)) return 0n >= lo && 0n <= hi ? 0n : undefined;
+  // an unsigned target takes no minus sign before white space, nor before a fraction or exponent
+  if (SIGN_ONLY.test(s))
+    return unsigned && s.trimStart()[0] === '-' ? undefined : 0n >= lo && 0n <= hi ? 0n : undefined;
   const m = DECIMAL.exec(s);
   if (!m) return undefined;
   const [, sign, intText, fracText, expMark, expText] = m;
@@ -48,9 +58,10 @@ export function parseDuckInt(s: string, lo: bigint, hi: bigint): bigint | undefi
   const neg = sign === '-';
   const int = BigInt((intText ?? '0').replace(/_/g, ''));
   const inRange = (v: bigint) => (v >= lo && v <= hi ? v : undefined);
+  if (unsigned && neg && (expMark !== undefined || s.includes('.'))) return undefined;
   if (fracText === undefined && expMark === undefined) return inRange(neg ? -int : int);
-  // with a fraction or an exponent, DuckDB's arithmetic is in 64-bit integers
-  const limit = neg ? I64_MAGNITUDE.neg : I64_MAGNITUDE.pos;
+  // with a fraction or an exponent, DuckDB's arithmetic is in 64-bit integers (unsigned ones for an unsigned target)
+  const limit = ubigint ? U64_MAX : neg ? I64_MAGNITUDE.neg : I64_MAGNITUDE.pos;
   if (int > limit) return undefined;
   const exponent = expText === undefined ? 0 : Number(expText.replace(/_/g, ''));
   if (exponent < -32768 || exponent > 32767) return undefined;

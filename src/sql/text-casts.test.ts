@@ -160,6 +160,27 @@ const INTEGERS = [
   '99999999999999999999e-5',
 ];
 
+/** Forms whose value an unsigned target reads its own way: no minus before a point, an exponent or white space; UBIGINT's 64 unsigned bits. */
+const UNSIGNED = [
+  '- ',
+  '-0.',
+  '-0.4',
+  '-0e0',
+  '-0',
+  '-',
+  '18446744073709551615',
+  '18446744073709551615.0',
+  '18446744073709551615.5',
+  '18446744073709551616.0',
+  '1e19',
+  '1.8e19',
+  '0xFFFFFFFFFFFFFFFF',
+  '0x10000000000000000',
+  '9223372036854775808.4',
+  '18446744073709551416e-16',
+  '4294967295.5',
+];
+
 describe('text cast to DATE, TIMESTAMP and integers agrees with DuckDB', () => {
   const cases: [string, string[]][] = [
     ['SELECT TRY_CAST(s AS DATE) AS d, TRY_CAST(s AS TIMESTAMP) AS t FROM input', [...DATES, ...TIMESTAMPS]],
@@ -167,6 +188,10 @@ describe('text cast to DATE, TIMESTAMP and integers agrees with DuckDB', () => {
     ['SELECT CAST(s AS TIMESTAMP) AS t FROM input', [...DATES, ...TIMESTAMPS]],
     ['SELECT TRY_CAST(s AS BIGINT) AS i, TRY_CAST(s AS INTEGER) AS i32 FROM input', INTEGERS],
     ['SELECT CAST(s AS BIGINT) AS i FROM input', INTEGERS],
+    [
+      'SELECT TRY_CAST(s AS UBIGINT) AS u, TRY_CAST(s AS UINTEGER) AS u32, TRY_CAST(s AS UTINYINT) AS u8 FROM input',
+      [...UNSIGNED, ...INTEGERS],
+    ],
   ];
   for (const [sql, strings] of cases) {
     test(sql, async () => {
