@@ -111,6 +111,10 @@ export class Binder {
   /** Lambda parameters in scope, innermost last: lower-cased name → id (they shadow columns). */
   #lambdaScopes: Map<string, number>[] = [];
   #lambdaIds = 0;
+  /** The select list's aliases, lower case: a bare name among them may be a lateral alias (see `lateral`). */
+  #aliases = new Set<string>();
+  /** Bare column names that DuckDB reads as a select-list alias when the record has no such column. */
+  #lateral = new Set<string>();
 
   constructor(ctx: BindContext) {
     this.#ctx = ctx;
@@ -194,6 +198,9 @@ export class Binder {
     if (node.having) throw this.beyond('HAVING is not allowed in per-record SQL', node.having);
     if (node.qualify) throw this.beyond('QUALIFY is not allowed in per-record SQL', node.qualify);
     if (node.sample) throw this.unsupported('USING SAMPLE');
+    if (mode === 'select')
+      for (const item of node.select_list as AstNode[])
+        if (item.alias) this.#aliases.add(String(item.alias).toLowerCase());
     const where = node.where_clause ? this.expr(node.where_clause) : null;
     if (mode === 'condition') return { columns: [], where };
     // two columns of one name are one field of the record, holding the last one's value, as on
@@ -210,7 +217,7 @@ export class Binder {
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
       columns.push({ kind: 'expr', name, node: bound });
     }
-    return { columns, where };
+    return this.#lateral.size ? { columns, where, lateral: [...this.#lateral] } : { columns, where };
   }
 
   #bindFrom(from: AstNode): void {
@@ -427,6 +434,9 @@ export class Binder {
       // DuckDB does not resolve a table-qualified name that a lambda parameter shadows
       throw this.error(`Referenced table "${names[0]}" not found!`, undefined);
     if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
+    // DuckDB reads a bare name that is also a select-list alias (in a select item or WHERE) as the
+    // column when the table has it, else as the alias (or refuses it, before its definition)
+    else if (names.length === 1 && this.#aliases.has(names[0]!.toLowerCase())) this.#lateral.add(names[0]!);
     return { k: 'leaf', path: names, text, loc };
   }
 

@@ -6,10 +6,11 @@
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
-import type { RecordValue } from '../sdk/types.ts';
+import type { RecordValue, SluiceRecord } from '../sdk/types.ts';
 import { newDuckDBConnection } from './duckdb.ts';
 import { isComputeOnDuckDB } from './fallback.ts';
 import { compileSelect } from './index.ts';
+import { withDuckDBFallback } from './per-record.ts';
 import { sqlValueConverter } from './values.ts';
 
 function quoteIdent(name: string): string {
@@ -241,4 +242,31 @@ function judge(mine: Outcome, theirs: OracleResult, sql: string, row: RecordValu
     }
   }
   return undefined;
+}
+
+/**
+ * What a sql step on the compiled path outputs for each record, one record per batch: compiled
+ * code, or DuckDB for a record compiled code hands over. A value, null when dropped, or
+ * `error: <message>` for an error record.
+ */
+export async function perRecordOutputs(sql: string, rows: RecordValue[]): Promise<unknown[]> {
+  const select = await compileSelect(sql);
+  const step = withDuckDBFallback(
+    (record) => {
+      const value = select(record.value);
+      return value === null ? null : { value, meta: record.meta };
+    },
+    sql,
+    {},
+  );
+  try {
+    const out: unknown[] = [];
+    for (const value of rows) {
+      const r = await step.process([{ value, meta: {} } as SluiceRecord]);
+      out.push(r.rejected?.length ? `error: ${r.rejected[0]!.error.message}` : (r.records[0]?.value ?? null));
+    }
+    return out;
+  } finally {
+    await step.close();
+  }
 }

@@ -13,6 +13,7 @@ import { tsStr } from './runtime-temporal.ts';
 import { type Shape, shapeOf } from './shape.ts';
 
 export * from './runtime-interval.ts';
+export * from './runtime-lateral.ts';
 export * from './runtime-temporal.ts';
 
 /** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
