@@ -997,6 +997,8 @@ export class Gen {
     if (ta.id === 'INTERVAL' && tb.id === 'INTERVAL') return { a, b, kind: 'interval' };
     if ((ta.id === 'LIST' && tb.id === 'LIST') || (ta.id === 'STRUCT' && tb.id === 'STRUCT')) {
       if (ordered && !nestedComparable(ta, tb)) fail();
+      if (!ordered && !likeElements(ta, tb))
+        throw new CompileError(`= on ${typeName(ta)} and ${typeName(tb)}`, node, 'beyond');
       return { a, b, kind: ordered ? 'nested' : 'deep' };
     }
     return fail();
@@ -1024,7 +1026,7 @@ export class Gen {
         if (op === '=' || op === '<>') return `${a} ${CMP_JS[op]} ${b}`;
         return `strCmp(${a}, ${b}) ${op} 0`;
       case 'deep':
-        return op === '=' ? `deepEq(${a}, ${b})` : `!deepEq(${a}, ${b})`;
+        return op === '=' ? `deepEq(${a}, ${b}, ${x})` : `!deepEq(${a}, ${b}, ${x})`;
       case 'nested':
         return `nestedCmp(${a}, ${b}, ${x}) ${op} 0`;
       case 'interval':
@@ -1060,6 +1062,27 @@ function nestedComparable(a: SqlType, b: SqlType): boolean {
   if (scalar(a) && scalar(b)) return true;
   if (isTemporal(a) && isTemporal(b)) return true;
   return a.id === b.id && a.id !== 'LIST' && a.id !== 'STRUCT' && a.id !== 'OTHER';
+}
+
+/**
+ * Whether `=` on LISTs or STRUCTs of these types compares like with like, as compiled code does.
+ * DuckDB first casts both to one type: a VARCHAR element against a number compares the number's
+ * text ([1] = ['1'] is true), a BOOLEAN against a number its value ([1] = [true]); DuckDB runs those.
+ * An element type known only per record is checked then (deepEq).
+ */
+function likeElements(a: SqlType, b: SqlType): boolean {
+  if (a.id === 'ANY' || b.id === 'ANY' || a.id === 'NULL' || b.id === 'NULL') return true;
+  if (a.id === 'LIST' && b.id === 'LIST') return likeElements(a.child, b.child);
+  if (a.id === 'STRUCT' && b.id === 'STRUCT') {
+    if (!a.fields || !b.fields) return true;
+    return a.fields.every(([k, t]) => {
+      const other = b.fields!.find(([n]) => n.toLowerCase() === k.toLowerCase());
+      return !other || likeElements(t, other[1]);
+    });
+  }
+  if (isNumeric(a) && isNumeric(b)) return true;
+  if (isTemporal(a) && isTemporal(b)) return true;
+  return a.id === b.id && a.id !== 'LIST' && a.id !== 'STRUCT';
 }
 
 /** Calls whose result is NULL when any operand is NULL (DuckDB folds them on a constant NULL operand). */

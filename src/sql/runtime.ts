@@ -942,23 +942,48 @@ export function regexDyn(
 
 // ---------------------------------------------------------------- nested values
 
-/** Equality of record-representation values, as DuckDB compares LISTs and STRUCTs (NULLs equal inside). */
-export function deepEq(a: unknown, b: unknown): boolean {
+/**
+ * Equality of record-representation values, as DuckDB compares LISTs and STRUCTs (NULLs equal inside).
+ * Values of different kinds (a string and a number, a number and a boolean) DuckDB compares after
+ * casting both to one type (the number's text, the boolean's value): that record is DuckDB's.
+ */
+export function deepEq(a: unknown, b: unknown, x = ''): boolean {
   if (a === b) return true;
   if (a == null || b == null) return a == null && b == null;
   if (typeof a === 'number' && typeof b === 'number') return dblEq(a, b);
   if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!deepEq(a[i], b[i])) return false;
+  if (Array.isArray(a) && Array.isArray(b)) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!deepEq(a[i], b[i], x)) return false;
     return true;
   }
-  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b) && !(b instanceof Date)) {
+  if (isStruct(a) && isStruct(b)) {
     // STRUCTs compare field by field, matched by name without regard to case (a field one lacks is NULL)
-    for (const k of structKeys(a, b)) if (!deepEq(fieldCi(a, k), fieldCi(b, k))) return false;
+    for (const k of structKeys(a, b)) if (!deepEq(fieldCi(a, k), fieldCi(b, k), x)) return false;
     return true;
   }
-  return false;
+  if (a instanceof Uint8Array && b instanceof Uint8Array)
+    return a.length === b.length && a.every((byte, i) => byte === b[i]);
+  if (valueKind(a) === valueKind(b)) return false;
+  return onDuckDB(`comparing ${typeOfValue(a)} with ${typeOfValue(b)} inside a list or struct`, x);
+}
+
+function isStruct(v: unknown): v is object {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !(v instanceof Date) &&
+    !(v instanceof Uint8Array)
+  );
+}
+
+/** What deepEq compares directly: values of one kind (a bigint and a number are one kind to DuckDB, not here). */
+function valueKind(v: unknown): string {
+  if (Array.isArray(v)) return 'list';
+  if (v instanceof Date) return 'date';
+  if (v instanceof Uint8Array) return 'blob';
+  return typeof v;
 }
 
 /** A struct's field by name, an exact match first, else without regard to case, as DuckDB finds struct keys. */
