@@ -359,7 +359,7 @@ export class Gen {
             return { tpl: (c) => `timeStr(${c})`, fails: false };
           case 'LIST':
           case 'STRUCT':
-            return { tpl: (c) => `anyStr(${c})`, fails: false };
+            return { tpl: (c) => `nestedText(${c}, ${JSON.stringify(from)})`, fails: false };
           default:
             throw err();
         }

@@ -14,6 +14,7 @@ import { type Shape, shapeOf } from './shape.ts';
 
 export * from './runtime-interval.ts';
 export * from './runtime-lateral.ts';
+export * from './runtime-nested-text.ts';
 export * from './runtime-temporal.ts';
 
 /** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
@@ -342,10 +343,13 @@ export function anyStr(v: unknown): string | null {
 function nestedStr(v: unknown): string {
   if (v == null) return 'NULL';
   if (typeof v === 'string') return quoteNested(v, true);
+  // a TIMESTAMP's text has a space and colons: DuckDB quotes it
+  if (v instanceof Date) return quoteNested(anyStr(v)!);
   return anyStr(v)!;
 }
 
-function quoteNested(s: string, value = false): string {
+/** A nested value's text as DuckDB quotes it inside a LIST or STRUCT's text. */
+export function quoteNested(s: string, value = false): string {
   const needs =
     s === '' || /['"\\[\]{}(),:=]/.test(s) || /^\s|\s$/.test(s) || (value && s.toUpperCase() === 'NULL');
   if (!needs) return s;
