@@ -1901,7 +1901,7 @@ function listValue(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val
   const unknown = (c: SqlType): boolean =>
     (c.id === 'STRUCT' && !c.fields) || (c.id === 'LIST' && (c.child.id === 'ANY' || unknown(c.child)));
   if (nested && (unknown(child) || !args.every((a) => sameType(a.type, child)))) {
-    g.emit(`const ${t} = unifyStructs([${items.join(', ')}]);`);
+    g.emit(`const ${t} = unifyStructs(sameTypedItems([${items.join(', ')}], ${g.x(node)}));`);
   } else g.emit(`const ${t} = [${items.join(', ')}];`);
   return { code: t, type: { id: 'LIST', child }, nullable: false };
 }

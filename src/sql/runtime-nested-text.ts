@@ -59,6 +59,16 @@ function innerText(e: unknown, t: SqlType): string {
   }
 }
 
+/**
+ * The values of a list made of values typed only per record (list_value of record lists or structs),
+ * checked to have one DuckDB type: where DuckDB would cast them to one (a BOOLEAN list with a BIGINT
+ * one) or refuse them (a VARCHAR list with a BIGINT one), the record is DuckDB's.
+ */
+export function sameTypedItems(items: unknown[], x: string): unknown[] {
+  recordType(items, x);
+  return items;
+}
+
 /** DuckDB's type of a record value (integral numbers BIGINT, others DOUBLE, a list's elements unified). */
 function recordType(v: unknown, x: string): SqlType {
   if (v == null) return { id: 'NULL' };
@@ -74,8 +84,11 @@ function recordType(v: unknown, x: string): SqlType {
   }
   if (v instanceof Date) return { id: 'TIMESTAMP' };
   if (v instanceof Uint8Array) return { id: 'BLOB' };
-  if (Array.isArray(v))
-    return { id: 'LIST', child: v.reduce<SqlType>((t, e) => unify(t, recordType(e, x), x), { id: 'NULL' }) };
+  if (Array.isArray(v)) {
+    const child = v.reduce<SqlType>((t, e) => unify(t, recordType(e, x), x), { id: 'NULL' });
+    // an empty list, or one of NULLs only, is INTEGER[] to DuckDB
+    return { id: 'LIST', child: child.id === 'NULL' ? { id: 'INTEGER' } : child };
+  }
   return {
     id: 'STRUCT',
     fields: Object.entries(v as object).map(([k, e]): [string, SqlType] => [k, recordType(e, x)]),
@@ -98,7 +111,8 @@ function unify(a: SqlType, b: SqlType, x: string): SqlType {
     }
     return a;
   }
-  if ((a.id === 'BIGINT' && b.id === 'DOUBLE') || (a.id === 'DOUBLE' && b.id === 'BIGINT'))
-    return { id: 'DOUBLE' };
+  const numeric = (t: SqlType) => t.id === 'INTEGER' || t.id === 'BIGINT' || t.id === 'DOUBLE';
+  if (numeric(a) && numeric(b))
+    return a.id === 'DOUBLE' || b.id === 'DOUBLE' ? { id: 'DOUBLE' } : { id: 'BIGINT' };
   return onDuckDB(`a list mixing ${a.id} and ${b.id} values`, x);
 }

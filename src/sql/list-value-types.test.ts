@@ -1,0 +1,42 @@
+/**
+ * list_value (and [a, b]) of record lists or structs whose element types differ: DuckDB unifies
+ * them, casting (a BOOLEAN list with a BIGINT one is BIGINT[][]) or refusing (VARCHAR[] with
+ * BIGINT[]). Compiled code hands such a record to DuckDB; checked per record against DuckDB.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { RecordValue } from '../sdk/types.ts';
+import { planQuery } from './index.ts';
+import { oracle, perRecordOutputs, sameValue } from './oracle.ts';
+
+const ROWS: RecordValue[] = [
+  { a: ['a'], b: [1] },
+  { a: [1], b: [2.5] },
+  { a: [true], b: [2] },
+  { a: [[1]], b: [['x']] },
+  { a: { k: 1 }, b: { k: 'x' } },
+  { a: { k: 1 }, b: { j: 2.5 } },
+  { a: [], b: ['x'] },
+  { a: [new Date('2020-01-01T00:00:00Z')], b: ['2020-01-01'] },
+];
+
+for (const sql of [
+  'SELECT list_value(a, b) AS r FROM input',
+  'SELECT [a, b, a] AS r FROM input',
+  'SELECT list_value(a, NULL, b) AS r FROM input',
+]) {
+  test(`record values of different types in one list: ${sql}`, async () => {
+    assert.equal((await planQuery(sql)).path, 'compiled');
+    const ours = await perRecordOutputs(sql, ROWS);
+    for (const [i, row] of ROWS.entries()) {
+      const theirs = await oracle(sql, row, 'table');
+      const label = `${JSON.stringify(row)}: Sluice ${JSON.stringify(ours[i])}, DuckDB ${JSON.stringify(theirs)}`;
+      if (!theirs.ok) assert.match(String(ours[i]), /^error: /, label);
+      else
+        assert.ok(
+          sameValue(ours[i], theirs.rows[0]?.r ?? null) || sameValue(ours[i], theirs.rows[0] ?? null),
+          label,
+        );
+    }
+  });
+}
