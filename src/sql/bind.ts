@@ -426,13 +426,7 @@ export class Binder {
     const text = names.map((n) => this.quoteIdent(n)).join('.');
     const lambda = this.#lambdaVar(names, loc);
     if (lambda) return lambda;
-    if (
-      names.length > 1 &&
-      this.#tableNames.has(names[0]!.toLowerCase()) &&
-      this.#lambdaVar(names.slice(1), loc)
-    )
-      // DuckDB does not resolve a table-qualified name that a lambda parameter shadows
-      throw this.error(`Referenced table "${names[0]}" not found!`, undefined);
+    // a table-qualified name is the column, even inside a lambda whose parameter has its name
     if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
     // DuckDB reads a bare name that is also a select-list alias (in a select item or WHERE) as the
     // column when the table has it, else as the alias (or refuses it, before its definition)
