@@ -40,3 +40,28 @@ for (const sql of [
     }
   });
 }
+
+// a nested record list is typed as one by DuckDB ([[1], [2.5]] is DOUBLE[][]): an element read on
+// its own must not keep the narrower type compiled code would give it alone
+const NESTED: RecordValue[] = [
+  { n: [[1], [2.5]] },
+  { n: [[1], ['a']] },
+  { n: [[1], [2]] },
+  { n: [{ a: 1 }, { a: 0.5 }] },
+];
+for (const sql of [
+  'SELECT list_transform(n, x -> x::VARCHAR) AS r FROM input',
+  'SELECT list_transform(n, x -> typeof(x)) AS r FROM input',
+  "SELECT array_to_string(n, ';') AS r FROM input",
+]) {
+  test(`elements of a nested record list: ${sql}`, async () => {
+    assert.equal((await planQuery(sql)).path, 'compiled');
+    const ours = await perRecordOutputs(sql, NESTED);
+    for (const [i, row] of NESTED.entries()) {
+      const theirs = await oracle(sql, row, 'table');
+      const label = `${JSON.stringify(row)}: Sluice ${JSON.stringify(ours[i])}, DuckDB ${JSON.stringify(theirs)}`;
+      if (!theirs.ok) assert.match(String(ours[i]), /^error: /, label);
+      else assert.ok(sameValue(ours[i], theirs.rows[0] ?? null), label);
+    }
+  });
+}

@@ -44,3 +44,17 @@ for (const expr of [
     for (const row of ROWS) assert.equal(await compare(sql, row), undefined);
   });
 }
+
+// the same text where a list or struct becomes part of a string
+for (const expr of [
+  "array_to_string(n, ';')",
+  'list_string_agg(n)',
+  "concat('x', s)",
+  "concat_ws('-', l, 'a')",
+]) {
+  test(expr, async () => {
+    const sql = `SELECT ${expr} AS r FROM input`;
+    assert.equal((await planQuery(sql)).path, 'compiled');
+    for (const row of ROWS) assert.equal(await compare(sql, row), undefined);
+  });
+}

@@ -23,6 +23,7 @@ function hasAny(t: SqlType): boolean {
 /** DuckDB's text of a LIST or STRUCT value of type `t` (a part typed per record is typed from its value). */
 export function nestedText(v: unknown, t: SqlType): string | null {
   if (v == null) return null;
+  if (t.id === 'ANY') return nestedText(v, recordType(v, ''));
   if (t.id === 'LIST') {
     if (hasAny(t.child)) return nestedText(v, recordType(v, ''));
     return `[${(v as unknown[]).map((e) => innerText(e, t.child)).join(', ')}]`;
@@ -67,6 +68,37 @@ function innerText(e: unknown, t: SqlType): string {
 export function sameTypedItems(items: unknown[], x: string): unknown[] {
   recordType(items, x);
   return items;
+}
+
+/** The one type DuckDB gives the elements of a record's list (its values unified). */
+export function listElementType(list: unknown[], x: string): SqlType {
+  return (recordType(list, x) as { child: SqlType }).child;
+}
+
+/**
+ * Checks a record's list whose elements compiled code types one by one (nested or mixed lists)
+ * against the one type DuckDB gives them all: where DuckDB widens an element ([1] beside [2.5] is
+ * DOUBLE[]) or refuses the mix ([1] beside ['a']), the record is DuckDB's.
+ */
+export function checkElementTypes(list: unknown[], x: string): void {
+  const t = listElementType(list, x);
+  for (const e of list) if (!typedAlike(e, t)) onDuckDB('a list whose elements DuckDB widens to DOUBLE', x);
+}
+
+/** Whether an element holds no integral number where the list's type has a DOUBLE. */
+function typedAlike(e: unknown, t: SqlType): boolean {
+  if (e == null) return true;
+  if (t.id === 'DOUBLE') return !(typeof e === 'number' && Number.isSafeInteger(e)) && typeof e !== 'bigint';
+  if (t.id === 'LIST') return (e as unknown[]).every((c) => typedAlike(c, t.child));
+  if (t.id === 'STRUCT') return (t.fields ?? []).every(([k, f]) => typedAlike(fieldCi(e as object, k), f));
+  return true;
+}
+
+/** An element's text as DuckDB casts it to VARCHAR, given the list's element type. */
+export function elementText(e: unknown, t: SqlType): string | null {
+  if (e == null) return null;
+  if (t.id === 'LIST' || t.id === 'STRUCT') return nestedText(e, t);
+  return t.id === 'DOUBLE' ? dblStr(e as number) : anyStr(e);
 }
 
 /** DuckDB's type of a record value (integral numbers BIGINT, others DOUBLE, a list's elements unified). */

@@ -9,8 +9,10 @@
 import { SluiceError } from '../sdk/errors.ts';
 import { onDuckDB } from './fallback.ts';
 import { parseDuckInt } from './int-parse.ts';
+import { nestedText } from './runtime-nested-text.ts';
 import { tsStr } from './runtime-temporal.ts';
 import { type Shape, shapeOf } from './shape.ts';
+import type { SqlType } from './types.ts';
 
 export * from './runtime-interval.ts';
 export * from './runtime-lateral.ts';
@@ -313,6 +315,9 @@ export function decStr(n: number, scale: number, width = 38): string {
   return `${neg ? '-' : ''}${digits.slice(0, cut)}.${digits.slice(cut)}`;
 }
 
+/** A list or struct typed per record (its fields and elements by their values). */
+const RECORD_NESTED: SqlType = { id: 'ANY' };
+
 /** A record ("output" representation) value as DuckDB would print it as VARCHAR. */
 export function anyStr(v: unknown): string | null {
   switch (cls(v)) {
@@ -330,22 +335,12 @@ export function anyStr(v: unknown): string | null {
     case 5:
       return tsStr((v as Date).getTime() * 1000);
     case 6:
-      return `[${(v as unknown[]).map((e) => nestedStr(e)).join(', ')}]`;
     case 7:
-      return `{${Object.entries(v as object)
-        .map(([k, e]) => `'${k.replace(/[\\']/g, (c) => `\\${c}`)}': ${nestedStr(e)}`)
-        .join(', ')}}`;
+      // typed as DuckDB types the record's value (a list of 1 and 2.5 is DOUBLE[]: `[1.0, 2.5]`)
+      return nestedText(v, RECORD_NESTED);
     default:
       return String(v);
   }
-}
-
-function nestedStr(v: unknown): string {
-  if (v == null) return 'NULL';
-  if (typeof v === 'string') return quoteNested(v, true);
-  // a TIMESTAMP's text has a space and colons: DuckDB quotes it
-  if (v instanceof Date) return quoteNested(anyStr(v)!);
-  return anyStr(v)!;
 }
 
 /** A nested value's text as DuckDB quotes it inside a LIST or STRUCT's text. */
