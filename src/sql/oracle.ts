@@ -270,3 +270,26 @@ export async function perRecordOutputs(sql: string, rows: RecordValue[]): Promis
     await step.close();
   }
 }
+
+/**
+ * The records for which a sql step on the compiled path (perRecordOutputs) does not give DuckDB's
+ * answer over that record alone: a description of each. DuckDB errors that `skip` accepts leave
+ * the record out.
+ */
+export async function perRecordDifferences(
+  sql: string,
+  rows: RecordValue[],
+  skip: (duckdbError: string) => boolean = () => false,
+): Promise<string[]> {
+  const ours = await perRecordOutputs(sql, rows);
+  const problems: string[] = [];
+  for (const [i, row] of rows.entries()) {
+    const theirs = await oracle(sql, row, 'table');
+    if (!theirs.ok && skip(theirs.error)) continue;
+    const agree = theirs.ok
+      ? sameValue(ours[i], theirs.rows[0] ?? null)
+      : typeof ours[i] === 'string' && (ours[i] as string).startsWith('error: ');
+    if (!agree) problems.push(`${show(row)}: Sluice ${show(ours[i])}, DuckDB ${show(theirs)}`);
+  }
+  return problems;
+}
