@@ -5,6 +5,7 @@
  * overflow, NULL propagation, decimal scale). Values whose type is only known per record (an
  * element of a record's list) go through a run-time site that compiles the operator per type.
  */
+import { LATERAL_CALLS } from './calls/lateral.ts';
 import { LAMBDA_CALLS, LIST_CALLS } from './calls/lists.ts';
 import { TEMPORAL_CALLS } from './calls/temporal.ts';
 import { mapSubscript, TYPE_CALLS } from './calls/types.ts';
@@ -2174,4 +2175,5 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     return g.constVal(T.VARCHAR, name);
   },
   ...TYPE_CALLS,
+  ...LATERAL_CALLS,
 });

@@ -1,8 +1,9 @@
 /**
  * Select-list aliases read by a later select item or by WHERE (lateral aliases): DuckDB reads such
- * a name as the table's column when there is one, else as the alias. A record that has the field
- * is answered by compiled code; one that lacks it by DuckDB. Checked per record against DuckDB
- * over a one-row table with exactly the record's fields.
+ * a name as the table's column when there is one, else as the alias. Compiled code reads a field
+ * holding a value, computes the alias for a record lacking the field, and hands a record whose
+ * field is NULL (or a use DuckDB refuses) to DuckDB. Checked per record against DuckDB over a
+ * one-row table with exactly the record's fields.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -22,6 +23,10 @@ const QUERIES = [
   'SELECT c + 1 AS d, 1 AS c FROM input',
   'SELECT c + 1 AS c FROM input',
   'SELECT 1 AS c, 2 AS e, c + e AS d FROM input WHERE d > 2',
+  "SELECT 'a' AS c, c || 'x' AS d FROM input",
+  'SELECT x + 1 AS a, a + 1 AS b FROM input WHERE b = 7',
+  'SELECT a + 1 AS b, x AS a FROM input WHERE b = 6',
+  'SELECT 1 AS c, CASE WHEN x > 100 THEN d END AS e, 2 AS d FROM input',
 ];
 
 for (const sql of QUERIES) {
@@ -34,12 +39,19 @@ for (const sql of QUERIES) {
   });
 }
 
-test('a record holding the field stays on compiled code', async () => {
+test('a record holding the field reads it, one lacking it the alias, both compiled', async () => {
   const f = await compileSelect('SELECT x + 1 AS c FROM input WHERE c > 5');
   assert.deepEqual(f({ x: 5, c: 7 }), { c: 6 });
-  assert.equal(f({ x: 5, c: null }), null);
+  assert.deepEqual(f({ x: 5 }), { c: 6 });
+});
+
+test('a record lacking the field computes the alias on compiled code; one holding NULL goes to DuckDB', async () => {
+  // DuckDB's answers: {x: 5} reads the alias, {c: 7} the column
+  const f = await compileSelect("SELECT 'a' AS c, c || 'x' AS d, typeof(c) AS t FROM input");
+  assert.deepEqual(f({ x: 5 }), { c: 'a', d: 'ax', t: 'VARCHAR' });
+  assert.deepEqual(f({ c: 7 }), { c: 'a', d: '7x', t: 'BIGINT' });
   assert.throws(
-    () => f({ x: 5 }),
+    () => f({ c: null }),
     (err: Error & { details?: { computeOnDuckDB?: boolean } }) => err.details?.computeOnDuckDB === true,
   );
 });

@@ -182,7 +182,7 @@ export class Program {
         // a field that holds a value is the column DuckDB reads; an absent one is DuckDB's to resolve
         if (i >= 0 && !classes[i])
           g.emit(
-            `if (L${i} == null && !hasColumn(row, ${JSON.stringify(name)})) onDuckDB(${JSON.stringify(`the record has no field ${name}, so DuckDB reads ${name} as the select-list alias`)}, ${JSON.stringify(name)});`,
+            `if (L${i} == null && !hasColumn(row, ${JSON.stringify(name)})) onDuckDB(${JSON.stringify(`the record has no field ${name}, which DuckDB then reads as a select-list alias not yet defined`)}, ${JSON.stringify(name)});`,
           );
       }
       this.#body(g);

@@ -8,6 +8,7 @@
 export function hasColumn(row: object, name: string): boolean {
   if (Object.hasOwn(row, name)) return true;
   const lower = name.toLowerCase();
-  for (const k of Object.keys(row)) if (k.toLowerCase() === lower) return true;
+  for (const k in row)
+    if (k.length === name.length && k.toLowerCase() === lower && Object.hasOwn(row, k)) return true;
   return false;
 }
