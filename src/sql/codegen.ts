@@ -1286,9 +1286,53 @@ function temporalArith(g: Gen, op: string, a: Val, b: Val, node: Node): Val | un
   return undefined;
 }
 
+/**
+ * DuckDB's binder on a string constant in arithmetic, where it is not a number yet: other overloads
+ * compete (`'1' + 1` could be DATE + days, `'1' * 2.5` an INTERVAL times a number), and where no
+ * candidate is cheapest DuckDB refuses the query. Which operand types meet that, per operator and
+ * side of the constant, as DuckDB 1.5 decides (`NULL` is a NULL constant); beside another NULL the
+ * result is NULL.
+ */
+const AMBIGUOUS_WITH_STRING: Record<string, { left: (t: string) => boolean; right: (t: string) => boolean }> =
+  {
+    '+': { left: (t) => t === 'INTEGER', right: (t) => t === 'INTEGER' },
+    '-': { left: (t) => t === 'INTEGER', right: () => false },
+    '*': {
+      left: (t) => ['BIGINT', 'DOUBLE', 'DECIMAL', 'NULL'].includes(t),
+      right: (t) => ['BIGINT', 'DOUBLE', 'DECIMAL', 'NULL'].includes(t),
+    },
+    '/': { left: (t) => t !== 'FLOAT', right: () => false },
+  };
+
+function stringConstantOperand(g: Gen, op: string, a: Val, b: Val, node: Node): Val | undefined {
+  const str = (v: Val) => v.lit === true && v.type.id === 'VARCHAR';
+  if (str(a) === str(b)) return undefined;
+  const [s, o] = str(a) ? [a, b] : [b, a];
+  const rule = AMBIGUOUS_WITH_STRING[op];
+  const other = o.type.id === 'NULL' ? (o.isConst ? 'NULL' : '') : isNumeric(o.type) ? o.type.id : '';
+  if (rule && other && (s === a ? rule.left(other) : rule.right(other))) {
+    const kind = (v: Val) =>
+      str(v)
+        ? 'STRING_LITERAL'
+        : v.type.id === 'NULL'
+          ? '"NULL"'
+          : v.lit
+            ? 'INTEGER_LITERAL'
+            : typeName(v.type);
+    throw g.error(
+      `Could not choose a best candidate function for the function call "${op}(${kind(a)}, ${kind(b)})". In order to select one, please add explicit type casts.`,
+      node,
+    );
+  }
+  if (o.type.id === 'NULL') return g.nullOf(op === '/' || op === '**' ? T.DOUBLE : T.BIGINT);
+  return undefined;
+}
+
 function arith(op: string): CallImpl {
   return (g, args, node) => {
     let [a, b] = args as [Val, Val];
+    const nullConst = stringConstantOperand(g, op, a, b, node);
+    if (nullConst) return nullConst;
     // a string constant adapts to the other operand, as DuckDB's string literals do
     if (a.lit && a.type.id === 'VARCHAR' && !(b.lit && b.type.id === 'VARCHAR') && b.type.id !== 'NULL') {
       a = g.cast(a, b.type, false, node);
@@ -2036,8 +2080,9 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   in: inList(false),
   not_in: inList(true),
   like,
-  cast: (g, args, node) => g.cast(args[0]!, node.to!, false, node),
-  try_cast: (g, args, node) => g.cast(args[0]!, node.to!, true, node),
+  // a cast value is no longer a constant that adapts to the other operand ('1'::VARCHAR + 1 has no function)
+  cast: (g, args, node) => ({ ...g.cast(args[0]!, node.to!, false, node), lit: false }),
+  try_cast: (g, args, node) => ({ ...g.cast(args[0]!, node.to!, true, node), lit: false }),
   upper: strict1((c) => `upper(${c})`, T.VARCHAR, T.VARCHAR, 'upper'),
   lower: strict1((c) => `lower(${c})`, T.VARCHAR, T.VARCHAR, 'lower'),
   length: (g, args, node) => {
