@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { RecordValue } from '../sdk/types.ts';
 import { planQuery } from './index.ts';
-import { compare } from './oracle.ts';
+import { compareRows } from './oracle.ts';
 
 const ROWS: RecordValue[] = [
   {
@@ -21,40 +21,28 @@ const ROWS: RecordValue[] = [
 ];
 
 for (const expr of [
-  '[0.5::DECIMAL(3,3)]',
-  '[1.50]',
-  '[0.0, -0.5]',
-  "{'a': [0.5::DECIMAL(3,3)], 'b': 1.5}",
-  '[1::DOUBLE, 1e20]',
-  '[1.5::FLOAT]',
-  "[DATE '2020-01-01']",
-  "[TIMESTAMP '2020-01-01 01:02:03']",
-  "[{'foo': 1}, {'bar': 2.5}]",
-  "['a b', '1:2', 'NULL', '']",
-  'l',
-  's',
-  'n',
-  't',
-  '[l, [0.5]]',
-  "{'x': l, 'y': 0.50}",
-]) {
-  test(`CAST(${expr} AS VARCHAR)`, async () => {
-    const sql = `SELECT CAST(${expr} AS VARCHAR) AS r FROM input`;
-    assert.equal((await planQuery(sql)).path, 'compiled');
-    for (const row of ROWS) assert.equal(await compare(sql, row), undefined);
-  });
-}
-
-// the same text where a list or struct becomes part of a string
-for (const expr of [
+  'CAST([0.5::DECIMAL(3,3)] AS VARCHAR)',
+  'CAST([1.50] AS VARCHAR)',
+  'CAST([0.0, -0.5] AS VARCHAR)',
+  "CAST({'a': [0.5::DECIMAL(3,3)], 'b': 1.5} AS VARCHAR)",
+  'CAST([1::DOUBLE, 1e20] AS VARCHAR)',
+  'CAST([1.5::FLOAT] AS VARCHAR)',
+  "CAST([DATE '2020-01-01'] AS VARCHAR)",
+  "CAST([TIMESTAMP '2020-01-01 01:02:03'] AS VARCHAR)",
+  "CAST([{'foo': 1}, {'bar': 2.5}] AS VARCHAR)",
+  "CAST(['a b', '1:2', 'NULL', ''] AS VARCHAR)",
+  'CAST(l AS VARCHAR)',
+  'CAST(s AS VARCHAR)',
+  'CAST(n AS VARCHAR)',
+  'CAST(t AS VARCHAR)',
+  'CAST([l, [0.5]] AS VARCHAR)',
+  "CAST({'x': l, 'y': 0.50} AS VARCHAR)",
   "array_to_string(n, ';')",
   'list_string_agg(n)',
-  "concat('x', s)",
-  "concat_ws('-', l, 'a')",
 ]) {
   test(expr, async () => {
     const sql = `SELECT ${expr} AS r FROM input`;
     assert.equal((await planQuery(sql)).path, 'compiled');
-    for (const row of ROWS) assert.equal(await compare(sql, row), undefined);
+    assert.deepEqual(await compareRows(sql, ROWS), []);
   });
 }

@@ -188,6 +188,16 @@ export async function compare(sql: string, row: RecordValue): Promise<string | u
   return other ? `${diff} (and as a table: ${other})` : undefined;
 }
 
+/** compare() over several records: the differences, each with its record. */
+export async function compareRows(sql: string, rows: RecordValue[]): Promise<string[]> {
+  const diffs: string[] = [];
+  for (const row of rows) {
+    const diff = await compare(sql, row);
+    if (diff) diffs.push(`${show(row)}: ${diff}`);
+  }
+  return diffs;
+}
+
 /** A top-level field the SQL names whose value in this record is NULL (it has no type in DuckDB). */
 function namesNullField(sql: string, row: RecordValue): boolean {
   return Object.entries(row).some(
