@@ -111,6 +111,12 @@ export class Binder {
   /** Lambda parameters in scope, innermost last: lower-cased name → id (they shadow columns). */
   #lambdaScopes: Map<string, number>[] = [];
   #lambdaIds = 0;
+  /** The select list's aliases, lower case, with the last item of each name (DuckDB's choice). */
+  #aliases = new Map<string, { index: number; ast: AstNode }>();
+  /** The select item being bound (WHERE: after every item), for which aliases it may read. */
+  #position = Number.POSITIVE_INFINITY;
+  /** Bare names read before their alias is defined: DuckDB refuses the query when the column is absent. */
+  #lateral = new Set<string>();
 
   constructor(ctx: BindContext) {
     this.#ctx = ctx;
@@ -194,12 +200,18 @@ export class Binder {
     if (node.having) throw this.beyond('HAVING is not allowed in per-record SQL', node.having);
     if (node.qualify) throw this.beyond('QUALIFY is not allowed in per-record SQL', node.qualify);
     if (node.sample) throw this.unsupported('USING SAMPLE');
+    if (mode === 'select')
+      (node.select_list as AstNode[]).forEach((item, index) => {
+        if (item.alias && item.class !== 'STAR')
+          this.#aliases.set(String(item.alias).toLowerCase(), { index, ast: item });
+      });
     const where = node.where_clause ? this.expr(node.where_clause) : null;
     if (mode === 'condition') return { columns: [], where };
     // two columns of one name are one field of the record, holding the last one's value, as on
     // DuckDB's path (DuckDB itself accepts the query)
     const columns: OutColumn[] = [];
-    for (const item of node.select_list as AstNode[]) {
+    for (const [index, item] of (node.select_list as AstNode[]).entries()) {
+      this.#position = index;
       if (item.class === 'STAR') {
         columns.push(this.#star(item));
         continue;
@@ -210,7 +222,7 @@ export class Binder {
       const name = item.alias ? String(item.alias) : this.defaultName(item, bound);
       columns.push({ kind: 'expr', name, node: bound });
     }
-    return { columns, where };
+    return this.#lateral.size ? { columns, where, lateral: [...this.#lateral] } : { columns, where };
   }
 
   #bindFrom(from: AstNode): void {
@@ -417,14 +429,20 @@ export class Binder {
     const text = names.map((n) => this.quoteIdent(n)).join('.');
     const lambda = this.#lambdaVar(names, loc);
     if (lambda) return lambda;
-    if (
-      names.length > 1 &&
-      this.#tableNames.has(names[0]!.toLowerCase()) &&
-      this.#lambdaVar(names.slice(1), loc)
-    )
-      // a table-qualified name that a lambda parameter shadows: DuckDB resolves it by rules of its own
-      throw this.beyond(`the column ${text}, which a lambda parameter shadows`, ast);
+    // a table-qualified name is the column, even inside a lambda whose parameter has its name
     if (names.length > 1 && this.#tableNames.has(names[0]!.toLowerCase())) names = names.slice(1);
+    // DuckDB reads a bare name that is also a select-list alias (in a select item or WHERE) as the
+    // column when the table has it, else as the alias (or refuses it, before its definition)
+    else if (names.length === 1 && this.#aliases.has(names[0]!.toLowerCase())) {
+      const alias = this.#aliases.get(names[0]!.toLowerCase())!;
+      const column: Node = { k: 'leaf', path: names, text, loc };
+      if (alias.index >= this.#position) {
+        this.#lateral.add(names[0]!);
+        return column;
+      }
+      const opt = { name: names[0]!, alias: this.#bindAlias(alias.index, alias.ast) };
+      return { k: 'call', fn: 'lateral_alias', args: [column], opt, text, loc };
+    }
     return { k: 'leaf', path: names, text, loc };
   }
 
@@ -688,6 +706,19 @@ export class Binder {
       return { desc, nullsFirst };
     }
     return undefined;
+  }
+
+  /** Select item `index`'s expression, bound as in its place (outside any lambda, reading earlier aliases). */
+  #bindAlias(index: number, ast: AstNode): Node {
+    const [position, scopes] = [this.#position, this.#lambdaScopes];
+    this.#position = index;
+    this.#lambdaScopes = [];
+    try {
+      return this.expr(ast);
+    } finally {
+      this.#position = position;
+      this.#lambdaScopes = scopes;
+    }
   }
 
   /** A reference to a lambda parameter in scope (`x`, or `x.field`), which shadows a column of that name. */

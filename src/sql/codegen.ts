@@ -5,6 +5,7 @@
  * overflow, NULL propagation, decimal scale). Values whose type is only known per record (an
  * element of a record's list) go through a run-time site that compiles the operator per type.
  */
+import { LATERAL_CALLS } from './calls/lateral.ts';
 import { LAMBDA_CALLS, LIST_CALLS } from './calls/lists.ts';
 import { TEMPORAL_CALLS } from './calls/temporal.ts';
 import { mapSubscript, TYPE_CALLS } from './calls/types.ts';
@@ -378,7 +379,7 @@ export class Gen {
             return { tpl: (c) => `timeStr(${c})`, fails: false };
           case 'LIST':
           case 'STRUCT':
-            return { tpl: (c) => `anyStr(${c})`, fails: false };
+            return { tpl: (c) => `nestedText(${c}, ${JSON.stringify(from)})`, fails: false };
           default:
             throw err();
         }
@@ -1016,6 +1017,8 @@ export class Gen {
     if (ta.id === 'INTERVAL' && tb.id === 'INTERVAL') return { a, b, kind: 'interval' };
     if ((ta.id === 'LIST' && tb.id === 'LIST') || (ta.id === 'STRUCT' && tb.id === 'STRUCT')) {
       if (ordered && !nestedComparable(ta, tb)) fail();
+      if (!ordered && !likeElements(ta, tb))
+        throw new CompileError(`= on ${typeName(ta)} and ${typeName(tb)}`, node, 'beyond');
       return { a, b, kind: ordered ? 'nested' : 'deep' };
     }
     return fail();
@@ -1043,7 +1046,7 @@ export class Gen {
         if (op === '=' || op === '<>') return `${a} ${CMP_JS[op]} ${b}`;
         return `strCmp(${a}, ${b}) ${op} 0`;
       case 'deep':
-        return op === '=' ? `deepEq(${a}, ${b})` : `!deepEq(${a}, ${b})`;
+        return op === '=' ? `deepEq(${a}, ${b}, ${x})` : `!deepEq(${a}, ${b}, ${x})`;
       case 'nested':
         return `nestedCmp(${a}, ${b}, ${x}) ${op} 0`;
       case 'interval':
@@ -1079,6 +1082,27 @@ function nestedComparable(a: SqlType, b: SqlType): boolean {
   if (scalar(a) && scalar(b)) return true;
   if (isTemporal(a) && isTemporal(b)) return true;
   return a.id === b.id && a.id !== 'LIST' && a.id !== 'STRUCT' && a.id !== 'OTHER';
+}
+
+/**
+ * Whether `=` on LISTs or STRUCTs of these types compares like with like, as compiled code does.
+ * DuckDB first casts both to one type: a VARCHAR element against a number compares the number's
+ * text ([1] = ['1'] is true), a BOOLEAN against a number its value ([1] = [true]); DuckDB runs those.
+ * An element type known only per record is checked then (deepEq).
+ */
+function likeElements(a: SqlType, b: SqlType): boolean {
+  if (a.id === 'ANY' || b.id === 'ANY' || a.id === 'NULL' || b.id === 'NULL') return true;
+  if (a.id === 'LIST' && b.id === 'LIST') return likeElements(a.child, b.child);
+  if (a.id === 'STRUCT' && b.id === 'STRUCT') {
+    if (!a.fields || !b.fields) return true;
+    return a.fields.every(([k, t]) => {
+      const other = b.fields!.find(([n]) => n.toLowerCase() === k.toLowerCase());
+      return !other || likeElements(t, other[1]);
+    });
+  }
+  if (isNumeric(a) && isNumeric(b)) return true;
+  if (isTemporal(a) && isTemporal(b)) return true;
+  return a.id === b.id && a.id !== 'LIST' && a.id !== 'STRUCT';
 }
 
 /** Calls whose result is NULL when any operand is NULL (DuckDB folds them on a constant NULL operand). */
@@ -1281,9 +1305,53 @@ function temporalArith(g: Gen, op: string, a: Val, b: Val, node: Node): Val | un
   return undefined;
 }
 
+/**
+ * DuckDB's binder on a string constant in arithmetic, where it is not a number yet: other overloads
+ * compete (`'1' + 1` could be DATE + days, `'1' * 2.5` an INTERVAL times a number), and where no
+ * candidate is cheapest DuckDB refuses the query. Which operand types meet that, per operator and
+ * side of the constant, as DuckDB 1.5 decides (`NULL` is a NULL constant); beside another NULL the
+ * result is NULL.
+ */
+const AMBIGUOUS_WITH_STRING: Record<string, { left: (t: string) => boolean; right: (t: string) => boolean }> =
+  {
+    '+': { left: (t) => t === 'INTEGER', right: (t) => t === 'INTEGER' },
+    '-': { left: (t) => t === 'INTEGER', right: () => false },
+    '*': {
+      left: (t) => ['BIGINT', 'DOUBLE', 'DECIMAL', 'NULL'].includes(t),
+      right: (t) => ['BIGINT', 'DOUBLE', 'DECIMAL', 'NULL'].includes(t),
+    },
+    '/': { left: (t) => t !== 'FLOAT', right: () => false },
+  };
+
+function stringConstantOperand(g: Gen, op: string, a: Val, b: Val, node: Node): Val | undefined {
+  const str = (v: Val) => v.lit === true && v.type.id === 'VARCHAR';
+  if (str(a) === str(b)) return undefined;
+  const [s, o] = str(a) ? [a, b] : [b, a];
+  const rule = AMBIGUOUS_WITH_STRING[op];
+  const other = o.type.id === 'NULL' ? (o.isConst ? 'NULL' : '') : isNumeric(o.type) ? o.type.id : '';
+  if (rule && other && (s === a ? rule.left(other) : rule.right(other))) {
+    const kind = (v: Val) =>
+      str(v)
+        ? 'STRING_LITERAL'
+        : v.type.id === 'NULL'
+          ? '"NULL"'
+          : v.lit
+            ? 'INTEGER_LITERAL'
+            : typeName(v.type);
+    throw g.error(
+      `Could not choose a best candidate function for the function call "${op}(${kind(a)}, ${kind(b)})". In order to select one, please add explicit type casts.`,
+      node,
+    );
+  }
+  if (o.type.id === 'NULL') return g.nullOf(op === '/' || op === '**' ? T.DOUBLE : T.BIGINT);
+  return undefined;
+}
+
 function arith(op: string): CallImpl {
   return (g, args, node) => {
     let [a, b] = args as [Val, Val];
+    const nullConst = stringConstantOperand(g, op, a, b, node);
+    if (nullConst) return nullConst;
     // a string constant adapts to the other operand, as DuckDB's string literals do
     if (a.lit && a.type.id === 'VARCHAR' && !(b.lit && b.type.id === 'VARCHAR') && b.type.id !== 'NULL') {
       a = g.cast(a, b.type, false, node);
@@ -1897,7 +1965,7 @@ function listValue(g: Gen, args: Val[], node: Extract<Node, { k: 'call' }>): Val
   const unknown = (c: SqlType): boolean =>
     (c.id === 'STRUCT' && !c.fields) || (c.id === 'LIST' && (c.child.id === 'ANY' || unknown(c.child)));
   if (nested && (unknown(child) || !args.every((a) => sameType(a.type, child)))) {
-    g.emit(`const ${t} = unifyStructs([${items.join(', ')}]);`);
+    g.emit(`const ${t} = unifyStructs(sameTypedItems([${items.join(', ')}], ${g.x(node)}));`);
   } else g.emit(`const ${t} = [${items.join(', ')}];`);
   return { code: t, type: { id: 'LIST', child }, nullable: false };
 }
@@ -2031,8 +2099,9 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
   in: inList(false),
   not_in: inList(true),
   like,
-  cast: (g, args, node) => g.cast(args[0]!, node.to!, false, node),
-  try_cast: (g, args, node) => g.cast(args[0]!, node.to!, true, node),
+  // a cast value is no longer a constant that adapts to the other operand ('1'::VARCHAR + 1 has no function)
+  cast: (g, args, node) => ({ ...g.cast(args[0]!, node.to!, false, node), lit: false }),
+  try_cast: (g, args, node) => ({ ...g.cast(args[0]!, node.to!, true, node), lit: false }),
   upper: strict1((c) => `upper(${c})`, T.VARCHAR, T.VARCHAR, 'upper'),
   lower: strict1((c) => `lower(${c})`, T.VARCHAR, T.VARCHAR, 'lower'),
   length: (g, args, node) => {
@@ -2170,4 +2239,5 @@ const CALLS: Record<string, CallImpl> = R.nullProto({
     return g.constVal(T.VARCHAR, name);
   },
   ...TYPE_CALLS,
+  ...LATERAL_CALLS,
 });

@@ -50,6 +50,8 @@ export type OutColumn =
 export interface BoundQuery {
   columns: OutColumn[];
   where: Node | null;
+  /** Bare column names that are also select-list aliases: a record lacking the column goes to DuckDB. */
+  lateral?: string[];
 }
 
 /** The direct children of a node. */

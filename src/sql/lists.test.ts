@@ -30,6 +30,8 @@ export const LIST_EXPRESSIONS: string[] = [
   'array_transform(l, (x, k) -> k)',
   'list_transform(l, lambda x, k: x + k)',
   'list_transform(l, x -> x + o)',
+  'list_transform(l, lambda l: input.l[1])',
+  'list_transform(input.l, lambda l: l + input.o)',
   'list_transform(l, i -> i)',
   'list_transform(l, x -> x::VARCHAR)',
   "list_transform(l, x -> x || '!')",

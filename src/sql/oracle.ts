@@ -6,10 +6,11 @@
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
-import type { RecordValue } from '../sdk/types.ts';
+import type { RecordValue, SluiceRecord } from '../sdk/types.ts';
 import { newDuckDBConnection } from './duckdb.ts';
 import { isComputeOnDuckDB } from './fallback.ts';
 import { compileSelect } from './index.ts';
+import { withDuckDBFallback } from './per-record.ts';
 import { callsTranscendental, sameValue } from './same-value.ts';
 import { sqlValueConverter } from './values.ts';
 
@@ -157,6 +158,16 @@ export async function compare(sql: string, row: RecordValue): Promise<string | u
   return other ? `${diff} (and as a table: ${other})` : undefined;
 }
 
+/** compare() over several records: the differences, each with its record. */
+export async function compareRows(sql: string, rows: RecordValue[]): Promise<string[]> {
+  const diffs: string[] = [];
+  for (const row of rows) {
+    const diff = await compare(sql, row);
+    if (diff) diffs.push(`${show(row)}: ${diff}`);
+  }
+  return diffs;
+}
+
 /** A top-level field the SQL names whose value in this record is NULL (it has no type in DuckDB). */
 function namesNullField(sql: string, row: RecordValue): boolean {
   return Object.entries(row).some(
@@ -212,4 +223,54 @@ function judge(mine: Outcome, theirs: OracleResult, sql: string, row: RecordValu
     }
   }
   return undefined;
+}
+
+/**
+ * What a sql step on the compiled path outputs for each record, one record per batch: compiled
+ * code, or DuckDB for a record compiled code hands over. A value, null when dropped, or
+ * `error: <message>` for an error record.
+ */
+export async function perRecordOutputs(sql: string, rows: RecordValue[]): Promise<unknown[]> {
+  const select = await compileSelect(sql);
+  const step = withDuckDBFallback(
+    (record) => {
+      const value = select(record.value);
+      return value === null ? null : { value, meta: record.meta };
+    },
+    sql,
+    {},
+  );
+  try {
+    const out: unknown[] = [];
+    for (const value of rows) {
+      const r = await step.process([{ value, meta: {} } as SluiceRecord]);
+      out.push(r.rejected?.length ? `error: ${r.rejected[0]!.error.message}` : (r.records[0]?.value ?? null));
+    }
+    return out;
+  } finally {
+    await step.close();
+  }
+}
+
+/**
+ * The records for which a sql step on the compiled path (perRecordOutputs) does not give DuckDB's
+ * answer over that record alone: a description of each. DuckDB errors that `skip` accepts leave
+ * the record out.
+ */
+export async function perRecordDifferences(
+  sql: string,
+  rows: RecordValue[],
+  skip: (duckdbError: string) => boolean = () => false,
+): Promise<string[]> {
+  const ours = await perRecordOutputs(sql, rows);
+  const problems: string[] = [];
+  for (const [i, row] of rows.entries()) {
+    const theirs = await oracle(sql, row, 'table');
+    if (!theirs.ok && skip(theirs.error)) continue;
+    const agree = theirs.ok
+      ? sameValue(ours[i], theirs.rows[0] ?? null)
+      : typeof ours[i] === 'string' && (ours[i] as string).startsWith('error: ');
+    if (!agree) problems.push(`${show(row)}: Sluice ${show(ours[i])}, DuckDB ${show(theirs)}`);
+  }
+  return problems;
 }

@@ -177,6 +177,14 @@ export class Program {
     });
     const g = new Gen(inputs, []);
     try {
+      for (const name of this.#spec.query.lateral ?? []) {
+        const i = this.#leaves.findIndex((p) => p.length === 1 && p[0] === name);
+        // a field that holds a value is the column DuckDB reads; an absent one is DuckDB's to resolve
+        if (i >= 0 && !classes[i])
+          g.emit(
+            `if (L${i} == null && !hasColumn(row, ${JSON.stringify(name)})) onDuckDB(${JSON.stringify(`the record has no field ${name}, which DuckDB then reads as a select-list alias not yet defined`)}, ${JSON.stringify(name)});`,
+          );
+      }
       this.#body(g);
     } catch (err) {
       if (!(err instanceof CompileError)) throw err;

@@ -613,9 +613,14 @@ function weekNumber(f: Fields, mondayFirst: boolean): number {
   return Math.floor((doy + 7 - dow) / 7);
 }
 
-/** A year as DuckDB's strftime writes it: four digits at least, a negative one unpadded (`-43`). */
+/** %Y: four digits at least, a year before 1 with its sign and unpadded (DuckDB's -1, not -0001). */
 function yearDigits(y: number): string {
-  return y < 0 ? `-${-y}` : String(y).padStart(4, '0');
+  return y < 0 ? String(y) : String(y).padStart(4, '0');
+}
+
+/** %G: DuckDB writes the ISO year's last four digits as an unsigned 32-bit number's (-1 is 4294967295: 7295). */
+function isoYearDigits(y: number): string {
+  return String((y < 0 ? 2 ** 32 + y : y) % 10000).padStart(4, '0');
 }
 
 const SPECIFIERS = table<(f: Fields) => string>({
@@ -652,11 +657,7 @@ const SPECIFIERS = table<(f: Fields) => string>({
   U: (f) => pad2(weekNumber(f, false)),
   W: (f) => pad2(weekNumber(f, true)),
   V: (f) => pad2(isoWeek(f.days).week),
-  // DuckDB writes an ISO year before 0 as a number it wraps (-1 as 7295): DuckDB computes that record
-  G: (f) => {
-    const year = isoWeek(f.days).year;
-    return year < 0 ? onDuckDB(`strftime's %G of the ISO year ${year}`, 'strftime') : yearDigits(year);
-  },
+  G: (f) => isoYearDigits(isoWeek(f.days).year),
   c: (f) => `${yearDigits(f.y)}-${pad2(f.mo)}-${pad2(f.d)} ${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,
   x: (f) => `${yearDigits(f.y)}-${pad2(f.mo)}-${pad2(f.d)}`,
   X: (f) => `${pad2(f.h)}:${pad2(f.mi)}:${pad2(f.s)}`,

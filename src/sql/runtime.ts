@@ -9,10 +9,14 @@
 import { SluiceError } from '../sdk/errors.ts';
 import { onDuckDB } from './fallback.ts';
 import { parseDuckInt } from './int-parse.ts';
+import { nestedText } from './runtime-nested-text.ts';
 import { tsStr } from './runtime-temporal.ts';
 import { type Shape, shapeOf } from './shape.ts';
+import type { SqlType } from './types.ts';
 
 export * from './runtime-interval.ts';
+export * from './runtime-lateral.ts';
+export * from './runtime-nested-text.ts';
 export * from './runtime-temporal.ts';
 
 /** A lookup table without Object.prototype, so that user-supplied keys like `constructor` miss. */
@@ -314,6 +318,9 @@ export function decStr(n: number, scale: number, width = 38): string {
   return `${neg ? '-' : ''}${digits.slice(0, cut)}.${digits.slice(cut)}`;
 }
 
+/** A list or struct typed per record (its fields and elements by their values). */
+const RECORD_NESTED: SqlType = { id: 'ANY' };
+
 /** A record ("output" representation) value as DuckDB would print it as VARCHAR. */
 export function anyStr(v: unknown): string | null {
   switch (cls(v)) {
@@ -331,23 +338,16 @@ export function anyStr(v: unknown): string | null {
     case 5:
       return tsStr((v as Date).getTime() * 1000);
     case 6:
-      return `[${(v as unknown[]).map((e) => nestedStr(e)).join(', ')}]`;
     case 7:
-      return `{${Object.entries(v as object)
-        .map(([k, e]) => `'${k.replace(/[\\']/g, (c) => `\\${c}`)}': ${nestedStr(e)}`)
-        .join(', ')}}`;
+      // typed as DuckDB types the record's value (a list of 1 and 2.5 is DOUBLE[]: `[1.0, 2.5]`)
+      return nestedText(v, RECORD_NESTED);
     default:
       return String(v);
   }
 }
 
-function nestedStr(v: unknown): string {
-  if (v == null) return 'NULL';
-  if (typeof v === 'string') return quoteNested(v, true);
-  return anyStr(v)!;
-}
-
-function quoteNested(s: string, value = false): string {
+/** A nested value's text as DuckDB quotes it inside a LIST or STRUCT's text. */
+export function quoteNested(s: string, value = false): string {
   const needs =
     s === '' || /['"\\[\]{}(),:=]/.test(s) || /^\s|\s$/.test(s) || (value && s.toUpperCase() === 'NULL');
   if (!needs) return s;
@@ -948,23 +948,48 @@ export function regexDyn(
 
 // ---------------------------------------------------------------- nested values
 
-/** Equality of record-representation values, as DuckDB compares LISTs and STRUCTs (NULLs equal inside). */
-export function deepEq(a: unknown, b: unknown): boolean {
+/**
+ * Equality of record-representation values, as DuckDB compares LISTs and STRUCTs (NULLs equal inside).
+ * Values of different kinds (a string and a number, a number and a boolean) DuckDB compares after
+ * casting both to one type (the number's text, the boolean's value): that record is DuckDB's.
+ */
+export function deepEq(a: unknown, b: unknown, x = ''): boolean {
   if (a === b) return true;
   if (a == null || b == null) return a == null && b == null;
   if (typeof a === 'number' && typeof b === 'number') return dblEq(a, b);
   if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!deepEq(a[i], b[i])) return false;
+  if (Array.isArray(a) && Array.isArray(b)) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!deepEq(a[i], b[i], x)) return false;
     return true;
   }
-  if (typeof a === 'object' && typeof b === 'object' && !Array.isArray(b) && !(b instanceof Date)) {
+  if (isStruct(a) && isStruct(b)) {
     // STRUCTs compare field by field, matched by name without regard to case (a field one lacks is NULL)
-    for (const k of structKeys(a, b)) if (!deepEq(fieldCi(a, k), fieldCi(b, k))) return false;
+    for (const k of structKeys(a, b)) if (!deepEq(fieldCi(a, k), fieldCi(b, k), x)) return false;
     return true;
   }
-  return false;
+  if (a instanceof Uint8Array && b instanceof Uint8Array)
+    return a.length === b.length && a.every((byte, i) => byte === b[i]);
+  if (valueKind(a) === valueKind(b)) return false;
+  return onDuckDB(`comparing ${typeOfValue(a)} with ${typeOfValue(b)} inside a list or struct`, x);
+}
+
+function isStruct(v: unknown): v is object {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !(v instanceof Date) &&
+    !(v instanceof Uint8Array)
+  );
+}
+
+/** What deepEq compares directly: values of one kind (a bigint and a number are one kind to DuckDB, not here). */
+function valueKind(v: unknown): string {
+  if (Array.isArray(v)) return 'list';
+  if (v instanceof Date) return 'date';
+  if (v instanceof Uint8Array) return 'blob';
+  return typeof v;
 }
 
 /** A struct's field by name, an exact match first, else without regard to case, as DuckDB finds struct keys. */

@@ -68,6 +68,13 @@ const AGREE = [
   "TRY_CAST('2024-01-01 12:00:00 UTC' AS TIMESTAMP)",
   "TRY_CAST('2024-01-01 24:00:00' AS TIMESTAMP)",
   "strftime(DATE '-99999-01-01', '%y')",
+  // a year before 1: DuckDB writes %Y unpadded after the sign, and %G as the year's unsigned 32-bit value's last four digits
+  "strftime(DATE '-0001-06-15', '%Y %G %V %x %c')",
+  "strftime(DATE '0000-01-01', '%G %Y')",
+  "strftime(DATE '-0100-06-15', '%G %Y')",
+  "strftime(DATE '-7297-06-15', '%G')",
+  "strftime(DATE '12345-06-15', '%G %Y')",
+  "strftime(TIMESTAMP '-0010-01-01 01:02:03', '%G %Y %c')",
   "strftime(DATE '-99999-01-01', '%Y %c')",
   "strftime(old, '%Y-%m-%d %H:%M:%S %y %j %G %V')",
   // parts and truncation

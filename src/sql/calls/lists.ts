@@ -91,6 +91,8 @@ function perElementType(g: Gen, list: Val, node: Call, make: (list: Val) => Val)
   for (const arm of arms) {
     g.emit(arm.cases ? `${arm.cases.map((c) => `case ${c}:`).join(' ')} {` : 'default: {');
     if (arm.val) {
+      // elements typed one by one must have the types DuckDB's one element type gives them
+      if (!arm.cases) g.emit(`checkElementTypes(${list.code}, ${g.x(node)});`);
       for (const l of arm.lines) g.emit(l);
       const v = same ? arm.val : g.lazily(() => g.toOut(arm.val!));
       g.emit(`${r} = ${v.code};`);
@@ -354,8 +356,14 @@ function aggregate(g: Gen, name: string, list: Val, node: Call, sep: Val | undef
   if (g.isNull(s)) return g.nullOf(T.VARCHAR);
   g.emit(`let ${r} = null;`);
   const close = whenList(g, list);
+  // elements typed per record print as the one type DuckDB gives them all ([[1], [2.5]] is DOUBLE[][])
+  const elementType = g.tmp();
+  if (child.id === 'ANY') g.emit(`const ${elementType} = listElementType(${list.code}, ${g.x(node)});`);
   forEach(g, list, 0, (e, raw) => {
-    const text = e.type.id === 'ANY' ? { code: `anyStr(${raw})` } : g.cast(e, T.VARCHAR, false, node);
+    const text =
+      e.type.id === 'ANY'
+        ? { code: `elementText(${raw}, ${elementType})` }
+        : g.cast(e, T.VARCHAR, false, node);
     g.emit(`if (${raw} !== null) ${r} = ${r} === null ? ${text.code} : ${r} + ${s.code} + ${text.code};`);
   });
   close();
