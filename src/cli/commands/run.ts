@@ -6,11 +6,11 @@ import { type Checkpoint, saveCheckpointsTo } from '../../engine/checkpoint-stor
 import { type PushdownPlan, PushdownRun, planPushdown } from '../../engine/pushdown.ts';
 import { PipelineRun, type RunProgress, type RunSummary } from '../../engine/run.ts';
 import type { OperatorSummary } from '../../engine/stats.ts';
+import { describeHttpMetrics } from '../../http/metrics.ts';
 import { defaultRegistry, openCheckpointStore } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { parseDuration } from '../../spec/duration.ts';
 import { loadPipeline, type Pipeline } from '../../spec/validate.ts';
-import { describeHttpMetrics } from '../../steps/http/metrics.ts';
 import { EXIT } from '../exit-codes.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from '../format.ts';
 import { createLogger, isLogLevel } from '../logger.ts';
