@@ -1,38 +1,34 @@
 /**
- * What the `http` sink and source share with the `http` step: the timeout, retry and auth schemas
- * (taken from the step's config, so validation and reference docs are identical), the undici
- * caller (HttpCaller: pool, bounded concurrency, per-attempt timeouts, retries honouring
- * Retry-After), and redaction of credentials.
+ * What the `http` sink and source share with the `http` step (src/http/): the timeout, retry and
+ * auth schemas (the same objects the step's config uses, so validation and reference docs are
+ * identical), the undici caller (HttpCaller: pool, bounded concurrency, per-attempt timeouts,
+ * retries honouring Retry-After), and redaction of credentials.
  */
 import { z } from 'zod';
+import { type Auth, authConfig, authHeaderName, createAuth, redactorFor } from '../../http/auth.ts';
+import { type CallerOptions, HttpCaller, type Redactor } from '../../http/client.ts';
+import { type RateLimitConfig, rateLimitConfig, rateLimitOf, TokenBucket } from '../../http/rate-limit.ts';
+import {
+  DEFAULT_MAX_BYTES,
+  decompressSchema,
+  maxBytesSchema,
+  redirectsSchema,
+  retrySchema,
+  timeoutSchema,
+} from '../../http/schemas.ts';
 import type { ComponentContext } from '../../sdk/types.ts';
 import { parseDuration } from '../../spec/duration.ts';
 import { parseSize } from '../../spec/size.ts';
-import { type Auth, authConfig, authHeaderName, createAuth, redactorFor } from '../../steps/http/auth.ts';
-import { type CallerOptions, HttpCaller, type Redactor } from '../../steps/http/client.ts';
-import { DEFAULT_MAX_BYTES, decompress, httpConfig, maxBytes } from '../../steps/http/config.ts';
-import {
-  type RateLimitConfig,
-  rateLimitConfig,
-  rateLimitOf,
-  TokenBucket,
-} from '../../steps/http/rate-limit.ts';
 
-const stepShape = httpConfig.shape;
-
-/** `timeout: { connect, headers, total }`, exactly as the step has it (with its defaults). */
-export const timeoutSchema = stepShape.timeout;
-/** `retry: { attempts, backoff, initial, max, on }`, exactly as the step has it. */
-export const retrySchema = stepShape.retry;
+/** `timeout`, `retry` and `redirects`, exactly as the step has them (with their defaults). */
+export { redirectsSchema, retrySchema, timeoutSchema };
 /** `auth`: bearer, basic, header or oauth2, as the step has it. */
 export const authSchema = authConfig.optional();
 /** `rate_limit`: the step's per-host token bucket. */
 export const rateLimitSchema = rateLimitConfig.optional();
-/** `redirects: { max, cross_origin }`, exactly as the step has it. */
-export const redirectsSchema = stepShape.redirects;
 /** `response: { max_bytes, decompress }`: the step's cap on a body and decoding of it. */
 export const responseSchema = z
-  .object({ max_bytes: maxBytes, decompress })
+  .object({ max_bytes: maxBytesSchema, decompress: decompressSchema })
   .strict()
   .default({ max_bytes: DEFAULT_MAX_BYTES, decompress: true })
   .describe(

@@ -6,22 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { defineSink } from '../../sdk/define.ts';
-import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
-import type {
-  ComponentContext,
-  Rejection,
-  SinkInstance,
-  SinkWriteResult,
-  SluiceRecord,
-} from '../../sdk/types.ts';
 import {
   acceptEncoding,
   type CallOutcome,
   type HttpCaller,
   type PreparedRequest,
   type Redactor,
-} from '../../steps/http/client.ts';
+} from '../../http/client.ts';
 import {
   type CompiledUrl,
   compileJsonBody,
@@ -35,7 +26,16 @@ import {
   parseTemplate,
   type Renderer,
   stringifyJson,
-} from '../../steps/http/template.ts';
+} from '../../http/template.ts';
+import { defineSink } from '../../sdk/define.ts';
+import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
+import type {
+  ComponentContext,
+  Rejection,
+  SinkInstance,
+  SinkWriteResult,
+  SluiceRecord,
+} from '../../sdk/types.ts';
 import {
   authSchema,
   type Connection,

@@ -13,6 +13,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import LinkHeader from 'http-link-header';
 import { z } from 'zod';
+import { acceptEncoding, type HttpCaller, type Redactor } from '../../http/client.ts';
+import {
+  type FieldRef,
+  hasPlaceholder,
+  lookup,
+  parseFieldRef,
+  stringifyJson,
+  TemplateSyntaxError,
+} from '../../http/template.ts';
 import { defineSource } from '../../sdk/define.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import type {
@@ -23,15 +32,6 @@ import type {
   SourceInstance,
 } from '../../sdk/types.ts';
 import { durationSchema } from '../../spec/duration.ts';
-import { acceptEncoding, type HttpCaller, type Redactor } from '../../steps/http/client.ts';
-import {
-  type FieldRef,
-  hasPlaceholder,
-  lookup,
-  parseFieldRef,
-  stringifyJson,
-  TemplateSyntaxError,
-} from '../../steps/http/template.ts';
 import {
   authSchema,
   type Connection,

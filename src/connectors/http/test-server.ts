@@ -4,7 +4,7 @@
  * what arrived and the hit count of its path; the server records every request.
  */
 import http from 'node:http';
-import { closedPort, listenOnLoopback } from '../../steps/http/test-server.ts';
+import { closedPort, listenOnLoopback } from '../../http/test-util.ts';
 
 export interface Arrived {
   method: string;

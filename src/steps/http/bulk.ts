@@ -3,11 +3,12 @@
  * items (each the request body rendered for one record), and the response's array of results is
  * split back, result i to record i.
  */
+
+import type { CallOutcome, HttpCaller, PreparedRequest } from '../../http/client.ts';
+import { lookup, MISSING, parseFieldRef, type Renderer, withField } from '../../http/template.ts';
 import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
 import type { RecordValue, Rejection, SluiceRecord, StepResult } from '../../sdk/types.ts';
-import type { CallOutcome, HttpCaller, PreparedRequest } from './client.ts';
 import type { HttpConfig } from './config.ts';
-import { lookup, MISSING, parseFieldRef, type Renderer, withField } from './template.ts';
 
 type Response = Extract<CallOutcome, { kind: 'response' }>;
 

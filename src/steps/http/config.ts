@@ -1,10 +1,16 @@
 import { z } from 'zod';
-import { durationSchema } from '../../spec/duration.ts';
-import { sizeSchema } from '../../spec/size.ts';
-import { authConfig, authHeaderName } from './auth.ts';
-import { breakerConfig } from './breaker.ts';
-import { cacheConfig } from './cache.ts';
-import { rateLimitConfig } from './rate-limit.ts';
+import { authConfig, authHeaderName } from '../../http/auth.ts';
+import { breakerConfig } from '../../http/breaker.ts';
+import { cacheConfig } from '../../http/cache.ts';
+import { rateLimitConfig } from '../../http/rate-limit.ts';
+import {
+  DEFAULT_MAX_BYTES,
+  decompressSchema,
+  maxBytesSchema,
+  redirectsSchema,
+  retrySchema,
+  timeoutSchema,
+} from '../../http/schemas.ts';
 import {
   compileJsonBody,
   compileUrl,
@@ -12,7 +18,7 @@ import {
   hasPlaceholder,
   parseFieldRef,
   parseTemplate,
-} from './template.ts';
+} from '../../http/template.ts';
 
 export const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'] as const;
 export const STATUS_KEY = /^(?:[2-5]xx|[2-5]\d\d)$/;
@@ -74,105 +80,6 @@ const request = z
   .strict()
   .describe('The request made for each record.');
 
-const timeout = z
-  .object({
-    connect: durationSchema.default('10s').describe('Longest wait to open a connection (TCP and TLS).'),
-    headers: durationSchema
-      .default('30s')
-      .describe('Longest wait from the start of an attempt until the response headers have arrived.'),
-    total: durationSchema
-      .default('60s')
-      .describe('Longest time for one attempt, from its start until the response body has been read.'),
-  })
-  .strict()
-  .describe(
-    'Timeouts of each attempt; a timed-out attempt fails with SLUICE_HTTP_TIMEOUT (retried on `timeout`).',
-  );
-
-const retryOn = z.union([z.number().int().min(400).max(599), z.enum(['5xx', 'network', 'timeout'])]);
-
-const retry = z
-  .object({
-    attempts: z
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .default(3)
-      .describe('Tries per record, the first included; 1 turns retries off.'),
-    backoff: z
-      .enum(['exponential', 'constant'])
-      .default('exponential')
-      .describe(
-        'exponential: the wait before retry n is random between 0 and min(max, initial × 2^(n-1)) (full jitter); ' +
-          'constant: random between 0 and initial.',
-      ),
-    initial: durationSchema
-      .default('100ms')
-      .describe('The backoff scale: the longest wait before the first retry.'),
-    max: durationSchema.default('10s').describe('Longest wait before any retry, a `Retry-After` included.'),
-    on: z
-      .array(retryOn)
-      .default([429, 502, 503, 504, 'network', 'timeout'])
-      .describe(
-        'What is retried: status codes (`429`), `5xx` (every server error), `network` (connection refused or ' +
-          'reset, DNS failure) and `timeout`. A `Retry-After` header on a retried response (seconds or an HTTP ' +
-          'date) is honoured: the retry comes no sooner than it says, up to `max`.',
-      ),
-  })
-  .strict()
-  .describe('Retries with backoff and full jitter. Retries resend the request: make the call idempotent.');
-
-/** The default of `response.max_bytes`. */
-export const DEFAULT_MAX_BYTES = '10MiB';
-
-export const maxBytes = sizeSchema
-  .default(DEFAULT_MAX_BYTES)
-  .describe(
-    'Largest response body read, after Content-Encoding is decoded (so a small compressed body that expands ' +
-      'past it, a zip bomb, is stopped too): a number of bytes or `"512KiB"`, `"10MiB"`, `"1GB"`. A larger body ' +
-      'fails the call with SLUICE_HTTP_BODY_TOO_LARGE (not retried) and reading stops at the limit.',
-  );
-
-export const decompress = z
-  .boolean()
-  .default(true)
-  .describe(
-    'Sends `Accept-Encoding: gzip, deflate, br, zstd` (unless the request headers set Accept-Encoding) and ' +
-      'decodes a response whose Content-Encoding is gzip, x-gzip, deflate, br or zstd, error bodies included. ' +
-      'false: asks for no encoding and takes the body as it comes.',
-  );
-
-export const redirects = z
-  .object({
-    max: z
-      .number()
-      .int()
-      .min(0)
-      .max(20)
-      .default(5)
-      .describe(
-        'Most redirects (301, 302, 303, 307, 308 with a Location) followed per attempt; one more fails the call ' +
-          'with SLUICE_HTTP_REDIRECT. 0 follows none: a 3xx is then the final response, handled by `on_status`.',
-      ),
-    cross_origin: z
-      .boolean()
-      .default(false)
-      .describe(
-        'Whether a redirect to another origin (scheme, host or port) is followed. false (default): such a call ' +
-          'fails with SLUICE_HTTP_REDIRECT and nothing is sent there. true: it is followed without the ' +
-          'credentials (Authorization, Cookie, Proxy-Authorization and the `auth.header` header are not sent ' +
-          'to the other origin).',
-      ),
-  })
-  .strict()
-  .default({ max: 5, cross_origin: false })
-  .describe(
-    'How redirects are followed. 303 turns the request into a GET without a body, and so do 301 and 302 after ' +
-      'a POST (as browsers and fetch do); 307 and 308 resend the same method and body. Retries start again ' +
-      'from the configured URL.',
-  );
-
 const response = z
   .object({
     into: z
@@ -195,8 +102,8 @@ const response = z
         'What is written: with just `body` (the default) the field holds the body itself; otherwise an object ' +
           'with the listed keys, e.g. `{ status: 200, headers: { content-type: ... }, body: ... }`.',
       ),
-    max_bytes: maxBytes,
-    decompress,
+    max_bytes: maxBytesSchema,
+    decompress: decompressSchema,
     sql: z
       .string()
       .min(1)
@@ -242,14 +149,8 @@ export const httpConfig = z
         'true: each output batch keeps the input order; false: records leave a batch in the order their calls ' +
           'completed.',
       ),
-    timeout: timeout.default({ connect: '10s', headers: '30s', total: '60s' }),
-    retry: retry.default({
-      attempts: 3,
-      backoff: 'exponential',
-      initial: '100ms',
-      max: '10s',
-      on: [429, 502, 503, 504, 'network', 'timeout'],
-    }),
+    timeout: timeoutSchema,
+    retry: retrySchema,
     response: response.default({
       into: 'response',
       as: 'auto',
@@ -257,7 +158,7 @@ export const httpConfig = z
       max_bytes: DEFAULT_MAX_BYTES,
       decompress: true,
     }),
-    redirects,
+    redirects: redirectsSchema,
     on_status: onStatus,
     auth: authConfig.optional(),
     rate_limit: rateLimitConfig.optional(),

@@ -1,3 +1,21 @@
+import { authSecrets, createAuth, redactorFor } from '../../http/auth.ts';
+import { CircuitBreaker } from '../../http/breaker.ts';
+import { ResponseCache } from '../../http/cache.ts';
+import { acceptEncoding, type CallOutcome, HttpCaller, type PreparedRequest } from '../../http/client.ts';
+import { rateLimitOf, TokenBucket } from '../../http/rate-limit.ts';
+import {
+  compileForm,
+  compileJsonBody,
+  compileJsonField,
+  compileQuery,
+  compileText,
+  compileUrl,
+  hasPlaceholder,
+  headerValueCheck,
+  parseFieldRef,
+  type Renderer,
+  withField,
+} from '../../http/template.ts';
 import { defineStep } from '../../sdk/define.ts';
 import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
 import type {
@@ -12,26 +30,8 @@ import { parseDuration } from '../../spec/duration.ts';
 import { parseSize } from '../../spec/size.ts';
 import { compileSelect, planQuery, type QueryPlan } from '../../sql/index.ts';
 import { sqlIssues } from '../filter/index.ts';
-import { authSecrets, createAuth, redactorFor } from './auth.ts';
-import { CircuitBreaker } from './breaker.ts';
 import { bulkProcess } from './bulk.ts';
-import { ResponseCache } from './cache.ts';
-import { acceptEncoding, type CallOutcome, HttpCaller, type PreparedRequest } from './client.ts';
 import { type HttpConfig, httpConfig } from './config.ts';
-import { rateLimitOf, TokenBucket } from './rate-limit.ts';
-import {
-  compileForm,
-  compileJsonBody,
-  compileJsonField,
-  compileQuery,
-  compileText,
-  compileUrl,
-  hasPlaceholder,
-  headerValueCheck,
-  parseFieldRef,
-  type Renderer,
-  withField,
-} from './template.ts';
 
 export { type HttpConfig, httpConfig } from './config.ts';
 

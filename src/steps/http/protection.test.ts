@@ -5,13 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { REDACTED } from '../../http/client.ts';
+import { parseRate, rateLimitOf, TokenBucket } from '../../http/rate-limit.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { testContext } from '../../sdk/testing.ts';
 import type { Logger, RecordValue, SluiceRecord, StepInstance, StepResult } from '../../sdk/types.ts';
 import { registerSecret } from '../../spec/secrets.ts';
-import { REDACTED } from './client.ts';
 import { createHttpStep, httpStep } from './index.ts';
-import { parseRate, rateLimitOf, TokenBucket } from './rate-limit.ts';
 import { startTestServer, type TestServer } from './test-server.ts';
 
 let server: TestServer;

@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, afterEach, before, describe, it } from 'node:test';
 import zlib from 'node:zlib';
+import { listenOnLoopback } from '../../http/test-util.ts';
 import { testContext } from '../../sdk/testing.ts';
 import type { RecordValue, Rejection, SluiceRecord, StepInstance, StepResult } from '../../sdk/types.ts';
 import { createHttpStep, httpStep } from './index.ts';
-import { listenOnLoopback } from './test-server.ts';
 
 interface Seen {
   method: string;

@@ -7,9 +7,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { z } from 'zod';
-import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
-import type { Logger } from '../../sdk/types.ts';
-import { registeredSecrets } from '../../spec/secrets.ts';
+import { SluiceError, toSluiceError } from '../sdk/errors.ts';
+import type { Logger } from '../sdk/types.ts';
+import { registeredSecrets } from '../spec/secrets.ts';
 import { Redactor } from './redact.ts';
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

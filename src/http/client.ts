@@ -8,7 +8,7 @@
 import { STATUS_CODES } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, Client, type Dispatcher, interceptors } from 'undici';
-import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
+import { SluiceError, toSluiceError } from '../sdk/errors.ts';
 import type { OAuth2Client } from './auth.ts';
 import type { Admission, CircuitBreaker } from './breaker.ts';
 import { HttpMetrics, type OutcomeClass } from './metrics.ts';

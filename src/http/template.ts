@@ -6,8 +6,8 @@
  * the field's type.
  */
 import type { z } from 'zod';
-import { SluiceError } from '../../sdk/errors.ts';
-import type { RecordValue } from '../../sdk/types.ts';
+import { SluiceError } from '../sdk/errors.ts';
+import type { RecordValue } from '../sdk/types.ts';
 
 const PLACEHOLDER = /\{\{\s*([^{}\s]+)\s*\}\}/g;
 const WHOLE = /^\{\{\s*([^{}\s]+)\s*\}\}$/;

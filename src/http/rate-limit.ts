@@ -3,7 +3,7 @@
  * included) and wait, in arrival order, when none is left. The HTTP sink and source reuse it.
  */
 import { z } from 'zod';
-import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
+import { SluiceError, toSluiceError } from '../sdk/errors.ts';
 
 const UNIT_MS: Record<string, number> = {
   s: 1000,

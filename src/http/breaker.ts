@@ -12,9 +12,9 @@
  * until they may go; `error` fails them at once with SLUICE_HTTP_CIRCUIT_OPEN.
  */
 import { z } from 'zod';
-import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
-import type { Logger } from '../../sdk/types.ts';
-import { durationSchema, formatDuration, parseDuration } from '../../spec/duration.ts';
+import { SluiceError, toSluiceError } from '../sdk/errors.ts';
+import type { Logger } from '../sdk/types.ts';
+import { durationSchema, formatDuration, parseDuration } from '../spec/duration.ts';
 
 export const breakerConfig = z
   .object({

@@ -4,7 +4,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
-import { durationSchema } from '../../spec/duration.ts';
+import { durationSchema } from '../spec/duration.ts';
 
 export const cacheConfig = z
   .object({
