@@ -1,12 +1,26 @@
 /** Loading records into DuckDB temp tables with DuckDB's appender (no SQL text per row). */
 import {
+  BIGINT,
+  BLOB,
+  BOOLEAN,
+  blobValue,
+  DOUBLE,
   type DuckDBAppender,
   type DuckDBConnection,
   DuckDBTimestampValue,
   type DuckDBType,
+  type DuckDBValue,
+  HUGEINT,
+  INTEGER,
+  LIST,
+  listValue,
+  STRUCT,
+  structValue,
+  TIMESTAMP,
+  VARCHAR,
 } from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
-import { duckType, duckValue, type Shape } from './shape.ts';
+import type { Shape } from './shape.ts';
 
 export interface Column {
   name: string;
@@ -102,5 +116,59 @@ export function appendRows(
         cause: err,
       },
     );
+  }
+}
+
+/** DuckDB's type for a shape (NULL inside a nested type is stored as INTEGER: its values are all NULL). */
+export function duckType(s: Shape): DuckDBType {
+  switch (s.k) {
+    case 'NULL':
+      return INTEGER;
+    case 'BIGINT':
+      return BIGINT;
+    case 'HUGEINT':
+      return HUGEINT;
+    case 'DOUBLE':
+      return DOUBLE;
+    case 'VARCHAR':
+      return VARCHAR;
+    case 'BOOLEAN':
+      return BOOLEAN;
+    case 'TIMESTAMP':
+      return TIMESTAMP;
+    case 'BLOB':
+      return BLOB;
+    case 'LIST':
+      return LIST(duckType(s.e));
+    case 'STRUCT':
+      return STRUCT(Object.fromEntries(s.f.map(([n, t]) => [n, duckType(t)])));
+  }
+}
+
+/** A record value as a DuckDB value of shape `s` (which the value's own shape merges into). */
+export function duckValue(v: unknown, s: Shape): DuckDBValue {
+  if (v === null || v === undefined) return null;
+  switch (s.k) {
+    case 'NULL':
+      return null;
+    case 'BIGINT':
+    case 'HUGEINT':
+      return typeof v === 'bigint' ? v : BigInt(typeof v === 'boolean' ? Number(v) : (v as number));
+    case 'DOUBLE':
+      return Number(v);
+    case 'VARCHAR':
+      return String(v);
+    case 'BOOLEAN':
+      return Boolean(v);
+    case 'TIMESTAMP':
+      return new DuckDBTimestampValue(BigInt((v as Date).getTime()) * 1000n);
+    case 'BLOB':
+      return blobValue(v as Uint8Array);
+    case 'LIST':
+      return listValue((v as unknown[]).map((x) => duckValue(x, s.e)));
+    case 'STRUCT': {
+      const o = v as Record<string, unknown>;
+      return structValue(Object.fromEntries(s.f.map(([n, t]) => [n, duckValue(o[n], t)])));
+    }
   }
 }
