@@ -18,10 +18,10 @@ import type {
   SourceDefinition,
   StepDefinition,
 } from './sdk/types.ts';
-import { filterStep } from './steps/filter/index.ts';
+import { filterStep } from './steps/filter/definition.ts';
 import { httpStep } from './steps/http/index.ts';
 import { scriptStep } from './steps/script/index.ts';
-import { sqlStep } from './steps/sql/index.ts';
+import { sqlStep } from './steps/sql/definition.ts';
 import { validateStep } from './steps/validate/index.ts';
 
 /** Components by kind and name. Built-in components are registered exactly like plugins. */

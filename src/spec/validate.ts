@@ -12,7 +12,7 @@ import type {
   SourceDefinition,
   StepDefinition,
 } from '../sdk/types.ts';
-import { compileCondition } from '../sql/index.ts';
+import { compileCondition } from '../sql/compile.ts';
 import { interpolate } from './interpolate.ts';
 import { type Check, envelopeSchema, type Settings, SLOT_EXTRA_KEYS } from './schema.ts';
 import { formatPath, SourceMap, type SpecPath } from './source-map.ts';

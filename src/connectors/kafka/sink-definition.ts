@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { defineSink } from '../../sdk/define.ts';
 import type { ConfigIssue } from '../../sdk/types.ts';
-import { compileExpression } from '../../sql/index.ts';
-import { sqlIssues } from '../../steps/filter/index.ts';
+import { compileExpression } from '../../sql/compile.ts';
+import { sqlIssues } from '../../steps/filter/definition.ts';
 import { checkBootstrap, connectionFields, TOPIC_NAME } from './common.ts';
 
 export const kafkaSinkConfig = z
