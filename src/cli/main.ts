@@ -22,6 +22,15 @@ export interface CommandEntry {
 
 export const COMMANDS: CommandEntry[] = [
   {
+    name: 'init',
+    summary:
+      'Write a working starter spec from a template (quickstart: file → sql → file; http: enrich by an API).',
+    load: async () => {
+      const m = await import('./commands/init.ts');
+      return { spec: m.initCommand, handler: m.init };
+    },
+  },
+  {
     name: 'run',
     summary: 'Run a pipeline to completion on the embedded engine, with live progress and a summary.',
     load: async () => {
