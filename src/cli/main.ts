@@ -47,6 +47,15 @@ export const COMMANDS: CommandEntry[] = [
     },
   },
   {
+    name: 'test',
+    summary:
+      "Run a pipeline's steps on the fixture records in FILE's .test.yaml and compare with the expected output.",
+    load: async () => {
+      const m = await import('./commands/test.ts');
+      return { spec: m.testCommand, handler: m.test };
+    },
+  },
+  {
     name: 'explain',
     summary: 'Show how each step would run (compiled JavaScript, DuckDB batches, DuckDB set-level) and why.',
     load: async () => {
