@@ -235,7 +235,7 @@ describe('sluice CLI against a real server', () => {
     const p = (n: number, w = 2) => String(n).padStart(w, '0');
     const local = `${t.getFullYear()}-${p(t.getMonth() + 1)}-${p(t.getDate())} ${p(t.getHours())}:${p(t.getMinutes())}:${p(t.getSeconds())}.${p(t.getMilliseconds(), 3)}`;
     assert.ok(lines[0]!.startsWith(`${local} info  ${entries[0].msg}`), lines[0]);
-    assert.ok(!readable.stdout.includes("\u001b["), 'no ANSI colour codes on a pipe');
+    assert.ok(!readable.stdout.includes('\u001b['), 'no ANSI colour codes on a pipe');
   });
 
   it('submit with an Idempotency-Key returns the first job when sent again', async () => {
