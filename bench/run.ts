@@ -11,7 +11,8 @@
  * postgres and kafka (bench/connectors.ts: PostgreSQL → Parquet next to psql's \copy, Kafka →
  * Kafka next to a bare client loop; they start the project's services when not running), http
  * (bench/http.ts: the http step against a 100 ms server beside bare undici and fetch harnesses,
- * and a run with failing calls whose counts must add up).
+ * and a run with failing calls whose counts must add up), startup (bench/startup.ts: `sluice --help`
+ * and `sluice validate` of the quick start as a ratio to a bare `node -e 0`, median of 9 runs).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -421,4 +422,13 @@ if (want('server')) {
     `\ncontrol plane (sluice server, embedded store): the same API calls idle and under load\n\n`,
   );
   printTable(await benchServer({ jobs: Number(values['server-jobs']), maxJobs: 20 }));
+}
+
+if (want('startup')) {
+  const { benchStartup, printStartupTable } = await import('./startup.ts');
+  const runs = Math.max(9, REPEAT);
+  process.stdout.write(
+    `\nCLI start-up beside a bare Node (median of ${runs} runs each; target: within 5x)\n\n`,
+  );
+  printStartupTable(benchStartup({ root: ROOT, runs }));
 }

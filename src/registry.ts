@@ -1,9 +1,14 @@
 import path from 'node:path';
-import { fileSink, fileSource } from './connectors/file/index.ts';
+// Definitions only (config schema, docs, checks): a component's implementation, with its client
+// library (DuckDB, the AWS SDK, Kafka, pg), loads when a pipeline creates it.
+import { fileSink } from './connectors/file/sink-definition.ts';
+import { fileSource } from './connectors/file/source-definition.ts';
 import { generateSource } from './connectors/generate/index.ts';
 import { httpSink, httpSource } from './connectors/http/index.ts';
-import { kafkaSink, kafkaSource } from './connectors/kafka/index.ts';
-import { postgresSink, postgresSource } from './connectors/postgres/index.ts';
+import { kafkaSink } from './connectors/kafka/sink-definition.ts';
+import { kafkaSource } from './connectors/kafka/source-definition.ts';
+import { postgresSink } from './connectors/postgres/sink-definition.ts';
+import { postgresSource } from './connectors/postgres/source-definition.ts';
 import { stdinSource, stdoutSink } from './connectors/stdio/index.ts';
 import { type CheckpointStore, FileCheckpointStore } from './engine/checkpoint-store.ts';
 import type {
@@ -13,10 +18,10 @@ import type {
   SourceDefinition,
   StepDefinition,
 } from './sdk/types.ts';
-import { filterStep } from './steps/filter/index.ts';
+import { filterStep } from './steps/filter/definition.ts';
 import { httpStep } from './steps/http/index.ts';
 import { scriptStep } from './steps/script/index.ts';
-import { sqlStep } from './steps/sql/index.ts';
+import { sqlStep } from './steps/sql/definition.ts';
 import { validateStep } from './steps/validate/index.ts';
 
 /** Components by kind and name. Built-in components are registered exactly like plugins. */

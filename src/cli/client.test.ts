@@ -208,8 +208,11 @@ describe('sluice CLI against a real server', () => {
     assert.deepEqual(changes, ['(new)>pending', 'pending>running', 'running>succeeded']);
   });
 
-  it('logs prints the JSON lines of the job, each with its job_id; --follow ends when the job has', async () => {
-    const [r, followed] = await Promise.all([cli(['logs', smallId]), cli(['logs', smallId, '--follow'])]);
+  it('logs --json prints the JSON lines of the job, each with its job_id; --follow ends when the job has', async () => {
+    const [r, followed] = await Promise.all([
+      cli(['logs', smallId, '--json']),
+      cli(['logs', smallId, '--json', '--follow']),
+    ]);
     assert.equal(r.code, EXIT.ok, r.stderr);
     const lines = r.stdout.split('\n').filter(Boolean);
     assert.ok(lines.length > 0, 'the log has lines');
@@ -217,6 +220,22 @@ describe('sluice CLI against a real server', () => {
 
     assert.equal(followed.code, EXIT.ok, followed.stderr);
     assert.equal(followed.stdout, r.stdout);
+  });
+
+  it('logs prints the lines for people: local date and time, level, message; no colour when piped', async () => {
+    const [json, readable] = await Promise.all([cli(['logs', smallId, '--json']), cli(['logs', smallId])]);
+    assert.equal(readable.code, EXIT.ok, readable.stderr);
+    const entries = json.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    const lines = readable.stdout.split('\n').filter(Boolean);
+    assert.equal(lines.length, entries.length);
+    const t = new Date(entries[0].time);
+    const p = (n: number, w = 2) => String(n).padStart(w, '0');
+    const local = `${t.getFullYear()}-${p(t.getMonth() + 1)}-${p(t.getDate())} ${p(t.getHours())}:${p(t.getMinutes())}:${p(t.getSeconds())}.${p(t.getMilliseconds(), 3)}`;
+    assert.ok(lines[0]!.startsWith(`${local} info  ${entries[0].msg}`), lines[0]);
+    assert.ok(!readable.stdout.includes('\u001b['), 'no ANSI colour codes on a pipe');
   });
 
   it('submit with an Idempotency-Key returns the first job when sent again', async () => {

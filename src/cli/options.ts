@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { SluiceError } from '../sdk/errors.ts';
+import { didYouMean } from '../spec/suggest.ts';
 
 /** One CLI option. The description is required by the type: the CLI page is generated from it. */
 export interface OptionSpec {
@@ -73,8 +74,22 @@ export function parseCommand<O extends Record<string, OptionSpec>>(
     return { options: values as ParsedOptions<O>, positionals };
   } catch (err) {
     if (err instanceof SluiceError) throw err;
+    const unknown = unknownOption(err as NodeJS.ErrnoException);
+    if (unknown) {
+      const hint = didYouMean(
+        unknown,
+        Object.keys(spec.options).map((name) => `--${name}`),
+      );
+      throw new SluiceError('SLUICE_USAGE', `unknown option "${unknown}"; ${hint}usage: ${spec.usage}`);
+    }
     throw new SluiceError('SLUICE_USAGE', `${(err as Error).message}; usage: ${spec.usage}`);
   }
+}
+
+/** The option parseArgs refused as unknown (`--folow`), if that is what `err` is. */
+function unknownOption(err: NodeJS.ErrnoException): string | undefined {
+  if (err.code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return undefined;
+  return /'([^']+)'/.exec(err.message)?.[1];
 }
 
 export function helpText(spec: CommandSpec): string {

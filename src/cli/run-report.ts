@@ -2,8 +2,8 @@
 import type { PushdownPlan } from '../engine/pushdown.ts';
 import type { RunProgress, RunSummary } from '../engine/run.ts';
 import type { OperatorSummary } from '../engine/stats.ts';
-import type { Pipeline } from '../spec/validate.ts';
 import { describeHttpMetrics } from '../http/metrics.ts';
+import type { Pipeline } from '../spec/validate.ts';
 import { formatCount, formatDuration, formatRate, renderTable } from './format.ts';
 
 /** The progress line of a pushed-down run: DuckDB's estimate of the share done. */

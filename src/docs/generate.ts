@@ -111,9 +111,10 @@ takes the YAML type of what it is replaced by: \`count: \${param:n}\` with \`n=5
 `;
 }
 
-function cliPage(): string {
+async function cliPage(): Promise<string> {
   const out = [`${BANNER}# CLI reference\n`];
-  for (const { spec } of COMMANDS) {
+  for (const entry of COMMANDS) {
+    const { spec } = await entry.load();
     out.push(`## \`sluice ${spec.name}\`\n`, `${spec.summary}\n`, '```', spec.usage, '```\n');
     const opts = Object.entries(spec.options);
     if (opts.length) {
@@ -155,19 +156,19 @@ function errorsPage(): string {
   return `${out.join('\n')}\n`;
 }
 
-/** The pages that need no I/O (the OpenAPI document is added by `generateAllDocs`). */
+/** The pages that need no I/O (the CLI page and the OpenAPI document are added by `generateAllDocs`). */
 export function generateDocs(registry: Registry = defaultRegistry()): Map<string, string> {
   return new Map([
     ['docs/reference/components.md', componentsPage(registry)],
     ['docs/reference/spec.md', specPage()],
     ['docs/reference/pipeline.schema.json', `${JSON.stringify(pipelineJsonSchema(registry), null, 2)}\n`],
-    ['docs/reference/cli.md', cliPage()],
     ['docs/errors.md', errorsPage()],
   ]);
 }
 
 export async function generateAllDocs(): Promise<Map<string, string>> {
   const docs = generateDocs();
+  docs.set('docs/reference/cli.md', await cliPage());
   docs.set('docs/reference/openapi.json', `${JSON.stringify(await openApiDocument(), null, 2)}\n`);
   return docs;
 }

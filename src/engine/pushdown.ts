@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type DuckDBConnection, type DuckDBInstance, quotedIdentifier, quotedString } from '@duckdb/node-api';
 import { formatFromPath, type InputFile, listInputFiles } from '../connectors/file/paths.ts';
-import { type FileSinkConfig, isSingleFilePath } from '../connectors/file/sink.ts';
+import { type FileSinkConfig, isSingleFilePath } from '../connectors/file/sink-definition.ts';
 import type { FileSourceConfig } from '../connectors/file/source.ts';
 import { isS3Url } from '../connectors/s3/client.ts';
 import { type Compression, compressionExtension, compressionFromPath } from '../formats/compression.ts';

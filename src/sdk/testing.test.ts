@@ -11,6 +11,7 @@ import {
   checkRejected,
   checkSameRecords,
   readAll,
+  runStep,
   sinkConformance,
   sourceConformance,
   testContext,
@@ -240,5 +241,31 @@ describe('sink checks', () => {
       checkRejected({ rejected: [{ record, error: plain }] }, bad).join(),
       /no known SluiceError code/,
     );
+  });
+});
+
+describe('runStep', () => {
+  it("runs a step on records: its output, what it filtered and what it rejected with the error's code", async () => {
+    const { filterStep } = await import('../steps/filter/definition.ts');
+    const run = await runStep(filterStep, { condition: 'CAST(amount AS INTEGER) > 0' }, [
+      { id: 1, amount: '5' },
+      { id: 2, amount: '0' },
+      { id: 3, amount: 'x' },
+    ]);
+    assert.deepEqual(run.records, [{ id: 1, amount: '5' }]);
+    assert.equal(run.filtered, 1);
+    assert.deepEqual(
+      run.rejected.map((r) => [r.value?.id, r.code]),
+      [[3, 'SLUICE_EXPR_EVAL']],
+    );
+  });
+
+  it('refuses a config its schema or check refuses, naming the step and the field', async () => {
+    const { filterStep } = await import('../steps/filter/definition.ts');
+    await assert.rejects(
+      runStep(filterStep, { condition: 'amount >' }, []),
+      /invalid config for step filter: condition: /,
+    );
+    await assert.rejects(runStep(filterStep, {}, []), /invalid config for step filter: condition/);
   });
 });

@@ -18,6 +18,8 @@ import type {
   SluiceRecord,
   SourceBatch,
   SourceInstance,
+  StepDefinition,
+  StepResult,
 } from './types.ts';
 
 const silentLogger: Logger = {
@@ -472,4 +474,56 @@ export function sinkConformance(name: string, opts: SinkConformanceOptions): voi
       });
     }
   });
+}
+
+/** What `runStep` saw: the output values, the rejected records' values and codes, and the count filtered. */
+export interface StepRun {
+  records: RecordValue[];
+  rejected: { value: RecordValue | undefined; code: string }[];
+  /** Input records neither returned nor rejected (0 for a step with `finish`, whose output is not per record). */
+  filtered: number;
+}
+
+/**
+ * Runs a step as the engine does, for a unit test: `config` is checked against the step's schema
+ * (and its `check`), the step is created with a test context, given `values` as one batch, then
+ * finished and closed. Throws with the schema's or check's issues when the config is invalid.
+ */
+export async function runStep(
+  step: StepDefinition,
+  config: unknown,
+  values: RecordValue[],
+  ctx: Partial<ComponentContext> = {},
+): Promise<StepRun> {
+  const parsed = step.config.safeParse(config ?? {});
+  if (!parsed.success)
+    throw new Error(`invalid config for step ${step.name}: ${configIssues(step.config, config).join('; ')}`);
+  const context = testContext(ctx);
+  const issues = (await step.check?.(parsed.data, { baseDir: context.baseDir })) ?? [];
+  if (issues.length)
+    throw new Error(
+      `invalid config for step ${step.name}: ${issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  const instance = await step.create(parsed.data, context);
+  const input: SluiceRecord[] = values.map((value, offset) => ({
+    value,
+    meta: { position: { partition: 'test', offset } },
+  }));
+  const results: StepResult[] = [];
+  try {
+    results.push(await instance.process(input));
+    const finished = await instance.finish?.();
+    if (finished && Symbol.asyncIterator in finished) for await (const r of finished) results.push(r);
+    else if (finished) results.push(finished as StepResult);
+  } finally {
+    await instance.close?.();
+  }
+  const records = results.flatMap((r) => r.records.map((rec) => rec.value));
+  const rejected = results.flatMap((r) =>
+    (r.rejected ?? []).map((x) => ({ value: x.record?.value, code: x.error.code })),
+  );
+  const filtered = instance.finish
+    ? 0
+    : Math.max(0, values.length - (results[0]?.records.length ?? 0) - (results[0]?.rejected?.length ?? 0));
+  return { records, rejected, filtered };
 }

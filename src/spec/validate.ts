@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { closest, distance } from 'fastest-levenshtein';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import type { Registry } from '../registry.ts';
@@ -13,10 +12,11 @@ import type {
   SourceDefinition,
   StepDefinition,
 } from '../sdk/types.ts';
-import { compileCondition } from '../sql/index.ts';
+import { compileCondition } from '../sql/compile.ts';
 import { interpolate } from './interpolate.ts';
 import { type Check, envelopeSchema, type Settings, SLOT_EXTRA_KEYS } from './schema.ts';
 import { formatPath, SourceMap, type SpecPath } from './source-map.ts';
+import { didYouMean } from './suggest.ts';
 import { pathRefusal, variableRefusal, type Workspace } from './workspace.ts';
 
 export interface SpecIssue {
@@ -467,13 +467,6 @@ function reportZodIssue(
 
 function unknownName(kind: string, name: string, valid: string[]): string {
   return `unknown ${kind} "${name}"; ${didYouMean(name, valid)}valid ${kind}s: ${valid.join(', ')}`;
-}
-
-export function didYouMean(word: string, candidates: string[]): string {
-  if (!candidates.length) return '';
-  const best = closest(word, candidates);
-  const limit = Math.max(2, Math.floor(word.length / 3));
-  return distance(word, best) <= limit ? `did you mean "${best}"? ` : '';
 }
 
 function valueAt(value: unknown, p: SpecPath): unknown {

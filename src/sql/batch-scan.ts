@@ -11,8 +11,8 @@ import {
   type DuckDBValue,
   INTEGER,
 } from '@duckdb/node-api';
-import { duckConverter, duckType, type Shape } from './shape.ts';
-import { quoteIdent } from './table.ts';
+import type { Shape } from './shape.ts';
+import { duckConverter, duckType, quoteIdent } from './table.ts';
 
 export const BATCH_SCAN = '__sluice_batch';
 

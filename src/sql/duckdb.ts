@@ -1,5 +1,10 @@
-import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { confine, confinedInstanceOptions, type DuckDBConfinement } from './confined.ts';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBConfinement } from './confined.ts';
+
+// DuckDB's native binding loads on first use: the SQL compiler imports this module, and a command
+// that never parses SQL (`sluice --help`, validating a spec without SQL) must not pay for it.
+const duckdb = () => import('@duckdb/node-api');
+const confined = () => import('./confined.ts');
 
 /**
  * One in-process DuckDB for the whole process, created on first use. It parses SQL for the
@@ -39,7 +44,7 @@ export async function confineProcessDuckDB(c: DuckDBConfinement): Promise<void> 
     if (!made) continue;
     const conn = await (await made).connect();
     try {
-      await confine(conn, made === oneThread ? { ...c, lock: false } : c);
+      await (await confined()).confine(conn, made === oneThread ? { ...c, lock: false } : c);
     } finally {
       conn.closeSync();
     }
@@ -57,14 +62,15 @@ export function duckDBConfinement(): DuckDBConfinement | undefined {
  */
 export async function createDuckDBInstance(options: Record<string, string> = {}): Promise<DuckDBInstance> {
   const c = processConfinement;
+  const { DuckDBInstance } = await duckdb();
   const created = await DuckDBInstance.create(
     ':memory:',
-    c ? { ...confinedInstanceOptions(c), ...options } : options,
+    c ? { ...(await confined()).confinedInstanceOptions(c), ...options } : options,
   );
   const conn = await created.connect();
   try {
     await conn.run(UTC);
-    if (c) await confine(conn, { ...c, lock: false });
+    if (c) await (await confined()).confine(conn, { ...c, lock: false });
   } catch (err) {
     created.closeSync();
     throw err;
@@ -84,11 +90,15 @@ export function getDuckDBInstance(): Promise<DuckDBInstance> {
 
 async function createShared(): Promise<DuckDBInstance> {
   const c = processConfinement;
-  const created = await DuckDBInstance.create(':memory:', c ? confinedInstanceOptions(c) : {});
+  const { DuckDBInstance } = await duckdb();
+  const created = await DuckDBInstance.create(
+    ':memory:',
+    c ? (await confined()).confinedInstanceOptions(c) : {},
+  );
   const conn = await created.connect();
   try {
     await conn.run(UTC);
-    if (c) await confine(conn, c);
+    if (c) await (await confined()).confine(conn, c);
   } catch (err) {
     created.closeSync();
     throw err;

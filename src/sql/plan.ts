@@ -5,8 +5,8 @@
  */
 import { closest, distance } from 'fastest-levenshtein';
 import { SluiceError } from '../sdk/errors.ts';
+import { compileCondition, compileSelect } from './compile.ts';
 import { newDuckDBConnection } from './duckdb.ts';
-import { compileCondition, compileSelect } from './index.ts';
 import { type Lookups, loadLookups, quoteIdent } from './lookups.ts';
 import { type AstNode, getCatalog, invalid, type Parsed, parseSelect } from './parse.ts';
 

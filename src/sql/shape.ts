@@ -1,27 +1,9 @@
 /**
  * SQL types of record values for the DuckDB paths, exactly as the compiler and the oracle type
  * them (integral number → BIGINT, other number → DOUBLE, Date → TIMESTAMP, array → LIST, object →
- * STRUCT), and their conversion to DuckDB appender values.
+ * STRUCT). Pure: the compiler imports it, so DuckDB loads only where a path runs on it (the
+ * conversion to appender values is in table.ts).
  */
-import {
-  BIGINT,
-  BLOB,
-  BOOLEAN,
-  blobValue,
-  DOUBLE,
-  DuckDBTimestampValue,
-  type DuckDBType,
-  type DuckDBValue,
-  HUGEINT,
-  INTEGER,
-  LIST,
-  listValue,
-  STRUCT,
-  structValue,
-  TIMESTAMP,
-  VARCHAR,
-} from '@duckdb/node-api';
-
 export type Shape =
   | { k: 'NULL' | 'BIGINT' | 'HUGEINT' | 'DOUBLE' | 'VARCHAR' | 'BOOLEAN' | 'TIMESTAMP' | 'BLOB' }
   | { k: 'LIST'; e: Shape }
@@ -154,74 +136,4 @@ export function shapeKey(s: Shape): string {
   if (s.k === 'LIST') return `${shapeKey(s.e)}[]`;
   if (s.k === 'STRUCT') return `{${s.f.map(([n, t]) => `${JSON.stringify(n)}:${shapeKey(t)}`).join(',')}}`;
   return s.k;
-}
-
-export function duckType(s: Shape): DuckDBType {
-  switch (s.k) {
-    case 'NULL':
-      return INTEGER;
-    case 'BIGINT':
-      return BIGINT;
-    case 'HUGEINT':
-      return HUGEINT;
-    case 'DOUBLE':
-      return DOUBLE;
-    case 'VARCHAR':
-      return VARCHAR;
-    case 'BOOLEAN':
-      return BOOLEAN;
-    case 'TIMESTAMP':
-      return TIMESTAMP;
-    case 'BLOB':
-      return BLOB;
-    case 'LIST':
-      return LIST(duckType(s.e));
-    case 'STRUCT':
-      return STRUCT(Object.fromEntries(s.f.map(([n, t]) => [n, duckType(t)])));
-  }
-}
-
-/** A record value as a DuckDB value of shape `s` (which the value's own shape merges into). */
-export function duckValue(v: unknown, s: Shape): DuckDBValue {
-  if (v === null || v === undefined) return null;
-  switch (s.k) {
-    case 'NULL':
-      return null;
-    case 'BIGINT':
-    case 'HUGEINT':
-      return typeof v === 'bigint' ? v : BigInt(typeof v === 'boolean' ? Number(v) : (v as number));
-    case 'DOUBLE':
-      return Number(v);
-    case 'VARCHAR':
-      return String(v);
-    case 'BOOLEAN':
-      return Boolean(v);
-    case 'TIMESTAMP':
-      return new DuckDBTimestampValue(BigInt((v as Date).getTime()) * 1000n);
-    case 'BLOB':
-      return blobValue(v as Uint8Array);
-    case 'LIST':
-      return listValue((v as unknown[]).map((x) => duckValue(x, s.e)));
-    case 'STRUCT': {
-      const o = v as Record<string, unknown>;
-      return structValue(Object.fromEntries(s.f.map(([n, t]) => [n, duckValue(o[n], t)])));
-    }
-  }
-}
-
-/**
- * `duckValue` for one column of shape `s`, with the flat types' cases picked once: what a scan or
- * an appender calls per value.
- */
-export function duckConverter(s: Shape): (v: unknown) => DuckDBValue {
-  switch (s.k) {
-    case 'NULL':
-      return () => null;
-    case 'DOUBLE':
-      return (v) => (v == null ? null : Number(v));
-    case 'VARCHAR':
-      return (v) => (v == null ? null : String(v));
-    default:
-      return (v) => duckValue(v, s);
-  }
 }

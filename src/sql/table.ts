@@ -1,7 +1,26 @@
 /** Loading records into DuckDB temp tables with DuckDB's appender (no SQL text per row). */
-import { BIGINT, type DuckDBConnection, DuckDBDataChunk } from '@duckdb/node-api';
+import {
+  BIGINT,
+  BLOB,
+  BOOLEAN,
+  blobValue,
+  DOUBLE,
+  type DuckDBConnection,
+  DuckDBDataChunk,
+  DuckDBTimestampValue,
+  type DuckDBType,
+  type DuckDBValue,
+  HUGEINT,
+  INTEGER,
+  LIST,
+  listValue,
+  STRUCT,
+  structValue,
+  TIMESTAMP,
+  VARCHAR,
+} from '@duckdb/node-api';
 import { SluiceError } from '../sdk/errors.ts';
-import { duckConverter, duckType, type Shape } from './shape.ts';
+import type { Shape } from './shape.ts';
 
 export interface Column {
   name: string;
@@ -57,5 +76,76 @@ export async function appendRecords(
     );
   } finally {
     appender.closeSync();
+  }
+}
+
+/** DuckDB's type for a shape (NULL inside a nested type is stored as INTEGER: its values are all NULL). */
+export function duckType(s: Shape): DuckDBType {
+  switch (s.k) {
+    case 'NULL':
+      return INTEGER;
+    case 'BIGINT':
+      return BIGINT;
+    case 'HUGEINT':
+      return HUGEINT;
+    case 'DOUBLE':
+      return DOUBLE;
+    case 'VARCHAR':
+      return VARCHAR;
+    case 'BOOLEAN':
+      return BOOLEAN;
+    case 'TIMESTAMP':
+      return TIMESTAMP;
+    case 'BLOB':
+      return BLOB;
+    case 'LIST':
+      return LIST(duckType(s.e));
+    case 'STRUCT':
+      return STRUCT(Object.fromEntries(s.f.map(([n, t]) => [n, duckType(t)])));
+  }
+}
+
+/** A record value as a DuckDB value of shape `s` (which the value's own shape merges into). */
+export function duckValue(v: unknown, s: Shape): DuckDBValue {
+  if (v === null || v === undefined) return null;
+  switch (s.k) {
+    case 'NULL':
+      return null;
+    case 'BIGINT':
+    case 'HUGEINT':
+      return typeof v === 'bigint' ? v : BigInt(typeof v === 'boolean' ? Number(v) : (v as number));
+    case 'DOUBLE':
+      return Number(v);
+    case 'VARCHAR':
+      return String(v);
+    case 'BOOLEAN':
+      return Boolean(v);
+    case 'TIMESTAMP':
+      return new DuckDBTimestampValue(BigInt((v as Date).getTime()) * 1000n);
+    case 'BLOB':
+      return blobValue(v as Uint8Array);
+    case 'LIST':
+      return listValue((v as unknown[]).map((x) => duckValue(x, s.e)));
+    case 'STRUCT': {
+      const o = v as Record<string, unknown>;
+      return structValue(Object.fromEntries(s.f.map(([n, t]) => [n, duckValue(o[n], t)])));
+    }
+  }
+}
+
+/**
+ * `duckValue` for one column of shape `s`, with the flat types' cases picked once: what a scan or
+ * an appender calls per value.
+ */
+export function duckConverter(s: Shape): (v: unknown) => DuckDBValue {
+  switch (s.k) {
+    case 'NULL':
+      return () => null;
+    case 'DOUBLE':
+      return (v) => (v == null ? null : Number(v));
+    case 'VARCHAR':
+      return (v) => (v == null ? null : String(v));
+    default:
+      return (v) => duckValue(v, s);
   }
 }

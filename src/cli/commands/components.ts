@@ -2,7 +2,7 @@ import { describeFields } from '../../docs/describe.ts';
 import { defaultRegistry } from '../../registry.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import type { ComponentDefinition } from '../../sdk/types.ts';
-import { didYouMean } from '../../spec/validate.ts';
+import { didYouMean } from '../../spec/suggest.ts';
 import { EXIT } from '../exit-codes.ts';
 import { renderTable } from '../format.ts';
 import { defineCommand, parseCommand } from '../options.ts';

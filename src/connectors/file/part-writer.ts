@@ -13,7 +13,7 @@ import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
 import type { RecordSchema, RecordValue, Rejection, SluiceRecord } from '../../sdk/types.ts';
 import { errorText, exists, syncPath, unlinkQuietly } from './fs-util.ts';
 import type { FileFormat } from './paths.ts';
-import type { FileSinkConfig } from './sink-config.ts';
+import type { FileSinkConfig } from './sink-definition.ts';
 import { TextFileWriter } from './writer.ts';
 
 /** Open part files beyond this many (many partitions) are finished, oldest first. */

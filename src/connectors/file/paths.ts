@@ -8,7 +8,8 @@ import picomatch from 'picomatch';
 import { escapePath, glob, isDynamicPattern } from 'tinyglobby';
 import { stripCompressionExtension } from '../../formats/compression.ts';
 import { SluiceError } from '../../sdk/errors.ts';
-import { parseS3Url, type S3Connection, s3Url } from '../s3/client.ts';
+import type { S3Connection } from '../s3/client.ts';
+import { parseS3Url, s3Url } from '../s3/options.ts';
 
 export const FORMATS = ['csv', 'jsonl', 'parquet'] as const;
 export type FileFormat = (typeof FORMATS)[number];

@@ -7,7 +7,6 @@
  */
 import path from 'node:path';
 import { compressionFromPath } from '../../formats/compression.ts';
-import { defineSink } from '../../sdk/define.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import type {
   ComponentContext,
@@ -26,10 +25,10 @@ import { S3Committer, s3Target } from './commit/s3.ts';
 import { errorText } from './fs-util.ts';
 import { PartWriter } from './part-writer.ts';
 import { encodePartitionValue, formatFromPath } from './paths.ts';
-import { type FileSinkConfig, fileSinkConfig, isSingleFilePath } from './sink-config.ts';
+import { type FileSinkConfig, isSingleFilePath } from './sink-definition.ts';
 
 export { parseSize } from '../../spec/size.ts';
-export { type FileSinkConfig, fileSinkConfig, isSingleFilePath } from './sink-config.ts';
+export { type FileSinkConfig, fileSink, fileSinkConfig, isSingleFilePath } from './sink-definition.ts';
 
 class FileSink implements SinkInstance {
   readonly #ctx: ComponentContext;
@@ -211,51 +210,15 @@ class FileSink implements SinkInstance {
   }
 }
 
-export const fileSink = defineSink({
-  name: 'file',
-  summary:
-    'Writes CSV, JSON Lines or Parquet files: part files in a directory (rolled, Hive-partitioned) or one file.',
-  description:
-    'Every file is written under a hidden temporary name in its final folder and renamed into place on commit, so ' +
-    'readers never see a partial file and a failed or interrupted run leaves nothing half-written. Parquet is written ' +
-    'by embedded DuckDB with bounded memory: records are staged as JSON Lines and converted with exact column types: a column keeps the type its batches declare (a CSV `date`, `CAST(x AS INTEGER)` in a sql step; see docs/concepts.md) when its values fit it, else the type of its values.',
-  config: fileSinkConfig,
-  shorthand: 'path',
-  paths: (cfg) => (isS3Url(cfg.path) ? [] : [{ path: ['path'], value: cfg.path }]),
-  examples: [
-    {
-      title: 'Parquet part files partitioned by country, rolled every million records',
-      yaml: [
-        'path: out/payments/',
-        'format: parquet',
-        'partition_by: [country]',
-        'roll:',
-        '  max_records: 1000000',
-        'parquet:',
-        '  compression: zstd',
-      ].join('\n'),
-    },
-    {
-      title: 'One gzipped JSON Lines file',
-      yaml: 'path: out/result.jsonl.gz',
-    },
-    {
-      title: 'Semicolon-delimited CSV part files of at most 128 MB',
-      yaml: ['path: exports/', 'format: csv', 'csv:', '  delimiter: ";"', 'roll:', '  max_bytes: 128MB'].join(
-        '\n',
-      ),
-    },
-  ],
-  async create(config, ctx) {
-    if (!isS3Url(config.path)) return new FileSink(config, ctx);
-    const s3 = new S3Connection(s3OptionsFromConfig(config.s3), 'SLUICE_SINK_IO');
-    try {
-      // A missing bucket is told now, not at the first checkpoint.
-      await s3.requireBucket(parseS3Url(config.path, 'SLUICE_SINK_IO').bucket);
-    } catch (err) {
-      s3.close();
-      throw err;
-    }
-    return new FileSink(config, ctx, s3);
-  },
-});
+export async function createFileSink(config: FileSinkConfig, ctx: ComponentContext): Promise<FileSink> {
+  if (!isS3Url(config.path)) return new FileSink(config, ctx);
+  const s3 = new S3Connection(s3OptionsFromConfig(config.s3), 'SLUICE_SINK_IO');
+  try {
+    // A missing bucket is told now, not at the first checkpoint.
+    await s3.requireBucket(parseS3Url(config.path, 'SLUICE_SINK_IO').bucket);
+  } catch (err) {
+    s3.close();
+    throw err;
+  }
+  return new FileSink(config, ctx, s3);
+}

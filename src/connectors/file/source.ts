@@ -3,16 +3,14 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { z } from 'zod';
 import { untilAborted } from '../../formats/batch.ts';
 import { type Compression, compressionFromPath, createDecompressor } from '../../formats/compression.ts';
-import { csvReadOptionsSchema, csvSchema, decodeCsv } from '../../formats/csv.ts';
+import { csvSchema, decodeCsv } from '../../formats/csv.ts';
 import { decodeJsonl } from '../../formats/jsonl.ts';
 import { type DuckDB, openDuckDB, parquetRowCount, readParquet } from '../../formats/parquet.ts';
-import { defineSource } from '../../sdk/define.ts';
 import { SluiceError, toSluiceError } from '../../sdk/errors.ts';
 import type { ComponentContext, SourceBatch, SourceInstance, SourceProgress } from '../../sdk/types.ts';
-import { checkS3Fields, isS3Url, S3Connection, s3OptionsFromConfig, s3OptionsSchema } from '../s3/client.ts';
+import { isS3Url, S3Connection, s3OptionsFromConfig } from '../s3/client.ts';
 import {
   type FileFormat,
   FORMATS,
@@ -21,36 +19,7 @@ import {
   listInputFiles,
   listS3InputFiles,
 } from './paths.ts';
-
-export const fileSourceConfig = z
-  .object({
-    path: z
-      .string()
-      .min(1)
-      .describe(
-        'A file, a glob (`data/*.csv.gz`, `logs/**/*.jsonl`) or a directory (every file in it, recursively). ' +
-          'Files are read one after the other in sorted path order; hidden and `_`-prefixed files are skipped. ' +
-          'A relative path resolves against the spec file. On S3: `s3://bucket/key`, `s3://bucket/prefix/` (every ' +
-          'object under it) or `s3://bucket/logs/**/*.jsonl.gz` (listed under the literal part, in key order).',
-      ),
-    format: z
-      .enum(FORMATS)
-      .optional()
-      .describe(
-        'csv, jsonl or parquet. Default: from each file extension, after .gz/.zst: .csv, .tsv (tab-delimited CSV), ' +
-          '.jsonl/.ndjson/.json, .parquet.',
-      ),
-    compression: z
-      .enum(['auto', 'none', 'gzip', 'zstd'])
-      .default('auto')
-      .describe('Compression of csv and jsonl files; auto decides by extension (.gz gzip, .zst zstd).'),
-    csv: csvReadOptionsSchema.prefault({}),
-    s3: s3OptionsSchema.optional(),
-  })
-  .strict()
-  .superRefine(checkS3Fields);
-
-export type FileSourceConfig = z.output<typeof fileSourceConfig>;
+import type { FileSourceConfig } from './source-definition.ts';
 
 interface PlannedFile extends InputFile {
   format: FileFormat;
@@ -266,63 +235,19 @@ class FileSource implements SourceInstance {
   }
 }
 
-export const fileSource = defineSource({
-  name: 'file',
-  summary:
-    'Reads CSV, JSON Lines or Parquet files (plain, gzip or zstd): one file, a glob or a directory, local or on S3.',
-  description:
-    'Files are read in sorted order, each record positioned by its file and line number (row index for Parquet), so a ' +
-    'run resumes exactly where it stopped. A malformed line or a value that does not convert to its declared type ' +
-    'goes to the errors sink with the file, line and raw text, and reading carries on.',
-  config: fileSourceConfig,
-  shorthand: 'path',
-  paths: (cfg) => (isS3Url(cfg.path) ? [] : [{ path: ['path'], value: cfg.path }]),
-  examples: [
-    {
-      title: 'Gzipped CSV files matched by a glob, with typed columns',
-      yaml: [
-        'path: data/payments-*.csv.gz',
-        'csv:',
-        '  columns:',
-        '    id: bigint',
-        '    amount: decimal',
-        '    paid_at: timestamp',
-        '    refunded: boolean',
-      ].join('\n'),
-    },
-    {
-      title: 'Gzipped JSON Lines objects on S3, matched by a glob (credentials from the environment)',
-      yaml: 'path: s3://acme-logs/app/2024/**/*.jsonl.gz',
-    },
-    {
-      title: 'A headerless, semicolon-delimited file',
-      yaml: [
-        'path: legacy/export.txt',
-        'format: csv',
-        'csv:',
-        '  header: false',
-        '  delimiter: ";"',
-        '  null_values: ["", "NULL"]',
-        '  columns:',
-        '    code: string',
-        '    quantity: integer',
-        '    shipped_on: date',
-      ].join('\n'),
-    },
-  ],
-  bounded: () => true,
-  async create(config, ctx) {
-    if (!isS3Url(config.path)) {
-      const files = plan(await listInputFiles(config.path, ctx.baseDir), config);
-      return new FileSource(config, ctx, files, undefined);
-    }
-    const s3 = new S3Connection(s3OptionsFromConfig(config.s3), 'SLUICE_SOURCE_IO');
-    try {
-      const files = plan(await listS3InputFiles(config.path, s3), config);
-      return new FileSource(config, ctx, files, s3);
-    } catch (err) {
-      s3.close();
-      throw err;
-    }
-  },
-});
+export async function createFileSource(config: FileSourceConfig, ctx: ComponentContext): Promise<FileSource> {
+  if (!isS3Url(config.path)) {
+    const files = plan(await listInputFiles(config.path, ctx.baseDir), config);
+    return new FileSource(config, ctx, files, undefined);
+  }
+  const s3 = new S3Connection(s3OptionsFromConfig(config.s3), 'SLUICE_SOURCE_IO');
+  try {
+    const files = plan(await listS3InputFiles(config.path, s3), config);
+    return new FileSource(config, ctx, files, s3);
+  } catch (err) {
+    s3.close();
+    throw err;
+  }
+}
+
+export { type FileSourceConfig, fileSource, fileSourceConfig } from './source-definition.ts';

@@ -93,12 +93,15 @@ describe('kafka source config', () => {
 
   it('reads in the group sluice-<pipeline> unless one is given; close() without read() is harmless', async () => {
     const cfg = kafkaSource.config.parse({ ...base, topics: ['a'] });
-    const source = kafkaSource.create(cfg, testContext({ pipelineName: 'orders-etl' })) as KafkaSource;
+    const source = (await await kafkaSource.create(
+      cfg,
+      testContext({ pipelineName: 'orders-etl' }),
+    )) as KafkaSource;
     assert.equal(source.group, 'sluice-orders-etl');
     await source.close();
     await source.close();
     await source.commit({ 'a/0': 5 }); // nothing connected: nothing to do
-    const named = kafkaSource.create({ ...cfg, group: 'mine' }, testContext()) as KafkaSource;
+    const named = (await kafkaSource.create({ ...cfg, group: 'mine' }, testContext())) as KafkaSource;
     assert.equal(named.group, 'mine');
     await named.close();
   });

@@ -28,8 +28,9 @@ import type {
 } from '../../sdk/types.ts';
 import { parseDuration } from '../../spec/duration.ts';
 import { parseSize } from '../../spec/size.ts';
-import { compileSelect, planQuery, type QueryPlan } from '../../sql/index.ts';
-import { sqlIssues } from '../filter/index.ts';
+import { compileSelect } from '../../sql/compile.ts';
+import { planQuery, type QueryPlan } from '../../sql/plan.ts';
+import { sqlIssues } from '../filter/definition.ts';
 import { bulkProcess } from './bulk.ts';
 import { type HttpConfig, httpConfig } from './config.ts';
 

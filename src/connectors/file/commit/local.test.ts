@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { testContext } from '../../../sdk/testing.ts';
 import type { RecordValue, SluiceRecord } from '../../../sdk/types.ts';
 import { PartWriter } from '../part-writer.ts';
-import { fileSinkConfig } from '../sink-config.ts';
+import { fileSinkConfig } from '../sink-definition.ts';
 import { listFiles, makeTempDir } from '../test-util.ts';
 import { OutputList } from './committer.ts';
 import { type CommitToken, LocalCommitter } from './local.ts';

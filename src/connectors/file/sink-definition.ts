@@ -1,8 +1,8 @@
-/** The file sink's config: one schema for validation, types and the reference docs. */
 import { z } from 'zod';
 import { csvWriteOptionsSchema } from '../../formats/csv.ts';
+import { defineSink } from '../../sdk/define.ts';
 import { sizeSchema } from '../../spec/size.ts';
-import { checkS3Fields, s3OptionsSchema } from '../s3/client.ts';
+import { checkS3Fields, isS3Url, s3OptionsSchema } from '../s3/options.ts';
 import { FORMATS, formatFromPath } from './paths.ts';
 
 /** A path ending in a known data-file extension names one file; anything else is a directory. */
@@ -122,3 +122,42 @@ export const fileSinkConfig = z
   });
 
 export type FileSinkConfig = z.output<typeof fileSinkConfig>;
+
+export const fileSink = defineSink({
+  name: 'file',
+  summary:
+    'Writes CSV, JSON Lines or Parquet files: part files in a directory (rolled, Hive-partitioned) or one file.',
+  description:
+    'Every file is written under a hidden temporary name in its final folder and renamed into place on commit, so ' +
+    'readers never see a partial file and a failed or interrupted run leaves nothing half-written. Parquet is written ' +
+    'by embedded DuckDB with bounded memory: records are staged as JSON Lines and converted with exact column types: a column keeps the type its batches declare (a CSV `date`, `CAST(x AS INTEGER)` in a sql step; see docs/concepts.md) when its values fit it, else the type of its values.',
+  config: fileSinkConfig,
+  shorthand: 'path',
+  paths: (cfg) => (isS3Url(cfg.path) ? [] : [{ path: ['path'], value: cfg.path }]),
+  examples: [
+    {
+      title: 'Parquet part files partitioned by country, rolled every million records',
+      yaml: [
+        'path: out/payments/',
+        'format: parquet',
+        'partition_by: [country]',
+        'roll:',
+        '  max_records: 1000000',
+        'parquet:',
+        '  compression: zstd',
+      ].join('\n'),
+    },
+    {
+      title: 'One gzipped JSON Lines file',
+      yaml: 'path: out/result.jsonl.gz',
+    },
+    {
+      title: 'Semicolon-delimited CSV part files of at most 128 MB',
+      yaml: ['path: exports/', 'format: csv', 'csv:', '  delimiter: ";"', 'roll:', '  max_bytes: 128MB'].join(
+        '\n',
+      ),
+    },
+  ],
+  // DuckDB (Parquet) and the AWS SDK (s3://) load only when a pipeline writes files.
+  create: async (config, ctx) => (await import('./sink.ts')).createFileSink(config, ctx),
+});
