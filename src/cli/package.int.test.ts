@@ -6,7 +6,8 @@
  * through npm's own client and cache (`--prefer-offline`).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -91,6 +92,47 @@ sink:
       .map((line) => JSON.parse(line) as { id: number; twice: number });
     assert.equal(rows.length, 50);
     for (const row of rows) assert.equal(row.twice, row.id * 2);
+  });
+
+  it('runs a server job in its own process (the compiled worker)', { timeout: 240_000 }, async () => {
+    const work = path.join(tmp, 'server');
+    await mkdir(work);
+    await writeFile(
+      path.join(work, 'job.yaml'),
+      `apiVersion: sluice/v1
+kind: Pipeline
+metadata: { name: job }
+source:
+  generate: { count: 20, seed: 2, fields: { id: seq } }
+sink:
+  file: { path: out/job.jsonl }
+`,
+    );
+    const server = spawn(sluiceBin, ['server', '--host', '127.0.0.1', '--port', '0'], { cwd: work, env });
+    try {
+      const found = await new Promise<RegExpMatchArray>((resolve, reject) => {
+        let said = '';
+        const look = (chunk: Buffer) => {
+          said += chunk;
+          const m = said.match(/listening on (http:\/\/\S+)[\s\S]*admin token \(shown once\): (\S+)/);
+          if (m) resolve(m);
+        };
+        server.stdout.on('data', look);
+        server.stderr.on('data', look);
+        server.on('exit', () => reject(new Error(`the server exited before it listened:\n${said}`)));
+      });
+      const { stdout } = await run(sluiceBin, ['submit', 'job.yaml', '--wait'], {
+        cwd: work,
+        env: { ...env, SLUICE_SERVER: found[1], SLUICE_TOKEN: found[2] },
+        timeout: 120_000,
+      });
+      assert.match(stdout, /succeeded/);
+      const lines = (await readFile(path.join(work, 'out/job.jsonl'), 'utf8')).trim().split('\n');
+      assert.equal(lines.length, 20);
+    } finally {
+      server.kill('SIGTERM');
+      if (server.exitCode === null) await once(server, 'exit');
+    }
   });
 
   it('runs a plugin step from its own project that imports sluice/sdk and typechecks', async () => {
