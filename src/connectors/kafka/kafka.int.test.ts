@@ -88,20 +88,24 @@ async function produceRaw(topic: string, messages: RawMessage[]): Promise<void> 
   }
 }
 
-function sourceFor(config: Record<string, unknown>, ctx: Partial<ComponentContext> = {}): KafkaSource {
+async function sourceFor(
+  config: Record<string, unknown>,
+  ctx: Partial<ComponentContext> = {},
+): Promise<KafkaSource> {
   const cfg = kafkaSource.config.parse({
     bootstrap_servers: BOOTSTRAP,
     group: unique('sluice-g'),
     stop_at_end: true,
     ...config,
   });
-  return kafkaSource.create(cfg, testContext(ctx)) as KafkaSource;
+  return (await kafkaSource.create(cfg, testContext(ctx))) as KafkaSource;
 }
 
 async function readAllOf(
-  source: KafkaSource,
+  pending: KafkaSource | Promise<KafkaSource>,
   { close = true } = {},
 ): Promise<{ records: SluiceRecord[]; rejected: Rejection[]; batches: number }> {
+  const source = await pending;
   const records: SluiceRecord[] = [];
   const rejected: Rejection[] = [];
   let batches = 0;
@@ -161,7 +165,7 @@ describe('kafka sink → kafka source', () => {
     );
     assert.deepEqual(rejected, []);
 
-    const source = sourceFor({ topics: [topic], fields: { key: 'kafka_key', offset: 'kafka_offset' } });
+    const source = await sourceFor({ topics: [topic], fields: { key: 'kafka_key', offset: 'kafka_offset' } });
     assert.equal(
       kafkaSource.bounded(
         kafkaSource.config.parse({ bootstrap_servers: BOOTSTRAP, topics: [topic], stop_at_end: true }),
@@ -348,7 +352,7 @@ describe('kafka source', () => {
       topic,
       range(1, 10).map((id) => ({ value: JSON.stringify({ id }) })),
     );
-    const source = sourceFor({ topics: [topic] }, { batchSize: 3 });
+    const source = await sourceFor({ topics: [topic] }, { batchSize: 3 });
     const records: SluiceRecord[] = [];
     let producedMore = false;
     for await (const batch of source.read()) {
@@ -383,7 +387,7 @@ describe('kafka source', () => {
       topic,
       range(0, 9).map((id) => ({ value: JSON.stringify({ id }), partition: id % 2 })),
     );
-    const first = sourceFor({ topics: [topic], group });
+    const first = await sourceFor({ topics: [topic], group });
     const read = await readAllOf(first, { close: false });
     assert.equal(read.records.length, 10);
     // As the engine would after a checkpoint: partition 0 fully, partition 1 up to offset 1 (ids 1, 3).
@@ -398,7 +402,7 @@ describe('kafka source', () => {
     const topic = await createTopic(1);
     await produceRaw(topic, [{ value: '{"id":1}' }]);
     const controller = new AbortController();
-    const source = sourceFor({ topics: [topic], stop_at_end: false }, { signal: controller.signal });
+    const source = await sourceFor({ topics: [topic], stop_at_end: false }, { signal: controller.signal });
     const iterator = source.read()[Symbol.asyncIterator]();
     const first = await iterator.next();
     assert.deepEqual(first.done ? [] : ids(first.value.records), [1]);
@@ -424,10 +428,10 @@ describe('kafka source', () => {
 
   it('fails with a retriable SLUICE_SOURCE_IO / SLUICE_SINK_IO when no broker answers', async () => {
     const nowhere = '127.0.0.1:1';
-    const source = kafkaSource.create(
+    const source = (await kafkaSource.create(
       kafkaSource.config.parse({ bootstrap_servers: nowhere, topics: ['t'], stop_at_end: true }),
       testContext(),
-    ) as KafkaSource;
+    )) as KafkaSource;
     await assert.rejects(readAllOf(source), (err: SluiceError) => {
       assert.equal(err.code, 'SLUICE_SOURCE_IO');
       assert.equal(err.retriable, true);
