@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineSink } from '../../sdk/define.ts';
 import type { ConfigIssue } from '../../sdk/types.ts';
 import { compileExpression } from '../../sql/compile.ts';
-import { sqlIssues } from '../../steps/filter/definition.ts';
+import { sqlIssues } from '../../sql/issues.ts';
 import { checkBootstrap, connectionFields, TOPIC_NAME } from './common.ts';
 
 export const kafkaSinkConfig = z

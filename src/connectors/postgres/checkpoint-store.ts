@@ -3,7 +3,7 @@
  * row per pipeline in `sluice_state_checkpoints`, replaced by a single upsert so a save is atomic.
  */
 import pg from 'pg';
-import { type Checkpoint, type CheckpointStore, parseCheckpoint } from '../../engine/checkpoint-store.ts';
+import { type Checkpoint, type CheckpointStore, parseCheckpoint } from '../../sdk/checkpoint.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { ident, safeUrl } from './common.ts';
 

@@ -3,7 +3,7 @@
  * replaces an object atomically (readers see the old or the new content, never part of either),
  * so a save is one PutObject and a crash at any moment leaves the previous checkpoint or the new one.
  */
-import { type Checkpoint, type CheckpointStore, parseCheckpoint } from '../../engine/checkpoint-store.ts';
+import { type Checkpoint, type CheckpointStore, parseCheckpoint } from '../../sdk/checkpoint.ts';
 import { SluiceError } from '../../sdk/errors.ts';
 import { parseS3Url, S3Connection, s3Url } from './client.ts';
 

@@ -45,4 +45,5 @@ export async function createFilterStep(
   };
 }
 
-export { type FilterConfig, filterStep, sqlIssues } from './definition.ts';
+export { sqlIssues } from '../../sql/issues.ts';
+export { type FilterConfig, filterStep } from './definition.ts';

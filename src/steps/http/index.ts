@@ -29,8 +29,8 @@ import type {
 import { parseDuration } from '../../spec/duration.ts';
 import { parseSize } from '../../spec/size.ts';
 import { compileSelect } from '../../sql/compile.ts';
+import { sqlIssues } from '../../sql/issues.ts';
 import { planQuery, type QueryPlan } from '../../sql/plan.ts';
-import { sqlIssues } from '../filter/definition.ts';
 import { bulkProcess } from './bulk.ts';
 import { type HttpConfig, httpConfig } from './config.ts';
 

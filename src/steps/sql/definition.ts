@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { defineStep } from '../../sdk/define.ts';
 import type { ConfigIssue } from '../../sdk/types.ts';
 import { newDuckDBConnection } from '../../sql/duckdb.ts';
+import { sqlIssues } from '../../sql/issues.ts';
 import { checkLookups, lookupsSchema } from '../../sql/lookups.ts';
 import { planQuery } from '../../sql/plan.ts';
-import { sqlIssues } from '../filter/definition.ts';
 
 const config = z
   .object({
