@@ -9,7 +9,7 @@ import { constantSubtree } from './codegen.ts';
 import { describeSubset, FUNCTION_NAMES, FUNCTIONS } from './functions.ts';
 import { type BoundQuery, children, type Node, type OutColumn, type PathSeg } from './ir.ts';
 import { type AstNode, type Catalog, invalid, type Parsed } from './parse.ts';
-import { dblStr, decStr, nullProto } from './runtime.ts';
+import { dblText, decStr, nullProto } from './runtime.ts';
 import { decimal, type SqlType, T } from './types.ts';
 
 export interface BindContext {
@@ -397,7 +397,7 @@ export class Binder {
       case 'DOUBLE':
       case 'FLOAT': {
         const d = Number(raw);
-        return { k: 'const', type: T.DOUBLE, value: d, lit: false, text: dblStr(d), loc };
+        return { k: 'const', type: T.DOUBLE, value: d, lit: false, text: dblText(d), loc };
       }
       case 'VARCHAR': {
         const s = String(raw);

@@ -119,6 +119,21 @@ function isLiteralValue(v: unknown): boolean {
 
 const evalCache = new Map<string, (c: unknown) => unknown>();
 
+/**
+ * Runs run-time code on a constant at compile time. What compiled code leaves to DuckDB for a value
+ * (an integer beyond ±2^53, a NaN as text) leaves the query to DuckDB.
+ */
+function atCompileTime<T>(node: Node, run: () => T): T {
+  try {
+    return run();
+  } catch (err) {
+    if (err instanceof Error && err.message.includes('beyond ±2^53'))
+      throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond', 'inexact');
+    if (isComputeOnDuckDB(err)) throw new CompileError(err.message, node, 'beyond', 'inexact');
+    throw err;
+  }
+}
+
 /** Evaluates an expression template over one value at compile time (constant folding). */
 function evalTemplate(template: (c: string) => string, value: unknown): unknown {
   const src = template('c');
@@ -526,20 +541,12 @@ export class Gen {
     }
     const { tpl, fails } = plan;
     if (v.isConst) {
-      let r: unknown;
-      try {
-        r = evalTemplate(tpl, v.cv);
-      } catch (err) {
-        if (err instanceof Error && err.message.includes('beyond ±2^53'))
-          throw new CompileError(err.message.replace(/ \(in .*\)$/s, ''), node, 'beyond', 'inexact');
-        if (isComputeOnDuckDB(err)) throw new CompileError(err.message, node, 'beyond', 'inexact');
-        throw err;
-      }
+      const r = atCompileTime(node, () => evalTemplate(tpl, v.cv));
       if (r === undefined) {
         if (to.id === 'INTERVAL' || to.id === 'TIME')
           throw this.beyond(`the ${to.id} text ${JSON.stringify(v.cv)}`, node);
         if (isTry) return this.nullOf(to, true);
-        const message = Gen.castMessage(v.type, to, v.cv);
+        const message = atCompileTime(node, () => Gen.castMessage(v.type, to, v.cv));
         // as DuckDB, a constant that cannot convert fails only when it is evaluated
         if (this.#lazy === 0) throw new CompileError(message, node, 'value');
         const t = this.tmp();

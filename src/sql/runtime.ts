@@ -288,12 +288,23 @@ export function roundEven(x: number): number {
 
 // ---------------------------------------------------------------- to text
 
-/** DuckDB's DOUBLE → VARCHAR: shortest round-trip digits, exponent outside 1e-5 .. 1e16. */
+/**
+ * DuckDB's DOUBLE → VARCHAR of a value: `dblText`, except that a NaN goes to DuckDB. DuckDB prints a
+ * NaN with its sign bit set as -nan (inf - inf on x86, -'nan'); JavaScript does not keep a NaN's sign
+ * reliably (V8 may make any NaN its canonical one), so DuckDB prints this record's.
+ */
 export function dblStr(x: number): string {
-  // DuckDB prints a NaN with its sign bit set as -nan (inf - inf on x86, -'nan'); JavaScript does not
-  // keep a NaN's sign reliably (V8 may make any NaN its canonical one), so DuckDB prints this record's
   if (Number.isNaN(x))
     return onDuckDB('a NaN as text (DuckDB writes its sign bit: nan or -nan)', 'CAST(DOUBLE AS VARCHAR)');
+  return dblText(x);
+}
+
+/**
+ * DuckDB's digits for a DOUBLE: shortest round-trip digits, exponent outside 1e-5 .. 1e16; a NaN is
+ * `nan`. For the text of the query itself (a constant in a message); a value cast to text uses dblStr.
+ */
+export function dblText(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
   if (x === Number.POSITIVE_INFINITY) return 'inf';
   if (x === Number.NEGATIVE_INFINITY) return '-inf';
   if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';

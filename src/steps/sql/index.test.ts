@@ -411,6 +411,22 @@ describe('sql step on DuckDB micro-batches', () => {
     assert.equal(out[0]!.rejected, undefined);
   });
 
+  test("a constant NaN that fails a cast is DuckDB's to fail, record by record, not refused at validation", async () => {
+    // the failure's message would print the NaN, whose sign only DuckDB knows
+    const step = await make("SELECT id, CAST('nan'::DOUBLE AS INTEGER) AS n FROM input");
+    const { out } = await runAll(step, [[rec({ id: 1 }, 1), rec({ id: 2 }, 2)]]);
+    const duck = await duckRows("SELECT CAST('nan'::DOUBLE AS INTEGER) AS n").then(
+      () => assert.fail('DuckDB casts it'),
+      // its first line: the rest points into its own query text
+      (err: Error) => err.message.split('\n')[0]!,
+    );
+    assert.deepEqual(out[0]!.records, []);
+    assert.deepEqual(
+      out[0]!.rejected?.map((r) => r.error.message.slice(0, duck.length)),
+      [duck, duck],
+    );
+  });
+
   test('integers beyond ±2^53 (as JSON Lines gives them) pass through and compare exactly', async () => {
     const step = await make(
       'SELECT id, n, n > 9007199254740992 AS above, n = 9007199254740993 AS eq, n + 1 AS next FROM input WHERE n <> 0',
